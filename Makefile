@@ -1,0 +1,34 @@
+# Every target installs what it needs into .venv first (created if missing).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROMPT ?= a red circle moving right on a blue background
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
+
+.PHONY: install demo test train-spine eval-spine clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vdm sample --prompt "$(PROMPT)" --seed 0 --out outputs/demo.mp4 --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+# Retrains the shipped model from scratch (see README for the time it took) and installs it.
+train-spine: $(STAMP)
+	$(VENV)/bin/vdm train --config configs/spine.py --workdir workdirs/spine
+	rm -rf checkpoints/spine && cp -r workdirs/spine/model checkpoints/spine
+
+eval-spine: $(STAMP)
+	$(VENV)/bin/vdm eval adherence --checkpoint checkpoints/spine --num 48 --out outputs/adherence_spine.json
+
+clean:
+	rm -rf outputs workdirs .pytest_cache

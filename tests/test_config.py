@@ -1,0 +1,41 @@
+"""Config loading, overrides and validation errors that name the field."""
+import pytest
+
+from vdm.config import ConfigError, load_config, validate
+
+
+def test_configs_load_and_validate():
+  for spec in ("configs/spine.py", "configs/spine.py:tiny"):
+    validate(load_config(spec))
+
+
+def test_override_parses_literals():
+  config = load_config("configs/spine.py:tiny", ["train.dit.steps=11", "sample.aspect=16:9"])
+  assert config.train.dit.steps == 11 and config.sample.aspect == "16:9"
+
+
+@pytest.mark.parametrize("override, field", [
+    ("data.frames=8", "data.frames"),
+    ("data.height=30", "data.height"),
+    ("dit.heads=3", "dit.heads"),
+    ("vae.temporal_downsample=3", "vae.temporal_downsample"),
+    ("diffusion.timestep_sampling='cosine'", "diffusion.timestep_sampling"),
+    ("diffusion.text_dropout=1.5", "diffusion.text_dropout"),
+    ("sample.mode='sideways'", "sample.mode"),
+    ("train.vae.steps=0", "train.vae.steps"),
+    ("train.dit.learning_rate=-1.0", "train.dit.learning_rate"),
+])
+def test_invalid_values_name_the_field(override, field):
+  with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+    load_config("configs/spine.py:tiny", [override])
+
+
+def test_unknown_fields_and_files():
+  with pytest.raises(ConfigError, match="unknown field"):
+    load_config("configs/spine.py", ["dit.depthh=3"])
+  with pytest.raises(ConfigError, match="no such file"):
+    load_config("configs/nope.py")
+  with pytest.raises(ConfigError, match="FIELD=VALUE"):
+    load_config("configs/spine.py", ["dit.depth"])
+  with pytest.raises(ConfigError, match="dit.depth"):
+    load_config("configs/spine.py", ["dit.depth='four'"])

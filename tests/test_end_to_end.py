@@ -1,0 +1,140 @@
+"""The spine at tiny size: train every stage, export, load, sample from Python and the CLI."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from vdm import cli
+from vdm.config import load_config
+from vdm.models import load_model_dir
+from vdm.train.run import run_training
+
+TINY = "configs/spine.py:tiny"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  os.environ["VDM_NO_PROGRESS"] = "1"
+  workdir = str(tmp_path_factory.mktemp("spine_tiny"))
+  model_dir = run_training(load_config(TINY), workdir)
+  return workdir, model_dir
+
+
+@pytest.fixture(scope="module")
+def pipe(trained):
+  import vdm
+  return vdm.Pipeline.load(trained[1])
+
+
+def test_training_writes_logs_checkpoints_and_model(trained):
+  workdir, model_dir = trained
+  for stage in ("vae", "dit"):
+    lines = [json.loads(l) for l in open(os.path.join(workdir, stage, "metrics.jsonl"))]
+    assert [l["step"] for l in lines] == [2, 4, 6]
+    assert all(np.isfinite(l["loss"]) for l in lines)
+    assert os.listdir(os.path.join(workdir, stage, "tensorboard"))
+  for name in ("config.json", "tokenizer.model", "latent_stats.json", "vae", "denoiser",
+               "provenance.json"):
+    assert os.path.exists(os.path.join(model_dir, name)), name
+
+
+def test_rerun_resumes_instead_of_retraining(trained):
+  workdir, model_dir = trained
+  before = open(os.path.join(workdir, "dit", "metrics.jsonl")).read()
+  run_training(load_config(TINY), workdir)
+  assert open(os.path.join(workdir, "dit", "metrics.jsonl")).read() == before
+
+
+def test_model_directory_round_trip(trained, pipe):
+  """Parameters restored from the exported directory equal those in the final checkpoint."""
+  import jax
+  from flax import nnx
+  config, tokenizer, vae, denoiser, stats = load_model_dir(trained[1])
+  for a, b in zip(jax.tree.leaves(nnx.state(denoiser)), jax.tree.leaves(nnx.state(pipe.denoiser))):
+    np.testing.assert_array_equal(a, b)
+  assert config.dit.width == load_config(TINY).dit.width
+  assert tokenizer.vocab_size > 3 and stats["std"].shape == (config.vae.latent_channels,)
+
+
+def test_same_seed_same_frames(pipe):
+  a = pipe("a red circle moving right on a blue background", seed=3)
+  b = pipe("a red circle moving right on a blue background", seed=3)
+  c = pipe("a red circle moving right on a blue background", seed=4)
+  assert a.dtype == np.uint8 and a.shape == (5, 16, 16, 3)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_user_controls_shape_the_clip(pipe):
+  frames = pipe("a green square moving up", seconds=1.0, fps=8, aspect="16:9", resolution=16,
+                steps=2, guidance=2.0, negative_prompt="red")
+  assert frames.shape == (9, 16, 28, 3)  # 16 * 16/9 = 28.4, rounded to the stride 4
+  assert pipe("a green square", aspect="9:16").shape[1:3] == (28, 16)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(aspect="4:3"), "--aspect"),
+    (dict(resolution=18), "--resolution"),
+    (dict(resolution=0), "--resolution"),
+    (dict(seconds=0), "--seconds"),
+    (dict(seconds=-1.0), "--seconds"),
+    (dict(seconds=100.0), "beyond this model's limit"),
+    (dict(steps=0), "--steps"),
+    (dict(guidance=-1.0), "--guidance"),
+    (dict(mode="sideways"), "--mode"),
+    (dict(fps=0), "--fps"),
+])
+def test_bad_options_name_the_option(pipe, options, message):
+  with pytest.raises(ValueError, match=message):
+    pipe.resolve("a red circle", **options)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", None])
+def test_empty_prompt_is_rejected(pipe, prompt):
+  with pytest.raises(ValueError, match="--prompt"):
+    pipe.resolve(prompt)
+
+
+def test_odd_prompts_are_handled(pipe):
+  with pytest.warns(UserWarning, match="longer than"):
+    long = pipe("red " * 3000, steps=1)
+  assert long.shape[0] == 5
+  assert pipe("\x00\x07 красный круг 赤い丸 \t", steps=1).dtype == np.uint8
+
+
+def test_cli_sample_writes_video_and_sidecar(trained, tmp_path, capsys):
+  out = tmp_path / "clip.mp4"
+  argv = ["sample", "--prompt", "a blue circle moving left", "--seed", "1", "--steps", "2",
+          "--checkpoint", trained[1], "--out", str(out)]
+  assert cli.main(argv) == 0
+  sidecar = json.load(open(tmp_path / "clip.json"))
+  assert sidecar["request"]["prompt"] == "a blue circle moving left"
+  assert sidecar["request"]["seed"] == 1 and "git_commit" in sidecar and "config" in sidecar
+  from vdm.video_io import read_video
+  video = read_video(str(out))
+  assert video.shape == (5, 16, 16, 3)
+  # An existing output is not overwritten without --overwrite.
+  assert cli.main(argv) == 2
+  assert "--overwrite" in capsys.readouterr().err
+  assert cli.main(argv + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "/nonexistent/dir"], "no such directory"),
+    (["--aspect", "2:1"], "--aspect"),
+    (["--prompt", ""], "--prompt"),
+])
+def test_cli_errors_are_clear(trained, tmp_path, capsys, args, message):
+  argv = ["sample", "--prompt", "a red circle", "--checkpoint", trained[1],
+          "--out", str(tmp_path / "x.mp4")] + args
+  assert cli.main(argv) == 2
+  assert message in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / "x.mp4")
+
+
+def test_cli_rejects_a_directory_that_is_not_a_model(tmp_path, capsys):
+  (tmp_path / "config.json").write_text("{}")
+  assert cli.main(["sample", "--prompt", "a red circle", "--checkpoint", str(tmp_path),
+                   "--out", str(tmp_path / "x.mp4")]) == 2
+  assert "missing" in capsys.readouterr().err

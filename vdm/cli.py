@@ -1,0 +1,145 @@
+"""The `vdm` command line: train | sample | eval | tokenizer.
+
+  vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
+  vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
+  vdm eval adherence --checkpoint DIR --num 48
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "checkpoints", "spine")
+
+
+def _default_checkpoint() -> str:
+  return os.environ.get("VDM_CHECKPOINT", DEFAULT_CHECKPOINT)
+
+
+def cmd_train(args) -> int:
+  from vdm.config import load_config
+  from vdm.train.run import run_training
+  config = load_config(args.config, args.set)
+  if args.seed is not None:
+    config.seed = args.seed
+  model_dir = run_training(config, args.workdir, until=args.until)
+  if model_dir:
+    print(f"model written to {model_dir}")
+  return 0
+
+
+def cmd_sample(args) -> int:
+  from vdm.generate.pipeline import Pipeline
+  from vdm.train.run import git_commit
+  from vdm.video_io import write_json, write_video
+  if os.path.exists(args.out) and not args.overwrite:
+    raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
+  t0 = time.perf_counter()
+  pipe = Pipeline.load(args.checkpoint)
+  request = pipe.resolve(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
+                         seconds=args.seconds, fps=args.fps, aspect=args.aspect,
+                         resolution=args.resolution, steps=args.steps, guidance=args.guidance,
+                         mode=args.mode)
+  load_seconds = time.perf_counter() - t0
+  result = pipe.generate(request)
+  write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
+  sidecar = os.path.splitext(args.out)[0] + ".json"
+  write_json(sidecar, dict(
+      request=dataclasses.asdict(request),
+      checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(),
+      config=pipe.config.to_dict(),
+      timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
+      frames_shape=list(result["frames"].shape)))
+  print(f"wrote {args.out} ({result['frames'].shape[0]} frames, "
+        f"{result['frames'].shape[2]}x{result['frames'].shape[1]}, {request.fps} fps) "
+        f"and {sidecar} in {time.perf_counter() - t0:.1f}s")
+  return 0
+
+
+def cmd_eval(args) -> int:
+  from vdm.eval.run import run_adherence
+  if args.suite != "adherence":
+    raise ValueError(f"eval suite {args.suite!r}: allowed ['adherence']")
+  run_adherence(args.checkpoint, num=args.num, seed=args.seed, out=args.out,
+                steps=args.steps, guidance=args.guidance)
+  return 0
+
+
+def cmd_tokenizer(args) -> int:
+  from vdm.config import load_config
+  from vdm.data.synthetic import caption_corpus
+  from vdm.text.tokenizer import Tokenizer, train_tokenizer
+  config = load_config(args.config, args.set)
+  tokenizer = Tokenizer(train_tokenizer(caption_corpus(config.data.seed, args.num_captions),
+                                        vocab_size=config.text.vocab_size))
+  tokenizer.save(args.out)
+  print(f"wrote {args.out} ({tokenizer.vocab_size} pieces)")
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="vdm", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  def add_config(p):
+    p.add_argument("--config", required=True, help="configs/<name>.py[:arg]")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field, e.g. --set train.dit.steps=100")
+
+  p = sub.add_parser("train", help="train tokenizer, VAE and denoiser; export a model directory")
+  add_config(p)
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--seed", type=int, default=None, help="overrides config.seed")
+  p.add_argument("--until", default="export", choices=("tokenizer", "vae", "dit", "export"))
+  p.set_defaults(func=cmd_train)
+
+  p = sub.add_parser("sample", help="generate a video from a prompt")
+  p.add_argument("--prompt", required=True)
+  p.add_argument("--negative-prompt", default="")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seconds", type=float, default=None)
+  p.add_argument("--fps", type=int, default=None)
+  p.add_argument("--aspect", default=None, help="1:1 | 16:9 | 9:16")
+  p.add_argument("--resolution", type=int, default=None, help="short side in pixels")
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--guidance", type=float, default=None)
+  p.add_argument("--mode", default=None, help="parallel")
+  p.add_argument("--checkpoint", default=_default_checkpoint())
+  p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
+  p.add_argument("--overwrite", action="store_true")
+  p.set_defaults(func=cmd_sample)
+
+  p = sub.add_parser("eval", help="evaluate a model")
+  p.add_argument("suite", help="adherence")
+  p.add_argument("--checkpoint", default=_default_checkpoint())
+  p.add_argument("--num", type=int, default=48)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--steps", type=int, default=None)
+  p.add_argument("--guidance", type=float, default=None)
+  p.add_argument("--out", default="outputs/eval_adherence.json")
+  p.set_defaults(func=cmd_eval)
+
+  p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on synthetic captions")
+  add_config(p)
+  p.add_argument("--num-captions", type=int, default=20_000)
+  p.add_argument("--out", required=True)
+  p.set_defaults(func=cmd_tokenizer)
+  return parser
+
+
+def main(argv=None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    return args.func(args)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f"vdm {args.command}: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,139 @@
+"""Loading, overriding and validating experiment configs.
+
+A config is `configs/<name>.py[:arg]`: the module's `get_config(arg)` builds an ml_collections
+ConfigDict. Every field is validated once, here, with an error that names the field, the value and
+what is allowed.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+
+import ml_collections
+
+ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
+from vdm.generate.modes import MODES
+TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+
+
+class ConfigError(ValueError):
+  """An invalid config value; the message names the field."""
+
+
+def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_collections.ConfigDict:
+  """Builds the config named by 'path/to/config.py[:arg]' and applies 'a.b=value' overrides."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config: no such file {path!r} (expected configs/<name>.py[:arg])")
+  module_spec = importlib.util.spec_from_file_location("vdm_user_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  for item in overrides:
+    apply_override(config, item)
+  validate(config)
+  return config
+
+
+def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
+  """Sets one 'dotted.field=value' (value parsed as a Python literal, else kept as a string)."""
+  key, sep, raw = item.partition("=")
+  if not sep:
+    raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. train.dit.steps=100")
+  try:
+    value = ast.literal_eval(raw)
+  except (ValueError, SyntaxError):
+    value = raw
+  *parents, leaf = key.split(".")
+  node = config
+  for name in parents:
+    if name not in node:
+      raise ConfigError(f"--set {key}: unknown field {name!r}")
+    node = node[name]
+  if leaf not in node:
+    raise ConfigError(f"--set {key}: unknown field; known: {sorted(node.keys())}")
+  try:
+    node[leaf] = value
+  except TypeError as e:
+    raise ConfigError(f"--set {key}={raw}: {e}") from None
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(json.loads(text))
+
+
+def _require(ok: bool, field: str, value, allowed: str) -> None:
+  if not ok:
+    raise ConfigError(f"config field {field}={value!r} is invalid: allowed {allowed}")
+
+
+def _positive_int(config, field: str) -> None:
+  value = _get(config, field)
+  _require(isinstance(value, int) and value >= 1, field, value, "an integer >= 1")
+
+
+def _in_range(config, field: str, low: float, high: float) -> None:
+  value = _get(config, field)
+  _require(isinstance(value, (int, float)) and low <= value <= high, field, value,
+           f"a number in [{low}, {high}]")
+
+
+def _get(config, field: str):
+  node = config
+  for name in field.split("."):
+    node = node[name]
+  return node
+
+
+def spatial_stride(config) -> int:
+  """Pixels per latent-token side: the VAE's spatial downsampling times the DiT patch."""
+  return 2 ** (len(config.vae.channel_mult) - 1) * config.dit.patch
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field a run depends on; raises ConfigError naming the first bad one."""
+  for field in ("data.height", "data.width", "data.frames", "data.fps", "data.num_train",
+                "data.num_test", "text.vocab_size", "text.max_length", "text.width", "text.depth",
+                "text.heads", "text.mlp", "vae.base_channels", "vae.latent_channels",
+                "vae.num_res_blocks", "dit.width", "dit.depth", "dit.heads", "dit.patch",
+                "sample.steps", "sample.max_frames", "sample.resolution", "sample.fps"):
+    _positive_int(config, field)
+  _require(config.vae.temporal_downsample in (1, 2, 4), "vae.temporal_downsample",
+           config.vae.temporal_downsample, "1, 2 or 4")
+  _require(len(config.vae.channel_mult) >= 1, "vae.channel_mult", config.vae.channel_mult,
+           "a non-empty tuple")
+  stride = spatial_stride(config)
+  for field in ("data.height", "data.width", "sample.resolution"):
+    value = _get(config, field)
+    _require(value % stride == 0, field, value,
+             f"a multiple of {stride} (VAE downsampling x dit.patch)")
+  frames = config.data.frames
+  _require((frames - 1) % config.vae.temporal_downsample == 0, "data.frames", frames,
+           f"1 + a multiple of vae.temporal_downsample={config.vae.temporal_downsample}")
+  _require(config.dit.width % config.dit.heads == 0, "dit.heads", config.dit.heads,
+           f"a divisor of dit.width={config.dit.width}")
+  _require(config.text.width % config.text.heads == 0, "text.heads", config.text.heads,
+           f"a divisor of text.width={config.text.width}")
+  _require(config.diffusion.timestep_sampling in TIMESTEP_SAMPLING,
+           "diffusion.timestep_sampling", config.diffusion.timestep_sampling,
+           f"one of {TIMESTEP_SAMPLING}")
+  _in_range(config, "diffusion.text_dropout", 0.0, 0.99)
+  _in_range(config, "diffusion.per_frame_levels_prob", 0.0, 1.0)
+  _in_range(config, "sample.guidance", 0.0, 100.0)
+  _in_range(config, "sample.shift", 0.01, 100.0)
+  _in_range(config, "sample.seconds", 1e-6, 1e6)
+  _require(config.sample.mode in MODES, "sample.mode", config.sample.mode, f"one of {MODES}")
+  _require(config.sample.aspect in ASPECTS, "sample.aspect", config.sample.aspect,
+           f"one of {tuple(ASPECTS)}")
+  for stage in ("vae", "dit"):
+    for field in ("steps", "batch_size", "warmup_steps", "log_every", "checkpoint_every"):
+      full = f"train.{stage}.{field}"
+      value = _get(config, full)
+      _require(isinstance(value, int) and value >= (0 if field == "warmup_steps" else 1),
+               full, value, "an integer >= 1" if field != "warmup_steps" else "an integer >= 0")
+    _in_range(config, f"train.{stage}.learning_rate", 1e-8, 1.0)
+    _in_range(config, f"train.{stage}.ema_decay", 0.0, 1.0)
+    _in_range(config, f"train.{stage}.grad_clip", 1e-6, 1e6)
+    _in_range(config, f"train.{stage}.weight_decay", 0.0, 1.0)

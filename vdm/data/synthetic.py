@@ -1,0 +1,188 @@
+"""Synthetic captioned videos: one coloured shape sliding over a flat background.
+
+Pure numpy and deterministic from a seed, so the same clips can be regenerated anywhere (TFDS
+builder, tests, evaluation) without storing them. Every clip is fully described by a `ClipSpec`;
+the caption names its colour, shape, direction and background, and the ground truth (object centre
+per frame) is what the pixel-based adherence metric in `vdm.eval.adherence` is checked against.
+
+Coordinates: x is the column, y the row, both in pixels, with pixel (row i, column j) centred at
+(x=j, y=i). Image y grows downward, so 'up' means decreasing y.
+"""
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+# Saturated, well separated colours: every pair differs by at least 255 in one channel, so a
+# blurry, noisy generated clip still maps unambiguously to the nearest palette entry.
+COLORS = (
+    ("red", (255, 0, 0)),
+    ("green", (0, 255, 0)),
+    ("blue", (0, 0, 255)),
+    ("yellow", (255, 255, 0)),
+    ("white", (255, 255, 255)),
+    ("magenta", (255, 0, 255)),
+)
+COLOR_NAMES = tuple(name for name, _ in COLORS)
+PALETTE = np.array([rgb for _, rgb in COLORS], dtype=np.uint8)  # [6, 3]
+SHAPES = ("circle", "square", "triangle")
+DIRECTIONS = ("left", "right", "up", "down")
+# Unit motion vector (dx, dy) per direction; y grows downward.
+DIRECTION_VECTORS = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)], dtype=np.float64)  # [4, 2]
+# Verb phrases; each keeps the bare direction word so captions stay unambiguous.
+PHRASINGS = ("moving {}", "going {}", "sliding {}", "that moves {}")
+SPLITS = ("train", "test")
+
+_RADIUS_FRACTION = (0.12, 0.2)  # of the short side
+_TRAVEL_FRACTION = (0.35, 0.55)  # of the frame extent along the motion axis
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+  """Everything that determines one clip.
+
+  color, background: indices into COLORS (never equal); shape: index into SHAPES; direction:
+  index into DIRECTIONS; radius: object radius in pixels; start: (x, y) centre at frame 0;
+  speed: pixels per frame along the direction; phrasing: index into PHRASINGS for the caption.
+  """
+  color: int
+  shape: int
+  direction: int
+  background: int
+  radius: float
+  start: tuple[float, float]
+  speed: float
+  phrasing: int = 0
+
+
+def is_held_out(color: int, shape: int, direction: int, background: int) -> bool:
+  """Whether a composition belongs to the test split (~1/7 of all compositions).
+
+  A linear code mod 7 leaves every single colour, shape and direction value (and most pairs) in
+  train, so the test split measures compositional generalisation rather than unseen words.
+  """
+  return (color + 2 * shape + 3 * direction + 5 * background) % 7 == 0
+
+
+def _check_split(split: str) -> None:
+  if split not in SPLITS:
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def sample_spec(rng: np.random.Generator, height: int, width: int, frames: int,
+                split: str) -> ClipSpec:
+  """Draws a clip whose object stays fully inside the [height, width] frame for all frames.
+
+  'train' never returns a held-out composition; 'test' returns only held-out ones.
+  """
+  _check_split(split)
+  if frames < 2:
+    raise ValueError(f"frames must be >= 2 to show motion, got {frames}")
+  want_held_out = split == "test"
+  while True:
+    color = int(rng.integers(len(COLORS)))
+    # Background drawn from the other colours so the object is always visible.
+    background = int(rng.integers(len(COLORS) - 1))
+    background += background >= color
+    shape = int(rng.integers(len(SHAPES)))
+    direction = int(rng.integers(len(DIRECTIONS)))
+    if is_held_out(color, shape, direction, background) == want_held_out:
+      break
+
+  radius = float(rng.uniform(*_RADIUS_FRACTION) * min(height, width))
+  horizontal = DIRECTIONS[direction] in ("left", "right")
+  along, across = (width, height) if horizontal else (height, width)
+  # Centres live in [r, size - 1 - r] so every pixel of the object is inside the frame; travel
+  # is clamped to that room (only matters at tiny resolutions such as 16x16).
+  room = along - 1 - 2 * radius
+  travel = min(float(rng.uniform(*_TRAVEL_FRACTION) * along), room)
+  speed = travel / (frames - 1)
+  first = float(rng.uniform(radius, radius + room - travel))
+  sign = DIRECTION_VECTORS[direction].sum()
+  along_start = first if sign > 0 else first + travel
+  across_pos = float(rng.uniform(radius, across - 1 - radius))
+  start = (along_start, across_pos) if horizontal else (across_pos, along_start)
+  phrasing = int(rng.integers(len(PHRASINGS)))
+  return ClipSpec(color=color, shape=shape, direction=direction, background=background,
+                  radius=radius, start=start, speed=speed, phrasing=phrasing)
+
+
+def caption(spec: ClipSpec) -> str:
+  """Lowercase caption, e.g. 'a red circle moving right on a blue background'."""
+  motion = PHRASINGS[spec.phrasing].format(DIRECTIONS[spec.direction])
+  return (f"a {COLOR_NAMES[spec.color]} {SHAPES[spec.shape]} {motion} "
+          f"on a {COLOR_NAMES[spec.background]} background")
+
+
+def centers(spec: ClipSpec, frames: int) -> np.ndarray:
+  """Object centre per frame, float32 [T, 2] as (x, y)."""
+  t = np.arange(frames, dtype=np.float64)[:, None]
+  path = np.asarray(spec.start, np.float64) + t * spec.speed * DIRECTION_VECTORS[spec.direction]
+  return path.astype(np.float32)
+
+
+def shape_mask(shape: int, cx: float, cy: float, radius: float, height: int,
+               width: int) -> np.ndarray:
+  """Boolean [H, W] mask of one shape centred at (cx, cy)."""
+  dx = np.arange(width, dtype=np.float64)[None, :] - cx
+  dy = np.arange(height, dtype=np.float64)[:, None] - cy
+  name = SHAPES[shape]
+  if name == "circle":
+    return dx**2 + dy**2 <= radius**2
+  if name == "square":
+    return (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
+  if name == "triangle":
+    # Upward equilateral triangle inscribed in the circle: apex at dy = -r, base at dy = r/2.
+    # Its centroid equals the circle centre, so `center` is also the mask centroid.
+    slope = np.sqrt(3.0)
+    return (dy <= radius / 2) & (slope * dx - dy <= radius) & (-slope * dx - dy <= radius)
+  raise ValueError(f"shape must be in [0, {len(SHAPES)}), got {shape}")
+
+
+def render_clip(spec: ClipSpec, height: int, width: int,
+                frames: int) -> tuple[np.ndarray, dict]:
+  """Renders a clip (no anti-aliasing).
+
+  Returns (video uint8 [T, H, W, 3], truth) where truth holds 'center' float32 [T, 2] (x, y),
+  'radius' float32 and the int indices 'color', 'shape', 'direction', 'background'.
+  """
+  path = centers(spec, frames)
+  video = np.empty((frames, height, width, 3), np.uint8)
+  video[:] = PALETTE[spec.background]
+  for t, (cx, cy) in enumerate(path):
+    video[t][shape_mask(spec.shape, cx, cy, spec.radius, height, width)] = PALETTE[spec.color]
+  truth = dict(center=path, radius=np.float32(spec.radius), color=spec.color, shape=spec.shape,
+               direction=spec.direction, background=spec.background)
+  return video, truth
+
+
+def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
+  """The generator for example `index`: depends only on (seed, split, index)."""
+  _check_split(split)
+  return np.random.default_rng([seed, SPLITS.index(split), index])
+
+
+def make_example(seed: int, split: str, index: int, height: int, width: int,
+                 frames: int) -> dict:
+  """One example: 'video' uint8 [T, H, W, 3], 'caption' str, and the render_clip truth."""
+  spec = sample_spec(example_rng(seed, split, index), height, width, frames, split)
+  video, truth = render_clip(spec, height, width, frames)
+  return dict(video=video, caption=caption(spec), **truth)
+
+
+def generate_examples(seed: int, split: str, num: int, height: int, width: int,
+                      frames: int) -> Iterator[tuple[int, dict]]:
+  """Yields (index, example) for index in [0, num); see make_example for the example dict."""
+  for i in range(num):
+    yield i, make_example(seed, split, i, height, width, frames)
+
+
+def caption_corpus(seed: int, num: int) -> list[str]:
+  """`num` captions of train compositions, cycling through every phrasing (tokenizer training)."""
+  # A split id no example uses, so the corpus is independent of the clips themselves.
+  rng = np.random.default_rng([seed, len(SPLITS), 0])
+  out = []
+  for i in range(num):
+    spec = sample_spec(rng, 64, 64, 2, "train")
+    out.append(caption(dataclasses.replace(spec, phrasing=i % len(PHRASINGS))))
+  return out

@@ -1,0 +1,83 @@
+"""Building blocks of the space-time DiT: embeddings, attention, patchify."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def sincos_embedding(positions: jax.Array, dim: int, *, max_period: float = 10_000.0) -> jax.Array:
+  """Sinusoidal features of real positions [...] -> [..., dim]."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+  angles = positions[..., None].astype(jnp.float32) * freqs
+  return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def spacetime_position_embedding(frames: int, rows: int, cols: int, dim: int) -> jax.Array:
+  """Fixed 3D sincos embedding [frames, rows * cols, dim]: about a third of the width per axis.
+
+  Computed from the grid size, so the model runs at any resolution, aspect and frame count.
+  """
+  d_time = d_row = (dim // 3) // 2 * 2
+  d_col = dim - d_time - d_row
+  t = sincos_embedding(jnp.arange(frames), d_time)
+  r = sincos_embedding(jnp.arange(rows), d_row)
+  c = sincos_embedding(jnp.arange(cols), d_col)
+  grid = jnp.concatenate([jnp.broadcast_to(r[:, None, :], (rows, cols, d_row)),
+                          jnp.broadcast_to(c[None, :, :], (rows, cols, d_col))], axis=-1)
+  grid = grid.reshape(rows * cols, d_row + d_col)
+  return jnp.concatenate([jnp.broadcast_to(t[:, None, :], (frames, rows * cols, d_time)),
+                          jnp.broadcast_to(grid[None], (frames, rows * cols, d_row + d_col))],
+                         axis=-1)
+
+
+def patchify(z: jax.Array, patch: int) -> jax.Array:
+  """[B, T, h, w, C] -> tokens [B, T, (h/p)(w/p), p*p*C]."""
+  b, t, h, w, c = z.shape
+  z = z.reshape(b, t, h // patch, patch, w // patch, patch, c)
+  z = z.transpose(0, 1, 2, 4, 3, 5, 6)
+  return z.reshape(b, t, (h // patch) * (w // patch), patch * patch * c)
+
+
+def unpatchify(tokens: jax.Array, patch: int, h: int, w: int) -> jax.Array:
+  """Inverse of patchify: [B, T, N, p*p*C] -> [B, T, h, w, C]."""
+  b, t, _, d = tokens.shape
+  c = d // (patch * patch)
+  z = tokens.reshape(b, t, h // patch, w // patch, patch, patch, c)
+  z = z.transpose(0, 1, 2, 4, 3, 5, 6)
+  return z.reshape(b, t, h, w, c)
+
+
+class Attention(nnx.Module):
+  """Multi-head attention; self-attention when `context` is None, else cross-attention."""
+
+  def __init__(self, width: int, heads: int, *, context_width: int | None = None,
+               rngs: nnx.Rngs):
+    self.heads = heads
+    self.q = nnx.Linear(width, width, rngs=rngs)
+    self.kv = nnx.Linear(context_width or width, 2 * width, rngs=rngs)
+    self.out = nnx.Linear(width, width, rngs=rngs)
+
+  def __call__(self, x: jax.Array, context: jax.Array | None = None,
+               mask: jax.Array | None = None) -> jax.Array:
+    """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S]."""
+    b, length, d = x.shape
+    context = x if context is None else context
+    q = self.q(x).reshape(b, length, self.heads, d // self.heads)
+    k, v = jnp.split(self.kv(context), 2, axis=-1)
+    k = k.reshape(b, context.shape[1], self.heads, d // self.heads)
+    v = v.reshape(b, context.shape[1], self.heads, d // self.heads)
+    y = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    return self.out(y.reshape(b, length, d))
+
+
+class Mlp(nnx.Module):
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
+    self.fc1 = nnx.Linear(width, hidden, rngs=rngs)
+    self.fc2 = nnx.Linear(hidden, width, rngs=rngs)
+
+  def __call__(self, x):
+    return self.fc2(jax.nn.gelu(self.fc1(x)))

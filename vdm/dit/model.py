@@ -1,0 +1,103 @@
+"""A factorized space-time diffusion transformer conditioned on text and on a noise level per frame.
+
+Each block: spatial self-attention within a frame, temporal self-attention across frames at the
+same patch position, cross-attention from every token to the text, and an MLP. The first two and
+the MLP are modulated per frame (adaLN-zero) by the embedding of that frame's own noise level, so a
+frame at level 0 (clean context) and a frame at level 1 can share one forward pass.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from vdm.dit.layers import (Attention, Mlp, patchify, sincos_embedding,
+                            spacetime_position_embedding, unpatchify)
+
+_zeros = nnx.initializers.zeros
+
+
+def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
+  """x [B, T, N, D]; shift, scale [B, T, D] per frame."""
+  return x * (1.0 + scale[:, :, None, :]) + shift[:, :, None, :]
+
+
+class DiTBlock(nnx.Module):
+  def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs):
+    norm = lambda: nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6, rngs=rngs)
+    self.norm_spatial, self.norm_temporal, self.norm_cross, self.norm_mlp = (
+        norm(), norm(), norm(), norm())
+    self.spatial = Attention(width, heads, rngs=rngs)
+    self.temporal = Attention(width, heads, rngs=rngs)
+    self.cross = Attention(width, heads, rngs=rngs)
+    self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs)
+    # Zero-initialised modulation makes every block start as the identity (adaLN-zero).
+    self.modulation = nnx.Linear(width, 9 * width, kernel_init=_zeros, rngs=rngs)
+
+  def __call__(self, x, cond, text, text_mask, temporal_mask=None):
+    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T]."""
+    b, t, n, d = x.shape
+    (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m,
+     gate_m) = jnp.split(self.modulation(jax.nn.silu(cond)), 9, axis=-1)
+    gate = lambda g: g[:, :, None, :]
+
+    h = modulate(self.norm_spatial(x), shift_s, scale_s).reshape(b * t, n, d)
+    x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
+
+    h = modulate(self.norm_temporal(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+    h = self.temporal(h, mask=temporal_mask)
+    x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
+
+    h = self.cross(self.norm_cross(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+    x = x + h.reshape(b, t, n, d)
+
+    h = modulate(self.norm_mlp(x), shift_m, scale_m)
+    return x + gate(gate_m) * self.mlp(h)
+
+
+class DiT(nnx.Module):
+  """Velocity model v(z_t, t, text).
+
+  Call with z [B, T, h, w, C] latents, levels [B, T] in [0, 1], text [B, L, Dt], text_mask [B, L];
+  returns the predicted velocity [B, T, h, w, C].
+  """
+
+  def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
+               heads: int, patch: int, mlp_ratio: float = 4.0, rngs: nnx.Rngs):
+    self.patch, self.width, self.latent_channels = patch, width, latent_channels
+    self.embed = nnx.Linear(patch * patch * latent_channels, width, rngs=rngs)
+    self.time_mlp = Mlp(width, width, rngs=rngs)
+    self.text_proj = nnx.Linear(text_width, width, rngs=rngs)
+    self.pooled_text = nnx.Linear(width, width, rngs=rngs)
+    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
+    self.final_norm = nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6,
+                                    rngs=rngs)
+    self.final_modulation = nnx.Linear(width, 2 * width, kernel_init=_zeros, rngs=rngs)
+    self.final = nnx.Linear(width, patch * patch * latent_channels, kernel_init=_zeros, rngs=rngs)
+
+  @classmethod
+  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
+    return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
+               depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
+               rngs=rngs)
+
+  def __call__(self, z, levels, text, text_mask, temporal_mask=None):
+    b, t, h, w, _ = z.shape
+    if h % self.patch or w % self.patch:
+      raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    x = self.embed(patchify(z, self.patch))
+    x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width)[None]
+
+    text = self.text_proj(text)
+    weights = text_mask[..., None].astype(text.dtype)
+    pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
+    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width))
+    cond = cond + self.pooled_text(pooled)[:, None, :]
+
+    for block in self.blocks:
+      x = block(x, cond, text, text_mask, temporal_mask)
+
+    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    x = self.final(modulate(self.final_norm(x), shift, scale))
+    return unpatchify(x, self.patch, h, w)

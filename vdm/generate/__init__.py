@@ -1,0 +1,1 @@
+"""Generation: noise-level matrices for each mode and the prompt -> video pipeline."""

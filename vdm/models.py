@@ -1,0 +1,101 @@
+"""Builds the models from a config, and saves/loads an exported model directory.
+
+A model directory (what `vdm sample --checkpoint` and `vdm.Pipeline.load` read) holds:
+  config.json       the full config the model was trained with
+  tokenizer.model   the sentencepiece model
+  latent_stats.json per-channel mean/std of the VAE latents (the denoiser sees normalised latents)
+  vae/, denoiser/   orbax checkpoints of the (EMA) parameters
+Loading builds abstract models with `nnx.eval_shape` and restores into them: nothing is executed
+from the directory and nothing is unpickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from vdm.dit.model import DiT
+from vdm.text.encoder import T5Encoder
+from vdm.text.tokenizer import Tokenizer
+from vdm.vae.model import CausalVAE
+
+MODEL_FILES = ("config.json", "tokenizer.model", "latent_stats.json", "vae", "denoiser")
+
+
+class Denoiser(nnx.Module):
+  """Text encoder + DiT: velocity v(z_t [B,T,h,w,C], levels [B,T], ids [B,L], mask [B,L])."""
+
+  def __init__(self, config: ml_collections.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs):
+    self.text = T5Encoder.from_config(config.text, vocab_size=vocab_size, rngs=rngs)
+    self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
+                               text_width=config.text.width, rngs=rngs)
+
+  def __call__(self, z, levels, ids, mask):
+    return self.dit(z, levels, self.text(ids, mask), mask)
+
+
+def build_vae(config, seed: int = 0) -> CausalVAE:
+  return CausalVAE.from_config(config.vae, rngs=nnx.Rngs(seed))
+
+
+def build_denoiser(config, vocab_size: int, seed: int = 0) -> Denoiser:
+  return Denoiser(config, vocab_size=vocab_size, rngs=nnx.Rngs(seed))
+
+
+def save_params(model: nnx.Module, path: str) -> None:
+  """Writes the module's Params as an orbax checkpoint at `path` (must not exist)."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.abspath(path), nnx.state(model, nnx.Param))
+
+
+def load_params(model: nnx.Module, path: str) -> nnx.Module:
+  """Restores Params saved by `save_params` into `model` (concrete or from nnx.eval_shape)."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
+  with ocp.StandardCheckpointer() as checkpointer:
+    restored = checkpointer.restore(os.path.abspath(path), abstract)
+  return nnx.merge(graphdef, restored, rest)
+
+
+def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
+                   denoiser: Denoiser, latent_stats: dict) -> None:
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+  tokenizer.save(os.path.join(directory, "tokenizer.model"))
+  with open(os.path.join(directory, "latent_stats.json"), "w") as f:
+    json.dump({k: np.asarray(v).tolist() for k, v in latent_stats.items()}, f)
+  save_params(vae, os.path.join(directory, "vae"))
+  save_params(denoiser, os.path.join(directory, "denoiser"))
+
+
+def check_model_dir(directory: str) -> None:
+  """Raises FileNotFoundError naming what is missing from a model directory."""
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"--checkpoint {directory!r}: no such directory")
+  missing = [name for name in MODEL_FILES if not os.path.exists(os.path.join(directory, name))]
+  if missing:
+    raise FileNotFoundError(
+        f"--checkpoint {directory!r} is not a vdm model directory: missing {missing} "
+        f"(expected {list(MODEL_FILES)}, as written by `vdm train`)")
+
+
+def load_model_dir(directory: str):
+  """Returns (config, tokenizer, vae, denoiser, latent_stats) from a model directory."""
+  from vdm.config import config_from_json  # local: vdm.config imports generate.modes only
+  check_model_dir(directory)
+  with open(os.path.join(directory, "config.json")) as f:
+    config = config_from_json(f.read())
+  tokenizer = Tokenizer.load(os.path.join(directory, "tokenizer.model"))
+  vae = load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
+  denoiser = load_params(nnx.eval_shape(lambda: build_denoiser(config, tokenizer.vocab_size)),
+                         os.path.join(directory, "denoiser"))
+  with open(os.path.join(directory, "latent_stats.json")) as f:
+    latent_stats = {k: jnp.asarray(v, jnp.float32) for k, v in json.load(f).items()}
+  return config, tokenizer, vae, denoiser, latent_stats

@@ -1,0 +1,1 @@
+"""Text: sentencepiece tokenizer (T5 ids) and a T5-style encoder."""

@@ -1,0 +1,53 @@
+"""Video files through mediapy + the ffmpeg binary that imageio-ffmpeg ships (no system ffmpeg).
+
+Writes are atomic: the file appears under its final name only once complete, so a run killed
+halfway never leaves a truncated video where a finished one is expected.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import imageio_ffmpeg
+import mediapy
+import numpy as np
+
+mediapy.set_ffmpeg(imageio_ffmpeg.get_ffmpeg_exe())
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def write_video(path: str, frames: np.ndarray, fps: int, *, overwrite: bool = False) -> None:
+  """Writes uint8 frames [T, H, W, 3] to .mp4 (h264) or .gif."""
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix not in VIDEO_SUFFIXES:
+    raise ValueError(f"--out {path!r}: the file name must end in one of {VIDEO_SUFFIXES}")
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(f"--out {path!r} exists; pass --overwrite to replace it")
+  frames = np.asarray(frames)
+  if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+    raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  partial = f"{path}.partial{suffix}"
+  kwargs = dict(codec="gif") if suffix == ".gif" else dict(crf=18)
+  try:
+    mediapy.write_video(partial, frames, fps=fps, **kwargs)
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+
+
+def read_video(path: str) -> np.ndarray:
+  """Reads a video file to uint8 frames [T, H, W, 3]."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no such video file: {path}")
+  return np.asarray(mediapy.read_video(path))
+
+
+def write_json(path: str, payload: dict) -> None:
+  """Writes JSON atomically (temp file + rename)."""
+  partial = path + ".partial"
+  with open(partial, "w") as f:
+    json.dump(payload, f, indent=2, default=str)
+  os.replace(partial, path)
