@@ -1,7 +1,7 @@
 """The spine: the small text-to-video model the repo ships, trained on this CPU in minutes.
 
 Synthetic clips (a coloured shape moving on a coloured background), 32x32, 9 frames at 8 fps.
-The causal VAE compresses 2x in time and 4x in space (9x32x32x3 -> 5x8x8x4); a 4-layer
+The causal VAE compresses 2x in time and 4x in space (9x32x32x3 -> 5x8x8x8); a 4-layer
 factorized DiT denoises the latents with flow matching, conditioned on a 2-layer T5-style encoder.
 
 Arguments (`configs/spine.py:ARG`):
@@ -24,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       vocab_size=256, max_length=24, width=128, depth=2, heads=4, mlp=256,
   ))
   config.vae = ml_collections.ConfigDict(dict(
-      base_channels=16, channel_mult=(1, 2, 2), latent_channels=4, temporal_downsample=2,
+      base_channels=16, channel_mult=(1, 2, 2), latent_channels=8, temporal_downsample=2,
       num_res_blocks=1, kl_weight=1e-6,
   ))
   config.dit = ml_collections.ConfigDict(dict(
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       steps=1000, batch_size=16, learning_rate=1e-3, warmup_steps=100, weight_decay=0.0,
       grad_clip=1.0, ema_decay=0.999, log_every=50, checkpoint_every=500), **kw))
   config.train = ml_collections.ConfigDict(dict(
-      vae=stage(steps=1500, batch_size=16, learning_rate=2e-3),
+      vae=stage(steps=3000, batch_size=8, learning_rate=2e-3),
       dit=stage(steps=6000, batch_size=32, learning_rate=5e-4, weight_decay=0.01),
   ))
 

@@ -1,8 +1,9 @@
-"""The `vdm` command line: train | sample | eval | tokenizer.
+"""The `vdm` command line: train | sample | eval | post | tokenizer.
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
   vdm eval adherence --checkpoint DIR --num 48
+  vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def cmd_sample(args) -> int:
   from vdm.video_io import write_json, write_video
   if os.path.exists(args.out) and not args.overwrite:
     raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
+  post_stages = None
+  if args.post:
+    from vdm.post.pipeline import parse_pipeline
+    post_stages = parse_pipeline(args.post)  # a typo fails here, before any sampling
   t0 = time.perf_counter()
   pipe = Pipeline.load(args.checkpoint)
   request = pipe.resolve(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
@@ -46,11 +51,14 @@ def cmd_sample(args) -> int:
                          mode=args.mode)
   load_seconds = time.perf_counter() - t0
   result = pipe.generate(request)
+  if post_stages:
+    from vdm.post.pipeline import apply_pipeline
+    result["frames"] = apply_pipeline(result["frames"], post_stages)
   write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
   sidecar = os.path.splitext(args.out)[0] + ".json"
   write_json(sidecar, dict(
       request=dataclasses.asdict(request),
-      checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(),
+      checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),
       timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
       frames_shape=list(result["frames"].shape)))
@@ -112,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
   p.add_argument("--overwrite", action="store_true")
+  p.add_argument("--post", default="", metavar="PIPELINE",
+                 help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
   p.set_defaults(func=cmd_sample)
 
   p = sub.add_parser("eval", help="evaluate a model")
@@ -123,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--guidance", type=float, default=None)
   p.add_argument("--out", default="outputs/eval_adherence.json")
   p.set_defaults(func=cmd_eval)
+
+  from vdm.post.cli import add_post_arguments, run_post_command
+  p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))
+  p.set_defaults(func=run_post_command)
 
   p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on synthetic captions")
   add_config(p)
@@ -136,7 +150,7 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
+  except (ValueError, FileNotFoundError, FileExistsError) as e:  # includes PipelineError
     print(f"vdm {args.command}: error: {e}", file=sys.stderr)
     return 2
 
