@@ -38,7 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       text_dropout=0.1,  # for classifier-free guidance
   ))
   config.sample = ml_collections.ConfigDict(dict(
-      steps=25, guidance=4.0, mode="parallel", shift=1.0, aspect="1:1", resolution=32,
+      steps=25, guidance=4.0, mode="parallel", sampler="euler", chunk=1, context_noise=0.0,
+      shift=1.0, aspect="1:1", resolution=32,
       seconds=1.0, fps=8,
       max_frames=33,  # the longest clip the sampler accepts (4x the training length, minus 3)
   ))

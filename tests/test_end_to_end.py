@@ -167,3 +167,39 @@ def test_cli_sample_applies_post_pipeline(trained, tmp_path, capsys):
   assert cli.main(base + ["--post", "upscale(2", "--out", str(tmp_path / "bad.mp4")]) == 2
   assert "upscale(2" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "bad.mp4")
+
+
+@pytest.mark.parametrize("mode, chunk", [("autoregressive", 1), ("rolling", 1),
+                                         ("autoregressive", 3)])
+def test_modes_and_samplers_run_through_the_pipeline(pipe, mode, chunk):
+  frames = pipe("a red circle", mode=mode, chunk=chunk, steps=2, context_noise=0.05)
+  assert frames.shape == (5, 16, 16, 3)
+  assert pipe("a red circle", sampler="heun", steps=2).shape == (5, 16, 16, 3)
+
+
+def test_image_to_video_keeps_the_given_first_frame_latent(pipe, tmp_path):
+  """The given image is encoded alone by the causal VAE and pinned at level 0: decoding only
+  that latent frame must reproduce what the VAE makes of the image itself."""
+  import jax.numpy as jnp
+  import mediapy
+  from vdm.data import synthetic
+  _, example = next(synthetic.generate_examples(0, "test", 1, 16, 16, 5))
+  path = str(tmp_path / "first.png")
+  mediapy.write_image(path, example["video"][0])
+  request = pipe.resolve("a red circle", mode="image_to_video", image=path, steps=3)
+  latent = pipe._encode_first_frame(request)
+  z = pipe.vae.encode(jnp.asarray(example["video"][:1], jnp.float32)[None] / 127.5 - 1)[0]
+  np.testing.assert_allclose(latent * pipe.latent_std + pipe.latent_mean, z[:, 0], atol=1e-5)
+  assert pipe.generate(request)["frames"].shape == (5, 16, 16, 3)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(mode="autoregressive", chunk=2), "--chunk"),
+    (dict(sampler="rk45"), "--sampler"),
+    (dict(context_noise=1.0), "--context-noise"),
+    (dict(mode="image_to_video"), "--image"),
+    (dict(image="/nonexistent.png"), "--image"),
+])
+def test_bad_mode_options_are_named(pipe, options, message):
+  with pytest.raises(ValueError, match=message):
+    pipe.resolve("a red circle", **options)

@@ -48,7 +48,8 @@ def cmd_sample(args) -> int:
   request = pipe.resolve(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
                          seconds=args.seconds, fps=args.fps, aspect=args.aspect,
                          resolution=args.resolution, steps=args.steps, guidance=args.guidance,
-                         mode=args.mode)
+                         mode=args.mode, sampler=args.sampler, chunk=args.chunk,
+                         context_noise=args.context_noise, image=args.image)
   load_seconds = time.perf_counter() - t0
   result = pipe.generate(request)
   if post_stages:
@@ -116,7 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--resolution", type=int, default=None, help="short side in pixels")
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--guidance", type=float, default=None)
-  p.add_argument("--mode", default=None, help="parallel")
+  p.add_argument("--mode", default=None,
+                 help="parallel | autoregressive | rolling | image_to_video")
+  p.add_argument("--sampler", default=None,
+                 help="euler | heun | ddim | euler_ancestral | dpmpp_2m | unipc")
+  p.add_argument("--chunk", type=int, default=None,
+                 help="latent frames per chunk (autoregressive, rolling)")
+  p.add_argument("--context-noise", type=float, default=None,
+                 help="noise level of finished chunks seen as context (Diffusion Forcing)")
+  p.add_argument("--image", default=None, help="PNG pinned as the first frame")
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
   p.add_argument("--overwrite", action="store_true")

@@ -14,6 +14,7 @@ import os
 import ml_collections
 
 ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
+from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate.modes import MODES
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
@@ -125,6 +126,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _in_range(config, "sample.shift", 0.01, 100.0)
   _in_range(config, "sample.seconds", 1e-6, 1e6)
   _require(config.sample.mode in MODES, "sample.mode", config.sample.mode, f"one of {MODES}")
+  _require(config.sample.sampler in SAMPLERS, "sample.sampler", config.sample.sampler,
+           f"one of {SAMPLERS}")
+  _positive_int(config, "sample.chunk")
+  _require(isinstance(config.sample.context_noise, (int, float))
+           and 0 <= config.sample.context_noise < 1, "sample.context_noise",
+           config.sample.context_noise, "a number in [0, 1)")
   _require(config.sample.aspect in ASPECTS, "sample.aspect", config.sample.aspect,
            f"one of {tuple(ASPECTS)}")
   for stage in ("vae", "dit"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 
@@ -16,8 +17,15 @@ import numpy as np
 from flax import nnx
 
 from vdm.config import ASPECTS, spatial_stride
-from vdm.diffusion import euler_sample, guided_velocity
-from vdm.generate.modes import MODES, noise_levels
+from vdm.diffusion import guided_velocity
+from vdm.diffusion.samplers import SAMPLERS, sample
+from vdm.generate.modes import generation_mode
+
+# Modes the pipeline can drive from a prompt (+ an optional first-frame image). Keyframes needs a
+# last frame, which a causal VAE cannot encode on its own; it is not offered here yet.
+PIPELINE_MODES = ("parallel", "autoregressive", "rolling", "image_to_video")
+# Sampling fields added after the first models were exported; older model directories lack them.
+_LATER_SAMPLE_DEFAULTS = dict(sampler="euler", chunk=1, context_noise=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +41,10 @@ class Request:
   steps: int
   guidance: float
   mode: str
+  sampler: str = "euler"
+  chunk: int = 1
+  context_noise: float = 0.0
+  image: str | None = None
 
   @property
   def seconds(self) -> float:
@@ -85,7 +97,9 @@ class Pipeline:
   def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
               resolution: int | None = None, steps: int | None = None,
-              guidance: float | None = None, mode: str | None = None) -> Request:
+              guidance: float | None = None, mode: str | None = None,
+              sampler: str | None = None, chunk: int | None = None,
+              context_noise: float | None = None, image: str | None = None) -> Request:
     """Validates a request, filling unset options from the model's config.sample defaults."""
     s = self.config.sample
     if not isinstance(prompt, str) or not prompt.strip():
@@ -101,11 +115,28 @@ class Pipeline:
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
     mode = s.mode if mode is None else mode
-    if mode not in MODES:
-      raise ValueError(f"--mode {mode!r} is not supported: allowed {list(MODES)}")
+    if mode not in PIPELINE_MODES:
+      raise ValueError(f"--mode {mode!r} is not supported: allowed {list(PIPELINE_MODES)}")
+    defaults = {k: s.get(k, v) for k, v in _LATER_SAMPLE_DEFAULTS.items()}
+    sampler = defaults["sampler"] if sampler is None else sampler
+    if sampler not in SAMPLERS:
+      raise ValueError(f"--sampler {sampler!r} is not supported: allowed {list(SAMPLERS)}")
+    context_noise = defaults["context_noise"] if context_noise is None else context_noise
+    if not isinstance(context_noise, (int, float)) or not 0 <= context_noise < 1:
+      raise ValueError(f"--context-noise {context_noise!r} must be a number in [0, 1)")
+    if mode == "image_to_video" and image is None:
+      raise ValueError("--mode image_to_video needs --image PNG (the first frame)")
+    if image is not None:
+      load_image(image)  # fail now, not after the model has run
     fps = s.fps if fps is None else fps
     frames = clip_frames(s.seconds if seconds is None else seconds, fps,
                          self.vae.temporal_downsample, s.max_frames)
+    latent_frames = self.vae.latent_frames(frames)
+    chunk = defaults["chunk"] if chunk is None else chunk
+    divisors = [k for k in range(1, latent_frames + 1) if latent_frames % k == 0]
+    if not isinstance(chunk, int) or chunk not in divisors:
+      raise ValueError(f"--chunk {chunk!r} must divide the {latent_frames} latent frames of a "
+                       f"{frames}-frame clip: allowed {divisors}")
     height, width = frame_size(s.aspect if aspect is None else aspect,
                                s.resolution if resolution is None else resolution,
                                spatial_stride(self.config))
@@ -116,7 +147,8 @@ class Pipeline:
                       "the rest is ignored")
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
                    fps=fps, height=height, width=width, steps=steps, guidance=float(guidance),
-                   mode=mode)
+                   mode=mode, sampler=sampler, chunk=chunk, context_noise=float(context_noise),
+                   image=image)
 
   def __call__(self, prompt: str, **options) -> np.ndarray:
     """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
@@ -127,38 +159,73 @@ class Pipeline:
     t0 = time.perf_counter()
     ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
                                       self.config.text.max_length)
-    td, sd = self.vae.temporal_downsample, self.vae.spatial_downsample
-    latent_shape = (1, 1 + (request.frames - 1) // td, request.height // sd, request.width // sd,
-                    self.config.vae.latent_channels)
-    levels = noise_levels(request.mode, steps=request.steps, frames=latent_shape[1],
-                          shift=self.config.sample.shift)
-    noise = jax.random.normal(jax.random.key(request.seed), latent_shape)
-    video = self._sampler(latent_shape, request.steps)(
-        nnx.state(self.denoiser), nnx.state(self.vae), noise, jnp.asarray(ids),
-        jnp.asarray(mask), jnp.asarray(levels), jnp.float32(request.guidance))
+    sd = self.vae.spatial_downsample
+    latent_shape = (1, self.vae.latent_frames(request.frames), request.height // sd,
+                    request.width // sd, self.config.vae.latent_channels)
+    pinned = (0,) if request.image is not None else ()
+    levels, temporal_mask = generation_mode(
+        request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
+        context_level=request.context_noise, shift=self.config.sample.shift, pinned=pinned)
+    noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
+    x_init = jax.random.normal(noise_key, latent_shape)
+    if request.image is not None:
+      x_init = x_init.at[:, 0].set(self._encode_first_frame(request))
+    video = self._sampler(latent_shape, levels.shape[0], request.sampler)(
+        nnx.state(self.denoiser), nnx.state(self.vae), x_init, jnp.asarray(ids),
+        jnp.asarray(mask), jnp.asarray(levels), jnp.asarray(temporal_mask),
+        jnp.float32(request.guidance), sampler_key)
     frames = np.asarray(jax.device_get(video))[0]
     return dict(frames=frames, seconds_total=time.perf_counter() - t0)
 
-  def _sampler(self, latent_shape, steps):
-    key = (latent_shape, steps)
+  def _encode_first_frame(self, request: Request) -> jax.Array:
+    """The normalised latent [1, h, w, C] of the given image (the causal VAE encodes it alone)."""
+    image = load_image(request.image)
+    if image.shape[:2] != (request.height, request.width):
+      warnings.warn(f"--image is {image.shape[1]}x{image.shape[0]}; resized to "
+                    f"{request.width}x{request.height}")
+      image = jax.image.resize(image.astype(np.float32), (request.height, request.width, 3),
+                               "bicubic")
+    pixels = jnp.clip(jnp.asarray(image, jnp.float32), 0, 255) / 127.5 - 1.0
+    latent = self.vae.encode(pixels[None, None])[0][:, 0]
+    return (latent - self.latent_mean) / self.latent_std
+
+  def _sampler(self, latent_shape, rows, sampler_name):
+    key = (latent_shape, rows, sampler_name)
     if key not in self._sample_fns:
       denoiser_def, vae_def = nnx.graphdef(self.denoiser), nnx.graphdef(self.vae)
       mean, std = self.latent_mean, self.latent_std
 
       @jax.jit
-      def sample(denoiser_state, vae_state, noise, ids, mask, levels, guidance):
+      def run(denoiser_state, vae_state, x_init, ids, mask, levels, temporal_mask, guidance, rng):
         denoiser = nnx.merge(denoiser_def, denoiser_state)
         vae = nnx.merge(vae_def, vae_state)
         # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
         text = denoiser.text(ids, mask)
 
         def velocity(x, t):
-          both = denoiser.dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask)
+          both = denoiser.dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
+                              temporal_mask)
           return guided_velocity(both[:1], both[1:], guidance)
 
-        z = euler_sample(velocity, noise, levels)
+        z = sample(sampler_name, velocity, x_init, levels, rng=rng)
         video = vae.decode(z * std + mean)
         return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
-      self._sample_fns[key] = sample
+      self._sample_fns[key] = run
     return self._sample_fns[key]
+
+
+def load_image(path: str) -> np.ndarray:
+  """Reads an image file to uint8 RGB [H, W, 3] (alpha dropped, grey expanded)."""
+  import mediapy
+  if not isinstance(path, str) or not os.path.isfile(path):
+    raise ValueError(f"--image {path!r}: no such file")
+  try:
+    image = np.asarray(mediapy.read_image(path))
+  except Exception as e:  # any decoder failure is a bad input file, reported as such
+    raise ValueError(f"--image {path!r} is not a readable image: {e}") from None
+  if image.ndim == 2:
+    image = np.stack([image] * 3, axis=-1)
+  if image.dtype != np.uint8:
+    image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+  return image[..., :3]
