@@ -52,12 +52,14 @@ def run(argv=None) -> None:
   parser.add_argument("--frames-small", type=int, default=32)
   parser.add_argument("--frames-large", type=int, default=8)
   parser.add_argument("--chunk", type=int, default=16)
+  parser.add_argument("--tiny", action="store_true", help="toy sizes (smoke test)")
   args = parser.parse_args(argv)
   rows = []
-  for (h, w), t in zip(SIZES, (args.frames_small, args.frames_large)):
+  sizes = ((16, 24), (24, 32)) if args.tiny else SIZES
+  for (h, w), t in zip(sizes, (args.frames_small, args.frames_large)):
     frames = _clip(t, h, w)
     for spec, stages in _stages():
       first, times = timed(lambda: apply_pipeline(frames, stages, chunk=args.chunk), args.repeats)
       rows.append(dict(stage=spec, size=f"{w}x{h}", frames=t, first_call_s=first,
                        fps_best=t / min(times), fps_median=t / statistics.median(times)))
-  write("post", rows, dict(repeats=args.repeats, chunk=args.chunk, backend=jax.default_backend()))
+  write("post_tiny" if args.tiny else "post", rows, dict(repeats=args.repeats, chunk=args.chunk, backend=jax.default_backend()))

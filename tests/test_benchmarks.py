@@ -1,0 +1,35 @@
+"""Benchmarks are not tests: this only runs each at a toy size so it cannot rot."""
+import json
+
+import pytest
+
+from benchmarks import post, train_step
+from benchmarks.flops import dit_forward_flops
+
+
+@pytest.fixture(autouse=True)
+def bench_dir(tmp_path, monkeypatch):
+  monkeypatch.setenv("VDM_BENCH_DIR", str(tmp_path))
+  return tmp_path
+
+
+def test_train_step_benchmark_runs(bench_dir):
+  train_step.run(["--tiny", "--repeats", "1"])
+  result = json.load(open(bench_dir / "train_step_tiny.json"))
+  row = result["rows"][0]
+  assert row["gflop_per_step"] > 0 and row["peak_gflops"] > 0 and "cpu" in result["machine"]
+
+
+def test_post_benchmark_runs(bench_dir):
+  post.run(["--tiny", "--repeats", "1", "--frames-small", "2", "--frames-large", "2"])
+  assert json.load(open(bench_dir / "post_tiny.json"))["rows"]
+
+
+def test_flop_count_matches_a_hand_count():
+  """One block, one frame, one token, no text: linear layers + modulation + embeddings only."""
+  d = 8
+  flops = dit_forward_flops(batch=1, frames=1, tokens_per_frame=1, text_tokens=0, width=d,
+                            depth=1, mlp_ratio=4.0, patch_dim=4)
+  linear = 2 * (8 * d * d + 2 * d * d + 2 * d * 4 * d)   # spatial+temporal attn, cross q/out, mlp
+  scores = 2 * 2 * d * 2                                  # one 1x1 spatial and temporal score
+  assert flops == linear + 2 * d * 9 * d + scores + 2 * 2 * 4 * d
