@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import post, train_step
+from benchmarks import data, post, train_step
 from benchmarks.flops import dit_forward_flops
 
 
@@ -33,3 +33,9 @@ def test_flop_count_matches_a_hand_count():
   linear = 2 * (8 * d * d + 2 * d * d + 2 * d * 4 * d)   # spatial+temporal attn, cross q/out, mlp
   scores = 2 * 2 * d * 2                                  # one 1x1 spatial and temporal score
   assert flops == linear + 2 * d * 9 * d + scores + 2 * 2 * 4 * d
+
+
+def test_data_benchmark_runs(bench_dir):
+  data.run(["--clips", "2", "--repeats", "1", "--batch-size", "2"])
+  rows = json.load(open(bench_dir / "data.json"))["rows"]
+  assert len(rows) == 3 and all(r["load_clips_s"] > 0 for r in rows)

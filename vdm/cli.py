@@ -1,8 +1,9 @@
-"""The `vdm` command line: train | sample | eval | post | tokenizer.
+"""The `vdm` command line: train | sample | eval | data | post | tokenizer.
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
   vdm eval adherence --checkpoint DIR --num 48
+  vdm data import DIR --out NAME
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
 """
 from __future__ import annotations
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--guidance", type=float, default=None)
   p.add_argument("--out", default="outputs/eval_adherence.json")
   p.set_defaults(func=cmd_eval)
+
+  from vdm.data.cli import add_data_arguments
+  add_data_arguments(sub)
 
   from vdm.post.cli import add_post_arguments, run_post_command
   p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))

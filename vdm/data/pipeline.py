@@ -27,16 +27,18 @@ class _ToNumpy(grain.transforms.Map):
 
 def _stack_examples(examples) -> dict:
   """Stacks example dicts into a batch; captions become an object array of python str [B]."""
-  batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]
-           if k != "caption"}
+  text = [k for k, v in examples[0].items() if isinstance(v, str)]
+  batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k not in text}
   # Object dtype keeps python str (a '<U' array would pad to the longest caption).
-  batch["caption"] = np.array([e["caption"] for e in examples], dtype=object)
+  for k in text:
+    batch[k] = np.array([e[k] for e in examples], dtype=object)
   return batch
 
 
 def make_loader(builder, split: str, *, batch_size: int, seed: int, shuffle: bool = True,
                 num_epochs: int | None = None, drop_remainder: bool = True,
-                worker_count: int = 0) -> grain.DataLoader:
+                worker_count: int = 0,
+                shard_options: grain.sharding.ShardOptions | None = None) -> grain.DataLoader:
   """A deterministic loader of dict batches from `builder.as_data_source()[split]`.
 
   Each batch holds 'video' uint8 [B, T, H, W, 3], 'caption' object array of str [B],
@@ -60,7 +62,7 @@ def make_loader(builder, split: str, *, batch_size: int, seed: int, shuffle: boo
             for k, f in builder.info.features.items()}
   sampler = grain.samplers.IndexSampler(
       num_records=len(source), shuffle=shuffle, seed=seed, num_epochs=num_epochs,
-      shard_options=grain.sharding.NoSharding())
+      shard_options=shard_options or grain.sharding.NoSharding())
   return grain.DataLoader(
       data_source=source, sampler=sampler, worker_count=worker_count,
       operations=[_ToNumpy(dtypes), grain.transforms.Batch(
