@@ -46,7 +46,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   stage = lambda **kw: ml_collections.ConfigDict(dict(dict(
       steps=1000, batch_size=16, learning_rate=1e-3, warmup_steps=100, weight_decay=0.0,
-      grad_clip=1.0, ema_decay=0.999, log_every=50, checkpoint_every=500), **kw))
+      grad_clip=1.0, ema_decay=0.999, log_every=50, checkpoint_every=500,
+      # A step with NaN/Inf loss or gradients is never applied; 'skip' counts it and goes on
+      # (stopping after max_nan_skips of them), 'stop' stops at once with a report.
+      nan_policy="skip", max_nan_skips=10), **kw))
   config.train = ml_collections.ConfigDict(dict(
       vae=stage(steps=3000, batch_size=8, learning_rate=2e-3),
       dit=stage(steps=6000, batch_size=32, learning_rate=5e-4, weight_decay=0.01),

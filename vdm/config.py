@@ -16,6 +16,7 @@ import ml_collections
 ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
 from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate.modes import MODES
+from vdm.train.faults import NAN_POLICIES
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
 
@@ -70,15 +71,20 @@ def _require(ok: bool, field: str, value, allowed: str) -> None:
     raise ConfigError(f"config field {field}={value!r} is invalid: allowed {allowed}")
 
 
+def _is_int(value) -> bool:
+  # bool is an int subclass: `--set dit.depth=True` must not pass as depth 1.
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _positive_int(config, field: str) -> None:
   value = _get(config, field)
-  _require(isinstance(value, int) and value >= 1, field, value, "an integer >= 1")
+  _require(_is_int(value) and value >= 1, field, value, "an integer >= 1")
 
 
 def _in_range(config, field: str, low: float, high: float) -> None:
   value = _get(config, field)
-  _require(isinstance(value, (int, float)) and low <= value <= high, field, value,
-           f"a number in [{low}, {high}]")
+  _require(isinstance(value, (int, float)) and not isinstance(value, bool)
+           and low <= value <= high, field, value, f"a number in [{low}, {high}]")
 
 
 def _get(config, field: str):
@@ -138,9 +144,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ("steps", "batch_size", "warmup_steps", "log_every", "checkpoint_every"):
       full = f"train.{stage}.{field}"
       value = _get(config, full)
-      _require(isinstance(value, int) and value >= (0 if field == "warmup_steps" else 1),
+      _require(_is_int(value) and value >= (0 if field == "warmup_steps" else 1),
                full, value, "an integer >= 1" if field != "warmup_steps" else "an integer >= 0")
     _in_range(config, f"train.{stage}.learning_rate", 1e-8, 1.0)
     _in_range(config, f"train.{stage}.ema_decay", 0.0, 1.0)
     _in_range(config, f"train.{stage}.grad_clip", 1e-6, 1e6)
     _in_range(config, f"train.{stage}.weight_decay", 0.0, 1.0)
+    stage_cfg = config.train[stage]
+    if "nan_policy" in stage_cfg:  # configs written before the NaN policy existed lack it
+      _require(stage_cfg.nan_policy in NAN_POLICIES, f"train.{stage}.nan_policy",
+               stage_cfg.nan_policy, f"one of {NAN_POLICIES}")
+    if "max_nan_skips" in stage_cfg:
+      _require(_is_int(stage_cfg.max_nan_skips) and stage_cfg.max_nan_skips >= 0,
+               f"train.{stage}.max_nan_skips", stage_cfg.max_nan_skips, "an integer >= 0")
+  _validate_more(config)
+
+
+def _validate_more(config: ml_collections.ConfigDict) -> None:
+  """Seeds, types and the cross-field constraints a default sampling request depends on."""
+  for field in ("seed", "data.seed"):
+    value = _get(config, field)
+    _require(_is_int(value) and value >= 0, field, value, "an integer >= 0")
+  _require(isinstance(config.data.data_dir, str), "data.data_dir", config.data.data_dir,
+           "a directory path string ('' for <workdir>/data)")
+  # One piece of text plus the end-of-sequence token.
+  _require(config.text.max_length >= 2, "text.max_length", config.text.max_length,
+           "an integer >= 2")
+  mult = config.vae.channel_mult
+  _require(all(_is_int(m) and m >= 1 for m in mult), "vae.channel_mult", mult,
+           "a tuple of integers >= 1")
+  _in_range(config, "vae.kl_weight", 0.0, 1e6)
+  _in_range(config, "dit.mlp_ratio", 0.01, 64.0)
+  s, td = config.sample, config.vae.temporal_downsample
+  _require((s.max_frames - 1) % td == 0, "sample.max_frames", s.max_frames,
+           f"1 + a multiple of vae.temporal_downsample={td}")
+  # The defaults must make a valid request on their own: `vdm sample` with no options uses them.
+  frames = 1 + td * max(0, round((s.seconds * s.fps - 1) / td))
+  _require(frames <= s.max_frames, "sample.seconds", s.seconds,
+           f"at most {s.max_frames / s.fps:.3g} (sample.max_frames={s.max_frames} at "
+           f"sample.fps={s.fps})")
+  latent_frames = (frames - 1) // td + 1
+  divisors = [k for k in range(1, latent_frames + 1) if latent_frames % k == 0]
+  _require(s.chunk in divisors, "sample.chunk", s.chunk,
+           f"a divisor of the {latent_frames} latent frames of the default clip: {divisors}")

@@ -3,6 +3,13 @@
 State is a plain pytree (step, params, optimizer state, EMA params), checkpointed by orbax together
 with the grain iterator's position, so a resumed run continues exactly where it stopped. The step
 RNG is `fold_in(seed, step)`, which needs no saving and makes resumption deterministic.
+
+Faults (see `vdm.train.faults`): SIGTERM/SIGINT checkpoint the current step and stop (`Preempted`);
+a step whose loss or gradients are not finite is skipped inside the jitted step, so it never
+reaches params, optimizer moments, EMA or a checkpoint, and `nan_policy` says whether to count it
+('skip', up to `max_nan_skips`) or stop ('stop'); unreadable or partial checkpoints are reported
+and skipped on restore; metrics logged after the restored step are dropped, so a resumed run's
+log equals an uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ from flax import nnx
 from grain import python as grain
 from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
+
+from vdm.train import faults
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
 
@@ -37,6 +46,7 @@ def ema_update(ema, params, decay):
 
 
 def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed: int):
+  """The jitted step: (state, batch) -> (state, metrics, finite, per-leaf gradient finiteness)."""
   base_rng = jax.random.key(seed)
 
   def train_step(state, batch):
@@ -50,12 +60,64 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
     params = optax.apply_updates(state["params"], updates)
     # Warm the EMA up: averaging over the random init early on would only add noise.
     decay = jnp.minimum(ema_decay, (1.0 + state["step"]) / (10.0 + state["step"]))
-    new_state = dict(step=state["step"] + 1, params=params, opt_state=opt_state,
-                     ema=ema_update(state["ema"], params, decay))
+    step = state["step"] + 1
+    updated = dict(step=step, params=params, opt_state=opt_state,
+                   ema=ema_update(state["ema"], params, decay))
+    grads_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+    finite = jnp.isfinite(loss) & jnp.all(grads_finite)
+    # A non-finite step keeps the old params, Adam moments and EMA (one NaN would poison the
+    # moments for good), but the step still advances: the next step sees the next batch and RNG,
+    # exactly as in a run that never met the bad batch's update.
+    kept = dict(state, step=step)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, kept)
     metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
-    return new_state, metrics
+    return new_state, metrics, finite, grads_finite
 
   return jax.jit(train_step, donate_argnums=0)
+
+
+def _leaf_names(params) -> list[str]:
+  """Dotted names of the parameter leaves, in `jax.tree.leaves` order."""
+  paths = jax.tree_util.tree_flatten_with_path(params)[0]
+  names = [".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+           for path, _ in paths]
+  return [n.removesuffix(".value") for n in names]  # nnx Variables add a '.value' level
+
+
+def _restore_latest(manager, state, iterator, ckpt_dir: str, desc: str):
+  """Restores the newest readable checkpoint; returns (state, meta dict, step or None).
+
+  A step that fails to restore (truncated files, a write that died after the rename) is skipped
+  with a message and the next older one is tried; once an older one restores, the unreadable
+  newer ones are moved aside (never deleted) so their steps can be saved again. If no step
+  restores, the cause is more likely a changed model than damage, so it raises and moves nothing.
+  """
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  failed = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    step_dir = os.path.join(ckpt_dir, str(step))
+    items = dict(state=ocp.args.StandardRestore(abstract),
+                 data=grain.PyGrainCheckpointRestore(iterator))
+    if os.path.isdir(os.path.join(step_dir, "meta")):  # checkpoints before faults.py lack it
+      items["meta"] = ocp.args.JsonRestore()
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # pylint: disable=broad-except
+      faults.report(f"[{desc}] checkpoint step {step} is unreadable ({type(e).__name__}: "
+                    f"{str(e)[:300]}); trying an older one")
+      failed.append((step, step_dir, e))
+      continue
+    for bad_step, bad_dir, _ in failed:
+      faults.report(f"[{desc}] moved unreadable checkpoint step {bad_step} to "
+                    f"{faults.quarantine(bad_dir)}")
+    if failed:
+      manager.reload()
+    return restored["state"], dict(restored.get("meta") or {}), step
+  if failed:
+    raise ValueError(f"[{desc}] no checkpoint in {ckpt_dir} restores (steps "
+                     f"{[s for s, _, _ in failed]}); if the model config changed, use a new "
+                     f"workdir. First error: {failed[0][2]}")
+  return state, {}, None
 
 
 def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, workdir: str, *,
@@ -68,51 +130,109 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
     loss_fn: (model, batch, rng) -> (scalar loss, metrics dict); traced under jit.
     loader: grain DataLoader whose iterator yields host batches (numpy dicts).
     cfg: stage config with steps, learning_rate, warmup_steps, weight_decay, grad_clip, ema_decay,
-      log_every, checkpoint_every.
+      log_every, checkpoint_every and optionally nan_policy ('skip' | 'stop', default 'skip')
+      and max_nan_skips (default 10).
     workdir: where `checkpoints/`, `tensorboard/` and `metrics.jsonl` go.
     prepare_batch: host-side transform of each batch (e.g. tokenizing captions).
   Returns:
     the model with its parameters replaced by the EMA parameters.
+  Raises:
+    faults.Preempted: on SIGTERM/SIGINT, after checkpointing the current step.
+    faults.NonFiniteError: a non-finite step under nan_policy='stop', or more than max_nan_skips.
   """
+  policy = getattr(cfg, "nan_policy", "skip")
+  max_skips = getattr(cfg, "max_nan_skips", 10)
+  if policy not in faults.NAN_POLICIES:
+    raise ValueError(f"nan_policy {policy!r}: allowed {list(faults.NAN_POLICIES)}")
   os.makedirs(workdir, exist_ok=True)
   # Non-Param state (none in the shipped models) rides along unchanged.
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  leaf_names = _leaf_names(params)
   tx = make_optimizer(cfg)
   state = dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                ema=jax.tree.map(jnp.copy, params))
   iterator = iter(loader)
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  if manager.latest_step() is not None:
-    step = manager.latest_step()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        data=grain.PyGrainCheckpointRestore(iterator)))
-    state = restored["state"]
-    print(f"[{desc}] resumed from step {step} in {workdir}")
+  ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  for path in faults.partial_checkpoints(ckpt_dir):
+    faults.report(f"[{desc}] skipping partial checkpoint {path} (an interrupted or failed save); "
+                  "restoring the newest complete one")
+  # cleanup_tmp_directories: orbax reuses the '<step>.orbax-checkpoint-tmp' name, so a leftover
+  # would only be deleted at that step's next save; remove them now instead.
+  manager = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+      max_to_keep=2, create=True, cleanup_tmp_directories=True))
+  state, meta, last_saved = _restore_latest(manager, state, iterator, ckpt_dir, desc)
+  skips = int(meta.get("nan_skips", 0))
+  start = int(state["step"])
+  if last_saved is not None:
+    print(f"[{desc}] resumed from step {last_saved} in {workdir}")
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  dropped = faults.truncate_metrics(metrics_path, start)
+  if dropped:
+    faults.report(f"[{desc}] dropped {dropped} metrics line(s) logged after step {start}")
+
+  def save(step: int) -> None:
+    if last_saved is not None:
+      faults.check_free_disk(ckpt_dir, os.path.join(ckpt_dir, str(last_saved)))
+    try:
+      manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=grain.PyGrainCheckpointSave(iterator),
+          meta=ocp.args.JsonSave(dict(nan_skips=skips, step=step))))
+    except Exception as e:
+      faults.report(f"[{desc}] saving the checkpoint at step {step} failed ({e}); the previous "
+                    f"checkpoint (step {last_saved}) is intact")
+      raise
+
+  def finish_saves() -> None:
+    try:
+      manager.wait_until_finished()
+    except Exception as e:
+      faults.report(f"[{desc}] a checkpoint write failed ({e}); the newest complete checkpoint "
+                    "is kept and will be restored")
+      raise
 
   train_step = _make_train_step(graphdef, rest, tx, loss_fn, cfg.ema_decay, seed)
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-  start = int(state["step"])
+  # purge_step: TensorBoard drops events a killed run logged after the restored step.
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,
              disable=os.environ.get("VDM_NO_PROGRESS") == "1")
   t0 = time.time()
-  with open(os.path.join(workdir, "metrics.jsonl"), "a") as log:
+  with faults.PreemptionGuard() as guard, open(metrics_path, "a") as log:
     for step in bar:
-      state, metrics = train_step(state, prepare_batch(next(iterator)))
+      state, metrics, finite, grads_finite = train_step(state, prepare_batch(next(iterator)))
       done = step + 1
+      # One scalar read per step, so 'stop' halts at the exact step and the skip count a
+      # checkpoint stores is exact; the skip itself already happened inside the step.
+      if not bool(finite):
+        skips += 1
+        loss = float(metrics["loss"])
+        if policy == "stop" or skips > max_skips:
+          bad = [n for n, ok in zip(leaf_names, jax.device_get(grads_finite)) if not ok]
+          finish_saves()
+          writer.close()
+          raise faults.NonFiniteError(faults.nonfinite_message(
+              desc, done, policy, loss, bad, skips, max_skips, last_saved))
+        faults.report(f"[{desc}] step {done}: non-finite loss or gradients (loss={loss}); "
+                      f"update skipped ({skips}/{max_skips} allowed)")
       if done % cfg.log_every == 0 or done == cfg.steps:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics["nan_skips"] = skips
         for name, value in metrics.items():
           writer.add_scalar(f"{desc}/{name}", value, done)
         log.write(json.dumps(dict(step=done, seconds=time.time() - t0, **metrics)) + "\n")
         log.flush()
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
       if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-        manager.save(done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=grain.PyGrainCheckpointSave(iterator)))
-  manager.wait_until_finished()
+        save(done)
+        last_saved = done
+      if guard.signum is not None:
+        if last_saved != done:
+          save(done)
+          last_saved = done
+        finish_saves()
+        writer.close()
+        error = faults.Preempted(guard.signum, done, ckpt_dir)
+        faults.report(f"[{desc}] {error}")
+        raise error
+  finish_saves()
   writer.close()
   return nnx.merge(graphdef, state["ema"], rest)

@@ -48,8 +48,13 @@ def _check_workdir_config(config, workdir: str) -> None:
   """A workdir belongs to one config: refuse to resume it with a different model or data."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+    try:
+      with open(path) as f:
+        old = json.load(f)
+    except ValueError as e:
+      raise ValueError(f"workdir {workdir}: {path} is not valid JSON ({e}); it records the "
+                       "config the checkpoints were trained with. Restore it or use a new "
+                       "--workdir.") from None
     new = json.loads(config.to_json())
     differ = [f"{section}.{k}: {old[section].get(k)!r} -> {v!r}"
               for section in ("data", "text", "vae", "dit") for k, v in new[section].items()
@@ -58,8 +63,10 @@ def _check_workdir_config(config, workdir: str) -> None:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
                        f"differ: {differ}. Use a new --workdir.")
   os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
+  # Write then rename: a kill mid-write must not leave a half file that blocks every resume.
+  with open(path + ".tmp", "w") as f:
     f.write(config.to_json(indent=2))
+  os.replace(path + ".tmp", path)
 
 
 def train_tokenizer_stage(config, workdir: str) -> Tokenizer:
