@@ -203,3 +203,15 @@ def test_image_to_video_keeps_the_given_first_frame_latent(pipe, tmp_path):
 def test_bad_mode_options_are_named(pipe, options, message):
   with pytest.raises(ValueError, match=message):
     pipe.resolve("a red circle", **options)
+
+
+def test_cli_rejects_an_unknown_video_suffix_before_loading_the_model(tmp_path, capsys,
+                                                                      monkeypatch):
+  from vdm.generate.pipeline import Pipeline
+
+  def no_load(directory):
+    raise AssertionError("the model must not be loaded for a bad --out")
+
+  monkeypatch.setattr(Pipeline, "load", staticmethod(no_load))
+  assert cli.main(["sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.avi")]) == 2
+  assert "--out" in capsys.readouterr().err

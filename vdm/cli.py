@@ -37,7 +37,9 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
   from vdm.generate.pipeline import Pipeline
   from vdm.train.run import git_commit
-  from vdm.video_io import write_json, write_video
+  from vdm.video_io import VIDEO_SUFFIXES, write_json, write_video
+  if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:  # before any sampling
+    raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
   if os.path.exists(args.out) and not args.overwrite:
     raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
   post_stages = None
