@@ -8,17 +8,6 @@ from vdm.dit.layers import patchify, spacetime_position_embedding, unpatchify
 from vdm.dit.model import DiT
 
 
-def randomized_dit(**kw):
-  """A DiT whose zero-initialised (adaLN-zero) weights are replaced by random ones."""
-  model = DiT(latent_channels=4, text_width=16, width=32, depth=2, heads=4, patch=2,
-              rngs=nnx.Rngs(0), **kw)
-  graphdef, params = nnx.split(model, nnx.Param)
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  leaves = [0.2 * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)]
-  return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-
-
 def inputs(frames=4):
   r = jax.random.split(jax.random.key(0), 3)
   z = jax.random.normal(r[0], (2, frames, 8, 8, 4))
@@ -50,7 +39,7 @@ def test_output_shape_and_zero_init():
   np.testing.assert_array_equal(out, 0.0)  # adaLN-zero: the untrained model predicts 0
 
 
-def test_block_causal_mask_keeps_past_frames_independent_of_the_future():
+def test_block_causal_mask_keeps_past_frames_independent_of_the_future(randomized_dit):
   """With a causal temporal mask, changing frame 2 (its latents or its level) leaves frames 0-1
   unchanged: spatial attention, cross-attention, the MLP and adaLN act within a frame only."""
   model = randomized_dit()
@@ -68,7 +57,7 @@ def test_block_causal_mask_keeps_past_frames_independent_of_the_future():
   assert not np.allclose(full[:, :2], model(z, levels, text, mask)[:, :2], atol=1e-3)
 
 
-def test_padded_text_tokens_are_ignored():
+def test_padded_text_tokens_are_ignored(randomized_dit):
   model = randomized_dit()
   z, levels, text, mask = inputs()
   other = text.at[0, 3:].set(5.0)

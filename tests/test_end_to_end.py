@@ -215,3 +215,12 @@ def test_cli_rejects_an_unknown_video_suffix_before_loading_the_model(tmp_path, 
   monkeypatch.setattr(Pipeline, "load", staticmethod(no_load))
   assert cli.main(["sample", "--prompt", "a red circle", "--out", str(tmp_path / "x.avi")]) == 2
   assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chunk, context_noise", [(1, 0.0), (3, 0.1)])
+def test_pipeline_kv_cache_equals_recomputing_the_past(pipe, chunk, context_noise):
+  options = dict(mode="autoregressive", chunk=chunk, steps=3, context_noise=context_noise,
+                 guidance=3.0, negative_prompt="blue")
+  cached = pipe.generate(pipe.resolve("a red circle", **options))["frames"]
+  full = pipe.generate(pipe.resolve("a red circle", kv_cache=False, **options))["frames"]
+  assert np.abs(cached.astype(int) - full.astype(int)).max() <= 1

@@ -52,7 +52,8 @@ def cmd_sample(args) -> int:
                          seconds=args.seconds, fps=args.fps, aspect=args.aspect,
                          resolution=args.resolution, steps=args.steps, guidance=args.guidance,
                          mode=args.mode, sampler=args.sampler, chunk=args.chunk,
-                         context_noise=args.context_noise, image=args.image)
+                         context_noise=args.context_noise, image=args.image,
+                         kv_cache=not args.no_kv_cache)
   load_seconds = time.perf_counter() - t0
   result = pipe.generate(request)
   if post_stages:
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--context-noise", type=float, default=None,
                  help="noise level of finished chunks seen as context (Diffusion Forcing)")
   p.add_argument("--image", default=None, help="PNG pinned as the first frame")
+  p.add_argument("--no-kv-cache", action="store_true",
+                 help="autoregressive mode: recompute the past every step (same result, slower)")
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
   p.add_argument("--overwrite", action="store_true")

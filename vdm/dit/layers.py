@@ -16,14 +16,16 @@ def sincos_embedding(positions: jax.Array, dim: int, *, max_period: float = 10_0
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def spacetime_position_embedding(frames: int, rows: int, cols: int, dim: int) -> jax.Array:
+def spacetime_position_embedding(frames: int, rows: int, cols: int, dim: int,
+                                 frame_offset: int | jax.Array = 0) -> jax.Array:
   """Fixed 3D sincos embedding [frames, rows * cols, dim]: about a third of the width per axis.
 
   Computed from the grid size, so the model runs at any resolution, aspect and frame count.
+  Frames are numbered from `frame_offset` (a chunk generated after `frame_offset` earlier frames).
   """
   d_time = d_row = (dim // 3) // 2 * 2
   d_col = dim - d_time - d_row
-  t = sincos_embedding(jnp.arange(frames), d_time)
+  t = sincos_embedding(frame_offset + jnp.arange(frames), d_time)
   r = sincos_embedding(jnp.arange(rows), d_row)
   c = sincos_embedding(jnp.arange(cols), d_col)
   grid = jnp.concatenate([jnp.broadcast_to(r[:, None, :], (rows, cols, d_row)),
@@ -72,6 +74,27 @@ class Attention(nnx.Module):
     v = v.reshape(b, context.shape[1], self.heads, d // self.heads)
     y = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return self.out(y.reshape(b, length, d))
+
+  def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,
+                       past_valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Self-attention of x over cached keys/values plus its own (the KV-cache step).
+
+    Args:
+      x: [B, L, D] the new tokens; they attend each other fully and every valid cached slot.
+      past_k, past_v: [B, S, H, D/H] cached keys and values (e.g. earlier frames, a ring buffer).
+      past_valid: [S] bool, which cache slots hold data.
+    Returns:
+      (output [B, L, D], k, v) with k, v [B, L, H, D/H] of x, for the caller to cache.
+    """
+    b, length, d = x.shape
+    q = self.q(x).reshape(b, length, self.heads, d // self.heads)
+    k, v = jnp.split(self.kv(x), 2, axis=-1)
+    k = k.reshape(b, length, self.heads, d // self.heads)
+    v = v.reshape(b, length, self.heads, d // self.heads)
+    mask = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
+    y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
+                                     jnp.concatenate([past_v, v], axis=1), mask=mask)
+    return self.out(y.reshape(b, length, d)), k, v
 
 
 class Mlp(nnx.Module):

@@ -34,8 +34,12 @@ class DiTBlock(nnx.Module):
     # Zero-initialised modulation makes every block start as the identity (adaLN-zero).
     self.modulation = nnx.Linear(width, 9 * width, kernel_init=_zeros, rngs=rngs)
 
-  def __call__(self, x, cond, text, text_mask, temporal_mask=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T]."""
+  def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None):
+    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T].
+
+    With `past` = (k, v [B*N, S, H, D/H], valid [S]) the temporal attention also sees cached
+    earlier frames (this chunk attends itself fully); returns (x, (k, v) of this chunk) then.
+    """
     b, t, n, d = x.shape
     (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m,
      gate_m) = jnp.split(self.modulation(jax.nn.silu(cond)), 9, axis=-1)
@@ -45,14 +49,18 @@ class DiTBlock(nnx.Module):
     x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
 
     h = modulate(self.norm_temporal(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
-    h = self.temporal(h, mask=temporal_mask)
+    if past is None:
+      h = self.temporal(h, mask=temporal_mask)
+    else:
+      h, k, v = self.temporal.attend_with_past(h, *past)
     x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
 
     h = self.cross(self.norm_cross(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
     h = modulate(self.norm_mlp(x), shift_m, scale_m)
-    return x + gate(gate_m) * self.mlp(h)
+    x = x + gate(gate_m) * self.mlp(h)
+    return x if past is None else (x, (k, v))
 
 
 class DiT(nnx.Module):
@@ -82,11 +90,28 @@ class DiT(nnx.Module):
                rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None):
+    return self._forward(z, levels, text, text_mask, temporal_mask)[0]
+
+  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
+    """One chunk of frames after cached earlier ones (autoregressive generation).
+
+    Args:
+      z: [B, k, h, w, C] the chunk's latents; levels [B, k].
+      cache: `vdm.generate.kv_cache.KVCache` with k, v [depth, B*N, S, H, D/H], valid [S].
+      frame_offset: index of the chunk's first frame in the whole clip (for positions).
+    Returns:
+      (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
+    Equals the full forward under a block-causal temporal mask whose last block is this chunk.
+    """
+    return self._forward(z, levels, text, text_mask, None, cache, frame_offset)
+
+  def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0):
     b, t, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
     x = self.embed(patchify(z, self.patch))
-    x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width)[None]
+    x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width,
+                                         frame_offset)[None]
 
     text = self.text_proj(text)
     weights = text_mask[..., None].astype(text.dtype)
@@ -95,9 +120,16 @@ class DiT(nnx.Module):
     cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width))
     cond = cond + self.pooled_text(pooled)[:, None, :]
 
-    for block in self.blocks:
-      x = block(x, cond, text, text_mask, temporal_mask)
+    new_k, new_v = [], []
+    for i, block in enumerate(self.blocks):
+      if cache is None:
+        x = block(x, cond, text, text_mask, temporal_mask)
+      else:
+        x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid))
+        new_k.append(k)
+        new_v.append(v)
 
     shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
     x = self.final(modulate(self.final_norm(x), shift, scale))
-    return unpatchify(x, self.patch, h, w)
+    kv = (jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None
+    return unpatchify(x, self.patch, h, w), kv

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -19,7 +20,9 @@ from flax import nnx
 from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion import guided_velocity
 from vdm.diffusion.samplers import SAMPLERS, sample
+from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import generation_mode
+from vdm.generate.streaming import generate_autoregressive
 
 # Modes the pipeline can drive from a prompt (+ an optional first-frame image). Keyframes needs a
 # last frame, which a causal VAE cannot encode on its own; it is not offered here yet.
@@ -45,6 +48,7 @@ class Request:
   chunk: int = 1
   context_noise: float = 0.0
   image: str | None = None
+  kv_cache: bool = True
 
   @property
   def seconds(self) -> float:
@@ -86,7 +90,6 @@ class Pipeline:
     self.latent_mean = latent_stats["mean"]
     self.latent_std = latent_stats["std"]
     self.directory = directory
-    self._sample_fns = {}
 
   @classmethod
   def load(cls, directory: str) -> "Pipeline":
@@ -99,7 +102,8 @@ class Pipeline:
               resolution: int | None = None, steps: int | None = None,
               guidance: float | None = None, mode: str | None = None,
               sampler: str | None = None, chunk: int | None = None,
-              context_noise: float | None = None, image: str | None = None) -> Request:
+              context_noise: float | None = None, image: str | None = None,
+              kv_cache: bool = True) -> Request:
     """Validates a request, filling unset options from the model's config.sample defaults."""
     s = self.config.sample
     if not isinstance(prompt, str) or not prompt.strip():
@@ -148,7 +152,7 @@ class Pipeline:
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
                    fps=fps, height=height, width=width, steps=steps, guidance=float(guidance),
                    mode=mode, sampler=sampler, chunk=chunk, context_noise=float(context_noise),
-                   image=image)
+                   image=image, kv_cache=bool(kv_cache))
 
   def __call__(self, prompt: str, **options) -> np.ndarray:
     """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
@@ -162,18 +166,35 @@ class Pipeline:
     sd = self.vae.spatial_downsample
     latent_shape = (1, self.vae.latent_frames(request.frames), request.height // sd,
                     request.width // sd, self.config.vae.latent_channels)
-    pinned = (0,) if request.image is not None else ()
-    levels, temporal_mask = generation_mode(
-        request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
-        context_level=request.context_noise, shift=self.config.sample.shift, pinned=pinned)
     noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
     x_init = jax.random.normal(noise_key, latent_shape)
     if request.image is not None:
       x_init = x_init.at[:, 0].set(self._encode_first_frame(request))
-    video = self._sampler(latent_shape, levels.shape[0], request.sampler)(
-        nnx.state(self.denoiser), nnx.state(self.vae), x_init, jnp.asarray(ids),
-        jnp.asarray(mask), jnp.asarray(levels), jnp.asarray(temporal_mask),
-        jnp.float32(request.guidance), sampler_key)
+    denoiser_def, denoiser_state = nnx.split(self.denoiser)
+    mask = jnp.asarray(mask)
+    # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
+    text = _encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
+    guidance = jnp.float32(request.guidance)
+    if request.mode == "autoregressive" and request.image is None and request.kv_cache:
+      # Chunk by chunk with a KV cache: equal to the matrix below, without recomputing the past.
+      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
+          latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
+          slots=latent_shape[1], heads=self.config.dit.heads,
+          head_dim=self.config.dit.width // self.config.dit.heads)
+      z = generate_autoregressive(
+          _guided_chunk_velocity, (denoiser_def, denoiser_state, text, mask, guidance), x_init,
+          cache, chunk=request.chunk, steps=request.steps, context_level=request.context_noise,
+          shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key)
+    else:
+      levels, temporal_mask = generation_mode(
+          request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
+          context_level=request.context_noise, shift=self.config.sample.shift,
+          pinned=(0,) if request.image is not None else ())
+      z = _sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
+                         jnp.asarray(temporal_mask), guidance, sampler_key,
+                         sampler_name=request.sampler)
+    vae_def, vae_state = nnx.split(self.vae)
+    video = _decode(vae_def, vae_state, z, self.latent_mean, self.latent_std)
     frames = np.asarray(jax.device_get(video))[0]
     return dict(frames=frames, seconds_total=time.perf_counter() - t0)
 
@@ -189,30 +210,40 @@ class Pipeline:
     latent = self.vae.encode(pixels[None, None])[0][:, 0]
     return (latent - self.latent_mean) / self.latent_std
 
-  def _sampler(self, latent_shape, rows, sampler_name):
-    key = (latent_shape, rows, sampler_name)
-    if key not in self._sample_fns:
-      denoiser_def, vae_def = nnx.graphdef(self.denoiser), nnx.graphdef(self.vae)
-      mean, std = self.latent_mean, self.latent_std
 
-      @jax.jit
-      def run(denoiser_state, vae_state, x_init, ids, mask, levels, temporal_mask, guidance, rng):
-        denoiser = nnx.merge(denoiser_def, denoiser_state)
-        vae = nnx.merge(vae_def, vae_state)
-        # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
-        text = denoiser.text(ids, mask)
+# The jitted pieces take the graph definition as a static argument and the weights as arrays, so
+# one compilation per shape serves every call and the weights are never baked into the program.
 
-        def velocity(x, t):
-          both = denoiser.dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
-                              temporal_mask)
-          return guided_velocity(both[:1], both[1:], guidance)
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _encode_text(graphdef, state, ids, mask):
+  return nnx.merge(graphdef, state).text(ids, mask)
 
-        z = sample(sampler_name, velocity, x_init, levels, rng=rng)
-        video = vae.decode(z * std + mean)
-        return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
-      self._sample_fns[key] = run
-    return self._sample_fns[key]
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name"))
+def _sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
+                   sampler_name):
+  dit = nnx.merge(graphdef, state).dit
+
+  def velocity(x, t):
+    both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
+    return guided_velocity(both[:1], both[1:], guidance)
+
+  return sample(sampler_name, velocity, x_init, levels, rng=rng)
+
+
+def _guided_chunk_velocity(params, x, t, cache, frame_offset):
+  """`vdm.generate.streaming` chunk function: guided DiT on one chunk with the KV cache."""
+  graphdef, state, text, mask, guidance = params
+  dit = nnx.merge(graphdef, state).dit
+  both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
+                                cache, frame_offset)
+  return guided_velocity(both[:1], both[1:], guidance), kv
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _decode(graphdef, state, z, mean, std):
+  video = nnx.merge(graphdef, state).decode(z * std + mean)
+  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
 def load_image(path: str) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""Autoregressive generation chunk by chunk with a KV cache.
+
+This is the `autoregressive` noise-level matrix (`vdm.generate.modes.autoregressive_mode`)
+executed one chunk at a time: chunk c is denoised from level 1 to the context level while earlier
+chunks are read from the cache, then one more pass at the context level gives both the chunk's
+keys/values for the cache and its clean frames (x - c v: the matrix's last Euler step). As in the
+matrix, the last chunk's own last step goes straight to level 0. The result
+equals the full-matrix sampler with a block-causal mask (tests/test_streaming.py), at a cost per
+chunk that does not grow with the clip when the cache is a ring buffer.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vdm.diffusion.samplers import sample
+from vdm.generate.kv_cache import KVCache, write_frames
+from vdm.generate.modes import shifted_grid_from
+
+# (params, x [B, k, ...], t [B, k], cache, frame_offset) -> (velocity [B, k, ...], (keys, values));
+# params are passed in (not closed over) so jit does not bake the weights into the program.
+ChunkVelocity = Callable[..., tuple[jax.Array, tuple[jax.Array, jax.Array]]]
+
+
+@functools.lru_cache(maxsize=32)  # one compiled step per (model function, schedule, sampler)
+def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level: float,
+                    shift: float = 1.0, sampler: str = "euler"):
+  """Returns step(params, x_noise [B, k, ...], cache, frame_offset, rng, last) -> (x, cache).
+
+  Shapes are static (the chunk and the cache), so one compilation serves every chunk; `last`
+  (the final chunk, whose own last step ends at 0) is a traced flag, not a recompilation.
+  """
+  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift), jnp.float32)
+
+  @jax.jit
+  def step(params, x, cache: KVCache, frame_offset, rng, last):
+    def velocity(x_chunk, t):
+      return chunk_velocity(params, x_chunk, t, cache, frame_offset)[0]
+
+    end = jnp.where(last, 0.0, context_level)
+    levels = jnp.broadcast_to(turn.at[-1].set(end)[:, None], (turn.shape[0], x.shape[1]))
+    x = sample(sampler, velocity, x, levels, rng=rng)
+    v, (k, v_cache) = chunk_velocity(params, x, jnp.full(x.shape[:2], end), cache, frame_offset)
+    return x - end * v, write_frames(cache, k, v_cache, frame_offset)
+
+  return step
+
+
+def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Array,
+                            cache: KVCache, *,
+                            chunk: int, steps: int, context_level: float = 0.0,
+                            shift: float = 1.0, sampler: str = "euler", rng=None,
+                            on_chunk: Callable[[int, jax.Array], None] | None = None):
+  """Generates noise.shape[1] frames in chunks of `chunk`; returns latents like `noise`.
+
+  Args:
+    chunk_velocity: the model on one chunk given the cache (e.g. `DiT.forward_cached` with guidance).
+    params: what chunk_velocity needs as its first argument (e.g. an nnx.State).
+    noise: [B, T, ...] initial noise; T must be a multiple of chunk.
+    cache: an empty `KVCache` whose slots bound how many earlier frames each chunk sees.
+    on_chunk: called with (first frame index, clean chunk) as each chunk finishes (streaming).
+  """
+  frames = noise.shape[1]
+  if chunk < 1 or frames % chunk:
+    raise ValueError(f"chunk={chunk} must divide the {frames} latent frames")
+  step = make_chunk_step(chunk_velocity, steps=steps, context_level=context_level, shift=shift,
+                         sampler=sampler)
+  rng = jax.random.key(0) if rng is None else rng
+  out = []
+  num_chunks = frames // chunk
+  for c in range(num_chunks):
+    offset = c * chunk
+    x, cache = step(params, noise[:, offset:offset + chunk], cache, jnp.int32(offset),
+                    jax.random.fold_in(rng, c), jnp.bool_(c == num_chunks - 1))
+    if on_chunk is not None:
+      on_chunk(offset, x)
+    out.append(x)
+  return jnp.concatenate(out, axis=1)
+
+
+def sliding_window_mask(frames: int, chunk: int, window: int) -> np.ndarray:
+  """The temporal mask a ring buffer of `window` frames implies: frame i sees its own chunk and
+  the `window` frames before that chunk. [frames, frames] bool."""
+  chunk_of = np.arange(frames) // chunk
+  start = chunk_of * chunk
+  j = np.arange(frames)[None, :]
+  return (chunk_of[None, :] <= chunk_of[:, None]) & (j >= (start - window)[:, None])
