@@ -21,7 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       data_dir="",  # empty: <workdir>/data
   ))
   config.text = ml_collections.ConfigDict(dict(
-      vocab_size=256, max_length=24, width=128, depth=2, heads=4, mlp=256,
+      vocab_size=256, tokenizer="bpe", max_length=24, width=128, depth=2, heads=4, mlp=256,
   ))
   config.vae = ml_collections.ConfigDict(dict(
       base_channels=16, channel_mult=(1, 2, 2), latent_channels=8, temporal_downsample=2,

@@ -63,3 +63,16 @@ def test_encoder_ignores_padding():
   np.testing.assert_allclose(a[:, :4], b[:, :4], atol=1e-5)
   c = enc(ids.at[0, 1].set(8), mask)
   assert not np.allclose(a[:, 0], c[:, 0])
+
+
+def test_caption_tokenizer_learns_whole_words():
+  """On the spine's repetitive captions the tokenizer must learn words, not characters: a
+  character-level vocabulary (what unigram collapsed to) made captions ~30 tokens long and
+  truncated them at the encoder's limit."""
+  from vdm.data import synthetic
+  corpus = synthetic.caption_corpus(0, 4000)
+  tokenizer = Tokenizer(train_tokenizer(corpus, vocab_size=256))
+  for caption in corpus[:100]:
+    assert tokenizer.num_pieces(caption) <= len(caption.split()) + 2, caption
+  with pytest.raises(ValueError, match="model_type"):
+    train_tokenizer(corpus, model_type="sentencepiece")

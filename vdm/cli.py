@@ -88,7 +88,8 @@ def cmd_tokenizer(args) -> int:
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
   config = load_config(args.config, args.set)
   tokenizer = Tokenizer(train_tokenizer(caption_corpus(config.data.seed, args.num_captions),
-                                        vocab_size=config.text.vocab_size))
+                                        vocab_size=config.text.vocab_size,
+                                        model_type=config.text.tokenizer))
   tokenizer.save(args.out)
   print(f"wrote {args.out} ({tokenizer.vocab_size} pieces)")
   return 0

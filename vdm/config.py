@@ -16,6 +16,7 @@ import ml_collections
 ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
 from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate.modes import MODES
+from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
@@ -123,6 +124,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"a divisor of dit.width={config.dit.width}")
   _require(config.text.width % config.text.heads == 0, "text.heads", config.text.heads,
            f"a divisor of text.width={config.text.width}")
+  _require(config.text.tokenizer in MODEL_TYPES, "text.tokenizer", config.text.tokenizer,
+           f"one of {MODEL_TYPES}")
   _require(config.diffusion.timestep_sampling in TIMESTEP_SAMPLING,
            "diffusion.timestep_sampling", config.diffusion.timestep_sampling,
            f"one of {TIMESTEP_SAMPLING}")

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vdm.parallel.sharding import logical_axes
+
 
 def sincos_embedding(positions: jax.Array, dim: int, *, max_period: float = 10_000.0) -> jax.Array:
   """Sinusoidal features of real positions [...] -> [..., dim]."""
@@ -44,6 +46,16 @@ def patchify(z: jax.Array, patch: int) -> jax.Array:
   return z.reshape(b, t, (h // patch) * (w // patch), patch * patch * c)
 
 
+def dense(in_features: int, out_features: int, axes: tuple[str | None, str | None], *,
+          rngs: nnx.Rngs, **kwargs) -> nnx.Linear:
+  """nnx.Linear whose kernel axes have logical names `axes` (the bias takes the output's name).
+
+  The names are metadata only: parameters, init and call are those of a plain nnx.Linear.
+  """
+  return nnx.Linear(in_features, out_features, kernel_metadata=logical_axes(*axes),
+                    bias_metadata=logical_axes(axes[1]), rngs=rngs, **kwargs)
+
+
 def unpatchify(tokens: jax.Array, patch: int, h: int, w: int) -> jax.Array:
   """Inverse of patchify: [B, T, N, p*p*C] -> [B, T, h, w, C]."""
   b, t, _, d = tokens.shape
@@ -59,9 +71,9 @@ class Attention(nnx.Module):
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
                rngs: nnx.Rngs):
     self.heads = heads
-    self.q = nnx.Linear(width, width, rngs=rngs)
-    self.kv = nnx.Linear(context_width or width, 2 * width, rngs=rngs)
-    self.out = nnx.Linear(width, width, rngs=rngs)
+    self.q = dense(width, width, ("embed", "heads"), rngs=rngs)
+    self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs)
+    self.out = dense(width, width, ("heads", "embed"), rngs=rngs)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
                mask: jax.Array | None = None) -> jax.Array:
@@ -99,8 +111,8 @@ class Attention(nnx.Module):
 
 class Mlp(nnx.Module):
   def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-    self.fc1 = nnx.Linear(width, hidden, rngs=rngs)
-    self.fc2 = nnx.Linear(hidden, width, rngs=rngs)
+    self.fc1 = dense(width, hidden, ("embed", "mlp"), rngs=rngs)
+    self.fc2 = dense(hidden, width, ("mlp", "embed"), rngs=rngs)
 
   def __call__(self, x):
     return self.fc2(jax.nn.gelu(self.fc1(x)))

@@ -11,8 +11,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vdm.dit.layers import (Attention, Mlp, patchify, sincos_embedding,
+from vdm.dit.layers import (Attention, Mlp, dense, patchify, sincos_embedding,
                             spacetime_position_embedding, unpatchify)
+from vdm.parallel.sharding import constrain
+
+# Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
+_TOKENS = ("batch", "frames", "tokens", "act_embed")  # x [B, T, N, D]
 
 _zeros = nnx.initializers.zeros
 
@@ -32,7 +36,7 @@ class DiTBlock(nnx.Module):
     self.cross = Attention(width, heads, rngs=rngs)
     self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs)
     # Zero-initialised modulation makes every block start as the identity (adaLN-zero).
-    self.modulation = nnx.Linear(width, 9 * width, kernel_init=_zeros, rngs=rngs)
+    self.modulation = dense(width, 9 * width, ("embed", "mlp"), kernel_init=_zeros, rngs=rngs)
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None):
     """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T].
@@ -73,15 +77,17 @@ class DiT(nnx.Module):
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, rngs: nnx.Rngs):
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
-    self.embed = nnx.Linear(patch * patch * latent_channels, width, rngs=rngs)
+    self.embed = dense(patch * patch * latent_channels, width, ("patch", "embed"), rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
-    self.text_proj = nnx.Linear(text_width, width, rngs=rngs)
-    self.pooled_text = nnx.Linear(width, width, rngs=rngs)
+    self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
+    self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
     self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
     self.final_norm = nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6,
                                     rngs=rngs)
-    self.final_modulation = nnx.Linear(width, 2 * width, kernel_init=_zeros, rngs=rngs)
-    self.final = nnx.Linear(width, patch * patch * latent_channels, kernel_init=_zeros, rngs=rngs)
+    self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
+                                  rngs=rngs)
+    self.final = dense(width, patch * patch * latent_channels, ("embed", "patch"),
+                       kernel_init=_zeros, rngs=rngs)
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
@@ -112,13 +118,15 @@ class DiT(nnx.Module):
     x = self.embed(patchify(z, self.patch))
     x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width,
                                          frame_offset)[None]
+    x = constrain(x, _TOKENS)
 
-    text = self.text_proj(text)
+    text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
     weights = text_mask[..., None].astype(text.dtype)
     pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
     # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
     cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width))
     cond = cond + self.pooled_text(pooled)[:, None, :]
+    cond = constrain(cond, ("batch", "frames", "act_embed"))
 
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
@@ -128,6 +136,7 @@ class DiT(nnx.Module):
         x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid))
         new_k.append(k)
         new_v.append(v)
+      x = constrain(x, _TOKENS)
 
     shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
     x = self.final(modulate(self.final_norm(x), shift, scale))

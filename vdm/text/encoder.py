@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vdm.parallel.sharding import constrain, logical_axes
+
 
 def relative_position_buckets(relative_position: jax.Array, *, num_buckets: int = 32,
                               max_distance: int = 128) -> jax.Array:
@@ -29,7 +31,7 @@ def relative_position_buckets(relative_position: jax.Array, *, num_buckets: int 
 
 class RMSNorm(nnx.Module):
   def __init__(self, dim: int, *, eps: float = 1e-6):
-    self.scale = nnx.Param(jnp.ones((dim,)))
+    self.scale = nnx.Param(jnp.ones((dim,)), **logical_axes("norm"))
     self.eps = eps
 
   def __call__(self, x):
@@ -41,11 +43,13 @@ class T5Layer(nnx.Module):
   def __init__(self, width: int, heads: int, mlp: int, *, rngs: nnx.Rngs):
     self.heads = heads
     self.attn_norm = RMSNorm(width)
-    self.qkv = nnx.Linear(width, 3 * width, use_bias=False, rngs=rngs)
-    self.out = nnx.Linear(width, width, use_bias=False, rngs=rngs)
+    linear = lambda din, dout, axes: nnx.Linear(din, dout, use_bias=False, rngs=rngs,
+                                                kernel_metadata=logical_axes(*axes))
+    self.qkv = linear(width, 3 * width, ("embed", "heads"))
+    self.out = linear(width, width, ("heads", "embed"))
     self.mlp_norm = RMSNorm(width)
-    self.wi = nnx.Linear(width, 2 * mlp, use_bias=False, rngs=rngs)
-    self.wo = nnx.Linear(mlp, width, use_bias=False, rngs=rngs)
+    self.wi = linear(width, 2 * mlp, ("embed", "mlp"))
+    self.wo = linear(mlp, width, ("mlp", "embed"))
 
   def __call__(self, x, bias):
     """x [B, L, D]; bias [B or 1, heads, L, L] (relative positions + padding mask)."""
@@ -65,8 +69,10 @@ class T5Encoder(nnx.Module):
 
   def __init__(self, *, vocab_size: int, width: int, depth: int, heads: int, mlp: int,
                num_buckets: int = 32, max_distance: int = 128, rngs: nnx.Rngs):
-    self.embed = nnx.Embed(vocab_size, width, rngs=rngs)
-    self.rel_bias = nnx.Embed(num_buckets, heads, rngs=rngs)
+    self.embed = nnx.Embed(vocab_size, width, rngs=rngs,
+                           embedding_metadata=logical_axes("vocab", "embed"))
+    self.rel_bias = nnx.Embed(num_buckets, heads, rngs=rngs,
+                              embedding_metadata=logical_axes("buckets", "head_count"))
     self.layers = nnx.List([T5Layer(width, heads, mlp, rngs=rngs) for _ in range(depth)])
     self.final_norm = RMSNorm(width)
     self.num_buckets, self.max_distance = num_buckets, max_distance
@@ -83,7 +89,8 @@ class T5Encoder(nnx.Module):
                                         max_distance=self.max_distance)
     bias = jnp.transpose(self.rel_bias(buckets), (2, 0, 1))[None]  # [1, H, L, L]
     bias = bias + jnp.where(mask[:, None, None, :], 0.0, -1e9)
-    x = self.embed(ids)
+    tokens = ("batch", "text_tokens", "act_embed")
+    x = constrain(self.embed(ids), tokens)
     for layer in self.layers:
-      x = layer(x, bias)
+      x = constrain(layer(x, bias), tokens)
     return self.final_norm(x)

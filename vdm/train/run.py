@@ -73,7 +73,8 @@ def train_tokenizer_stage(config, workdir: str) -> Tokenizer:
   path = os.path.join(workdir, "tokenizer.model")
   if not os.path.exists(path):
     corpus = synthetic.caption_corpus(config.data.seed, 20_000)
-    Tokenizer(train_tokenizer(corpus, vocab_size=config.text.vocab_size)).save(path)
+    Tokenizer(train_tokenizer(corpus, vocab_size=config.text.vocab_size,
+                              model_type=config.text.tokenizer)).save(path)
   return Tokenizer.load(path)
 
 
