@@ -52,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       nan_policy="skip", max_nan_skips=10), **kw))
   config.train = ml_collections.ConfigDict(dict(
       vae=stage(steps=3000, batch_size=8, learning_rate=2e-3),
-      dit=stage(steps=6000, batch_size=32, learning_rate=5e-4, weight_decay=0.01),
+      dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
   ))
 
   if arg == "tiny":

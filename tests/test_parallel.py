@@ -47,7 +47,6 @@ def _loss_and_output(model, batch):
   return jnp.mean(jnp.square(out - (batch["data"] - batch["noise"]))), out
 
 
-@jax.jit
 def _forward_and_grads(model, batch):
   (loss, out), grads = nnx.value_and_grad(_loss_and_output, has_aux=True)(model, batch)
   return loss, out, grads
@@ -66,29 +65,34 @@ def _randomized_dit() -> DiT:
 def single_device():
   """The randomized tiny DiT, a batch, and their one-device loss, output and gradients."""
   model, batch = _randomized_dit(), _batch()
-  return model, batch, jax.device_get(_forward_and_grads(model, batch))
+  return model, batch, jax.device_get(jax.jit(_forward_and_grads)(model, batch))
 
 
-@pytest.mark.parametrize("parallel, layout, sharded_param", [
-    (dict(data=8), "factorized", None),
-    (dict(data=1, fsdp=8), "factorized", ("blocks.0.mlp.fc1.kernel", P("fsdp", None))),
-    (dict(data=1, tensor=8), "factorized", ("blocks.0.mlp.fc1.kernel", P(None, "tensor"))),
-    (dict(data=1, sequence=8), "factorized", None),
-    (dict(data=1, sequence=8), "full", None),
+@pytest.mark.parametrize("parallel, layout, sharded_param, out_spec", [
+    (dict(data=8), "factorized", None, None),
+    (dict(data=1, fsdp=8), "factorized", ("blocks.0.mlp.fc1.kernel", P("fsdp", None)), None),
+    (dict(data=1, tensor=8), "factorized", ("blocks.0.mlp.fc1.kernel", P(None, "tensor")), None),
+    # The activation constraints split the frames (the output keeps that layout).
+    (dict(data=1, sequence=8), "factorized", None, P(None, "sequence")),
+    (dict(data=1, sequence=8), "full", None, None),
     (dict(data=2, fsdp=2, tensor=2), "factorized",
-     ("blocks.0.spatial.q.kernel", P("fsdp", "tensor"))),
+     ("blocks.0.spatial.q.kernel", P("fsdp", "tensor")), None),
 ], ids=["data", "fsdp", "tensor", "sequence-frames", "sequence-tokens", "mixed"])
 def test_sharded_forward_and_gradients_equal_one_device(single_device, parallel, layout,
-                                                        sharded_param):
+                                                        sharded_param, out_spec):
   model, batch, (loss, out, grads) = single_device
   mesh, rules = make_mesh(parallel), rules_for(layout)
   sharded = shard_model(model, mesh, rules)
   if sharded_param:  # the parameters really are split as the rules say
     name, spec = sharded_param
     assert _flat(nnx.state(sharded))[name].sharding.spec == spec
+  # A fresh jit per case: jit's cache does not key on the rules, only on the mesh and inputs.
+  step = jax.jit(lambda m, b: _forward_and_grads(m, b))
   with activate(mesh, rules):
-    s_loss, s_out, s_grads = _forward_and_grads(sharded, shard_batch(batch, mesh, rules))
+    s_loss, s_out, s_grads = step(sharded, shard_batch(batch, mesh, rules))
   assert len(s_out.sharding.device_set) == 8
+  if out_spec is not None:
+    assert s_out.sharding.spec == out_spec
   np.testing.assert_allclose(s_loss, loss, rtol=1e-5)
   np.testing.assert_allclose(s_out, out, rtol=1e-4, atol=1e-5)
   expected = _flat(grads)
@@ -157,6 +161,8 @@ def _digest(model) -> str:
     ("t5", lambda: T5Encoder(**TINY_T5, rngs=nnx.Rngs(0))),
 ])
 def test_init_is_unchanged_and_sharded_creation_draws_the_same_values(name, init):
+  """Eager init: bitwise as before the annotations. Sharded creation (the init under jit): the
+  same values up to float rounding, as XLA fuses some initializers (nnx.Embed's) differently."""
   model = init()
   assert _digest(model) == INIT_DIGESTS[name]
   mesh = make_mesh(dict(data=2, fsdp=2, tensor=2))
@@ -164,7 +170,7 @@ def test_init_is_unchanged_and_sharded_creation_draws_the_same_values(name, init
   plain, laid_out = _flat(nnx.state(model)), _flat(nnx.state(sharded))
   assert plain.keys() == laid_out.keys()
   for key, value in laid_out.items():
-    np.testing.assert_array_equal(value, plain[key], err_msg=key)
+    np.testing.assert_allclose(value, plain[key], rtol=1e-6, atol=1e-7, err_msg=key)
   if name == "dit":  # adaLN-zero stays zero, and the layout followed the rules
     np.testing.assert_array_equal(laid_out["blocks.0.modulation.kernel"], 0.0)
     assert laid_out["blocks.0.modulation.kernel"].sharding.spec == P("fsdp", "tensor")

@@ -32,6 +32,8 @@ def activate(mesh: jax.sharding.Mesh, rules: Rules):
   """Within this context, `constrain` shards activations by `rules` over `mesh`.
 
   Sets jax's current mesh and flax's logical axis rules (so `nnx.get_partition_spec` sees them).
+  jit's cache keys on the mesh but not on the rules: a function traced under one rules table is
+  reused under another, so jit a fresh function per rules table.
   """
   with jax.set_mesh(mesh), flax_spmd.logical_axis_rules(rules):
     yield
@@ -81,7 +83,9 @@ def create_sharded(init: Callable[[], nnx.Module], mesh: jax.sharding.Mesh,
                    rules: Rules) -> nnx.Module:
   """Runs `init` under jit with each Variable created directly in its sharding.
 
-  No device ever holds the whole model. The values equal `init()`'s for the same seed.
+  No device ever holds the whole model. The values equal `init()`'s for the same seed up to float
+  rounding (XLA fuses some initializers differently from eager execution; seen: 1 ulp in
+  nnx.Embed); for bit-identical values, `shard_model(init(), mesh, rules)`.
   """
   abstract = nnx.eval_shape(init)
   graphdef, _ = nnx.split(abstract)
