@@ -79,13 +79,7 @@ def vp_target(x0: jax.Array, eps: jax.Array, t: jax.Array, prediction: str,
               schedule: str = "cosine") -> jax.Array:
   """Regression target for `prediction` ('eps', 'v', 'x0'), same shape as x0."""
   alpha, sigma = vp_alpha_sigma(broadcast_levels(t, x0), schedule)
-  if prediction == "eps":
-    return eps
-  if prediction == "v":
-    return alpha * eps - sigma * x0
-  if prediction == "x0":
-    return x0
-  raise ValueError(f"VP prediction must be 'eps', 'v' or 'x0', got {prediction!r}")
+  return vp_from_x0_eps(x0, eps, alpha, sigma, prediction)
 
 
 def vp_to_x0_eps(z: jax.Array, pred: jax.Array, alpha, sigma,

@@ -113,6 +113,14 @@ def _first_order(x, x0, t_now, t_next):
 
 # ----------------------------------------------------------------------------- one-step methods
 
+def _step_start(x, t_now, t_next, i, churn: float, rng):
+  """Which frames move this step, and the (x, t) to integrate from: churned when churn > 0."""
+  moving = t_next < t_now
+  if churn > 0:
+    x, t_now = _churned(x, t_now, t_next, moving, churn, jax.random.fold_in(rng, i))
+  return moving, x, t_now
+
+
 def euler(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=None) -> jax.Array:
   """Euler along the noise-level matrix; with churn > 0 the stochastic EDM variant.
 
@@ -129,16 +137,12 @@ def euler(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=Non
     x at the levels of the last row, [B, T, ...]. One velocity evaluation per step.
   """
   levels = _check(x_init, levels)
-  stochastic = churn > 0
-  if stochastic:
+  if churn > 0:
     _need_rng(rng, "euler", f"churn={churn}")
 
   def step(x, inputs):
     t_now, t_next, i = inputs
-    moving = t_next < t_now
-    x_in, t_in = x, t_now
-    if stochastic:
-      x_in, t_in = _churned(x, t_now, t_next, moving, churn, jax.random.fold_in(rng, i))
+    moving, x_in, t_in = _step_start(x, t_now, t_next, i, churn, rng)
     v = velocity_fn(x_in, _levels_for_batch(t_in, x))
     x_new = x_in + _per_frame(t_next - t_in, x) * v
     return jnp.where(_per_frame(moving, x), x_new, x), None
@@ -157,16 +161,12 @@ def heun(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=None
   Shapes and churn/rng as in `euler`.
   """
   levels = _check(x_init, levels)
-  stochastic = churn > 0
-  if stochastic:
+  if churn > 0:
     _need_rng(rng, "heun", f"churn={churn}")
 
   def step(x, inputs):
     t_now, t_next, i = inputs
-    moving = t_next < t_now
-    x_in, t_in = x, t_now
-    if stochastic:
-      x_in, t_in = _churned(x, t_now, t_next, moving, churn, jax.random.fold_in(rng, i))
+    moving, x_in, t_in = _step_start(x, t_now, t_next, i, churn, rng)
     dt = _per_frame(t_next - t_in, x)
     v1 = velocity_fn(x_in, _levels_for_batch(t_in, x))
     x_euler = x_in + dt * v1
