@@ -29,6 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   config.dit = ml_collections.ConfigDict(dict(
       width=192, depth=4, heads=6, patch=2, mlp_ratio=4.0,
+      remat="none",  # none | full | dots: activation checkpointing per block (memory vs speed)
   ))
   config.diffusion = ml_collections.ConfigDict(dict(
       # Uniform, not logit-normal: on these flat-colour clips the trajectory is decided at very high

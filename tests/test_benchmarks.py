@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import data, post, train_step
+from benchmarks import data, gpu_dit, post, train_step
 from benchmarks.flops import dit_forward_flops
 
 
@@ -39,3 +39,10 @@ def test_data_benchmark_runs(bench_dir):
   data.run(["--clips", "2", "--repeats", "1", "--batch-size", "2"])
   rows = json.load(open(bench_dir / "data.json"))["rows"]
   assert len(rows) == 3 and all(r["load_clips_s"] > 0 for r in rows)
+
+
+def test_gpu_benchmark_runs_at_toy_size_on_cpu(bench_dir):
+  gpu_dit.run(["--tiny", "--repeats", "1", "--remat", "dots"])
+  rows = json.load(open(bench_dir / "gpu_dit_tiny.json"))["rows"]
+  assert [r["what"].split()[0] for r in rows] == ["train", "sampling"]
+  assert all(r["tflops"] > 0 for r in rows)

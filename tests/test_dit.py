@@ -63,3 +63,31 @@ def test_padded_text_tokens_are_ignored(randomized_dit):
   other = text.at[0, 3:].set(5.0)
   np.testing.assert_allclose(model(z, levels, text, mask)[0], model(z, levels, other, mask)[0],
                              atol=1e-5)
+
+
+def test_remat_policies_change_memory_not_results(randomized_dit):
+  """Activation checkpointing recomputes in the backward pass; values and gradients must match."""
+  from flax import nnx
+  base = randomized_dit()
+  z, levels, text, mask = inputs()
+  graphdef, params = nnx.split(base, nnx.Param)
+
+  def loss_and_grads(remat):
+    model = nnx.merge(graphdef, params)
+    model.remat = remat
+
+    def loss(p):
+      m = nnx.merge(nnx.graphdef(model), p)
+      return jnp.mean(m(z, levels, text, mask) ** 2)
+    return jax.value_and_grad(loss)(nnx.state(model, nnx.Param))
+
+  want_loss, want_grads = loss_and_grads("none")
+  for remat in ("full", "dots"):
+    got_loss, got_grads = loss_and_grads(remat)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  import pytest
+  with pytest.raises(ValueError, match="dit.remat"):
+    DiT(latent_channels=4, text_width=16, width=32, depth=1, heads=4, patch=2, remat="some",
+        rngs=nnx.Rngs(0))

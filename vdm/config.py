@@ -124,6 +124,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"a divisor of dit.width={config.dit.width}")
   _require(config.text.width % config.text.heads == 0, "text.heads", config.text.heads,
            f"a divisor of text.width={config.text.width}")
+  _require(config.dit.get("remat", "none") in ("none", "full", "dots"), "dit.remat",
+           config.dit.get("remat"), "one of ('none', 'full', 'dots')")
   _require(config.text.tokenizer in MODEL_TYPES, "text.tokenizer", config.text.tokenizer,
            f"one of {MODEL_TYPES}")
   _require(config.diffusion.timestep_sampling in TIMESTEP_SAMPLING,

@@ -26,6 +26,20 @@ def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
   return x * (1.0 + scale[:, :, None, :]) + shift[:, :, None, :]
 
 
+# Activation checkpointing per block: 'full' recomputes the whole block in the backward pass
+# (least memory), 'dots' keeps matmul outputs without a batch dimension (the projections and MLP,
+# expensive to recompute) and recomputes the rest (norms, activations, attention softmax).
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _remat_block(policy):
+  return nnx.remat(lambda block, *args: block(*args), policy=policy)
+
+
 class DiTBlock(nnx.Module):
   def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs):
     norm = lambda: nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6, rngs=rngs)
@@ -75,8 +89,12 @@ class DiT(nnx.Module):
   """
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
-               heads: int, patch: int, mlp_ratio: float = 4.0, rngs: nnx.Rngs):
+               heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
+               rngs: nnx.Rngs):
+    if remat not in REMAT_POLICIES:
+      raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
+    self.remat = remat
     self.embed = dense(patch * patch * latent_channels, width, ("patch", "embed"), rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
@@ -91,9 +109,10 @@ class DiT(nnx.Module):
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
+    # .get: model directories exported before `remat` existed have no such field.
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
-               rngs=rngs)
+               remat=cfg.get("remat", "none"), rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None):
     return self._forward(z, levels, text, text_mask, temporal_mask)[0]
@@ -116,21 +135,25 @@ class DiT(nnx.Module):
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
     x = self.embed(patchify(z, self.patch))
+    # Fixed embeddings are made in fp32; cast so bf16 runs stay bf16 (a no-op in fp32).
     x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width,
-                                         frame_offset)[None]
+                                         frame_offset)[None].astype(x.dtype)
     x = constrain(x, _TOKENS)
 
     text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
     weights = text_mask[..., None].astype(text.dtype)
     pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
     # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
-    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width))
+    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width).astype(x.dtype))
     cond = cond + self.pooled_text(pooled)[:, None, :]
     cond = constrain(cond, ("batch", "frames", "act_embed"))
 
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
-      if cache is None:
+      if cache is None and self.remat != "none":
+        x = _remat_block(REMAT_POLICIES[self.remat])(block, x, cond, text, text_mask,
+                                                      temporal_mask)
+      elif cache is None:
         x = block(x, cond, text, text_mask, temporal_mask)
       else:
         x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid))
