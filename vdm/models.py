@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from vdm.config import config_from_json
 from vdm.dit.model import DiT
 from vdm.text.encoder import T5Encoder
 from vdm.text.tokenizer import Tokenizer
@@ -63,14 +64,24 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
   return nnx.merge(graphdef, restored, rest)
 
 
+def write_latent_stats(path: str, latent_stats: dict) -> None:
+  """Per-channel latent statistics ({'mean': [C], 'std': [C]}) as JSON."""
+  with open(path, "w") as f:
+    json.dump({k: np.asarray(v).tolist() for k, v in latent_stats.items()}, f)
+
+
+def read_latent_stats(path: str) -> dict:
+  with open(path) as f:
+    return {k: jnp.asarray(v, jnp.float32) for k, v in json.load(f).items()}
+
+
 def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
                    denoiser: Denoiser, latent_stats: dict) -> None:
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "config.json"), "w") as f:
     f.write(config.to_json(indent=2))
   tokenizer.save(os.path.join(directory, "tokenizer.model"))
-  with open(os.path.join(directory, "latent_stats.json"), "w") as f:
-    json.dump({k: np.asarray(v).tolist() for k, v in latent_stats.items()}, f)
+  write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
   save_params(vae, os.path.join(directory, "vae"))
   save_params(denoiser, os.path.join(directory, "denoiser"))
 
@@ -88,7 +99,6 @@ def check_model_dir(directory: str) -> None:
 
 def load_model_dir(directory: str):
   """Returns (config, tokenizer, vae, denoiser, latent_stats) from a model directory."""
-  from vdm.config import config_from_json  # local: vdm.config imports generate.modes only
   check_model_dir(directory)
   with open(os.path.join(directory, "config.json")) as f:
     config = config_from_json(f.read())
@@ -96,6 +106,5 @@ def load_model_dir(directory: str):
   vae = load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
   denoiser = load_params(nnx.eval_shape(lambda: build_denoiser(config, tokenizer.vocab_size)),
                          os.path.join(directory, "denoiser"))
-  with open(os.path.join(directory, "latent_stats.json")) as f:
-    latent_stats = {k: jnp.asarray(v, jnp.float32) for k, v in json.load(f).items()}
+  latent_stats = read_latent_stats(os.path.join(directory, "latent_stats.json"))
   return config, tokenizer, vae, denoiser, latent_stats

@@ -171,6 +171,7 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
     faults.report(f"[{desc}] dropped {dropped} metrics line(s) logged after step {start}")
 
   def save(step: int) -> None:
+    nonlocal last_saved
     if last_saved is not None:
       faults.check_free_disk(ckpt_dir, os.path.join(ckpt_dir, str(last_saved)))
     try:
@@ -181,6 +182,7 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
       faults.report(f"[{desc}] saving the checkpoint at step {step} failed ({e}); the previous "
                     f"checkpoint (step {last_saved}) is intact")
       raise
+    last_saved = step
 
   def finish_saves() -> None:
     try:
@@ -223,11 +225,9 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
       if done % cfg.checkpoint_every == 0 or done == cfg.steps:
         save(done)
-        last_saved = done
       if guard.signum is not None:
         if last_saved != done:
           save(done)
-          last_saved = done
         finish_saves()
         writer.close()
         error = faults.Preempted(guard.signum, done, ckpt_dir)

@@ -18,7 +18,8 @@ import numpy as np
 from vdm.data import synthetic
 from vdm.data.pipeline import make_loader
 from vdm.data.tfds_builder import prepare
-from vdm.models import build_denoiser, build_vae, save_model_dir
+from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
+                        write_latent_stats)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import train
 from vdm.train.objectives import denoiser_loss
@@ -109,11 +110,9 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
 
   stats_path = os.path.join(workdir, "latent_stats.json")
   if not os.path.exists(stats_path):
-    stats = latent_statistics(vae, make_loader(builder, "train", batch_size=32, seed=config.seed))
-    with open(stats_path, "w") as f:
-      json.dump({k: v.tolist() for k, v in stats.items()}, f)
-  with open(stats_path) as f:
-    stats = {k: jnp.asarray(v, jnp.float32) for k, v in json.load(f).items()}
+    write_latent_stats(stats_path, latent_statistics(
+        vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
+  stats = read_latent_stats(stats_path)
 
   dit_cfg = config.train.dit
   encode = jax.jit(lambda video: (vae.encode(video_to_unit_range(video))[0] - stats["mean"])
