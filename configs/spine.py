@@ -39,6 +39,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Probability that a training clip gets an independent level per frame (Diffusion Forcing)
       # instead of one shared level. The spine samples only in parallel mode.
       per_frame_levels_prob=0.0,
+      # Teacher forcing (clean earlier chunks, one noisy chunk scored; needs causal_prob = 1).
+      teacher_forcing=False,
+      # Probability that a batch trains under a block-causal temporal mask (chunk size drawn from
+      # causal_chunks, in latent frames), so autoregressive/rolling modes match training.
+      causal_prob=0.0, causal_chunks=(1,),
+      # Frame positions start at a random offset in [0, max_frame_offset] during training, so a
+      # long autoregressive clip's later positions are ones the model has seen.
+      max_frame_offset=0,
       text_dropout=0.1,  # for classifier-free guidance
   ))
   config.sample = ml_collections.ConfigDict(dict(
@@ -47,6 +55,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       aspect="1:1", resolution=32,
       seconds=1.0, fps=8,
       max_frames=33,  # the longest clip the sampler accepts (4x the training length, minus 3)
+      # Autoregressive mode with the KV cache streams in bounded memory, so it may go longer; each
+      # chunk attends `window` earlier latent frames (0: a training clip's latents minus the chunk).
+      max_stream_frames=1025, window=0,
   ))
 
   stage = lambda **kw: ml_collections.ConfigDict(dict(dict(

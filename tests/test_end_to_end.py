@@ -156,6 +156,26 @@ def test_cli_eval_adherence_writes_report(trained, tmp_path):
   assert (tmp_path / "adherence.md").read_text().startswith("| metric | value |")
 
 
+def test_cli_eval_rollout_and_vae_suites_write_reports(trained, tmp_path):
+  out = tmp_path / "rollout.json"
+  assert cli.main(["eval", "--suite", "rollout", "--checkpoint", trained[1], "--num", "1",
+                   "--steps", "2", "--lengths", "1,2", "--out", str(out)]) == 0
+  summary = json.load(open(out))["summary"]
+  assert {e["frames"] for e in summary.values()} == {5, 9}
+  for entry in summary.values():
+    assert len(entry["colour_error"]["per_seed"]) == 3  # three sampling seeds
+    assert 0.0 <= entry["object_ok"]["mean"] <= 1.0
+  assert "| method | length |" in (tmp_path / "rollout.md").read_text()
+  out = tmp_path / "vae.json"
+  assert cli.main(["eval", "--suite", "vae", "--checkpoint", trained[1], "--num", "2",
+                   "--out", str(out)]) == 0
+  rows = json.load(open(out))["rows"]
+  assert any(name.startswith("synthetic test (2 clips") for name in rows)
+  assert any(name.startswith("skimage") for name in rows)  # a real clip from a dependency
+  for r in rows.values():
+    assert np.isfinite(r["psnr"]) and -1.0 <= r["ssim"] <= 1.0
+
+
 def test_cli_sample_applies_post_pipeline(trained, tmp_path, capsys):
   out = tmp_path / "big.mp4"
   base = ["sample", "--prompt", "a red circle", "--steps", "1", "--checkpoint", trained[1]]
@@ -194,7 +214,11 @@ def test_image_to_video_keeps_the_given_first_frame_latent(pipe, tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(mode="autoregressive", chunk=2), "--chunk"),
+    (dict(mode="autoregressive", chunk=4), "--chunk"),
+    (dict(mode="parallel", seconds=3.0), "--seconds"),  # beyond max_frames: only streaming AR
+    (dict(extend="/nonexistent.mp4"), "nonexistent"),
+    (dict(extend=__file__), "--extend"),  # not a video
+    (dict(extend=__file__, mode="parallel"), "--extend"),
     (dict(sampler="rk45"), "--sampler"),
     (dict(context_noise=1.0), "--context-noise"),
     (dict(mode="image_to_video"), "--image"),
@@ -217,10 +241,44 @@ def test_cli_rejects_an_unknown_video_suffix_before_loading_the_model(tmp_path, 
   assert "--out" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("chunk, context_noise", [(1, 0.0), (3, 0.1)])
-def test_pipeline_kv_cache_equals_recomputing_the_past(pipe, chunk, context_noise):
+@pytest.mark.parametrize("chunk, context_noise, seconds", [(1, 0.0, None), (3, 0.1, None),
+                                                            (1, 0.0, 9 / 8), (2, 0.1, 9 / 8)])
+def test_pipeline_kv_cache_equals_recomputing_the_past(pipe, chunk, context_noise, seconds):
+  """Also beyond the training length (9 frames = 5 latent frames, trained on 3): the ring
+  buffer's window and the matrix path's sliding-window mask must agree."""
   options = dict(mode="autoregressive", chunk=chunk, steps=3, context_noise=context_noise,
-                 guidance=3.0, negative_prompt="blue")
+                 guidance=3.0, negative_prompt="blue", seconds=seconds)
   cached = pipe.generate(pipe.resolve("a red circle", **options))["frames"]
   full = pipe.generate(pipe.resolve("a red circle", kv_cache=False, **options))["frames"]
   assert np.abs(cached.astype(int) - full.astype(int)).max() <= 1
+
+
+def test_long_autoregressive_clip_streams_in_pieces(pipe):
+  """A clip past max_frames (9 for tiny) runs in AR mode with the cache, one piece per chunk."""
+  pieces = []
+  request = pipe.resolve("a red circle", mode="autoregressive", chunk=2, steps=2, seconds=33 / 8)
+  assert request.window == 1  # trained on 3 latent frames: a chunk of 2 sees 1 frame before it
+  frames = pipe.generate(request, on_frames=pieces.append)["frames"]
+  assert frames.shape == (33, 16, 16, 3)
+  assert [len(p) for p in pieces] == [1] + [4] * 8  # frame 0 alone, then 2 latents = 4 frames
+  np.testing.assert_array_equal(np.concatenate(pieces), frames)
+
+
+def test_extend_continues_a_video(pipe, tmp_path, capsys):
+  from vdm.data import synthetic
+  from vdm.video_io import read_video, write_video
+  _, example = next(synthetic.generate_examples(0, "test", 1, 16, 16, 5))
+  given_path = str(tmp_path / "given.mp4")
+  write_video(given_path, example["video"], 8)
+  given = read_video(given_path)
+  request = pipe.resolve("a red circle", extend=given_path, seconds=0.5, steps=2)
+  assert request.mode == "autoregressive" and request.frames == 4
+  frames = pipe.generate(request)["frames"]
+  assert frames.shape == (9, 16, 16, 3)
+  np.testing.assert_array_equal(frames[:5], given)  # the given clip, then the continuation
+  out = tmp_path / "longer.mp4"
+  assert cli.main(["sample", "--checkpoint", pipe.directory, "--prompt", "a red circle",
+                   "--extend", given_path, "--seconds", "1", "--steps", "2",
+                   "--out", str(out)]) == 0
+  assert read_video(str(out)).shape == (5 + 8, 16, 16, 3)
+  assert json.load(open(tmp_path / "longer.json"))["request"]["extend"] == given_path

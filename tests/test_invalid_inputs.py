@@ -45,7 +45,13 @@ CONFIG_CASES = [
     ("sample.resolution=18", "sample.resolution"),
     ("sample.context_noise=1.0", "sample.context_noise"),
     ("sample.seconds=10.0", "sample.seconds"),  # beyond sample.max_frames at sample.fps
-    ("sample.chunk=2", "sample.chunk"),         # must divide the default clip's latent frames
+    ("sample.chunk=4", "sample.chunk"),         # must divide the default clip's latent frames
+    ("sample.window=-1", "sample.window"),
+    ("diffusion.causal_prob=2.0", "diffusion.causal_prob"),
+    ("diffusion.causal_chunks=(5,)", "diffusion.causal_chunks"),  # 3 latent frames: 1, 2, 3
+    ("diffusion.causal_chunks=(4,)", "diffusion.causal_chunks"),
+    ("diffusion.teacher_forcing=True", "diffusion.teacher_forcing"),  # needs causal_prob = 1
+    ("diffusion.max_frame_offset=-2", "diffusion.max_frame_offset"),
     ("sample.max_frames=8", "sample.max_frames"),
     ("train.vae.steps=0", "train.vae.steps"),
     ("train.dit.batch_size=0", "train.dit.batch_size"),
@@ -156,7 +162,7 @@ SAMPLE_CASES = [
     (["--guidance", "inf"], "--guidance"),
     (["--mode", "sideways"], "--mode"),
     (["--sampler", "rk45"], "--sampler"),
-    (["--mode", "autoregressive", "--chunk", "2"], "--chunk"),
+    (["--mode", "autoregressive", "--chunk", "4"], "--chunk"),
     (["--chunk", "0"], "--chunk"),
     (["--context-noise", "1.0"], "--context-noise"),
     (["--mode", "image_to_video"], "--image"),

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from vdm.generate.modes import (MODES, SPACINGS, generation_mode, noise_levels, parallel_levels,
-                                time_grid)
+from vdm.generate.modes import (MODES, SPACINGS, allowed_chunks, chunk_bounds, chunk_ids,
+                                generation_mode, noise_levels, parallel_levels, time_grid)
 
 CASES = [
     ("parallel", dict(steps=5, frames=4)),
@@ -112,7 +112,8 @@ def test_noise_levels_is_the_matrix_of_generation_mode():
 def test_errors_name_the_option_and_allowed_values():
   with pytest.raises(ValueError, match=r"mode must be one of .*'parallel'.*'rolling'"):
     generation_mode("sideways", steps=4, frames=4)
-  with pytest.raises(ValueError, match=r"chunk must divide frames=6 \(allowed: \[1, 2, 3, 6\]\)"):
+  with pytest.raises(ValueError,
+                     match=r"chunk must divide frames=6 or frames - 1 \(allowed: \[1, 2, 3, 5, 6\]\)"):
     generation_mode("autoregressive", steps=4, frames=6, chunk=4)
   with pytest.raises(ValueError, match="chunk"):
     generation_mode("rolling", steps=4, frames=6, chunk=0)
@@ -127,3 +128,19 @@ def test_errors_name_the_option_and_allowed_values():
     time_grid(4, spacing="cosine")
   with pytest.raises(ValueError, match="pinned frame 9"):
     generation_mode("parallel", steps=2, frames=4, pinned=(9,))
+
+
+def test_chunks_that_do_not_tile_the_clip_leave_frame_zero_alone():
+  # 5 latent frames (a 9-frame clip) in chunks of 4: the causal VAE's image frame, then 4.
+  np.testing.assert_array_equal(chunk_ids(5, 4), [0, 1, 1, 1, 1])
+  np.testing.assert_array_equal(chunk_ids(6, 2), [0, 0, 1, 1, 2, 2])  # tiles: plain chunks
+  assert chunk_bounds(9, 4) == [(0, 1), (1, 5), (5, 9)]
+  assert allowed_chunks(5) == [1, 2, 4, 5]
+  levels, mask = generation_mode("autoregressive", steps=3, frames=5, chunk=4)
+  assert levels.shape == (2 * 3 + 1, 5)
+  # Frame 0 finishes in the first 3 steps while frames 1..4 wait at the top level.
+  assert np.all(levels[3, 1:] == levels[0, 1:]) and levels[3, 0] == 0.0
+  assert mask[0].tolist() == [True, False, False, False, False]
+  assert mask[1:, :].all()
+  rolling, _ = generation_mode("rolling", steps=3, frames=5, chunk=4)
+  assert rolling.shape == (3 + 2, 5)

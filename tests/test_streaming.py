@@ -7,8 +7,8 @@ from flax import nnx
 
 from vdm.diffusion import euler_sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import autoregressive_mode, block_causal_mask
-from vdm.generate.streaming import generate_autoregressive, sliding_window_mask
+from vdm.generate.modes import autoregressive_mode, block_causal_mask, chunk_ids
+from vdm.generate.streaming import generate_autoregressive, prefill, sliding_window_mask
 
 FRAMES, CHUNK, STEPS = 6, 2, 3
 
@@ -76,3 +76,46 @@ def test_sliding_window_mask_shape():
   assert m[5].tolist() == [False, False, True, True, True, True]
   assert m[1].tolist() == [True, True, False, False, False, False]
   np.testing.assert_array_equal(sliding_window_mask(6, 2, 6), block_causal_mask(6, 2))
+
+
+def _chunk_velocity(model, text, mask):
+  graphdef = nnx.graphdef(model)
+
+  def chunk_velocity(params, x, t, cache, offset):
+    return nnx.merge(graphdef, params).forward_cached(x, t, text, mask, cache, offset)
+
+  return chunk_velocity
+
+
+def test_chunks_with_frame_zero_alone_equal_the_full_matrix(randomized_dit):
+  """5 frames in chunks of 4 ([0], [1..4]): the cache path and the matrix agree."""
+  model, noise, text, mask = setup(randomized_dit)
+  noise = noise[:, :5]
+  levels, temporal_mask = autoregressive_mode(STEPS, 5, chunk=4)
+  want = euler_sample(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
+                      jnp.asarray(levels))
+  cache = empty_cache(depth=2, batch_tokens=2 * 4, slots=5, heads=4, head_dim=8)
+  got = generate_autoregressive(_chunk_velocity(model, text, mask), nnx.state(model), noise,
+                                cache, chunk=4, steps=STEPS)
+  np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
+
+
+def test_extension_after_prefill_equals_the_matrix_with_pinned_context(randomized_dit):
+  """Continuing given frames: prefilling the cache with them, then generating, equals one matrix
+  over [given, new] whose given columns are 0 in every row, under the chunks' causal mask."""
+  model, noise, text, mask = setup(randomized_dit)
+  given = jax.random.normal(jax.random.key(7), (2, 2, 4, 4, 4))
+  chunk_velocity = _chunk_velocity(model, text, mask)
+  cache = empty_cache(depth=2, batch_tokens=2 * 4, slots=FRAMES + 2, heads=4, head_dim=8)
+  cache = prefill(chunk_velocity, nnx.state(model), given, cache, chunk=CHUNK)
+  got = generate_autoregressive(chunk_velocity, nnx.state(model), noise, cache, chunk=CHUNK,
+                                steps=STEPS, first_frame=2)
+
+  new_levels, _ = autoregressive_mode(STEPS, FRAMES, chunk=CHUNK)
+  levels = np.concatenate([np.zeros((len(new_levels), 2), np.float32), new_levels], axis=1)
+  ids = np.concatenate([chunk_ids(2, CHUNK), 1 + chunk_ids(FRAMES, CHUNK)])
+  temporal_mask = jnp.asarray(ids[None, :] <= ids[:, None])
+  want = euler_sample(lambda x, t: model(x, t, text, mask, temporal_mask),
+                      jnp.concatenate([given, noise], axis=1), jnp.asarray(levels))
+  np.testing.assert_array_equal(want[:, :2], given)
+  np.testing.assert_allclose(got, want[:, 2:], atol=2e-4, rtol=2e-4)

@@ -2,7 +2,7 @@
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
-  vdm eval adherence --checkpoint DIR --num 48
+  vdm eval --suite adherence|rollout|vae --checkpoint DIR
   vdm data import DIR --out NAME
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
 """
@@ -37,7 +37,7 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
   from vdm.generate.pipeline import Pipeline
   from vdm.train.run import git_commit
-  from vdm.video_io import VIDEO_SUFFIXES, write_json, write_video
+  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_json, write_video
   if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:  # before any sampling
     raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
   if os.path.exists(args.out) and not args.overwrite:
@@ -53,13 +53,16 @@ def cmd_sample(args) -> int:
                          resolution=args.resolution, steps=args.steps, guidance=args.guidance,
                          mode=args.mode, sampler=args.sampler, chunk=args.chunk,
                          context_noise=args.context_noise, image=args.image,
-                         kv_cache=not args.no_kv_cache)
+                         kv_cache=not args.no_kv_cache, extend=args.extend)
   load_seconds = time.perf_counter() - t0
-  result = pipe.generate(request)
-  if post_stages:
+  if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
     from vdm.post.pipeline import apply_pipeline
+    result = pipe.generate(request)
     result["frames"] = apply_pipeline(result["frames"], post_stages)
-  write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
+    write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
+  else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
+    with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
+      result = pipe.generate(request, on_frames=writer.add)
   sidecar = os.path.splitext(args.out)[0] + ".json"
   write_json(sidecar, dict(
       request=dataclasses.asdict(request),
@@ -73,12 +76,28 @@ def cmd_sample(args) -> int:
   return 0
 
 
+EVAL_SUITES = ("adherence", "rollout", "vae")
+
+
 def cmd_eval(args) -> int:
-  from vdm.eval.run import run_adherence
-  if args.suite != "adherence":
-    raise ValueError(f"eval suite {args.suite!r}: allowed ['adherence']")
-  run_adherence(args.checkpoint, num=args.num, seed=args.seed, out=args.out,
-                steps=args.steps, guidance=args.guidance)
+  suite = args.suite_option or args.suite
+  if suite not in EVAL_SUITES:
+    raise ValueError(f"eval suite {suite!r}: allowed {list(EVAL_SUITES)}")
+  if args.suite and args.suite_option and args.suite != args.suite_option:
+    raise ValueError(f"eval suite given twice: {args.suite!r} and --suite {args.suite_option!r}")
+  out = args.out or f"outputs/eval_{suite}.json"
+  if suite == "adherence":
+    from vdm.eval.run import run_adherence
+    run_adherence(args.checkpoint, num=args.num or 48, seed=args.seed, out=out,
+                  steps=args.steps, guidance=args.guidance)
+  elif suite == "rollout":
+    from vdm.eval.rollout import run_rollout
+    run_rollout(args.checkpoint, num=args.num or 8, seeds=tuple(range(args.seed, args.seed + 3)),
+                lengths=tuple(int(n) for n in args.lengths.split(",")), steps=args.steps,
+                out=out)
+  else:
+    from vdm.eval.run import run_vae_reconstruction
+    run_vae_reconstruction(args.checkpoint, num=args.num or 32, out=out)
   return 0
 
 
@@ -128,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="euler | heun | ddim | euler_ancestral | dpmpp_2m | unipc")
   p.add_argument("--chunk", type=int, default=None,
                  help="latent frames per chunk (autoregressive, rolling)")
+  p.add_argument("--extend", default=None, metavar="VIDEO",
+                 help="continue this video autoregressively by --seconds; writes it plus the "
+                      "new frames")
   p.add_argument("--context-noise", type=float, default=None,
                  help="noise level of finished chunks seen as context (Diffusion Forcing)")
   p.add_argument("--image", default=None, help="PNG pinned as the first frame")
@@ -140,14 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
                  help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
   p.set_defaults(func=cmd_sample)
 
-  p = sub.add_parser("eval", help="evaluate a model")
-  p.add_argument("suite", help="adherence")
+  p = sub.add_parser("eval", help="evaluate a model; writes JSON and a markdown table")
+  p.add_argument("suite", nargs="?", default=None, help=" | ".join(EVAL_SUITES))
+  p.add_argument("--suite", dest="suite_option", default=None, help="same as the positional")
   p.add_argument("--checkpoint", default=_default_checkpoint())
-  p.add_argument("--num", type=int, default=48)
+  p.add_argument("--num", type=int, default=None,
+                 help="prompts / clips (adherence 48, rollout 8, vae 32)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--guidance", type=float, default=None)
-  p.add_argument("--out", default="outputs/eval_adherence.json")
+  p.add_argument("--lengths", default="1,2,4", help="rollout: multiples of the training length")
+  p.add_argument("--out", default="", help="default outputs/eval_<suite>.json")
   p.set_defaults(func=cmd_eval)
 
   from vdm.data.cli import add_data_arguments

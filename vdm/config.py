@@ -133,6 +133,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"one of {TIMESTEP_SAMPLING}")
   _in_range(config, "diffusion.text_dropout", 0.0, 0.99)
   _in_range(config, "diffusion.per_frame_levels_prob", 0.0, 1.0)
+  _validate_level_schemes(config)
   _in_range(config, "sample.guidance", 0.0, 100.0)
   _in_range(config, "sample.shift", 0.01, 100.0)
   _in_range(config, "sample.seconds", 1e-6, 1e6)
@@ -165,6 +166,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_more(config)
 
 
+def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:
+  """Teacher forcing, causal training masks and frame offsets (configs before them lack them)."""
+  from vdm.generate.modes import allowed_chunks  # numpy only; kept local to avoid a cycle
+  d = config.diffusion
+  causal_prob = d.get("causal_prob", 0.0)
+  if "causal_prob" in d:
+    _in_range(config, "diffusion.causal_prob", 0.0, 1.0)
+  latent_frames = 1 + (config.data.frames - 1) // config.vae.temporal_downsample
+  chunks = tuple(d.get("causal_chunks", (1,)))
+  allowed = allowed_chunks(latent_frames)
+  _require(len(chunks) >= 1 and all(_is_int(k) and k in allowed for k in chunks),
+           "diffusion.causal_chunks", chunks,
+           f"a non-empty tuple of chunk sizes from {allowed} (the {latent_frames} latent frames "
+           "of a training clip)")
+  teacher = d.get("teacher_forcing", False)
+  _require(isinstance(teacher, bool), "diffusion.teacher_forcing", teacher, "True or False")
+  _require(not teacher or causal_prob == 1.0, "diffusion.teacher_forcing", teacher,
+           "False unless diffusion.causal_prob = 1 (a teacher-forced chunk must not see the "
+           "noisy chunks after it)")
+  _require(not teacher or d.per_frame_levels_prob == 0.0, "diffusion.teacher_forcing", teacher,
+           "False unless diffusion.per_frame_levels_prob = 0 (two level schemes at once)")
+  offset = d.get("max_frame_offset", 0)
+  _require(_is_int(offset) and 0 <= offset <= 10_000, "diffusion.max_frame_offset", offset,
+           "an integer in [0, 10000]")
+
+
 def _validate_more(config: ml_collections.ConfigDict) -> None:
   """Seeds, types and the cross-field constraints a default sampling request depends on."""
   for field in ("seed", "data.seed"):
@@ -189,6 +216,10 @@ def _validate_more(config: ml_collections.ConfigDict) -> None:
            f"at most {s.max_frames / s.fps:.3g} (sample.max_frames={s.max_frames} at "
            f"sample.fps={s.fps})")
   latent_frames = (frames - 1) // td + 1
-  divisors = [k for k in range(1, latent_frames + 1) if latent_frames % k == 0]
-  _require(s.chunk in divisors, "sample.chunk", s.chunk,
-           f"a divisor of the {latent_frames} latent frames of the default clip: {divisors}")
+  from vdm.generate.modes import allowed_chunks  # numpy only; kept local to avoid a cycle
+  allowed = allowed_chunks(latent_frames)
+  _require(s.chunk in allowed, "sample.chunk", s.chunk,
+           f"a chunk size for the {latent_frames} latent frames of the default clip: {allowed}")
+  if "window" in s:
+    _require(_is_int(s.window) and s.window >= 0, "sample.window", s.window,
+             "an integer >= 0 (0: a training clip's latent frames minus the chunk)")

@@ -11,6 +11,7 @@ from the directory and nothing is unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import jax
@@ -37,8 +38,32 @@ class Denoiser(nnx.Module):
     self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
                                text_width=config.text.width, rngs=rngs)
 
-  def __call__(self, z, levels, ids, mask):
-    return self.dit(z, levels, self.text(ids, mask), mask)
+  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0):
+    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset)
+
+
+def count_params(module: nnx.Module) -> int:
+  """Number of parameters of a module (concrete or from nnx.eval_shape)."""
+  return sum(int(math.prod(x.shape)) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def denoiser_param_count(config, vocab_size: int) -> int:
+  """Parameters of `Denoiser(config)` in closed form (T5 encoder + DiT), for sizing a config.
+
+  dense(i, o) has i*o + o parameters (T5's linears have no bias); norms: T5's RMSNorm has a scale,
+  the DiT's LayerNorms have none (adaLN supplies scale and shift).
+  """
+  t, d = config.text, config.dit
+  dense = lambda i, o: i * o + o  # noqa: E731
+  text = (vocab_size * t.width + 32 * t.heads + t.width  # embeddings, position buckets, final norm
+          + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
+  w, c, p = d.width, config.vae.latent_channels, d.patch
+  hidden = int(w * d.mlp_ratio)
+  attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
+  block = 3 * attention + dense(w, hidden) + dense(hidden, w) + dense(w, 9 * w)
+  dit = (dense(p * p * c, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
+         + d.depth * block + dense(w, 2 * w) + dense(w, p * p * c))
+  return text + dit
 
 
 def build_vae(config, seed: int = 0) -> CausalVAE:

@@ -38,6 +38,52 @@ def write_video(path: str, frames: np.ndarray, fps: int, *, overwrite: bool = Fa
       os.remove(partial)
 
 
+class StreamingVideoWriter:
+  """Appends frames to a video as they are produced; the file gets its final name only on a clean
+  close (`with` block without an exception), so a killed run leaves no half video under it.
+
+      with StreamingVideoWriter("out.mp4", fps=8) as writer:
+        writer.add(frames)  # uint8 [t, H, W, 3], any number of times
+  """
+
+  def __init__(self, path: str, fps: int, *, overwrite: bool = False):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in VIDEO_SUFFIXES:
+      raise ValueError(f"--out {path!r}: the file name must end in one of {VIDEO_SUFFIXES}")
+    if os.path.exists(path) and not overwrite:
+      raise FileExistsError(f"--out {path!r} exists; pass --overwrite to replace it")
+    self.path, self.fps, self.suffix = path, fps, suffix
+    self.partial = f"{path}.partial{suffix}"
+    self.writer = None
+    self.frames = 0
+
+  def __enter__(self) -> "StreamingVideoWriter":
+    os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+    return self
+
+  def add(self, frames: np.ndarray) -> None:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+      raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    if self.writer is None:
+      kwargs = dict(codec="gif") if self.suffix == ".gif" else dict(crf=18)
+      self.writer = mediapy.VideoWriter(self.partial, frames.shape[1:3], fps=self.fps, **kwargs)
+      self.writer.__enter__()
+    for frame in frames:
+      self.writer.add_image(frame)
+    self.frames += len(frames)
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    try:
+      if self.writer is not None:
+        self.writer.__exit__(exc_type, exc, tb)
+      if exc_type is None and self.frames:
+        os.replace(self.partial, self.path)
+    finally:
+      if os.path.exists(self.partial):
+        os.remove(self.partial)
+
+
 def read_video(path: str) -> np.ndarray:
   """Reads a video file to uint8 frames [T, H, W, 3]."""
   if not os.path.isfile(path):

@@ -43,9 +43,18 @@ def sample_levels(rng: jax.Array, shape: tuple[int, ...], *, kind: str = "logit_
   raise ValueError(f"timestep sampling kind must be 'uniform' or 'logit_normal', got {kind!r}")
 
 
-def flow_matching_loss(predicted_velocity: jax.Array, x0: jax.Array, noise: jax.Array) -> jax.Array:
-  """Mean squared error between predicted and true velocity; returns a scalar."""
-  return jnp.mean(jnp.square(predicted_velocity - velocity_target(x0, noise)))
+def flow_matching_loss(predicted_velocity: jax.Array, x0: jax.Array, noise: jax.Array,
+                       frame_weights: jax.Array | None = None) -> jax.Array:
+  """Mean squared error between predicted and true velocity; returns a scalar.
+
+  Arrays [B, T, ...]; frame_weights [B, T] (optional) weight each frame's error, and the mean is
+  taken over the weighted frames (teacher forcing scores only the frames being generated).
+  """
+  error = jnp.square(predicted_velocity - velocity_target(x0, noise))
+  if frame_weights is None:
+    return jnp.mean(error)
+  per_frame = error.reshape(error.shape[:2] + (-1,)).mean(-1)
+  return (per_frame * frame_weights).sum() / jnp.maximum(frame_weights.sum(), 1e-8)
 
 
 def guided_velocity(v_cond: jax.Array, v_uncond: jax.Array, scale: float | jax.Array) -> jax.Array:

@@ -114,8 +114,11 @@ class DiT(nnx.Module):
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.get("remat", "none"), rngs=rngs)
 
-  def __call__(self, z, levels, text, text_mask, temporal_mask=None):
-    return self._forward(z, levels, text, text_mask, temporal_mask)[0]
+  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
+    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
+    temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
+    frame 0 (int or traced scalar). Returns the velocity [B, T, h, w, C]."""
+    return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset)[0]
 
   def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
     """One chunk of frames after cached earlier ones (autoregressive generation).

@@ -78,9 +78,36 @@ def bidirectional_mask(frames: int) -> np.ndarray:
   return np.ones((frames, frames), bool)
 
 
+def allowed_chunks(frames: int) -> list[int]:
+  """Chunk sizes that split `frames` latent frames: divisors of T, and divisors of T - 1 (then the
+  first latent frame, which the causal VAE encodes alone as an image, is a chunk of its own)."""
+  return sorted({k for k in range(1, frames + 1)
+                 if frames % k == 0 or (frames > 1 and (frames - 1) % k == 0)})
+
+
+def chunk_ids(frames: int, chunk: int) -> np.ndarray:
+  """The chunk each latent frame belongs to, [T] int32, numbered 0, 1, ... in time order.
+
+  Chunks of `chunk` frames when they tile the clip; otherwise frame 0 alone, then chunks of
+  `chunk` (e.g. 5 latent frames of a 9-frame clip with chunk 4: [0], [1..4]).
+  """
+  _check_chunk(chunk, frames)
+  i = np.arange(frames)
+  if frames % chunk == 0:
+    return (i // chunk).astype(np.int32)
+  return np.where(i == 0, 0, 1 + (i - 1) // chunk).astype(np.int32)
+
+
+def chunk_bounds(frames: int, chunk: int) -> list[tuple[int, int]]:
+  """[(start, stop)] of each chunk in time order (see `chunk_ids`)."""
+  ids = chunk_ids(frames, chunk)
+  return [(int(np.argmax(ids == c)), int(frames - np.argmax(ids[::-1] == c)))
+          for c in range(int(ids[-1]) + 1)]
+
+
 def block_causal_mask(frames: int, chunk: int) -> np.ndarray:
   """mask[i, j] = chunk(j) <= chunk(i): a chunk sees itself and earlier chunks, [T, T] bool."""
-  c = np.arange(frames) // chunk
+  c = chunk_ids(frames, chunk)
   return c[None, :] <= c[:, None]
 
 
@@ -92,9 +119,10 @@ def _check_frames(frames: int):
 
 
 def _check_chunk(chunk: int, frames: int):
-  if not isinstance(chunk, (int, np.integer)) or chunk < 1 or frames % chunk:
-    divisors = [d for d in range(1, frames + 1) if frames % d == 0]
-    raise ValueError(f"chunk must divide frames={frames} (allowed: {divisors}), got {chunk!r}")
+  if (not isinstance(chunk, (int, np.integer)) or isinstance(chunk, bool)
+      or chunk not in allowed_chunks(frames)):
+    raise ValueError(f"chunk must divide frames={frames} or frames - 1 (allowed: "
+                     f"{allowed_chunks(frames)}), got {chunk!r}")
 
 
 def _check_context(context_level: float):
@@ -134,7 +162,7 @@ def autoregressive_mode(steps: int, frames: int, *, chunk: int, context_level: f
 
   Chunk k waits at the top level while chunks < k are generated, goes 1 -> context_level in its
   own S steps, then sits at context_level (constant: the sampler leaves it alone) as context for
-  the later chunks. Rows are concatenated, so R = (frames // chunk) * steps + 1; the last row is 0
+  the later chunks. Rows are concatenated, so R = chunks * steps + 1; the last row is 0
   (see the module docstring for the context_level contract). Block-causal mask.
   Returns (levels [R, T] float32, mask [T, T] bool).
   """
@@ -142,10 +170,11 @@ def autoregressive_mode(steps: int, frames: int, *, chunk: int, context_level: f
   _check_chunk(chunk, frames)
   _check_context(context_level)
   turn = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing)
-  n = frames // chunk
+  bounds = chunk_bounds(frames, chunk)
+  n = len(bounds)
   levels = np.empty((n * steps + 1, frames), np.float32)
-  for k in range(n):
-    cols = slice(k * chunk, (k + 1) * chunk)
+  for k, (start, stop) in enumerate(bounds):
+    cols = slice(start, stop)
     levels[:k * steps, cols] = turn[0]
     levels[k * steps:(k + 1) * steps + 1, cols] = turn[:, None]
     levels[(k + 1) * steps:, cols] = context_level
@@ -157,7 +186,7 @@ def rolling_mode(steps: int, frames: int, *, chunk: int, context_level: float = 
                  shift: float = 1.0, spacing: str = "linear"):
   """Diagonal / pyramid denoising (Diffusion Forcing): chunk k runs the same S-step schedule as
   chunk k - 1, one step later, so levels rise with frame index and the pattern slides by one chunk
-  per step. R = steps + frames // chunk rows (one model call per row, against autoregressive's
+  per step. R = steps + chunks rows (one model call per row, against autoregressive's
   steps per chunk). Finished chunks sit at context_level until the last row (all 0).
   Block-causal mask. Returns (levels [R, T] float32, mask [T, T] bool).
   """
@@ -165,9 +194,8 @@ def rolling_mode(steps: int, frames: int, *, chunk: int, context_level: float = 
   _check_chunk(chunk, frames)
   _check_context(context_level)
   turn = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing)
-  n = frames // chunk
-  rows = steps + n
-  k_of_frame = np.arange(frames) // chunk
+  k_of_frame = chunk_ids(frames, chunk)
+  rows = steps + int(k_of_frame[-1]) + 1
   progress = np.clip(np.arange(rows)[:, None] - k_of_frame[None, :], 0, steps)
   levels = turn[progress].astype(np.float32)
   levels[-1] = 0.0
@@ -191,7 +219,7 @@ def generation_mode(mode: str, *, steps: int, frames: int, chunk: int = 1,
                     pinned=()):
   """(levels [R, T] float32, mask [T, T] bool) of a generation mode (one of MODES).
 
-  chunk and context_level apply to 'autoregressive' and 'rolling' (chunk must divide frames);
+  chunk and context_level apply to 'autoregressive' and 'rolling' (see `chunk_ids`);
   `pinned` lists extra frames held at level 0 in any mode (given frames, e.g. extension).
   """
   if mode not in MODES:

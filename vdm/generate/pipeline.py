@@ -21,14 +21,19 @@ from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion import guided_velocity
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import generation_mode
-from vdm.generate.streaming import generate_autoregressive
+from vdm.generate.modes import allowed_chunks, generation_mode
+from vdm.generate.streaming import generate_autoregressive, prefill, sliding_window_mask
+from vdm.vae.chunked import StreamingDecoder, decoder_lookback
 
 # Modes the pipeline can drive from a prompt (+ an optional first-frame image). Keyframes needs a
 # last frame, which a causal VAE cannot encode on its own; it is not offered here yet.
 PIPELINE_MODES = ("parallel", "autoregressive", "rolling", "image_to_video")
 # Sampling fields added after the first models were exported; older model directories lack them.
-_LATER_SAMPLE_DEFAULTS = dict(sampler="euler", chunk=1, context_noise=0.0)
+# window: latent frames of earlier context a chunk attends in autoregressive mode (0 = as many as
+# a training clip holds besides the chunk). max_stream_frames: the longest autoregressive clip
+# with the KV cache, which streams in bounded memory (other modes are held to max_frames).
+_LATER_SAMPLE_DEFAULTS = dict(sampler="euler", chunk=1, context_noise=0.0, window=0,
+                              max_stream_frames=1025)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Request:
   context_noise: float = 0.0
   image: str | None = None
   kv_cache: bool = True
+  window: int = 0         # latent frames of context per autoregressive chunk (resolved, >= 1)
+  extend: str | None = None  # a video to continue; `frames` then counts the new frames only
 
   @property
   def seconds(self) -> float:
@@ -103,8 +110,12 @@ class Pipeline:
               guidance: float | None = None, mode: str | None = None,
               sampler: str | None = None, chunk: int | None = None,
               context_noise: float | None = None, image: str | None = None,
-              kv_cache: bool = True) -> Request:
-    """Validates a request, filling unset options from the model's config.sample defaults."""
+              kv_cache: bool = True, extend: str | None = None) -> Request:
+    """Validates a request, filling unset options from the model's config.sample defaults.
+
+    extend: a video file to continue autoregressively (`mode` defaults to autoregressive; `seconds`
+    is the length of the continuation); the output is the video followed by the new frames.
+    """
     s = self.config.sample
     if not isinstance(prompt, str) or not prompt.strip():
       raise ValueError("--prompt must be a non-empty string")
@@ -118,6 +129,18 @@ class Pipeline:
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
+    if extend is not None:
+      mode = "autoregressive" if mode is None else mode
+      if mode != "autoregressive" or image is not None:
+        raise ValueError(f"--extend continues a clip autoregressively: it needs --mode "
+                         f"autoregressive (got {mode!r}) and no --image")
+      from vdm.video_io import read_video
+      if not os.path.isfile(extend):
+        raise ValueError(f"--extend {extend!r}: no such video file")
+      try:
+        read_video(extend)  # fail now (missing or corrupt file), not after the model has run
+      except Exception as e:  # noqa: BLE001 - ffmpeg reports corrupt files in many ways
+        raise ValueError(f"--extend {extend!r} is not a readable video ({e})") from None
     mode = s.mode if mode is None else mode
     if mode not in PIPELINE_MODES:
       raise ValueError(f"--mode {mode!r} is not supported: allowed {list(PIPELINE_MODES)}")
@@ -133,14 +156,23 @@ class Pipeline:
     if image is not None:
       load_image(image)  # fail now, not after the model has run
     fps = s.fps if fps is None else fps
-    frames = clip_frames(s.seconds if seconds is None else seconds, fps,
-                         self.vae.temporal_downsample, s.max_frames)
-    latent_frames = self.vae.latent_frames(frames)
+    streaming = mode == "autoregressive" and kv_cache and image is None
+    td = self.vae.temporal_downsample
+    frames = clip_frames(s.seconds if seconds is None else seconds, fps, td,
+                         defaults["max_stream_frames"] if streaming else s.max_frames)
+    if extend is not None:  # the continuation: whole latent frames of `td` frames each
+      frames = max(td, frames - 1)
+      latent_frames = frames // td
+    else:
+      latent_frames = self.vae.latent_frames(frames)
     chunk = defaults["chunk"] if chunk is None else chunk
-    divisors = [k for k in range(1, latent_frames + 1) if latent_frames % k == 0]
-    if not isinstance(chunk, int) or chunk not in divisors:
+    allowed = allowed_chunks(latent_frames)
+    if not isinstance(chunk, int) or chunk not in allowed:
       raise ValueError(f"--chunk {chunk!r} must divide the {latent_frames} latent frames of a "
-                       f"{frames}-frame clip: allowed {divisors}")
+                       f"{frames}-frame clip, or that number minus 1 (the first latent frame "
+                       f"alone): allowed {allowed}")
+    train_latents = self.vae.latent_frames(self.config.data.frames)
+    window = defaults["window"] or max(1, train_latents - chunk)
     height, width = frame_size(s.aspect if aspect is None else aspect,
                                s.resolution if resolution is None else resolution,
                                spatial_stride(self.config))
@@ -152,20 +184,27 @@ class Pipeline:
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
                    fps=fps, height=height, width=width, steps=steps, guidance=float(guidance),
                    mode=mode, sampler=sampler, chunk=chunk, context_noise=float(context_noise),
-                   image=image, kv_cache=bool(kv_cache))
+                   image=image, kv_cache=bool(kv_cache), window=int(window), extend=extend)
 
   def __call__(self, prompt: str, **options) -> np.ndarray:
     """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
     return self.generate(self.resolve(prompt, **options))["frames"]
 
-  def generate(self, request: Request) -> dict:
-    """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds."""
+  def generate(self, request: Request, on_frames=None) -> dict:
+    """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
+
+    on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
+    ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
+    bounded memory), once with the whole clip otherwise.
+    """
     t0 = time.perf_counter()
     ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
                                       self.config.text.max_length)
-    sd = self.vae.spatial_downsample
-    latent_shape = (1, self.vae.latent_frames(request.frames), request.height // sd,
-                    request.width // sd, self.config.vae.latent_channels)
+    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
+    latent_frames = (request.frames // td if request.extend is not None
+                     else self.vae.latent_frames(request.frames))
+    latent_shape = (1, latent_frames, request.height // sd, request.width // sd,
+                    self.config.vae.latent_channels)
     noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
     x_init = jax.random.normal(noise_key, latent_shape)
     if request.image is not None:
@@ -175,28 +214,70 @@ class Pipeline:
     # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
     text = _encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
     guidance = jnp.float32(request.guidance)
+    vae_def, vae_state = nnx.split(self.vae)
+    decode = functools.partial(_decode, vae_def, vae_state, mean=self.latent_mean,
+                               std=self.latent_std)
+    pieces = []
+
+    def emit(video):
+      frames = np.asarray(jax.device_get(video))[0]
+      pieces.append(frames)
+      if on_frames is not None:
+        on_frames(frames)
+
     if request.mode == "autoregressive" and request.image is None and request.kv_cache:
-      # Chunk by chunk with a KV cache: equal to the matrix below, without recomputing the past.
+      # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
+      # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
-          slots=latent_shape[1], heads=self.config.dit.heads,
+          slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
-      z = generate_autoregressive(
-          _guided_chunk_velocity, (denoiser_def, denoiser_state, text, mask, guidance), x_init,
-          cache, chunk=request.chunk, steps=request.steps, context_level=request.context_noise,
-          shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key)
+      params = (denoiser_def, denoiser_state, text, mask, guidance)
+      context = None
+      if request.extend is not None:
+        given, context = self._encode_tail(request)
+        emit(given[None])
+        cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
+                        context_level=request.context_noise,
+                        rng=jax.random.fold_in(sampler_key, 1 << 20))
+      stream = StreamingDecoder(decode, lookback=decoder_lookback(self.vae),
+                                temporal_downsample=td, context=context)
+      generate_autoregressive(
+          _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
+          steps=request.steps, context_level=request.context_noise,
+          shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
+          first_frame=0 if context is None else context.shape[1],
+          on_chunk=lambda offset, x: emit(stream.push(x)))
     else:
       levels, temporal_mask = generation_mode(
           request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
           context_level=request.context_noise, shift=self.config.sample.shift,
           pinned=(0,) if request.image is not None else ())
+      if request.mode in ("autoregressive", "rolling"):  # the KV-cache path's context window
+        temporal_mask = sliding_window_mask(latent_shape[1], request.chunk, request.window)
       z = _sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
                          jnp.asarray(temporal_mask), guidance, sampler_key,
                          sampler_name=request.sampler)
-    vae_def, vae_state = nnx.split(self.vae)
-    video = _decode(vae_def, vae_state, z, self.latent_mean, self.latent_std)
-    frames = np.asarray(jax.device_get(video))[0]
-    return dict(frames=frames, seconds_total=time.perf_counter() - t0)
+      emit(decode(z))
+    return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
+
+  def _encode_tail(self, request: Request):
+    """The video to extend, resized: (all its frames uint8 [T, H, W, 3], normalised latents of its
+    last frames [1, n, h, w, C] with n <= window, encoded as a clip of their own)."""
+    from vdm.video_io import read_video
+    video = read_video(request.extend)
+    if video.shape[1:3] != (request.height, request.width):
+      warnings.warn(f"--extend video is {video.shape[2]}x{video.shape[1]}; resized to "
+                    f"{request.width}x{request.height}")
+      video = np.asarray(jnp.round(jnp.clip(jax.image.resize(
+          video.astype(np.float32), (len(video), request.height, request.width, 3), "bicubic"),
+          0, 255)).astype(jnp.uint8))
+    td = self.vae.temporal_downsample
+    n = min(request.window, 1 + (len(video) - 1) // td)
+    tail = video[len(video) - (1 + (n - 1) * td):]
+    pixels = jnp.asarray(tail, jnp.float32)[None] / 127.5 - 1.0
+    latents = self.vae.encode(pixels)[0]
+    return video, (latents - self.latent_mean) / self.latent_std
 
   def _encode_first_frame(self, request: Request) -> jax.Array:
     """The normalised latent [1, h, w, C] of the given image (the causal VAE encodes it alone)."""
@@ -240,7 +321,7 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset):
   return guided_velocity(both[:1], both[1:], guidance), kv
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
+@functools.partial(jax.jit, static_argnums=0)
 def _decode(graphdef, state, z, mean, std):
   video = nnx.merge(graphdef, state).decode(z * std + mean)
   return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)

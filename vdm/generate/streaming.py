@@ -19,7 +19,7 @@ import numpy as np
 
 from vdm.diffusion.samplers import sample
 from vdm.generate.kv_cache import KVCache, write_frames
-from vdm.generate.modes import shifted_grid_from
+from vdm.generate.modes import chunk_bounds, chunk_ids, shifted_grid_from
 
 # (params, x [B, k, ...], t [B, k], cache, frame_offset) -> (velocity [B, k, ...], (keys, values));
 # params are passed in (not closed over) so jit does not bake the weights into the program.
@@ -54,38 +54,61 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
                             cache: KVCache, *,
                             chunk: int, steps: int, context_level: float = 0.0,
                             shift: float = 1.0, sampler: str = "euler", rng=None,
+                            first_frame: int = 0,
                             on_chunk: Callable[[int, jax.Array], None] | None = None):
   """Generates noise.shape[1] frames in chunks of `chunk`; returns latents like `noise`.
 
   Args:
     chunk_velocity: the model on one chunk given the cache (e.g. `DiT.forward_cached` with guidance).
     params: what chunk_velocity needs as its first argument (e.g. an nnx.State).
-    noise: [B, T, ...] initial noise; T must be a multiple of chunk.
-    cache: an empty `KVCache` whose slots bound how many earlier frames each chunk sees.
+    noise: [B, T, ...] initial noise; chunks as in `vdm.generate.modes.chunk_ids` (T a multiple
+      of chunk, or frame 0 alone and then T - 1 a multiple of chunk).
+    cache: a `KVCache` whose slots bound how many earlier frames each chunk sees; empty, or
+      holding `first_frame` frames written by `prefill` (extending a clip).
+    first_frame: position of noise's frame 0 in the whole clip (the number of prefilled frames).
     on_chunk: called with (first frame index, clean chunk) as each chunk finishes (streaming).
   """
-  frames = noise.shape[1]
-  if chunk < 1 or frames % chunk:
-    raise ValueError(f"chunk={chunk} must divide the {frames} latent frames")
   step = make_chunk_step(chunk_velocity, steps=steps, context_level=context_level, shift=shift,
                          sampler=sampler)
   rng = jax.random.key(0) if rng is None else rng
   out = []
-  num_chunks = frames // chunk
-  for c in range(num_chunks):
-    offset = c * chunk
-    x, cache = step(params, noise[:, offset:offset + chunk], cache, jnp.int32(offset),
-                    jax.random.fold_in(rng, c), jnp.bool_(c == num_chunks - 1))
+  bounds = chunk_bounds(noise.shape[1], chunk)
+  for c, (start, stop) in enumerate(bounds):
+    offset = first_frame + start
+    x, cache = step(params, noise[:, start:stop], cache, jnp.int32(offset),
+                    jax.random.fold_in(rng, c), jnp.bool_(c == len(bounds) - 1))
     if on_chunk is not None:
       on_chunk(offset, x)
     out.append(x)
   return jnp.concatenate(out, axis=1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _prefill_step(chunk_velocity, params, x, cache, frame_offset, level):
+  _, (k, v) = chunk_velocity(params, x, jnp.full(x.shape[:2], level), cache, frame_offset)
+  return write_frames(cache, k, v, frame_offset)
+
+
+def prefill(chunk_velocity: ChunkVelocity, params, context: jax.Array, cache: KVCache, *,
+            chunk: int, context_level: float = 0.0, rng=None) -> KVCache:
+  """Writes the keys/values of given clean latents context [B, n, ...] into the cache.
+
+  The context is seen as generated chunks are: at `context_level` (re-noised once with fresh
+  noise when > 0), chunk by chunk (`chunk_ids` chunking), each chunk attending the earlier ones.
+  """
+  if context_level > 0:
+    noise = jax.random.normal(jax.random.key(0) if rng is None else rng, context.shape)
+    context = (1.0 - context_level) * context + context_level * noise
+  for start, stop in chunk_bounds(context.shape[1], min(chunk, context.shape[1])):
+    cache = _prefill_step(chunk_velocity, params, context[:, start:stop], cache,
+                          jnp.int32(start), jnp.float32(context_level))
+  return cache
+
+
 def sliding_window_mask(frames: int, chunk: int, window: int) -> np.ndarray:
   """The temporal mask a ring buffer of `window` frames implies: frame i sees its own chunk and
   the `window` frames before that chunk. [frames, frames] bool."""
-  chunk_of = np.arange(frames) // chunk
-  start = chunk_of * chunk
+  chunk_of = chunk_ids(frames, chunk)
+  start = np.array([chunk_bounds(frames, chunk)[c][0] for c in chunk_of])
   j = np.arange(frames)[None, :]
   return (chunk_of[None, :] <= chunk_of[:, None]) & (j >= (start - window)[:, None])

@@ -1,10 +1,24 @@
-"""The denoiser's training objective: flow matching with a noise level per frame."""
+"""The denoiser's training objective: flow matching with a noise level per frame.
+
+Three level schemes share one loss, so models trained with each are compared at equal compute:
+  * shared levels (the usual parallel model): one level per clip;
+  * Diffusion Forcing: with probability `per_frame_prob` an independent level per frame;
+  * teacher forcing (the usual autoregressive model): earlier chunks clean (level 0), one chunk at
+    a shared level, later chunks pure noise; only that chunk is scored.
+A batch may be trained under a block-causal temporal mask (probability `causal_prob`, chunk size
+drawn from `causal_chunks`), so the same weights can run autoregressive and rolling modes, whose
+masks are block-causal, and parallel mode, whose mask is full. A random `frame_offset` in
+[0, max_frame_offset] shifts the frame positions, so positions beyond the training length (long
+autoregressive clips with a KV cache) are ones the model has seen.
+"""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vdm.diffusion import flow_matching_loss, interpolate, sample_levels
+from vdm.generate.modes import block_causal_mask, chunk_ids
 
 
 def training_levels(rng, batch: int, frames: int, *, kind: str, per_frame_prob: float):
@@ -20,23 +34,58 @@ def training_levels(rng, batch: int, frames: int, *, kind: str, per_frame_prob: 
   return jnp.where(use_independent, independent, shared)
 
 
+def teacher_forcing_levels(rng, batch: int, ids: jax.Array, *, kind: str):
+  """Levels and frame weights [B, T] for teacher forcing under chunk ids [T] (see `chunk_ids`).
+
+  Each clip draws a target chunk c: chunks < c are clean context (0), chunk c is at one level,
+  chunks > c are pure noise (1; a block-causal mask hides them from chunk c). Weights mark chunk c.
+  """
+  r_chunk, r_level = jax.random.split(rng)
+  num_chunks = ids.max() + 1
+  target = jax.random.randint(r_chunk, (batch, 1), 0, num_chunks)
+  level = sample_levels(r_level, (batch, 1), kind=kind)
+  levels = jnp.where(ids[None] < target, 0.0, jnp.where(ids[None] == target, level, 1.0))
+  return levels, (ids[None] == target).astype(jnp.float32)
+
+
+def training_mask(rng, frames: int, *, causal_prob: float, causal_chunks=(1,)):
+  """(mask [T, T] bool, chunk ids [T]) for one batch: full attention (one chunk), or with
+  probability causal_prob block-causal with a chunk size drawn uniformly from causal_chunks."""
+  masks = np.stack([np.ones((frames, frames), bool)]
+                   + [block_causal_mask(frames, k) for k in causal_chunks])
+  ids = np.stack([np.zeros(frames, np.int32)] + [chunk_ids(frames, k) for k in causal_chunks])
+  r_causal, r_which = jax.random.split(rng)
+  which = jnp.where(jax.random.bernoulli(r_causal, causal_prob),
+                    jax.random.randint(r_which, (), 1, len(masks)), 0)
+  return jnp.asarray(masks)[which], jnp.asarray(ids)[which]
+
+
 def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
-                  per_frame_prob: float = 0.0, text_dropout: float = 0.1):
-  """Flow-matching loss of `model(z_t, levels, ids, mask) -> velocity`.
+                  per_frame_prob: float = 0.0, text_dropout: float = 0.1,
+                  teacher_forcing: bool = False, causal_prob: float = 0.0,
+                  causal_chunks=(1,), max_frame_offset: int = 0):
+  """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
   'empty_ids'/'empty_mask' [B, L] (the empty prompt). With probability text_dropout a clip's
   caption is replaced by the empty prompt, so the same model also learns the unconditional
-  velocity that classifier-free guidance needs.
+  velocity that classifier-free guidance needs. Level schemes and masks: see the module docstring.
   """
   x0 = batch["latents"]
   b, t = x0.shape[:2]
-  r_levels, r_noise, r_drop = jax.random.split(rng, 3)
-  levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=per_frame_prob)
+  r_levels, r_noise, r_drop, r_mask, r_offset = jax.random.split(rng, 5)
+  temporal_mask, ids_of_frame = training_mask(r_mask, t, causal_prob=causal_prob,
+                                              causal_chunks=tuple(causal_chunks))
+  if teacher_forcing:
+    levels, weights = teacher_forcing_levels(r_levels, b, ids_of_frame, kind=kind)
+  else:
+    levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=per_frame_prob)
+    weights = None
+  offset = jax.random.randint(r_offset, (), 0, max_frame_offset + 1)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)
   drop = jax.random.bernoulli(r_drop, text_dropout, (b, 1))
   ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
-  velocity = model(interpolate(x0, noise, levels), levels, ids, mask)
-  loss = flow_matching_loss(velocity, x0, noise)
+  velocity = model(interpolate(x0, noise, levels), levels, ids, mask, temporal_mask, offset)
+  loss = flow_matching_loss(velocity, x0, noise, weights)
   return loss, dict(flow_loss=loss, mean_level=levels.mean())

@@ -127,7 +127,11 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
 
   d = config.diffusion
   loss = functools.partial(denoiser_loss, kind=d.timestep_sampling,
-                           per_frame_prob=d.per_frame_levels_prob, text_dropout=d.text_dropout)
+                           per_frame_prob=d.per_frame_levels_prob, text_dropout=d.text_dropout,
+                           teacher_forcing=d.get("teacher_forcing", False),
+                           causal_prob=d.get("causal_prob", 0.0),
+                           causal_chunks=tuple(d.get("causal_chunks", (1,))),
+                           max_frame_offset=d.get("max_frame_offset", 0))
   denoiser = train(build_denoiser(config, tokenizer.vocab_size, config.seed + 1), loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1),

@@ -1,0 +1,217 @@
+"""Parallel vs autoregressive generation, from one set of weights and against the usual baselines.
+
+    python -m experiments.parallel_vs_ar                 # small: this CPU, ~1 h training + eval
+    python -m experiments.parallel_vs_ar --size tiny     # seconds: the smoke test and the Colab
+
+Trains (or reuses) three denoisers at equal compute on the spine's data, tokenizer and VAE
+(`configs/parallel_vs_ar.py`: shared levels / Diffusion Forcing / teacher forcing), samples
+held-out test prompts with every method below at 1x, 2x, 4x and 8x the training length with
+several seeds, scores each frame against the prompt (`vdm.eval.metrics.rollout`) and writes to
+`experiments/results/parallel_vs_ar/`: table.md, results.json (per-seed means, config, git
+commit), drift curves, quality and speed against length, and a frame grid.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vdm.config import load_config
+from vdm.data import synthetic
+from vdm.eval.metrics.drift import curve, plot_drift_curves
+from vdm.eval.rollout import markdown_table, sample_and_score, summarize_rows
+from vdm.train.run import git_commit, run_training
+from vdm.video_io import write_json
+
+CONFIG = "configs/parallel_vs_ar.py"
+VARIANTS = ("shared", "forcing", "teacher")
+CONTEXT_NOISE = 0.1  # the Diffusion Forcing knob when a method uses noisy context
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  variant: str  # which trained denoiser
+  mode: str
+  chunk: str = "1"  # "1", or "big": a training clip's latent frames minus one (frame 0 alone)
+  context_noise: float = 0.0
+
+
+METHODS = (
+    Method("shared: parallel", "shared", "parallel"),
+    Method("forcing: parallel", "forcing", "parallel"),
+    Method("forcing: AR k=1", "forcing", "autoregressive"),
+    Method("forcing: AR k=1, noisy ctx", "forcing", "autoregressive", context_noise=CONTEXT_NOISE),
+    Method("forcing: AR k=big", "forcing", "autoregressive", "big"),
+    Method("forcing: AR k=big, noisy ctx", "forcing", "autoregressive", "big", CONTEXT_NOISE),
+    Method("forcing: rolling k=1", "forcing", "rolling"),
+    Method("teacher: AR k=1", "teacher", "autoregressive"),
+    Method("teacher: AR k=1, noisy ctx", "teacher", "autoregressive", context_noise=CONTEXT_NOISE),
+    Method("teacher: AR k=big", "teacher", "autoregressive", "big"),
+)
+
+
+def train_variants(size: str, workdir: str, base_workdir: str = "") -> dict[str, str]:
+  """Trains what is missing; returns variant -> model directory.
+
+  The tokenizer and VAE are trained once (in `base_workdir`, default <workdir>/base) and copied
+  into each variant's workdir, so the variants differ only in how the denoiser was trained.
+  """
+  base = base_workdir or os.path.join(workdir, "base")
+  base_config = load_config(f"{CONFIG}:shared,{size}")
+  if not base_workdir:
+    run_training(base_config, base, until="vae")
+  with open(os.path.join(base, "config.json")) as f:  # where the base's data went
+    data_dir = json.load(f)["data"].get("data_dir") or os.path.join(base, "data")
+  models = {}
+  for variant in VARIANTS:
+    vdir = os.path.join(workdir, variant)
+    model_dir = os.path.join(vdir, "model")
+    if not os.path.exists(os.path.join(model_dir, "config.json")):
+      os.makedirs(vdir, exist_ok=True)
+      for item in ("tokenizer.model", "vae", "latent_stats.json"):
+        src, dst = os.path.join(base, item), os.path.join(vdir, item)
+        if os.path.exists(src) and not os.path.exists(dst):
+          (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
+      config = load_config(f"{CONFIG}:{variant},{size}",
+                           [f"data.data_dir='{os.path.abspath(data_dir)}'"])
+      run_training(config, vdir)
+    models[variant] = model_dir
+  return models
+
+
+def _chunk(method: Method, train_latents: int) -> int:
+  return 1 if method.chunk == "1" else train_latents - 1
+
+
+def evaluate(models: dict[str, str], *, prompts: int, seeds: list[int], lengths: list[int],
+             steps: int | None = None, methods=METHODS) -> dict:
+  """Samples every method x length x seed x prompt; returns per-frame scores and timings."""
+  from vdm.generate.pipeline import Pipeline
+  pipes = {v: Pipeline.load(d) for v, d in models.items()}
+  config = pipes[methods[0].variant].config
+  d = config.data
+  train_latents = 1 + (d.frames - 1) // config.vae.temporal_downsample
+  examples = [e for _, e in synthetic.generate_examples(d.seed, "test", prompts, d.height,
+                                                        d.width, d.frames)]
+  longest = 1 + (d.frames - 1) * max(lengths)
+  for pipe in pipes.values():  # the experiment asks parallel/rolling for long clips on purpose
+    pipe.config.sample.max_frames = max(pipe.config.sample.max_frames, longest)
+  results = {}
+  total = len(methods) * len(lengths) * len(seeds) * len(examples)
+  with tqdm(total=total, desc="parallel vs AR") as bar:
+    for method in methods:
+      for length in lengths:
+        results[(method.name, length)] = sample_and_score(
+            pipes[method.variant], examples, frames=1 + (d.frames - 1) * length, seeds=seeds,
+            train_frames=d.frames, fps=d.fps, resolution=min(d.height, d.width), progress=bar,
+            steps=steps, mode=method.mode, chunk=_chunk(method, train_latents),
+            context_noise=method.context_noise)
+  return dict(results=results, train_frames=d.frames, fps=d.fps, config=config)
+
+
+def summarize(evaluation: dict) -> dict:
+  """'method @ Lx' -> dict(method, length, frames, field -> dict(mean, std, per_seed))."""
+  out = {}
+  for (name, length), rows in evaluation["results"].items():
+    frames = 1 + (evaluation["train_frames"] - 1) * length
+    out[f"{name} @ {length}x"] = dict(method=name, length=length, frames=frames,
+                                      **summarize_rows(rows))
+  return out
+
+
+def write_outputs(evaluation: dict, out: str, *, args: dict) -> dict:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  os.makedirs(out, exist_ok=True)
+  summary = summarize(evaluation)
+  results = evaluation["results"]
+  methods = list(dict.fromkeys(name for name, _ in results))
+  lengths = sorted({length for _, length in results})
+  longest = lengths[-1]
+  train_frames = evaluation["train_frames"]
+
+  for field, label in (("colour_error", "colour error (0 = clean two-colour frame)"),
+                       ("object_ok", "object present, prompt colour (fraction)")):
+    curves = {name: curve(np.stack([r[field] for r in results[(name, longest)]]))
+              for name in methods}
+    plot_drift_curves(curves, os.path.join(out, f"drift_{field}.png"), ylabel=label,
+                      title=f"{longest}x the training length", train_length=train_frames)
+
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110)
+  for name in methods:
+    for ax, field, scale in ((axes[0], "colour_error", 1.0), (axes[1], "seconds_per_frame", 1e3)):
+      mean = [summary[f"{name} @ {n}x"][field]["mean"] * scale for n in lengths]
+      std = [summary[f"{name} @ {n}x"][field]["std"] * scale for n in lengths]
+      ax.errorbar(lengths, mean, yerr=std, marker="o", capsize=3, label=name)
+  axes[0].set(xscale="log", xlabel="clip length (x training length)", ylabel="colour error",
+              title="quality vs length")
+  axes[1].set(xscale="log", yscale="log", xlabel="clip length (x training length)",
+              ylabel="ms per frame", title="speed vs length")
+  for ax in axes:
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+  axes[1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "quality_speed_vs_length.png"))
+  plt.close(fig)
+
+  # Frame grid: the first prompt, first seed, longest clip; 8 frames evenly spaced per method.
+  fig, axes = plt.subplots(len(methods), 8, figsize=(8 * 1.1, len(methods) * 1.2), dpi=100)
+  axes = np.atleast_2d(axes)
+  for row, name in zip(axes, methods):
+    video = next(r["video"] for r in results[(name, longest)] if r["video"] is not None)
+    picks = np.linspace(0, len(video) - 1, 8).round().astype(int)
+    for ax, t in zip(row, picks):
+      ax.imshow(video[t])
+      ax.set_xticks([])
+      ax.set_yticks([])
+      ax.set_title(f"t={t}", fontsize=6)
+    row[0].set_ylabel(name, fontsize=6, rotation=0, ha="right", va="center")
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "frames.png"))
+  plt.close(fig)
+
+  table = markdown_table(summary)
+  with open(os.path.join(out, "table.md"), "w") as f:
+    f.write(table)
+  write_json(os.path.join(out, "results.json"), dict(
+      summary=summary, args=args, git_commit=git_commit(),
+      config=json.loads(evaluation["config"].to_json()), context_noise=CONTEXT_NOISE))
+  return summary
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--size", default="small", choices=("small", "tiny"))
+  parser.add_argument("--workdir", default="", help="default: workdirs/parallel_vs_ar_<size>")
+  parser.add_argument("--base-workdir", default="",
+                      help="reuse this workdir's tokenizer, VAE and data (e.g. the spine's)")
+  parser.add_argument("--prompts", type=int, default=8)
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--lengths", default="1,2,4,8", help="multiples of the training length")
+  parser.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
+  parser.add_argument("--out", default="experiments/results/parallel_vs_ar")
+  args = parser.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(",")]
+  lengths = [int(n) for n in args.lengths.split(",")]
+  if args.prompts < 1 or not seeds or min(lengths) < 1:
+    parser.error("--prompts must be >= 1, --seeds non-empty, --lengths >= 1")
+  workdir = args.workdir or f"workdirs/parallel_vs_ar_{args.size}"
+  models = train_variants(args.size, workdir, args.base_workdir)
+  evaluation = evaluate(models, prompts=args.prompts, seeds=seeds, lengths=lengths,
+                        steps=args.steps)
+  write_outputs(evaluation, args.out, args=vars(args))
+  print(markdown_table(summarize(evaluation)))
+  print(f"wrote {args.out}/")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Named model sizes: the built modules hold exactly the parameters the closed form predicts."""
+import pytest
+from flax import nnx
+
+from vdm.config import load_config
+from vdm.models import build_denoiser, count_params, denoiser_param_count
+
+
+@pytest.mark.parametrize("name, low, high", [
+    ("tiny", 1e4, 1e6), ("spine", 1e6, 1e7), ("small", 5e7, 2e8), ("base", 2e8, 6e8),
+    ("wan1.3b", 2e9, 3e9)])
+def test_parameter_count_matches_the_formula(name, low, high):
+  config = load_config(f"configs/model_sizes.py:{name}")
+  vocab = config.text.vocab_size
+  abstract = nnx.eval_shape(lambda: build_denoiser(config, vocab))  # no memory for the weights
+  count = count_params(abstract)
+  assert count == denoiser_param_count(config, vocab)
+  assert low <= count <= high, f"{name}: {count:,} parameters"
+
+
+def test_wan_shaped_dit_has_wan_dimensions():
+  config = load_config("configs/model_sizes.py:wan1.3b")
+  d = config.dit
+  assert (d.width, d.depth, d.heads, int(round(d.width * d.mlp_ratio))) == (1536, 30, 12, 8960)
+  assert config.vae.latent_channels == 16
+
+
+def test_unknown_size_is_named():
+  with pytest.raises(ValueError, match="unknown size 'huge'.*'wan1.3b'"):
+    load_config("configs/model_sizes.py:huge")

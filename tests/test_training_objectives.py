@@ -1,0 +1,72 @@
+"""Level schemes and temporal masks of the denoiser's training objective."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vdm.diffusion import flow_matching_loss
+from vdm.generate.modes import block_causal_mask, chunk_ids
+from vdm.train.objectives import denoiser_loss, teacher_forcing_levels, training_mask
+
+
+def test_training_mask_is_full_or_block_causal_with_the_given_probability():
+  full, ids = training_mask(jax.random.key(0), 5, causal_prob=0.0, causal_chunks=(1, 4))
+  assert np.asarray(full).all() and not np.asarray(ids).any()
+  seen = {1: 0, 4: 0, "full": 0}
+  for i in range(200):
+    mask, ids = training_mask(jax.random.key(i), 5, causal_prob=0.5, causal_chunks=(1, 4))
+    mask, ids = np.asarray(mask), np.asarray(ids)
+    if mask.all():
+      seen["full"] += 1
+      continue
+    chunk = 1 if ids[-1] == 4 else 4
+    np.testing.assert_array_equal(mask, block_causal_mask(5, chunk))
+    np.testing.assert_array_equal(ids, chunk_ids(5, chunk))
+    seen[chunk] += 1
+  assert 70 < seen["full"] < 130 and seen[1] > 30 and seen[4] > 30
+
+
+def test_teacher_forcing_levels_clean_before_noisy_target_pure_noise_after():
+  ids = jnp.asarray(chunk_ids(5, 1))
+  levels, weights = teacher_forcing_levels(jax.random.key(0), 256, ids, kind="uniform")
+  levels, weights = np.asarray(levels), np.asarray(weights)
+  targets = weights.argmax(1)
+  assert (weights.sum(1) == 1).all() and set(targets) == set(range(5))
+  for row, target in zip(levels, targets):
+    assert (row[:target] == 0).all() and (row[target + 1:] == 1).all()
+    assert 0 < row[target] < 1
+
+
+def test_weighted_flow_loss_scores_only_the_weighted_frames():
+  r = jax.random.split(jax.random.key(0), 3)
+  v, x0, noise = (jax.random.normal(k, (2, 3, 4, 4, 2)) for k in r)
+  np.testing.assert_allclose(flow_matching_loss(v, x0, noise, jnp.ones((2, 3))),
+                             flow_matching_loss(v, x0, noise), rtol=1e-6)
+  weights = jnp.zeros((2, 3)).at[1, 2].set(1.0)
+  np.testing.assert_allclose(flow_matching_loss(v, x0, noise, weights),
+                             flow_matching_loss(v[1:, 2:], x0[1:, 2:], noise[1:, 2:]), rtol=1e-6)
+
+
+def _batch():
+  return dict(latents=jax.random.normal(jax.random.key(1), (4, 5, 2, 2, 2)),
+              ids=jnp.ones((4, 3), jnp.int32), mask=jnp.ones((4, 3), bool),
+              empty_ids=jnp.zeros((4, 3), jnp.int32), empty_mask=jnp.zeros((4, 3), bool))
+
+
+def test_denoiser_loss_passes_masks_and_frame_offsets_to_the_model():
+  seen = []
+
+  def model(z, levels, ids, mask, temporal_mask, frame_offset):
+    seen.append((np.asarray(temporal_mask), int(frame_offset), np.asarray(levels)))
+    return jnp.zeros_like(z)
+
+  for i in range(40):
+    denoiser_loss(model, _batch(), jax.random.key(i), teacher_forcing=True, causal_prob=1.0,
+                  causal_chunks=(1,), max_frame_offset=7)
+  offsets = [offset for _, offset, _ in seen]
+  assert min(offsets) >= 0 and max(offsets) <= 7 and len(set(offsets)) > 3
+  for mask, _, levels in seen:
+    np.testing.assert_array_equal(mask, block_causal_mask(5, 1))
+    assert ((levels == 0) | (levels == 1) | ((levels > 0) & (levels < 1))).all()
+  seen.clear()
+  denoiser_loss(model, _batch(), jax.random.key(0))  # defaults: full mask, offset 0
+  assert seen[0][0].all() and seen[0][1] == 0
