@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROMPT ?= a red circle moving right on a blue background
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: install demo test train-spine eval-spine clean
+.PHONY: install demo test train-spine eval-spine bench experiment-pva clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ train-spine: $(STAMP)
 
 eval-spine: $(STAMP)
 	$(VENV)/bin/vdm eval adherence --checkpoint checkpoints/spine --num 48 --out outputs/adherence_spine.json
+
+# Every benchmark at its default size; tables print and JSON goes to benchmarks/results/.
+bench: $(STAMP)
+	for name in sampling autoregressive train_step post data; do $(PY) -m benchmarks $$name || exit 1; done
+
+# The parallel-vs-autoregressive experiment at small size (trains 3 denoisers; about an hour).
+experiment-pva: $(STAMP)
+	$(PY) -m experiments.parallel_vs_ar
 
 clean:
 	rm -rf outputs workdirs .pytest_cache

@@ -1,7 +1,7 @@
 """python -m benchmarks NAME [args]: run one benchmark (see README for the latest figures)."""
 import sys
 
-BENCHMARKS = ("sampling", "post", "train_step", "data", "gpu_dit")
+BENCHMARKS = ("sampling", "autoregressive", "post", "train_step", "data", "gpu_dit")
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import data, gpu_dit, post, train_step
+from benchmarks import autoregressive, data, gpu_dit, post, train_step
 from benchmarks.flops import dit_forward_flops
 
 
@@ -46,3 +46,10 @@ def test_gpu_benchmark_runs_at_toy_size_on_cpu(bench_dir):
   rows = json.load(open(bench_dir / "gpu_dit_tiny.json"))["rows"]
   assert [r["what"].split()[0] for r in rows] == ["train", "sampling"]
   assert all(r["tflops"] > 0 for r in rows)
+
+
+def test_autoregressive_benchmark_runs(bench_dir):
+  autoregressive.run(["--lengths", "1,2", "--steps", "2", "--repeats", "1"])
+  rows = json.load(open(bench_dir / "autoregressive.json"))["rows"]
+  assert [r["frames"] for r in rows] == [9, 17]
+  assert all(r["cache_s_per_chunk"] > 0 and r["no_cache_s_per_chunk"] > 0 for r in rows)
