@@ -9,8 +9,11 @@ Reference shape (issue #9): batch 2, latent 8 frames x 16 x 16 x 4, patch 2, wid
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+
+import numpy as np
 
 import jax
 import jax.numpy as jnp
@@ -57,9 +60,18 @@ def make_step(model, tx):
   return step, params
 
 
+VARIANTS = (  # (row name, dit.matmul_dtype, dit.fast_grads): what each speed change gives
+    ("fp32, autodiff gradients", "float32", False),
+    ("fp32, fast gradients (default)", "float32", True),
+    ("bf16 matmuls, fast gradients", "bfloat16", True),
+)
+
+
 def run(argv=None) -> None:
   parser = argparse.ArgumentParser(prog="python -m benchmarks train_step")
   parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--curve-steps", type=int, default=30,
+                      help="steps of the loss-curve comparison (random data, same init)")
   parser.add_argument("--tiny", action="store_true", help="toy shape (smoke test)")
   args = parser.parse_args(argv)
   shape = dict(batch=2, frames=8, size=16, channels=4, patch=2, width=384, heads=6, depth=4,
@@ -67,32 +79,56 @@ def run(argv=None) -> None:
   if args.tiny:
     shape.update(frames=2, size=4, width=32, heads=2, depth=1, text=4)
   peak = matmul_peak(512 if args.tiny else 2048)
-  rows = []
-  model = DiT(latent_channels=shape["channels"], text_width=shape["width"], width=shape["width"],
-              depth=shape["depth"], heads=shape["heads"], patch=shape["patch"],
-              rngs=nnx.Rngs(0))
-  tx = optax.adamw(1e-4)
-  step, params = make_step(model, tx)
-  opt_state = tx.init(params)
+  peak_bf16 = matmul_peak(512 if args.tiny else 2048, dtype=jnp.bfloat16)
   s = shape
-  batch = (jnp.ones((s["batch"], s["frames"], s["size"], s["size"], s["channels"])),
-           jnp.ones((s["batch"], s["text"], s["width"])), jnp.ones((s["batch"], s["text"]), bool))
-  state = dict(params=params, opt_state=opt_state)
-
-  def one_step():
-    state["params"], state["opt_state"], loss = step(state["params"], state["opt_state"], batch,
-                                                     jax.random.key(0))
-    loss.block_until_ready()
-
-  compile_and_first, times = timed(one_step, args.repeats)
   flops = train_step_flops(dit_forward_flops(
       batch=s["batch"], frames=s["frames"], tokens_per_frame=(s["size"] // s["patch"]) ** 2,
       text_tokens=s["text"], width=s["width"], depth=s["depth"], mlp_ratio=4.0,
       patch_dim=s["patch"] ** 2 * s["channels"]))
-  best, median = min(times), statistics.median(times)
-  rows.append(dict(model="factorized fp32", step_min_ms=1000 * best, step_median_ms=1000 * median,
-                   compile_s=compile_and_first, gflop_per_step=flops / 1e9,
-                   gflops_achieved=flops / best / 1e9, peak_gflops=peak / 1e9,
-                   fraction_of_peak=flops / best / peak))
+  timing_batch = (jnp.ones((s["batch"], s["frames"], s["size"], s["size"], s["channels"])),
+                  jnp.ones((s["batch"], s["text"], s["width"])),
+                  jnp.ones((s["batch"], s["text"]), bool))
+  r = jax.random.split(jax.random.key(42), 2)
+  curve_batch = (jax.random.normal(r[0], timing_batch[0].shape),
+                 jax.random.normal(r[1], timing_batch[1].shape), timing_batch[2])
+  rows, curves = [], {}
+  for name, matmul_dtype, fast_grads in VARIANTS:
+    def fresh():
+      model = DiT(latent_channels=s["channels"], text_width=s["width"], width=s["width"],
+                  depth=s["depth"], heads=s["heads"], patch=s["patch"],
+                  matmul_dtype=matmul_dtype, fast_grads=fast_grads, rngs=nnx.Rngs(0))
+      tx = optax.adamw(1e-3)
+      step, params = make_step(model, tx)
+      return step, dict(params=params, opt_state=tx.init(params))
+
+    step, state = fresh()
+
+    def one_step():
+      state["params"], state["opt_state"], loss = step(state["params"], state["opt_state"],
+                                                       timing_batch, jax.random.key(0))
+      loss.block_until_ready()
+
+    compile_and_first, times = timed(one_step, args.repeats)
+    step, state = fresh()  # the loss curve from the same init and data for every variant
+    curve = []
+    for i in range(args.curve_steps):
+      state["params"], state["opt_state"], loss = step(state["params"], state["opt_state"],
+                                                       curve_batch, jax.random.key(i))
+      curve.append(float(loss))
+    curves[name] = curve
+    best, median = min(times), statistics.median(times)
+    rows.append(dict(model=name, step_min_ms=1000 * best, step_median_ms=1000 * median,
+                     compile_s=compile_and_first, gflop_per_step=flops / 1e9,
+                     gflops_achieved=flops / best / 1e9, peak_gflops=peak / 1e9,
+                     fraction_of_peak=flops / best / peak,
+                     vs_peer_148=flops / best / 1e9 / 148.0,
+                     final_loss=curve[-1] if curve else float("nan")))
+  reference = np.asarray(curves[VARIANTS[0][0]])
+  for row in rows:
+    if len(reference):
+      row["max_loss_rel_diff"] = float(np.max(np.abs(np.asarray(curves[row["model"]])
+                                                      - reference) / np.abs(reference)))
   write("train_step" + ("_tiny" if args.tiny else ""), rows,
-        dict(shape=shape, repeats=args.repeats, peer_gflops_pytorch=148.0))
+        dict(shape=shape, repeats=args.repeats, peer_gflops_pytorch=148.0,
+             peak_bf16_gflops=peak_bf16 / 1e9, loss_curves=curves,
+             glibc_tunables=os.environ.get("GLIBC_TUNABLES", "")))

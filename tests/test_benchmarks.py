@@ -14,7 +14,7 @@ def bench_dir(tmp_path, monkeypatch):
 
 
 def test_train_step_benchmark_runs(bench_dir):
-  train_step.run(["--tiny", "--repeats", "1"])
+  train_step.run(["--tiny", "--repeats", "1", "--curve-steps", "2"])
   result = json.load(open(bench_dir / "train_step_tiny.json"))
   row = result["rows"][0]
   assert row["gflop_per_step"] > 0 and row["peak_gflops"] > 0 and "cpu" in result["machine"]

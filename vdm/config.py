@@ -126,6 +126,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"a divisor of text.width={config.text.width}")
   _require(config.dit.get("remat", "none") in ("none", "full", "dots"), "dit.remat",
            config.dit.get("remat"), "one of ('none', 'full', 'dots')")
+  _require(config.dit.get("matmul_dtype", "float32") in ("float32", "bfloat16"),
+           "dit.matmul_dtype", config.dit.get("matmul_dtype"), "'float32' or 'bfloat16'")
+  _require(isinstance(config.dit.get("fast_grads", True), bool), "dit.fast_grads",
+           config.dit.get("fast_grads"), "True or False")
   _require(config.text.tokenizer in MODEL_TYPES, "text.tokenizer", config.text.tokenizer,
            f"one of {MODEL_TYPES}")
   _require(config.diffusion.timestep_sampling in TIMESTEP_SAMPLING,

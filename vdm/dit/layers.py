@@ -69,11 +69,12 @@ class Attention(nnx.Module):
   """Multi-head attention; self-attention when `context` is None, else cross-attention."""
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, **dense_kwargs):
     self.heads = heads
-    self.q = dense(width, width, ("embed", "heads"), rngs=rngs)
-    self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs)
-    self.out = dense(width, width, ("heads", "embed"), rngs=rngs)
+    self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
+    self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
+                    **dense_kwargs)
+    self.out = dense(width, width, ("heads", "embed"), rngs=rngs, **dense_kwargs)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
                mask: jax.Array | None = None) -> jax.Array:
@@ -110,9 +111,9 @@ class Attention(nnx.Module):
 
 
 class Mlp(nnx.Module):
-  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-    self.fc1 = dense(width, hidden, ("embed", "mlp"), rngs=rngs)
-    self.fc2 = dense(hidden, width, ("mlp", "embed"), rngs=rngs)
+  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, **dense_kwargs):
+    self.fc1 = dense(width, hidden, ("embed", "mlp"), rngs=rngs, **dense_kwargs)
+    self.fc2 = dense(hidden, width, ("mlp", "embed"), rngs=rngs, **dense_kwargs)
 
   def __call__(self, x):
     return self.fc2(jax.nn.gelu(self.fc1(x)))

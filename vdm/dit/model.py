@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vdm.dit import fast_ops
 from vdm.dit.layers import (Attention, Mlp, dense, patchify, sincos_embedding,
                             spacetime_position_embedding, unpatchify)
 from vdm.parallel.sharding import constrain
@@ -40,17 +41,27 @@ def _remat_block(policy):
   return nnx.remat(lambda block, *args: block(*args), policy=policy)
 
 
+def _speed_options(matmul_dtype: str, fast_grads: bool):
+  """(layer norm function, dense kwargs) for the speed settings (see vdm.dit.fast_ops)."""
+  if matmul_dtype not in fast_ops.DTYPES:
+    raise ValueError(f"dit.matmul_dtype must be one of {tuple(fast_ops.DTYPES)}, "
+                     f"got {matmul_dtype!r}")
+  norm = fast_ops.layer_norm if fast_grads else fast_ops.plain_layer_norm
+  return norm, dict(dot_general=fast_ops.dot_general(matmul_dtype, bool(fast_grads)))
+
+
 class DiTBlock(nnx.Module):
-  def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs):
-    norm = lambda: nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6, rngs=rngs)
-    self.norm_spatial, self.norm_temporal, self.norm_cross, self.norm_mlp = (
-        norm(), norm(), norm(), norm())
-    self.spatial = Attention(width, heads, rngs=rngs)
-    self.temporal = Attention(width, heads, rngs=rngs)
-    self.cross = Attention(width, heads, rngs=rngs)
-    self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs)
+  def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
+               matmul_dtype: str = "float32", fast_grads: bool = True):
+    # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
+    self.norm, kw = _speed_options(matmul_dtype, fast_grads)
+    self.spatial = Attention(width, heads, rngs=rngs, **kw)
+    self.temporal = Attention(width, heads, rngs=rngs, **kw)
+    self.cross = Attention(width, heads, rngs=rngs, **kw)
+    self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs, **kw)
     # Zero-initialised modulation makes every block start as the identity (adaLN-zero).
-    self.modulation = dense(width, 9 * width, ("embed", "mlp"), kernel_init=_zeros, rngs=rngs)
+    self.modulation = dense(width, 9 * width, ("embed", "mlp"), kernel_init=_zeros, rngs=rngs,
+                            **kw)
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None):
     """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T].
@@ -63,20 +74,20 @@ class DiTBlock(nnx.Module):
      gate_m) = jnp.split(self.modulation(jax.nn.silu(cond)), 9, axis=-1)
     gate = lambda g: g[:, :, None, :]
 
-    h = modulate(self.norm_spatial(x), shift_s, scale_s).reshape(b * t, n, d)
+    h = modulate(self.norm(x), shift_s, scale_s).reshape(b * t, n, d)
     x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
 
-    h = modulate(self.norm_temporal(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+    h = modulate(self.norm(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
     if past is None:
       h = self.temporal(h, mask=temporal_mask)
     else:
       h, k, v = self.temporal.attend_with_past(h, *past)
     x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
 
-    h = self.cross(self.norm_cross(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+    h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
-    h = modulate(self.norm_mlp(x), shift_m, scale_m)
+    h = modulate(self.norm(x), shift_m, scale_m)
     x = x + gate(gate_m) * self.mlp(h)
     return x if past is None else (x, (k, v))
 
@@ -90,7 +101,7 @@ class DiT(nnx.Module):
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
-               rngs: nnx.Rngs):
+               matmul_dtype: str = "float32", fast_grads: bool = True, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
@@ -99,9 +110,12 @@ class DiT(nnx.Module):
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
-    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
-    self.final_norm = nnx.LayerNorm(width, use_scale=False, use_bias=False, epsilon=1e-6,
-                                    rngs=rngs)
+    # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
+    # the embeddings and the output layer stay in fp32.
+    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs,
+                                     matmul_dtype=matmul_dtype, fast_grads=fast_grads)
+                            for _ in range(depth)])
+    self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
     self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
                                   rngs=rngs)
     self.final = dense(width, patch * patch * latent_channels, ("embed", "patch"),
@@ -109,10 +123,11 @@ class DiT(nnx.Module):
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
-    # .get: model directories exported before `remat` existed have no such field.
+    # .get: model directories exported before these fields existed lack them.
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
-               remat=cfg.get("remat", "none"), rngs=rngs)
+               remat=cfg.get("remat", "none"), matmul_dtype=cfg.get("matmul_dtype", "float32"),
+               fast_grads=cfg.get("fast_grads", True), rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
