@@ -13,10 +13,9 @@ import os
 import statistics
 import time
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 

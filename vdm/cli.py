@@ -76,7 +76,7 @@ def cmd_sample(args) -> int:
   return 0
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae")
+EVAL_SUITES = ("adherence", "rollout", "vae", "upscale")
 
 
 def cmd_eval(args) -> int:
@@ -95,9 +95,12 @@ def cmd_eval(args) -> int:
     run_rollout(args.checkpoint, num=args.num or 8, seeds=tuple(range(args.seed, args.seed + 3)),
                 lengths=tuple(int(n) for n in args.lengths.split(",")), steps=args.steps,
                 out=out)
-  else:
+  elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=args.num or 32, out=out)
+  else:  # --checkpoint is an upscaler directory (checkpoints/sr_x2)
+    from vdm.eval.run import run_upscale_eval
+    run_upscale_eval(args.checkpoint, num=args.num or 32, out=out)
   return 0
 
 
@@ -167,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--suite", dest="suite_option", default=None, help="same as the positional")
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--num", type=int, default=None,
-                 help="prompts / clips (adherence 48, rollout 8, vae 32)")
+                 help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--guidance", type=float, default=None)

@@ -102,6 +102,10 @@ def spatial_stride(config) -> int:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every field a run depends on; raises ConfigError naming the first bad one."""
+  task = config.get("task", "t2v")
+  _require(task in ("t2v", "sr"), "task", task, "'t2v' (text to video) or 'sr' (upscaler)")
+  if task == "sr":
+    return _validate_sr(config)
   for field in ("data.height", "data.width", "data.frames", "data.fps", "data.num_train",
                 "data.num_test", "text.vocab_size", "text.max_length", "text.width", "text.depth",
                 "text.heads", "text.mlp", "vae.base_channels", "vae.latent_channels",
@@ -168,6 +172,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
       _require(_is_int(stage_cfg.max_nan_skips) and stage_cfg.max_nan_skips >= 0,
                f"train.{stage}.max_nan_skips", stage_cfg.max_nan_skips, "an integer >= 0")
   _validate_more(config)
+
+
+def _validate_sr(config: ml_collections.ConfigDict) -> None:
+  """The upscaler's config (configs/sr.py)."""
+  _require(config.factor in (2, 4), "factor", config.factor, "2 or 4")
+  for field in ("model.width", "model.blocks", "data.short_side", "data.frames",
+                "train.steps", "train.batch_size", "train.log_every", "train.checkpoint_every"):
+    _positive_int(config, field)
+  _require(_is_int(config.model.neighbours) and config.model.neighbours >= 0,
+           "model.neighbours", config.model.neighbours, "an integer >= 0")
+  _require(config.data.short_side % (2 * config.factor) == 0, "data.short_side",
+           config.data.short_side, f"a multiple of {2 * config.factor} (2 x factor)")
+  _in_range(config, "train.learning_rate", 1e-8, 1.0)
+  _in_range(config, "train.ema_decay", 0.0, 1.0)
 
 
 def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:

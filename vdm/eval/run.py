@@ -5,6 +5,7 @@ pixels alone (`vdm.eval.adherence`): the dominant object colour and the directio
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -116,3 +117,77 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
       f.write(table)
   print(table)
   return report
+
+
+def temporal_difference_error(video, reference) -> float:
+  """Mean |(v_t - v_{t-1}) - (r_t - r_{t-1})| over a clip [T, H, W, C] in [0, 255]: flicker an
+  operation adds (or removes) relative to the reference's own frame-to-frame change, / 255."""
+  v, r = np.asarray(video, np.float64), np.asarray(reference, np.float64)
+  return float(np.abs(np.diff(v, axis=0) - np.diff(r, axis=0)).mean() / 255.0)
+
+
+def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
+  """PSNR/SSIM and temporal-difference error of the learned upscaler against bicubic and
+  Lanczos, on synthetic scenes test clips and real clips, each downscaled then upscaled back."""
+  import jax.numpy as jnp
+
+  from vdm.eval.metrics.image import psnr, ssim
+  from vdm.post import sr
+  from vdm.post.upscale import upscale
+  from vdm.train.run import git_commit
+  from vdm.video_io import read_video
+  if num < 1:
+    raise ValueError(f"--num {num} must be >= 1")
+  model = sr.load(model_dir)
+  factor = model.factor
+  with open(os.path.join(model_dir, "config.json")) as f:
+    data = json.load(f)["data"]
+  clips = {f"scenes test ({num} clips, {data['short_side']}px)": _scene_clips(data, num)}
+  for name, path in real_clips().items():
+    video = read_video(path)[:16]
+    h, w = video.shape[1] // (2 * factor) * (2 * factor), video.shape[2] // (2 * factor) * (
+        2 * factor)
+    if min(h, w) // factor >= 4 and min(h, w) >= 11:
+      clips[f"{name} ({w}x{h}x{len(video)})"] = [video[:, :h, :w]]
+  rows = {}
+  for clip_set, videos in clips.items():
+    for method in ("bicubic", "lanczos", "learned"):
+      scores = []
+      for hr in videos:
+        lr = np.asarray(sr.degrade(jnp.asarray(hr, jnp.float32)[None] / 255.0, factor)[0])
+        lr = np.round(lr * 255).astype(np.uint8)
+        kwargs = dict(model=model_dir) if method == "learned" else {}
+        up = upscale(lr, factor, method=method, **kwargs).astype(np.float64)
+        scores.append(dict(psnr=float(np.mean(psnr(hr, up, data_range=255.0))),
+                           ssim=float(np.mean(ssim(hr, up, data_range=255.0))),
+                           temporal=temporal_difference_error(up, hr)))
+      rows[f"{clip_set} | {method}"] = {k: float(np.mean([s[k] for s in scores]))
+                                        for k in ("psnr", "ssim", "temporal")}
+  report = dict(rows=rows, factor=factor, model=os.path.abspath(model_dir),
+                git_commit=git_commit())
+  table = (f"| clips (x{factor}) | method | PSNR (dB) | SSIM | temporal-difference error |\n"
+           "|---|---|---|---|---|\n" + "".join(
+               f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {r['psnr']:.2f} | "
+               f"{r['ssim']:.3f} | {r['temporal']:.4f} |\n" for k, r in rows.items()))
+  if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_json(out, report)
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
+      f.write(table)
+  print(table)
+  return report
+
+
+def _scene_clips(data: dict, num: int) -> list[np.ndarray]:
+  """`num` test-split clips of the scenes dataset an upscaler was trained on (uint8). A test
+  clip depends only on (seed, split, index), so a one-clip train split is generated beside it."""
+  import tempfile
+
+  import ml_collections
+
+  from vdm.data.scenes_builder import from_config
+  with tempfile.TemporaryDirectory() as data_dir:
+    builder = from_config(ml_collections.ConfigDict(dict(
+        data, num_train=1, num_long=1, num_test=num, data_dir="")), data_dir)
+    source = builder.as_data_source()["test"]
+    return [np.asarray(source[i]["video"]) for i in range(min(num, len(source)))]

@@ -1,10 +1,11 @@
-"""Classical upscaling: bicubic and Lanczos resampling (jax.image.resize) per frame.
-
-These are the baselines a learned super-resolution model has to beat.
+"""Upscaling: bicubic and Lanczos resampling (jax.image.resize) per frame, and the learned,
+temporally aware model of `vdm.post.sr` (`method=learned`, x2 or x4; `model=DIR` picks weights,
+default checkpoints/sr_x<factor>). The classical methods are the baselines it has to beat.
 """
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -14,14 +15,30 @@ from vdm.post import common
 
 # User-facing name -> jax.image.resize method. 'bicubic' is the Keys kernel with a = -0.5.
 METHODS = {"bicubic": "cubic", "lanczos": "lanczos3", "lanczos3": "lanczos3",
-           "lanczos5": "lanczos5", "bilinear": "linear"}
+           "lanczos5": "lanczos5", "bilinear": "linear", "learned": None}
 MAX_FACTOR = 8
 
 
-def validate(factor=2, method="bicubic") -> dict:
+def validate(factor=2, method="bicubic", model="") -> dict:
   """Checks upscale arguments; returns them normalised."""
-  return dict(factor=common.check_number("upscale", "factor", factor, 1, MAX_FACTOR),
-              method=common.check_choice("upscale", "method", method, METHODS))
+  p = dict(factor=common.check_number("upscale", "factor", factor, 1, MAX_FACTOR),
+           method=common.check_choice("upscale", "method", method, METHODS))
+  if not isinstance(model, str):
+    raise ValueError(f"upscale: model={model!r} must be a directory path")
+  if model and p["method"] != "learned":
+    raise ValueError("upscale: model= applies only to method=learned")
+  if p["method"] == "learned":
+    from vdm.post import sr
+    if p["factor"] not in sr.FACTORS:
+      raise ValueError(f"upscale: factor={p['factor']!r} is invalid for method=learned: "
+                       f"allowed {list(sr.FACTORS)}")
+    p["factor"] = int(p["factor"])
+    directory = model or sr.default_model_dir(p["factor"])
+    if not os.path.isfile(os.path.join(directory, "config.json")):
+      raise ValueError(f"upscale: model directory {directory!r} not found (train one with "
+                       f"`vdm train --config configs/sr.py:{p['factor']}`)")
+  p["model"] = model
+  return p
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "method"))
@@ -32,16 +49,19 @@ def _resize(x: jax.Array, height: int, width: int, method: str) -> jax.Array:
   return jnp.clip(out, 0.0, 1.0)
 
 
-def upscale(frames, factor: float = 2, method: str = "bicubic", *,
+def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "", *,
             chunk: int = common.DEFAULT_CHUNK):
   """Resizes frames [T, H, W, 3] to [T, round(H * factor), round(W * factor), 3].
 
   frames: uint8 or float in [0, 1]; the output has the input's dtype. method: 'bicubic',
   'lanczos' (= 'lanczos3'), 'lanczos5' or 'bilinear'.
   """
-  p = validate(factor, method)
+  p = validate(factor, method, model)
   frames = common.check_frames(frames, "upscale")
   chunk = common.check_chunk(chunk)
+  if p["method"] == "learned":
+    from vdm.post import sr
+    return sr.upscale_learned(frames, p["factor"], p["model"], chunk=chunk)
   _, h, w, _ = frames.shape
   height, width = int(round(h * p["factor"])), int(round(w * p["factor"]))
   fn = functools.partial(_resize, height=height, width=width, method=METHODS[p["method"]])

@@ -90,7 +90,13 @@ def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
 
 
 def run_training(config, workdir: str, *, until: str = "export") -> str:
-  """Runs the stages in order up to and including `until`; returns the model directory."""
+  """Runs the stages in order up to and including `until`; returns the model directory.
+
+  A config with task = 'sr' trains the learned upscaler instead (`vdm.post.sr`).
+  """
+  if config.get("task", "t2v") == "sr":
+    from vdm.post.sr import run_sr_training
+    return run_sr_training(config, workdir)
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   _check_workdir_config(config, workdir)

@@ -1,0 +1,153 @@
+"""Learned, temporally aware super-resolution (x2, x4) and its training task.
+
+The model predicts a residual on top of bicubic upscaling from each frame *and its neighbours*
+(frames t-1, t, t+1 stacked on channels), so it can use detail that moves between frames and
+keeps the upscaled clip as steady as its input:
+
+    lr [B, T, h, w, 3] -> bicubic(lr_t) + depth_to_space(conv_net(lr_{t-1}, lr_t, lr_{t+1}))
+
+Training goes through the one training loop (`vdm.train.loop.train`) on the synthetic scenes
+(textures, digits, several objects, camera motion: configs/sr.py): a high-resolution clip, its
+bicubic (antialiased) downscale quantised to 8 bits as the input, MSE to the original. `vdm train
+--config configs/sr.py:2 --workdir W` trains and exports W/model; the post pipeline uses it as
+`upscale(2, method=learned)` (default weights: checkpoints/sr_x2, checkpoints/sr_x4).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+FACTORS = (2, 4)
+CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "checkpoints")
+
+
+class TemporalSR(nnx.Module):
+  """x`factor` upscaler of frames in [0, 1]: [B, T, h, w, 3] -> [B, T, h*f, w*f, 3]."""
+
+  def __init__(self, factor: int, *, width: int = 32, blocks: int = 4, neighbours: int = 1,
+               rngs: nnx.Rngs):
+    if factor not in FACTORS:
+      raise ValueError(f"sr factor must be one of {FACTORS}, got {factor!r}")
+    self.factor, self.neighbours = factor, neighbours
+    conv = lambda i, o, **kw: nnx.Conv(i, o, (3, 3), padding="SAME", rngs=rngs, **kw)  # noqa
+    self.conv_in = conv(3 * (2 * neighbours + 1), width)
+    self.blocks = nnx.List([nnx.List([conv(width, width), conv(width, width)])
+                            for _ in range(blocks)])
+    # Zero-initialised output: training starts from plain bicubic upscaling.
+    self.conv_out = conv(width, 3 * factor * factor, kernel_init=nnx.initializers.zeros)
+
+  def __call__(self, lr: jax.Array) -> jax.Array:
+    b, t, h, w, c = lr.shape
+    n, f = self.neighbours, self.factor
+    padded = jnp.concatenate([jnp.repeat(lr[:, :1], n, 1), lr, jnp.repeat(lr[:, -1:], n, 1)], 1)
+    stacked = jnp.concatenate([padded[:, i:i + t] for i in range(2 * n + 1)], axis=-1)
+    x = nnx.relu(self.conv_in(stacked.reshape(b * t, h, w, -1)))
+    for conv1, conv2 in self.blocks:
+      x = x + conv2(nnx.relu(conv1(x)))
+    residual = self.conv_out(x).reshape(b * t, h, w, f, f, c)
+    residual = residual.transpose(0, 1, 3, 2, 4, 5).reshape(b, t, h * f, w * f, c)
+    return bicubic(lr, f) + residual
+
+
+def bicubic(frames: jax.Array, factor: int) -> jax.Array:
+  """Bicubic upscaling of [B, T, h, w, C] by an integer factor (no clipping)."""
+  b, t, h, w, c = frames.shape
+  return jax.image.resize(frames, (b, t, h * factor, w * factor, c), "cubic", antialias=False)
+
+
+def degrade(hr: jax.Array, factor: int) -> jax.Array:
+  """The training input: antialiased bicubic downscale of [B, T, H, W, C] in [0, 1], quantised
+  to 8 bits as a decoded video is."""
+  b, t, h, w, c = hr.shape
+  lr = jax.image.resize(hr, (b, t, h // factor, w // factor, c), "cubic", antialias=True)
+  return jnp.round(jnp.clip(lr, 0.0, 1.0) * 255.0) / 255.0
+
+
+def sr_loss(model: TemporalSR, batch: dict, rng) -> tuple[jax.Array, dict]:
+  """MSE of the upscaled degraded clip against the original; batch['video'] uint8 [B,T,H,W,3]."""
+  del rng
+  hr = batch["video"].astype(jnp.float32) / 255.0
+  lr = degrade(hr, model.factor)
+  loss = jnp.mean(jnp.square(model(lr) - hr))
+  baseline = jnp.mean(jnp.square(jnp.clip(bicubic(lr, model.factor), 0, 1) - hr))
+  return loss, dict(mse=loss, bicubic_mse=baseline)
+
+
+def build(config: ml_collections.ConfigDict, seed: int = 0) -> TemporalSR:
+  m = config.model
+  return TemporalSR(config.factor, width=m.width, blocks=m.blocks, neighbours=m.neighbours,
+                    rngs=nnx.Rngs(seed))
+
+
+def run_sr_training(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Trains the upscaler through the one loop and exports WORKDIR/model; returns its path."""
+  from vdm.data.pipeline import make_loader
+  from vdm.data.scenes_builder import from_config
+  from vdm.models import save_params
+  from vdm.train.loop import train
+  from vdm.train.run import git_commit
+  builder = from_config(config.data, config.data.data_dir or os.path.join(workdir, "data"))
+  model = train(build(config, config.seed), sr_loss,
+                make_loader(builder, "train", batch_size=config.train.batch_size,
+                            seed=config.seed),
+                config.train, os.path.join(workdir, "sr"), seed=config.seed,
+                prepare_batch=lambda batch: dict(video=batch["video"]), desc="sr")
+  model_dir = os.path.join(workdir, "model")
+  shutil.rmtree(model_dir, ignore_errors=True)
+  os.makedirs(model_dir)
+  with open(os.path.join(model_dir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+  with open(os.path.join(model_dir, "provenance.json"), "w") as f:
+    json.dump(dict(git_commit=git_commit(), seed=config.seed), f, indent=2)
+  save_params(model, os.path.join(os.path.abspath(model_dir), "params"))
+  return model_dir
+
+
+@functools.lru_cache(maxsize=4)
+def load(model_dir: str) -> TemporalSR:
+  """Loads an exported upscaler (config.json + orbax params; nothing is executed)."""
+  from vdm.config import config_from_json
+  from vdm.models import load_params
+  if not os.path.isfile(os.path.join(model_dir, "config.json")):
+    raise FileNotFoundError(f"{model_dir!r} is not an upscaler directory (no config.json); "
+                            "train one with `vdm train --config configs/sr.py:2`")
+  with open(os.path.join(model_dir, "config.json")) as f:
+    config = config_from_json(f.read())
+  abstract = nnx.eval_shape(lambda: build(config))
+  return load_params(abstract, os.path.join(os.path.abspath(model_dir), "params"))
+
+
+def default_model_dir(factor: int) -> str:
+  return os.path.join(CHECKPOINTS, f"sr_x{factor}")
+
+
+def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
+                    chunk: int = 16) -> np.ndarray:
+  """Upscales frames [T, H, W, 3] (uint8 or float in [0, 1]) with a trained model; the output
+  has the input's dtype. Chunks overlap by one frame each side so every frame sees its
+  neighbours, as in training."""
+  from vdm.post import common
+  model = load(model_dir or default_model_dir(factor))
+  if model.factor != factor:
+    raise ValueError(f"upscale: model {model_dir!r} is x{model.factor}, asked for x{factor}")
+  graphdef, state = nnx.split(model)
+  halo = model.neighbours
+
+  def fn(x):
+    return _apply(graphdef, state, x)[halo:x.shape[0] - halo]
+
+  return common.map_chunks(fn, frames, chunk, halo=halo)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(graphdef, state, x):
+  return jnp.clip(nnx.merge(graphdef, state)(x[None])[0], 0.0, 1.0)
