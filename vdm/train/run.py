@@ -39,10 +39,15 @@ def git_commit() -> str:
 
 
 def dataset_builder(config, workdir: str):
+  """The prepared TFDS builder of config.data: the spine's clips, or any `data.kind` (scenes,
+  moving_mnist, an imported folder) through `vdm.data.scenes_builder.from_config`."""
   d = config.data
-  return prepare(d.data_dir or os.path.join(workdir, "data"), height=d.height, width=d.width,
-                 frames=d.frames, fps=d.fps, num_train=d.num_train, num_test=d.num_test,
-                 seed=d.seed)
+  data_dir = d.data_dir or os.path.join(workdir, "data")
+  if d.get("kind", "simple") != "simple":
+    from vdm.data.scenes_builder import from_config
+    return from_config(d, data_dir)
+  return prepare(data_dir, height=d.height, width=d.width, frames=d.frames, fps=d.fps,
+                 num_train=d.num_train, num_test=d.num_test, seed=d.seed)
 
 
 def _check_workdir_config(config, workdir: str) -> None:
@@ -70,10 +75,16 @@ def _check_workdir_config(config, workdir: str) -> None:
   os.replace(path + ".tmp", path)
 
 
-def train_tokenizer_stage(config, workdir: str) -> Tokenizer:
+def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
+  """The workdir's tokenizer, trained once: on the spine's caption grammar, or on the train
+  captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`)."""
   path = os.path.join(workdir, "tokenizer.model")
   if not os.path.exists(path):
-    corpus = synthetic.caption_corpus(config.data.seed, 20_000)
+    if config.data.get("kind", "simple") == "simple" or builder is None:
+      corpus = synthetic.caption_corpus(config.data.seed, 20_000)
+    else:
+      from vdm.data.dataset_tokenizer import train_captions
+      corpus = train_captions(builder)
     Tokenizer(train_tokenizer(corpus, vocab_size=config.text.vocab_size,
                               model_type=config.text.tokenizer)).save(path)
   return Tokenizer.load(path)
@@ -101,7 +112,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   _check_workdir_config(config, workdir)
   builder = dataset_builder(config, workdir)
-  tokenizer = train_tokenizer_stage(config, workdir)
+  tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
 
