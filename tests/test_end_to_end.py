@@ -282,3 +282,18 @@ def test_extend_continues_a_video(pipe, tmp_path, capsys):
                    "--out", str(out)]) == 0
   assert read_video(str(out)).shape == (5 + 8, 16, 16, 3)
   assert json.load(open(tmp_path / "longer.json"))["request"]["extend"] == given_path
+
+
+def test_model_whose_config_no_longer_fits_its_weights_names_the_parameters(trained, tmp_path,
+                                                                           capsys):
+  import shutil
+  edited = tmp_path / "edited"
+  shutil.copytree(trained[1], edited)
+  config = json.load(open(edited / "config.json"))
+  config["dit"]["mlp_ratio"] = 2.0  # the weights were trained with 4.0
+  json.dump(config, open(edited / "config.json", "w"))
+  assert cli.main(["sample", "--checkpoint", str(edited), "--prompt", "a red circle",
+                   "--out", str(tmp_path / "x.mp4")]) == 2
+  err = capsys.readouterr().err
+  assert "dit.blocks.0.mlp.fc1.kernel: checkpoint (32, 128) vs config (32, 64)" in err
+  assert not os.path.exists(tmp_path / "x.mp4")

@@ -80,11 +80,38 @@ def save_params(model: nnx.Module, path: str) -> None:
     checkpointer.save(os.path.abspath(path), nnx.state(model, nnx.Param))
 
 
+def _shapes(tree) -> dict[str, tuple]:
+  """'a.b.kernel' -> shape of every array leaf (nnx Variables' '.value' hop left out)."""
+  def name(key):
+    for attr in ("key", "idx", "name"):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
+
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {".".join(n for n in map(name, path) if n != "value"): tuple(x.shape)
+          for path, x in flat}
+
+
 def load_params(model: nnx.Module, path: str) -> nnx.Module:
-  """Restores Params saved by `save_params` into `model` (concrete or from nnx.eval_shape)."""
+  """Restores Params saved by `save_params` into `model` (concrete or from nnx.eval_shape).
+
+  Raises ValueError listing the parameters whose shapes (or presence) differ when the checkpoint
+  was saved from a model built with another config.
+  """
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
   with ocp.StandardCheckpointer() as checkpointer:
+    saved = _shapes(checkpointer.metadata(os.path.abspath(path)).item_metadata)
+    wanted = _shapes(abstract)
+    if saved != wanted:
+      differ = sorted(set(saved) ^ set(wanted)) + sorted(
+          k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+      detail = [f"{k}: checkpoint {saved.get(k, 'absent')} vs config {wanted.get(k, 'absent')}"
+                for k in differ[:8]]
+      raise ValueError(f"{path}: the checkpoint does not fit the model its config.json builds; "
+                       f"{len(differ)} parameters differ: {detail} (was config.json edited, or "
+                       "the weights copied from another run?)")
     restored = checkpointer.restore(os.path.abspath(path), abstract)
   return nnx.merge(graphdef, restored, rest)
 
