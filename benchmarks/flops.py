@@ -1,4 +1,5 @@
-"""Analytic FLOP counts (2 per multiply-add) for the factorized DiT, to turn step time into FLOP/s."""
+"""Analytic FLOP counts (2 per multiply-add) of the DiT (factorized or full 3D attention), to turn
+step time into FLOP/s."""
 from __future__ import annotations
 
 
@@ -13,7 +14,7 @@ def dit_forward_flops(*, batch: int, frames: int, tokens_per_frame: int, text_to
       + 2 * 2 * d * d                                           # cross-attention q, out
       + 2 * 2 * d * mlp)                                        # MLP
   cross_kv = 2 * 2 * d * d * batch * text_tokens
-  modulation = 2 * d * 9 * d * batch * frames
+  modulation = 2 * d * (9 if attention == "factorized" else 6) * d * batch * frames
   if attention == "factorized":
     scores = 2 * 2 * d * (batch * frames * tokens_per_frame ** 2
                           + batch * tokens_per_frame * frames ** 2)

@@ -30,6 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.dit = ml_collections.ConfigDict(dict(
       width=192, depth=4, heads=6, patch=2, mlp_ratio=4.0,
       remat="none",  # none | full | dots: activation checkpointing per block (memory vs speed)
+      attention="factorized",  # factorized (spatial, then temporal) | full (one 3D attention)
       # Speed (vdm/dit/fast_ops.py): bf16 matmul inputs with fp32 accumulation and master weights
       # ('bfloat16'), and hand-written LayerNorm/matmul gradients (same values, faster on CPU).
       matmul_dtype="float32", fast_grads=True,

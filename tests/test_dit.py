@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from vdm.dit.layers import patchify, spacetime_position_embedding, unpatchify
@@ -39,10 +40,13 @@ def test_output_shape_and_zero_init():
   np.testing.assert_array_equal(out, 0.0)  # adaLN-zero: the untrained model predicts 0
 
 
-def test_block_causal_mask_keeps_past_frames_independent_of_the_future(randomized_dit):
+@pytest.mark.parametrize("attention", ["factorized", "full"])
+def test_block_causal_mask_keeps_past_frames_independent_of_the_future(randomized_dit,
+                                                                      attention):
   """With a causal temporal mask, changing frame 2 (its latents or its level) leaves frames 0-1
-  unchanged: spatial attention, cross-attention, the MLP and adaLN act within a frame only."""
-  model = randomized_dit()
+  unchanged: spatial attention, cross-attention, the MLP and adaLN act within a frame only (and
+  full 3D attention applies the mask frame by frame)."""
+  model = randomized_dit(attention=attention)
   z, levels, text, mask = inputs()
   causal = jnp.tril(jnp.ones((4, 4), bool))
   base = model(z, levels, text, mask, temporal_mask=causal)

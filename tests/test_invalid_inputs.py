@@ -35,6 +35,7 @@ CONFIG_CASES = [
     ("dit.mlp_ratio=0.0", "dit.mlp_ratio"),
     ("dit.depth='four'", "dit.depth"),
     ("dit.matmul_dtype='float16'", "dit.matmul_dtype"),
+    ("dit.attention='axial'", "dit.attention"),
     ("dit.fast_grads=1", "dit.fast_grads"),
     ("diffusion.timestep_sampling='cosine'", "diffusion.timestep_sampling"),
     ("diffusion.per_frame_levels_prob=1.5", "diffusion.per_frame_levels_prob"),

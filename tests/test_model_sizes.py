@@ -18,6 +18,15 @@ def test_parameter_count_matches_the_formula(name, low, high):
   assert low <= count <= high, f"{name}: {count:,} parameters"
 
 
+def test_full_attention_parameter_count_matches_the_formula():
+  config = load_config("configs/model_sizes.py:small", ["dit.attention='full'"])
+  abstract = nnx.eval_shape(lambda: build_denoiser(config, config.text.vocab_size))
+  count = count_params(abstract)
+  assert count == denoiser_param_count(config, config.text.vocab_size)
+  factorized = load_config("configs/model_sizes.py:small")
+  assert count < denoiser_param_count(factorized, factorized.text.vocab_size)
+
+
 def test_wan_shaped_dit_has_wan_dimensions():
   config = load_config("configs/model_sizes.py:wan1.3b")
   d = config.dit

@@ -13,8 +13,8 @@ from vdm.generate.streaming import generate_autoregressive, prefill, sliding_win
 FRAMES, CHUNK, STEPS = 6, 2, 3
 
 
-def setup(randomized_dit):
-  model = randomized_dit()
+def setup(randomized_dit, attention="factorized"):
+  model = randomized_dit(attention=attention)
   r = jax.random.split(jax.random.key(0), 2)
   noise = jax.random.normal(r[0], (2, FRAMES, 4, 4, 4))
   text = jax.random.normal(r[1], (2, 5, 16))
@@ -41,17 +41,19 @@ def full_matrix(model, noise, text, mask, *, context_level, temporal_mask):
                       jnp.asarray(levels))
 
 
-@pytest.mark.parametrize("context_level", [0.0, 0.1])
-def test_cached_generation_equals_the_full_matrix(randomized_dit, context_level):
-  model, noise, text, mask = setup(randomized_dit)
+@pytest.mark.parametrize("context_level, attention", [(0.0, "factorized"), (0.1, "factorized"),
+                                                     (0.1, "full")])
+def test_cached_generation_equals_the_full_matrix(randomized_dit, context_level, attention):
+  model, noise, text, mask = setup(randomized_dit, attention)
   want = full_matrix(model, noise, text, mask, context_level=context_level,
                      temporal_mask=block_causal_mask(FRAMES, CHUNK))
   got = cached(model, noise, text, mask, slots=FRAMES, context_level=context_level)
   np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
 
 
-def test_ring_buffer_equals_a_sliding_window_mask(randomized_dit):
-  model, noise, text, mask = setup(randomized_dit)
+@pytest.mark.parametrize("attention", ["factorized", "full"])
+def test_ring_buffer_equals_a_sliding_window_mask(randomized_dit, attention):
+  model, noise, text, mask = setup(randomized_dit, attention)
   window = CHUNK  # each chunk sees only the chunk before it
   want = full_matrix(model, noise, text, mask, context_level=0.0,
                      temporal_mask=sliding_window_mask(FRAMES, CHUNK, window))

@@ -130,6 +130,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"a divisor of text.width={config.text.width}")
   _require(config.dit.get("remat", "none") in ("none", "full", "dots"), "dit.remat",
            config.dit.get("remat"), "one of ('none', 'full', 'dots')")
+  _require(config.dit.get("attention", "factorized") in ("factorized", "full"),
+           "dit.attention", config.dit.get("attention"), "'factorized' or 'full'")
   _require(config.dit.get("matmul_dtype", "float32") in ("float32", "bfloat16"),
            "dit.matmul_dtype", config.dit.get("matmul_dtype"), "'float32' or 'bfloat16'")
   _require(isinstance(config.dit.get("fast_grads", True), bool), "dit.fast_grads",

@@ -60,7 +60,10 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   w, c, p = d.width, config.vae.latent_channels, d.patch
   hidden = int(w * d.mlp_ratio)
   attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
-  block = 3 * attention + dense(w, hidden) + dense(hidden, w) + dense(w, 9 * w)
+  # factorized: spatial + temporal + cross attention, 9 modulations; full: 3D + cross, 6.
+  attentions = 3 if d.get("attention", "factorized") == "factorized" else 2
+  block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
+           + dense(w, 3 * attentions * w))
   dit = (dense(p * p * c, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
          + d.depth * block + dense(w, 2 * w) + dense(w, p * p * c))
   return text + dit

@@ -1,7 +1,8 @@
-"""A factorized space-time diffusion transformer conditioned on text and on a noise level per frame.
+"""A space-time diffusion transformer conditioned on text and on a noise level per frame.
 
 Each block: spatial self-attention within a frame, temporal self-attention across frames at the
-same patch position, cross-attention from every token to the text, and an MLP. The first two and
+same patch position (or, with attention='full', one 3D self-attention over all tokens),
+cross-attention from every token to the text, and an MLP. The first two and
 the MLP are modulated per frame (adaLN-zero) by the embedding of that frame's own noise level, so a
 frame at level 0 (clean context) and a frame at level 1 can share one forward pass.
 """
@@ -50,46 +51,92 @@ def _speed_options(matmul_dtype: str, fast_grads: bool):
   return norm, dict(dot_general=fast_ops.dot_general(matmul_dtype, bool(fast_grads)))
 
 
+ATTENTION_LAYOUTS = ("factorized", "full")
+
+
 class DiTBlock(nnx.Module):
+  """One block. `attention`: 'factorized' (spatial attention within each frame, then temporal
+  attention across frames at each patch position) or 'full' (one 3D self-attention over every
+  token of every frame; the temporal mask is applied frame by frame). Then cross-attention to the
+  text and an MLP; adaLN-zero modulation per frame of every self-attention and the MLP."""
+
   def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
-               matmul_dtype: str = "float32", fast_grads: bool = True):
+               attention: str = "factorized", matmul_dtype: str = "float32",
+               fast_grads: bool = True):
+    if attention not in ATTENTION_LAYOUTS:
+      raise ValueError(f"dit.attention must be one of {ATTENTION_LAYOUTS}, got {attention!r}")
     # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
     self.norm, kw = _speed_options(matmul_dtype, fast_grads)
-    self.spatial = Attention(width, heads, rngs=rngs, **kw)
-    self.temporal = Attention(width, heads, rngs=rngs, **kw)
+    self.attention = attention
+    if attention == "factorized":
+      self.spatial = Attention(width, heads, rngs=rngs, **kw)
+      self.temporal = Attention(width, heads, rngs=rngs, **kw)
+    else:
+      self.joint = Attention(width, heads, rngs=rngs, **kw)
     self.cross = Attention(width, heads, rngs=rngs, **kw)
     self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs, **kw)
-    # Zero-initialised modulation makes every block start as the identity (adaLN-zero).
-    self.modulation = dense(width, 9 * width, ("embed", "mlp"), kernel_init=_zeros, rngs=rngs,
-                            **kw)
+    # (shift, scale, gate) per self-attention and for the MLP. Zero-initialised modulation makes
+    # every block start as the identity (adaLN-zero).
+    self.num_modulations = 3 * (3 if attention == "factorized" else 2)
+    self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
+                            kernel_init=_zeros, rngs=rngs, **kw)
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None):
     """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T].
 
-    With `past` = (k, v [B*N, S, H, D/H], valid [S]) the temporal attention also sees cached
-    earlier frames (this chunk attends itself fully); returns (x, (k, v) of this chunk) then.
+    With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
+    earlier frames (this chunk attends itself fully); returns (x, (k, v) of this chunk, each
+    [B*N, T, H, D/H]) then. Both layouts cache in that shape.
     """
     b, t, n, d = x.shape
-    (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t, shift_m, scale_m,
-     gate_m) = jnp.split(self.modulation(jax.nn.silu(cond)), 9, axis=-1)
-    gate = lambda g: g[:, :, None, :]
+    mods = jnp.split(self.modulation(jax.nn.silu(cond)), self.num_modulations, axis=-1)
+    gate = lambda g: g[:, :, None, :]  # noqa: E731
+    if self.attention == "factorized":
+      (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t), mlp_mods = mods[:6], mods[6:]
+      h = modulate(self.norm(x), shift_s, scale_s).reshape(b * t, n, d)
+      x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
 
-    h = modulate(self.norm(x), shift_s, scale_s).reshape(b * t, n, d)
-    x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
-
-    h = modulate(self.norm(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
-    if past is None:
-      h = self.temporal(h, mask=temporal_mask)
+      h = modulate(self.norm(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+      if past is None:
+        h = self.temporal(h, mask=temporal_mask)
+      else:
+        h, k, v = self.temporal.attend_with_past(h, *past)
+      x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
     else:
-      h, k, v = self.temporal.attend_with_past(h, *past)
-    x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
+      (shift_a, scale_a, gate_a), mlp_mods = mods[:3], mods[3:]
+      h = modulate(self.norm(x), shift_a, scale_a).reshape(b, t * n, d)
+      if past is None:
+        mask = None
+        if temporal_mask is not None:  # frame i may attend frame j -> all their tokens
+          mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
+        h = self.joint(h, mask=mask)
+      else:
+        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n))
+        k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
+      x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
     h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
+    shift_m, scale_m, gate_m = mlp_mods
     h = modulate(self.norm(x), shift_m, scale_m)
     x = x + gate(gate_m) * self.mlp(h)
     return x if past is None else (x, (k, v))
+
+
+def _tokens_of_frames(k, v, valid, b: int, n: int):
+  """Cache [B*N, S, H, Dh] (per patch position, as factorized attention keeps it) -> the full
+  layout's [B, S*N, H, Dh] token order (frame-major), valid [S] -> [S*N]."""
+  def tokens(a):
+    s, heads, dh = a.shape[1:]
+    return a.reshape(b, n, s, heads, dh).transpose(0, 2, 1, 3, 4).reshape(b, s * n, heads, dh)
+  return tokens(k), tokens(v), jnp.repeat(valid, n)
+
+
+def _frames_of_tokens(a, b: int, t: int, n: int):
+  """[B, T*N, H, Dh] (frame-major tokens) -> [B*N, T, H, Dh] (the cache's layout)."""
+  heads, dh = a.shape[2:]
+  return a.reshape(b, t, n, heads, dh).transpose(0, 2, 1, 3, 4).reshape(b * n, t, heads, dh)
 
 
 class DiT(nnx.Module):
@@ -101,7 +148,8 @@ class DiT(nnx.Module):
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
-               matmul_dtype: str = "float32", fast_grads: bool = True, rngs: nnx.Rngs):
+               attention: str = "factorized", matmul_dtype: str = "float32",
+               fast_grads: bool = True, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
@@ -112,7 +160,7 @@ class DiT(nnx.Module):
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
-    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs,
+    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention,
                                      matmul_dtype=matmul_dtype, fast_grads=fast_grads)
                             for _ in range(depth)])
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
@@ -126,7 +174,8 @@ class DiT(nnx.Module):
     # .get: model directories exported before these fields existed lack them.
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
-               remat=cfg.get("remat", "none"), matmul_dtype=cfg.get("matmul_dtype", "float32"),
+               remat=cfg.get("remat", "none"), attention=cfg.get("attention", "factorized"),
+               matmul_dtype=cfg.get("matmul_dtype", "float32"),
                fast_grads=cfg.get("fast_grads", True), rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
