@@ -31,6 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       width=192, depth=4, heads=6, patch=2, mlp_ratio=4.0,
       remat="none",  # none | full | dots: activation checkpointing per block (memory vs speed)
       attention="factorized",  # factorized (spatial, then temporal) | full (one 3D attention)
+      temporal_window=0,  # frames each frame attends on either side (0: all; local attention)
       # Speed (vdm/dit/fast_ops.py): bf16 matmul inputs with fp32 accumulation and master weights
       # ('bfloat16'), and hand-written LayerNorm/matmul gradients (same values, faster on CPU).
       matmul_dtype="float32", fast_grads=True,
@@ -51,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Frame positions start at a random offset in [0, max_frame_offset] during training, so a
       # long autoregressive clip's later positions are ones the model has seen.
       max_frame_offset=0,
+      # Weight of a loss on the predicted clip's frame-to-frame change (0: off; an ablation).
+      temporal_consistency_weight=0.0,
       text_dropout=0.1,  # for classifier-free guidance
   ))
   config.sample = ml_collections.ConfigDict(dict(

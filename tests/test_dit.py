@@ -95,3 +95,18 @@ def test_remat_policies_change_memory_not_results(randomized_dit):
   with pytest.raises(ValueError, match="dit.remat"):
     DiT(latent_channels=4, text_width=16, width=32, depth=1, heads=4, patch=2, remat="some",
         rngs=nnx.Rngs(0))
+
+
+def test_temporal_window_limits_how_far_a_frame_sees(randomized_dit):
+  """With dit.temporal_window = 1, frame 3 depends on frames 2-4 only through each block; after
+  two blocks (depth 2) a change to frame 0 reaches frame 2 but never frame 3 or later."""
+  from vdm.dit.model import DiT
+  model = randomized_dit()
+  local = DiT(latent_channels=4, text_width=16, width=32, depth=2, heads=4, patch=2,
+              temporal_window=1, rngs=nnx.Rngs(0))
+  nnx.update(local, nnx.state(model, nnx.Param))
+  z, levels, text, mask = inputs(frames=6)
+  base = local(z, levels, text, mask)
+  changed = local(z.at[:, 0].add(1.0), levels, text, mask)
+  reach = np.abs(np.asarray(changed - base)).max(axis=(0, 2, 3, 4))
+  assert reach[2] > 1e-4 and np.all(reach[3:] < 1e-6)

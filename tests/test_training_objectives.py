@@ -70,3 +70,29 @@ def test_denoiser_loss_passes_masks_and_frame_offsets_to_the_model():
   seen.clear()
   denoiser_loss(model, _batch(), jax.random.key(0))  # defaults: full mask, offset 0
   assert seen[0][0].all() and seen[0][1] == 0
+
+
+def test_temporal_consistency_loss_is_zero_for_the_true_velocity_and_counts_only_changes():
+  from vdm.diffusion import interpolate, temporal_consistency_loss, velocity_target
+  r = jax.random.split(jax.random.key(5), 3)
+  x0 = jax.random.normal(r[0], (2, 4, 3, 3, 2))
+  noise = jax.random.normal(r[1], x0.shape)
+  levels = jax.random.uniform(r[2], (2, 4))
+  x_t = interpolate(x0, noise, levels)
+  assert float(temporal_consistency_loss(velocity_target(x0, noise), x_t, levels, x0)) < 1e-10
+  # An error shared by every frame (a constant offset of the clean estimate) is not a change.
+  shift = 0.3 / jnp.maximum(levels, 1e-3)[:, :, None, None, None]
+  off = velocity_target(x0, noise) - shift  # x0_hat = x0 + 0.3 in every frame
+  assert float(temporal_consistency_loss(off, x_t, levels, x0)) < 1e-8
+  flicker = velocity_target(x0, noise).at[:, 1].add(-1.0)  # one frame wrong
+  assert float(temporal_consistency_loss(flicker, x_t, levels, x0)) > 1e-3
+
+
+def test_ablation_configs_build_and_differ_in_one_field():
+  from vdm.config import load_config
+  base = load_config("configs/temporal_ablations.py:baseline,tiny")
+  assert load_config("configs/temporal_ablations.py:full,tiny").dit.attention == "full"
+  assert load_config("configs/temporal_ablations.py:local,tiny").dit.temporal_window == 1
+  assert load_config(
+      "configs/temporal_ablations.py:consistency,tiny").diffusion.temporal_consistency_weight == 1
+  assert base.diffusion.per_frame_levels_prob > 0  # Diffusion Forcing: every mode runs

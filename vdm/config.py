@@ -211,6 +211,11 @@ def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:
            "noisy chunks after it)")
   _require(not teacher or d.per_frame_levels_prob == 0.0, "diffusion.teacher_forcing", teacher,
            "False unless diffusion.per_frame_levels_prob = 0 (two level schemes at once)")
+  if "temporal_consistency_weight" in d:
+    _in_range(config, "diffusion.temporal_consistency_weight", 0.0, 100.0)
+  window = config.dit.get("temporal_window", 0)
+  _require(_is_int(window) and window >= 0, "dit.temporal_window", window,
+           "an integer >= 0 (0: attend all frames)")
   offset = d.get("max_frame_offset", 0)
   _require(_is_int(offset) and 0 <= offset <= 10_000, "diffusion.max_frame_offset", offset,
            "an integer in [0, 10000]")

@@ -57,6 +57,21 @@ def flow_matching_loss(predicted_velocity: jax.Array, x0: jax.Array, noise: jax.
   return (per_frame * frame_weights).sum() / jnp.maximum(frame_weights.sum(), 1e-8)
 
 
+def temporal_consistency_loss(predicted_velocity: jax.Array, x_t: jax.Array, levels: jax.Array,
+                              x0: jax.Array) -> jax.Array:
+  """Mean squared error of the predicted clean clip's frame-to-frame change against the true one.
+
+  x0_hat = x_t - t v (the flow's clean-sample estimate); compares x0_hat[t+1] - x0_hat[t] with
+  x0[t+1] - x0[t]. Arrays [B, T, ...], levels [B, T]; a scalar (0 for T = 1). A training aid
+  for temporal consistency: it weights errors in motion and flicker beyond per-frame error.
+  """
+  if x0.shape[1] < 2:
+    return jnp.zeros((), x0.dtype)
+  x0_hat = x_t - broadcast_levels(levels, x_t) * predicted_velocity
+  diff = lambda x: x[:, 1:] - x[:, :-1]  # noqa: E731
+  return jnp.mean(jnp.square(diff(x0_hat) - diff(x0)))
+
+
 def guided_velocity(v_cond: jax.Array, v_uncond: jax.Array, scale: float | jax.Array) -> jax.Array:
   """Classifier-free guidance: v_uncond + scale * (v_cond - v_uncond).
 

@@ -148,12 +148,12 @@ class DiT(nnx.Module):
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
-               attention: str = "factorized", matmul_dtype: str = "float32",
-               fast_grads: bool = True, rngs: nnx.Rngs):
+               attention: str = "factorized", temporal_window: int = 0,
+               matmul_dtype: str = "float32", fast_grads: bool = True, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
-    self.remat = remat
+    self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch * patch * latent_channels, width, ("patch", "embed"), rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
@@ -175,6 +175,7 @@ class DiT(nnx.Module):
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.get("remat", "none"), attention=cfg.get("attention", "factorized"),
+               temporal_window=cfg.get("temporal_window", 0),
                matmul_dtype=cfg.get("matmul_dtype", "float32"),
                fast_grads=cfg.get("fast_grads", True), rngs=rngs)
 
@@ -201,6 +202,12 @@ class DiT(nnx.Module):
     b, t, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    if self.temporal_window and cache is None:
+      # Local temporal attention: frames further apart than the window do not see each other.
+      # (With a KV cache, the cache's slots bound the context; the pipeline sizes them.)
+      i = jnp.arange(t)
+      band = jnp.abs(i[:, None] - i[None, :]) <= self.temporal_window
+      temporal_mask = band if temporal_mask is None else temporal_mask & band
     x = self.embed(patchify(z, self.patch))
     # Fixed embeddings are made in fp32; cast so bf16 runs stay bf16 (a no-op in fp32).
     x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width,

@@ -173,6 +173,8 @@ class Pipeline:
                        f"alone): allowed {allowed}")
     train_latents = self.vae.latent_frames(self.config.data.frames)
     window = defaults["window"] or max(1, train_latents - chunk)
+    if self.config.dit.get("temporal_window", 0):  # a local-attention model sees no further back
+      window = min(window, self.config.dit.temporal_window)
     height, width = frame_size(s.aspect if aspect is None else aspect,
                                s.resolution if resolution is None else resolution,
                                spatial_stride(self.config))

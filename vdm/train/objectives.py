@@ -9,7 +9,8 @@ A batch may be trained under a block-causal temporal mask (probability `causal_p
 drawn from `causal_chunks`), so the same weights can run autoregressive and rolling modes, whose
 masks are block-causal, and parallel mode, whose mask is full. A random `frame_offset` in
 [0, max_frame_offset] shifts the frame positions, so positions beyond the training length (long
-autoregressive clips with a KV cache) are ones the model has seen.
+autoregressive clips with a KV cache) are ones the model has seen. `temporal_consistency_weight`
+adds `vdm.diffusion.temporal_consistency_loss` (an ablation).
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm.diffusion import flow_matching_loss, interpolate, sample_levels
+from vdm.diffusion import (flow_matching_loss, interpolate, sample_levels,
+                           temporal_consistency_loss)
 from vdm.generate.modes import block_causal_mask, chunk_ids
 
 
@@ -63,7 +65,8 @@ def training_mask(rng, frames: int, *, causal_prob: float, causal_chunks=(1,)):
 def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
                   per_frame_prob: float = 0.0, text_dropout: float = 0.1,
                   teacher_forcing: bool = False, causal_prob: float = 0.0,
-                  causal_chunks=(1,), max_frame_offset: int = 0):
+                  causal_chunks=(1,), max_frame_offset: int = 0,
+                  temporal_consistency_weight: float = 0.0):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
@@ -86,6 +89,13 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
   drop = jax.random.bernoulli(r_drop, text_dropout, (b, 1))
   ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
-  velocity = model(interpolate(x0, noise, levels), levels, ids, mask, temporal_mask, offset)
-  loss = flow_matching_loss(velocity, x0, noise, weights)
-  return loss, dict(flow_loss=loss, mean_level=levels.mean())
+  x_t = interpolate(x0, noise, levels)
+  velocity = model(x_t, levels, ids, mask, temporal_mask, offset)
+  flow = flow_matching_loss(velocity, x0, noise, weights)
+  metrics = dict(flow_loss=flow, mean_level=levels.mean())
+  loss = flow
+  if temporal_consistency_weight:  # an ablation (configs/temporal_ablations.py)
+    consistency = temporal_consistency_loss(velocity, x_t, levels, x0)
+    loss = loss + temporal_consistency_weight * consistency
+    metrics["consistency_loss"] = consistency
+  return loss, metrics

@@ -1,0 +1,32 @@
+"""Temporal-consistency ablations on the spine's data and model, trained with Diffusion Forcing
+(configs/parallel_vs_ar.py:forcing) so each runs every generation mode; one change per variant:
+
+  baseline      factorized attention, global temporal attention, flow loss only
+  full          full 3D attention instead of factorized (dit.attention = full)
+  local         temporal attention window of 1 frame each side (dit.temporal_window = 1)
+  consistency   + a loss on the predicted clip's frame-to-frame change
+                (diffusion.temporal_consistency_weight = 1; vdm.diffusion.temporal_consistency_loss)
+
+Arguments (`configs/temporal_ablations.py:VARIANT[,tiny]`). Compare with
+`vdm eval --suite rollout --checkpoint W/model` (per-frame colour error, flicker, stalls and drift
+at 1x-4x the training length). Not yet here: motion supervision from the ground-truth flow.
+"""
+from configs import parallel_vs_ar
+
+VARIANTS = ("baseline", "full", "local", "consistency")
+
+
+def get_config(arg: str | None = None):
+  variant, _, size = (arg or "baseline").partition(",")
+  if variant not in VARIANTS or size not in ("", "tiny"):
+    raise ValueError(f"configs/temporal_ablations.py: argument {arg!r}: allowed VARIANT[,tiny] "
+                     f"with VARIANT in {VARIANTS}")
+  config = parallel_vs_ar.get_config("forcing" + (",tiny" if size else ""))
+  config.name = f"temporal_{variant}"
+  if variant == "full":
+    config.dit.attention = "full"
+  elif variant == "local":
+    config.dit.temporal_window = 1
+  elif variant == "consistency":
+    config.diffusion.temporal_consistency_weight = 1.0
+  return config
