@@ -32,7 +32,7 @@ eval-spine: $(STAMP)
 
 # Every benchmark at its default size; tables print and JSON goes to benchmarks/results/.
 bench: $(STAMP)
-	for name in sampling autoregressive train_step post data; do $(PY) -m benchmarks $$name || exit 1; done
+	for name in sampling autoregressive frames vae_decode train_step post data; do $(PY) -m benchmarks $$name || exit 1; done
 
 # The parallel-vs-autoregressive experiment at small size (trains 3 denoisers; about an hour).
 experiment-pva: $(STAMP)

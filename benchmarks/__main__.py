@@ -1,7 +1,8 @@
 """python -m benchmarks NAME [args]: run one benchmark (see README for the latest figures)."""
 import sys
 
-BENCHMARKS = ("sampling", "autoregressive", "post", "train_step", "data", "gpu_dit")
+BENCHMARKS = ("sampling", "autoregressive", "frames", "vae_decode", "post", "train_step", "data",
+              "gpu_dit")
 
 
 def main() -> None:

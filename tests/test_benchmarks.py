@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmarks import autoregressive, data, gpu_dit, post, train_step
+from benchmarks import autoregressive, data, frames, gpu_dit, post, train_step, vae_decode
 from benchmarks.flops import dit_forward_flops
 
 
@@ -53,3 +53,19 @@ def test_autoregressive_benchmark_runs(bench_dir):
   rows = json.load(open(bench_dir / "autoregressive.json"))["rows"]
   assert [r["frames"] for r in rows] == [9, 17]
   assert all(r["cache_s_per_chunk"] > 0 and r["no_cache_s_per_chunk"] > 0 for r in rows)
+
+
+def test_frames_benchmark_runs(bench_dir):
+  frames.run(["--tiny", "--frames", "2,4", "--repeats", "1"])
+  rows = json.load(open(bench_dir / "frames_tiny.json"))["rows"]
+  assert [(r["attention"], r["frames"]) for r in rows] == [
+      ("factorized", 2), ("factorized", 4), ("full", 2), ("full", 4)]
+  # Memory XLA plans grows with the clip.
+  assert rows[1]["train_peak_mb"] > rows[0]["train_peak_mb"] > 0
+
+
+def test_vae_decode_benchmark_runs(bench_dir):
+  vae_decode.run(["--tiny", "--frames", "9,65", "--size", "16", "--repeats", "1"])
+  rows = json.load(open(bench_dir / "vae_decode_tiny.json"))["rows"]
+  assert rows[1]["whole_peak_mb"] > rows[0]["whole_peak_mb"]
+  assert rows[1]["chunked_peak_mb"] < rows[1]["whole_peak_mb"]
