@@ -28,7 +28,9 @@ from vdm.eval.rollout import markdown_table, sample_and_score, summarize_rows
 from vdm.train.run import git_commit, run_training
 from vdm.video_io import write_json
 
-CONFIG = "configs/parallel_vs_ar.py"
+# Absolute, so the script and the notebook (run from colabs/) find it from any directory.
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      "parallel_vs_ar.py")
 VARIANTS = ("shared", "forcing", "teacher")
 CONTEXT_NOISE = 0.1  # the Diffusion Forcing knob when a method uses noisy context
 

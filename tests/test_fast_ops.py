@@ -56,3 +56,14 @@ def test_unknown_matmul_dtype_is_named():
   with pytest.raises(ValueError, match="dit.matmul_dtype"):
     DiT(latent_channels=4, text_width=16, width=32, depth=1, heads=4, patch=2,
         matmul_dtype="float16", rngs=nnx.Rngs(0))
+
+
+def test_gradients_come_back_in_the_input_dtype():
+  """bf16 inputs (a bf16 model) get bf16 gradients from both custom VJPs."""
+  x = jax.random.normal(jax.random.key(4), (3, 16)).astype(jnp.bfloat16)
+  g = jax.grad(lambda x: jnp.sum(fast_ops.layer_norm(x).astype(jnp.float32)))(x)
+  assert g.dtype == jnp.bfloat16
+  w = jax.random.normal(jax.random.key(5), (16, 8)).astype(jnp.bfloat16)
+  dot = fast_ops.dot_general("float32", True)
+  gx, gw = jax.grad(lambda x, w: jnp.sum(dot(x, w, (((1,), (0,)), ((), ())))), (0, 1))(x, w)
+  assert gx.dtype == jnp.bfloat16 and gw.dtype == jnp.bfloat16

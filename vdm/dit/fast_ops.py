@@ -35,14 +35,15 @@ def _layer_norm_fwd(x, eps):
   centered = x32 - mean
   rstd = jax.lax.rsqrt(jnp.mean(centered * centered, -1, keepdims=True) + eps)
   y = centered * rstd
-  return y.astype(x.dtype), (y, rstd)
+  # The empty array only carries x's dtype (bf16 runs): the gradient must come back in it.
+  return y.astype(x.dtype), (y, rstd, jnp.zeros((0,), x.dtype))
 
 
 def _layer_norm_bwd(eps, residuals, g):
-  y, rstd = residuals
+  y, rstd, x_like = residuals
   g = g.astype(jnp.float32)
   dx = rstd * (g - g.mean(-1, keepdims=True) - y * (g * y).mean(-1, keepdims=True))
-  return (dx.astype(g.dtype),)
+  return (dx.astype(x_like.dtype),)
 
 
 layer_norm.defvjp(_layer_norm_fwd, _layer_norm_bwd)
@@ -67,7 +68,7 @@ def _matmul_fwd(x, w, compute_dtype):
   dtype = DTYPES[compute_dtype]
   # Keep the cast inputs: in bf16 they are half the memory, and the backward needs them cast.
   return _matmul(x, w, compute_dtype), (x.astype(dtype), w.astype(dtype),
-                                       jnp.zeros((), x.dtype), jnp.zeros((), w.dtype))
+                                       jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
 
 
 def _matmul_bwd(compute_dtype, residuals, g):
