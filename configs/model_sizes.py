@@ -41,4 +41,5 @@ def get_config(arg: str | None = None):
   for section, fields in SIZES[name].items():
     config[section].update(fields)
   config.dit.remat = "full"  # these do not fit a CPU's memory in training without it
+  config.dit.qk_norm = True  # bounded attention logits, as large DiTs train with
   return config

@@ -110,3 +110,14 @@ def test_temporal_window_limits_how_far_a_frame_sees(randomized_dit):
   changed = local(z.at[:, 0].add(1.0), levels, text, mask)
   reach = np.abs(np.asarray(changed - base)).max(axis=(0, 2, 3, 4))
   assert reach[2] > 1e-4 and np.all(reach[3:] < 1e-6)
+
+
+def test_qk_norm_makes_attention_invariant_to_the_scale_of_queries_and_keys():
+  from vdm.dit.layers import Attention
+  x = jax.random.normal(jax.random.key(0), (2, 5, 32))
+  for qk_norm, invariant in ((True, True), (False, False)):
+    attn = Attention(32, 4, qk_norm=qk_norm, rngs=nnx.Rngs(0))
+    base = attn(x)
+    attn.q.kernel.value = attn.q.kernel.value * 30.0  # logits x30 unless normalised
+    scaled = attn(x)
+    assert np.allclose(scaled, base, atol=1e-4) == invariant

@@ -13,8 +13,8 @@ from vdm.generate.streaming import generate_autoregressive, prefill, sliding_win
 FRAMES, CHUNK, STEPS = 6, 2, 3
 
 
-def setup(randomized_dit, attention="factorized"):
-  model = randomized_dit(attention=attention)
+def setup(randomized_dit, attention="factorized", qk_norm=False):
+  model = randomized_dit(attention=attention, qk_norm=qk_norm)
   r = jax.random.split(jax.random.key(0), 2)
   noise = jax.random.normal(r[0], (2, FRAMES, 4, 4, 4))
   text = jax.random.normal(r[1], (2, 5, 16))
@@ -41,10 +41,12 @@ def full_matrix(model, noise, text, mask, *, context_level, temporal_mask):
                       jnp.asarray(levels))
 
 
-@pytest.mark.parametrize("context_level, attention", [(0.0, "factorized"), (0.1, "factorized"),
-                                                     (0.1, "full")])
-def test_cached_generation_equals_the_full_matrix(randomized_dit, context_level, attention):
-  model, noise, text, mask = setup(randomized_dit, attention)
+@pytest.mark.parametrize("context_level, attention, qk_norm", [
+    (0.0, "factorized", False), (0.1, "factorized", False), (0.1, "full", False),
+    (0.1, "factorized", True)])
+def test_cached_generation_equals_the_full_matrix(randomized_dit, context_level, attention,
+                                                  qk_norm):
+  model, noise, text, mask = setup(randomized_dit, attention, qk_norm)
   want = full_matrix(model, noise, text, mask, context_level=context_level,
                      temporal_mask=block_causal_mask(FRAMES, CHUNK))
   got = cached(model, noise, text, mask, slots=FRAMES, context_level=context_level)

@@ -60,6 +60,8 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   w, c, p = d.width, config.vae.latent_channels, d.patch
   hidden = int(w * d.mlp_ratio)
   attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
+  if d.get("qk_norm", False):  # a learned RMSNorm scale per head dimension on q and on k
+    attention += 2 * (w // d.heads)
   # factorized: spatial + temporal + cross attention, 9 modulations; full: 3D + cross, 6.
   attentions = 3 if d.get("attention", "factorized") == "factorized" else 2
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)

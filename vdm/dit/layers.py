@@ -66,25 +66,38 @@ def unpatchify(tokens: jax.Array, patch: int, h: int, w: int) -> jax.Array:
 
 
 class Attention(nnx.Module):
-  """Multi-head attention; self-attention when `context` is None, else cross-attention."""
+  """Multi-head attention; self-attention when `context` is None, else cross-attention.
+
+  qk_norm: RMS-normalise queries and keys per head (learned scale) before the dot product, which
+  bounds the attention logits and keeps large models' training stable.
+  """
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
-               rngs: nnx.Rngs, **dense_kwargs):
+               qk_norm: bool = False, rngs: nnx.Rngs, **dense_kwargs):
     self.heads = heads
     self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
     self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
                     **dense_kwargs)
     self.out = dense(width, width, ("heads", "embed"), rngs=rngs, **dense_kwargs)
+    if qk_norm:
+      from vdm.text.encoder import RMSNorm
+      self.q_norm, self.k_norm = RMSNorm(width // heads), RMSNorm(width // heads)
+    else:
+      self.q_norm = self.k_norm = None
+
+  def _heads(self, x: jax.Array, norm) -> jax.Array:
+    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on."""
+    x = x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads)
+    return x if norm is None else norm(x)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
                mask: jax.Array | None = None) -> jax.Array:
     """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S]."""
     b, length, d = x.shape
     context = x if context is None else context
-    q = self.q(x).reshape(b, length, self.heads, d // self.heads)
+    q = self._heads(self.q(x), self.q_norm)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
-    k = k.reshape(b, context.shape[1], self.heads, d // self.heads)
-    v = v.reshape(b, context.shape[1], self.heads, d // self.heads)
+    k, v = self._heads(k, self.k_norm), self._heads(v, None)
     y = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return self.out(y.reshape(b, length, d))
 
@@ -100,10 +113,9 @@ class Attention(nnx.Module):
       (output [B, L, D], k, v) with k, v [B, L, H, D/H] of x, for the caller to cache.
     """
     b, length, d = x.shape
-    q = self.q(x).reshape(b, length, self.heads, d // self.heads)
+    q = self._heads(self.q(x), self.q_norm)
     k, v = jnp.split(self.kv(x), 2, axis=-1)
-    k = k.reshape(b, length, self.heads, d // self.heads)
-    v = v.reshape(b, length, self.heads, d // self.heads)
+    k, v = self._heads(k, self.k_norm), self._heads(v, None)  # cached keys are normalised
     mask = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
     y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
                                      jnp.concatenate([past_v, v], axis=1), mask=mask)

@@ -61,19 +61,19 @@ class DiTBlock(nnx.Module):
   text and an MLP; adaLN-zero modulation per frame of every self-attention and the MLP."""
 
   def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
-               attention: str = "factorized", matmul_dtype: str = "float32",
-               fast_grads: bool = True):
+               attention: str = "factorized", qk_norm: bool = False,
+               matmul_dtype: str = "float32", fast_grads: bool = True):
     if attention not in ATTENTION_LAYOUTS:
       raise ValueError(f"dit.attention must be one of {ATTENTION_LAYOUTS}, got {attention!r}")
     # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
     self.norm, kw = _speed_options(matmul_dtype, fast_grads)
     self.attention = attention
+    attn = lambda: Attention(width, heads, qk_norm=qk_norm, rngs=rngs, **kw)  # noqa: E731
     if attention == "factorized":
-      self.spatial = Attention(width, heads, rngs=rngs, **kw)
-      self.temporal = Attention(width, heads, rngs=rngs, **kw)
+      self.spatial, self.temporal = attn(), attn()
     else:
-      self.joint = Attention(width, heads, rngs=rngs, **kw)
-    self.cross = Attention(width, heads, rngs=rngs, **kw)
+      self.joint = attn()
+    self.cross = attn()
     self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs, **kw)
     # (shift, scale, gate) per self-attention and for the MLP. Zero-initialised modulation makes
     # every block start as the identity (adaLN-zero).
@@ -148,7 +148,7 @@ class DiT(nnx.Module):
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
-               attention: str = "factorized", temporal_window: int = 0,
+               attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
@@ -161,7 +161,8 @@ class DiT(nnx.Module):
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
     self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention,
-                                     matmul_dtype=matmul_dtype, fast_grads=fast_grads)
+                                     qk_norm=qk_norm, matmul_dtype=matmul_dtype,
+                                     fast_grads=fast_grads)
                             for _ in range(depth)])
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
     self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
@@ -175,7 +176,7 @@ class DiT(nnx.Module):
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.get("remat", "none"), attention=cfg.get("attention", "factorized"),
-               temporal_window=cfg.get("temporal_window", 0),
+               temporal_window=cfg.get("temporal_window", 0), qk_norm=cfg.get("qk_norm", False),
                matmul_dtype=cfg.get("matmul_dtype", "float32"),
                fast_grads=cfg.get("fast_grads", True), rngs=rngs)
 
