@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   config.text = ml_collections.ConfigDict(dict(
       vocab_size=256, tokenizer="bpe", max_length=24, width=128, depth=2, heads=4, mlp=256,
+      freeze=False,  # True: the denoiser stage leaves the text encoder's weights as they are
   ))
   config.vae = ml_collections.ConfigDict(dict(
       base_channels=16, channel_mult=(1, 2, 2), latent_channels=8, temporal_downsample=2,

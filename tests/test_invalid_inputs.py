@@ -37,6 +37,7 @@ CONFIG_CASES = [
     ("dit.matmul_dtype='float16'", "dit.matmul_dtype"),
     ("dit.attention='axial'", "dit.attention"),
     ("dit.qk_norm='yes'", "dit.qk_norm"),
+    ("text.freeze=1", "text.freeze"),
     ("dit.temporal_window=-1", "dit.temporal_window"),
     ("diffusion.temporal_consistency_weight=-1.0", "diffusion.temporal_consistency_weight"),
     ("dit.fast_grads=1", "dit.fast_grads"),

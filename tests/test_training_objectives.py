@@ -96,3 +96,20 @@ def test_ablation_configs_build_and_differ_in_one_field():
   assert load_config(
       "configs/temporal_ablations.py:consistency,tiny").diffusion.temporal_consistency_weight == 1
   assert base.diffusion.per_frame_levels_prob > 0  # Diffusion Forcing: every mode runs
+
+
+def test_frozen_parameters_get_no_update_not_even_weight_decay():
+  import ml_collections
+  import optax
+  from vdm.train.loop import make_optimizer
+  cfg = ml_collections.ConfigDict(dict(learning_rate=0.1, warmup_steps=0, steps=10,
+                                       grad_clip=1.0, weight_decay=0.5, frozen=("text",)))
+  params = {"text": {"w": jnp.ones(3)}, "dit": {"w": jnp.ones(3)}}
+  tx = make_optimizer(cfg)
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(params["text"]["w"], jnp.ones(3))
+  assert np.all(np.asarray(params["dit"]["w"]) < 1.0)

@@ -130,6 +130,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"a divisor of text.width={config.text.width}")
   _require(config.dit.get("remat", "none") in ("none", "full", "dots"), "dit.remat",
            config.dit.get("remat"), "one of ('none', 'full', 'dots')")
+  _require(isinstance(config.text.get("freeze", False), bool), "text.freeze",
+           config.text.get("freeze"), "True or False")
   _require(isinstance(config.dit.get("qk_norm", False), bool), "dit.qk_norm",
            config.dit.get("qk_norm"), "True or False")
   _require(config.dit.get("attention", "factorized") in ("factorized", "full"),

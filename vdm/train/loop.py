@@ -33,16 +33,32 @@ LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-  """AdamW with linear warm-up, cosine decay and global-norm clipping, from a stage config."""
+  """AdamW with linear warm-up, cosine decay and global-norm clipping, from a stage config.
+
+  Parameters whose dotted name starts with one of `cfg.frozen` (e.g. ('text',): the text encoder)
+  get no update at all — no gradient step and no weight decay — and do not count in the clipping.
+  """
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
       decay_steps=max(cfg.steps, cfg.warmup_steps + 1), end_value=cfg.learning_rate * 0.1)
-  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
-                     optax.adamw(schedule, b2=0.99, weight_decay=cfg.weight_decay))
+  tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                   optax.adamw(schedule, b2=0.99, weight_decay=cfg.weight_decay))
+  frozen = tuple(getattr(cfg, "frozen", None) or ())
+  if not frozen:
+    return tx
+
+  def labels(params):
+    names = iter(_leaf_names(params))
+    return jax.tree.map(lambda _: "frozen" if next(names).startswith(frozen) else "train",
+                        params)
+
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def ema_update(ema, params, decay):
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+  # e + (1 - d)(p - e) rather than d e + (1 - d) p: a parameter that does not move (frozen)
+  # keeps its EMA bit for bit.
+  return jax.tree.map(lambda e, p: e + (1.0 - decay) * (p - e), ema, params)
 
 
 def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed: int):

@@ -132,6 +132,9 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   stats = read_latent_stats(stats_path)
 
   dit_cfg = config.train.dit
+  if config.text.get("freeze", False):  # train the DiT against a fixed text encoder
+    dit_cfg = dit_cfg.copy_and_resolve_references()
+    dit_cfg.frozen = tuple(dit_cfg.get("frozen", ())) + ("text",)
   encode = jax.jit(lambda video: (vae.encode(video_to_unit_range(video))[0] - stats["mean"])
                    / stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
