@@ -13,19 +13,15 @@ from jax.sharding import PartitionSpec as P
 from vdm.dit.model import DiT
 from vdm.parallel import (MeshConfigError, activate, create_sharded, logical_to_spec, make_mesh,
                           mesh_shape, rules_for, shard_batch, shard_model, state_specs)
+from vdm.pytree import leaf_names
 from vdm.text.encoder import T5Encoder
 
 TINY_DIT = dict(latent_channels=4, text_width=16, width=32, depth=1, heads=4, patch=2)
 TINY_T5 = dict(vocab_size=64, width=32, depth=1, heads=4, mlp=64)
 
 
-def _name(path) -> str:
-  keys = (getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))) for k in path)
-  return ".".join(str(k) for k in keys if str(k) not in ("", "value"))
-
-
 def _flat(tree, is_leaf=None) -> dict:
-  return {_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]}
+  return dict(zip(leaf_names(tree, is_leaf), jax.tree.leaves(tree, is_leaf=is_leaf)))
 
 
 def _batch(key=0, b=8, frames=8, size=8, channels=4, text_len=6, text_width=16):

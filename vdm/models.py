@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from vdm.config import config_from_json
+from vdm.pytree import leaf_names
 from vdm.dit.model import DiT
 from vdm.text.encoder import T5Encoder
 from vdm.text.tokenizer import Tokenizer
@@ -86,16 +87,8 @@ def save_params(model: nnx.Module, path: str) -> None:
 
 
 def _shapes(tree) -> dict[str, tuple]:
-  """'a.b.kernel' -> shape of every array leaf (nnx Variables' '.value' hop left out)."""
-  def name(key):
-    for attr in ("key", "idx", "name"):
-      if hasattr(key, attr):
-        return str(getattr(key, attr))
-    return str(key)
-
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {".".join(n for n in map(name, path) if n != "value"): tuple(x.shape)
-          for path, x in flat}
+  """'a.b.kernel' -> shape of every array leaf."""
+  return dict(zip(leaf_names(tree), (tuple(x.shape) for x in jax.tree.leaves(tree))))
 
 
 def load_params(model: nnx.Module, path: str) -> nnx.Module:

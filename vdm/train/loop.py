@@ -27,6 +27,7 @@ from grain import python as grain
 from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
 
+from vdm.pytree import leaf_names
 from vdm.train import faults
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
@@ -48,7 +49,7 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
     return tx
 
   def labels(params):
-    names = iter(_leaf_names(params))
+    names = iter(leaf_names(params))
     return jax.tree.map(lambda _: "frozen" if next(names).startswith(frozen) else "train",
                         params)
 
@@ -90,14 +91,6 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
     return new_state, metrics, finite, grads_finite
 
   return jax.jit(train_step, donate_argnums=0)
-
-
-def _leaf_names(params) -> list[str]:
-  """Dotted names of the parameter leaves, in `jax.tree.leaves` order."""
-  paths = jax.tree_util.tree_flatten_with_path(params)[0]
-  names = [".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
-           for path, _ in paths]
-  return [n.removesuffix(".value") for n in names]  # nnx Variables add a '.value' level
 
 
 def _restore_latest(manager, state, iterator, ckpt_dir: str, desc: str):
@@ -163,7 +156,7 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
   os.makedirs(workdir, exist_ok=True)
   # Non-Param state (none in the shipped models) rides along unchanged.
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  leaf_names = _leaf_names(params)
+  names = leaf_names(params)
   tx = make_optimizer(cfg)
   state = dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                ema=jax.tree.map(jnp.copy, params))
@@ -224,7 +217,7 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
         skips += 1
         loss = float(metrics["loss"])
         if policy == "stop" or skips > max_skips:
-          bad = [n for n, ok in zip(leaf_names, jax.device_get(grads_finite)) if not ok]
+          bad = [n for n, ok in zip(names, jax.device_get(grads_finite)) if not ok]
           finish_saves()
           writer.close()
           raise faults.NonFiniteError(faults.nonfinite_message(
