@@ -61,6 +61,22 @@ def test_bad_learned_upscale_arguments_are_named(spec, message):
 def test_bad_sr_config_is_named():
   with pytest.raises(ConfigError, match="data.short_side"):
     load_config("configs/sr.py:4,tiny", ["data.short_side=12"])
+  with pytest.raises(ConfigError, match="loss.temporal_weight"):
+    load_config("configs/sr.py:2,tiny", ["loss.temporal_weight=-1.0"])
+  with pytest.raises(ValueError, match="FACTOR\\[,tiny\\]\\[,scenes\\]"):
+    load_config("configs/sr.py:2,photos")
+  assert load_config("configs/sr.py:2,tiny,scenes").data.kind == "scenes"
+
+
+def test_temporal_loss_sees_flicker_not_steady_error():
+  hr = jax.random.uniform(jax.random.key(0), (1, 4, 8, 8, 3))
+  steady = hr + 0.1  # the same error in every frame: no flicker added
+  flicker = hr + 0.1 * (-1.0) ** np.arange(4)[None, :, None, None, None]
+  assert float(sr.temporal_difference_mse(steady, hr)) < 1e-12
+  assert float(sr.temporal_difference_mse(flicker, hr)) == pytest.approx(0.04, rel=1e-5)
+  # Both have the same per-pixel error; only the temporal term tells them apart.
+  np.testing.assert_allclose(np.mean((steady - hr) ** 2), np.mean((flicker - hr) ** 2),
+                             rtol=1e-5)
 
 
 def test_eval_upscale_suite_reports_every_method(tiny_model, tmp_path):
@@ -73,5 +89,6 @@ def test_eval_upscale_suite_reports_every_method(tiny_model, tmp_path):
   methods = {k.split(" | ")[1] for k in rows}
   assert methods == {"bicubic", "lanczos", "learned"}
   assert any(k.startswith("scenes test (2 clips") for k in rows)
+  assert any(k.startswith("photo_pans test (2 clips") for k in rows)  # its own training data
   for r in rows.values():
     assert np.isfinite(r["psnr"]) and r["temporal"] >= 0

@@ -192,6 +192,8 @@ def _validate_sr(config: ml_collections.ConfigDict) -> None:
            config.data.short_side, f"a multiple of {2 * config.factor} (2 x factor)")
   _in_range(config, "train.learning_rate", 1e-8, 1.0)
   _in_range(config, "train.ema_decay", 0.0, 1.0)
+  if "loss" in config:
+    _in_range(config, "loss.temporal_weight", 0.0, 100.0)
 
 
 def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:

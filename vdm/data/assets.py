@@ -55,12 +55,17 @@ def digit_indices(split: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def texture(index: int) -> np.ndarray:
-  """Photo `index` of TEXTURES as uint8 [H, W, 3] (grey photos repeated to 3 channels)."""
-  import skimage.data  # Deferred: only texture backgrounds need scikit-image.
-  image = np.asarray(getattr(skimage.data, TEXTURES[index][0])())
+def photo(name: str) -> np.ndarray:
+  """The `skimage.data` photo `name` as uint8 [H, W, 3] (grey photos repeated to 3 channels)."""
+  import skimage.data  # Deferred: only photo-based data needs scikit-image.
+  image = np.asarray(getattr(skimage.data, name)())
   if image.ndim == 2:
     image = np.repeat(image[..., None], 3, axis=-1)
   image = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
   image.setflags(write=False)
   return image
+
+
+def texture(index: int) -> np.ndarray:
+  """Photo `index` of TEXTURES as uint8 [H, W, 3]."""
+  return photo(TEXTURES[index][0])

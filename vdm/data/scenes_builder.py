@@ -3,6 +3,7 @@
   SceneVideos:  vdm.data.scenes clips, splits 'train', 'test' (held-out compositions) and 'long'
                 (long_factor x the training length; its frame axis is stored with shape None).
   MovingMnist:  vdm.data.moving_mnist, the classic 64x64, 2 digits, 20 frames by default.
+  PhotoPans:    vdm.data.photo_pans, a hand-held camera over real photos (natural-image clips).
 
 Configs are built on demand from their parameters (`make_scenes_builder`,
 `make_moving_mnist_builder`, or `from_config` over a `config.data` with a `kind` field); every
@@ -17,11 +18,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vdm.data import moving_mnist
+from vdm.data import photo_pans
 from vdm.data import scenes
 
 # Aspect name -> (height, width) for a given short side.
 ASPECTS = {"1:1": (1, 1), "16:9": (9, 16), "9:16": (16, 9)}
-KINDS = ("simple", "scenes", "moving_mnist", "folder")
+KINDS = ("simple", "scenes", "moving_mnist", "photo_pans", "folder")
 
 
 def aspect_size(aspect: str, short_side: int) -> tuple[int, int]:
@@ -148,6 +150,52 @@ class MovingMnist(_NoTfBuilder):
                                               num_digits=c.num_digits)
 
 
+@dataclasses.dataclass(eq=False)
+class PhotoPansConfig(tfds.core.BuilderConfig):
+  height: int = 64
+  width: int = 64
+  frames: int = 8
+  fps: int = 8
+  num_train: int = 1024
+  num_test: int = 64
+  seed: int = 0
+
+
+class PhotoPans(_NoTfBuilder):
+  """Natural-image clips: real photos filmed by a virtual hand-held camera, with its path."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [PhotoPansConfig(name="default")]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    c = self.builder_config
+    f32 = np.float32
+    return self.dataset_info_from_configs(
+        description=photo_pans.__doc__,
+        features=tfds.features.FeaturesDict({
+            "video": _tensor((c.frames, c.height, c.width, 3), np.uint8, zlib=True),
+            "caption": tfds.features.Text(),
+            "photo": _tensor((), np.int32), "scale": _tensor((), f32),
+            "shift": _tensor((c.frames, 2), f32), "zoom": _tensor((c.frames,), f32),
+            "roll": _tensor((c.frames,), f32),
+        }),
+        metadata=tfds.core.MetadataDict(fps=c.fps),
+        disable_shuffling=True,
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    c = self.builder_config
+    return {split: self._generate_examples(split, num) for split, num in
+            (("train", c.num_train), ("test", c.num_test)) if num > 0}
+
+  def _generate_examples(self, split: str, num: int):
+    c = self.builder_config
+    yield from photo_pans.generate_examples(c.seed, split, num, height=c.height, width=c.width,
+                                            frames=c.frames)
+
+
 def _check_ints(params: dict, minimum: dict) -> None:
   for key, value in params.items():
     low = minimum.get(key, 1)
@@ -185,6 +233,17 @@ def make_moving_mnist_builder(data_dir: str, *, size: int = 64, frames: int = 20
   return MovingMnist(config=config, data_dir=data_dir, file_format="array_record")
 
 
+def make_photo_pans_builder(data_dir: str, *, height: int = 64, width: int = 64,
+                            frames: int = 8, fps: int = 8, num_train: int = 1024,
+                            num_test: int = 64, seed: int = 0) -> PhotoPans:
+  """A PhotoPans builder for these settings under data_dir (not prepared)."""
+  params = dict(height=height, width=width, frames=frames, fps=fps, num_train=num_train,
+                num_test=num_test, seed=seed)
+  _check_ints(params, dict(frames=2, seed=0, num_test=0, height=8, width=8))
+  config = PhotoPansConfig(name=_name(params), **params)
+  return PhotoPans(config=config, data_dir=data_dir, file_format="array_record")
+
+
 def prepare(builder):
   """Generates the builder's dataset unless it is on disk; returns the builder."""
   if not builder.is_prepared():
@@ -197,7 +256,7 @@ def prepare(builder):
 def from_config(data, data_dir: str):
   """The prepared builder a `config.data` (ConfigDict) names through `data.kind`.
 
-  'scenes' and 'moving_mnist' read the fields of make_scenes_builder/make_moving_mnist_builder;
+  'scenes', 'moving_mnist' and 'photo_pans' read the fields of their make_*_builder;
   'simple' is the spine's vdm.data.tfds_builder; 'folder' opens a dataset made by
   `vdm data import` (data.name).
   """
@@ -206,10 +265,12 @@ def from_config(data, data_dir: str):
     raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
   fields = {k: v for k, v in data.items() if k not in ("kind", "data_dir", "name", "aspect",
                                                        "short_side")}
+  if kind in ("scenes", "photo_pans") and "aspect" in data:
+    fields["height"], fields["width"] = aspect_size(data.aspect, data.short_side)
   if kind == "scenes":
-    if "aspect" in data:
-      fields["height"], fields["width"] = aspect_size(data.aspect, data.short_side)
     return prepare(make_scenes_builder(data_dir, **fields))
+  if kind == "photo_pans":
+    return prepare(make_photo_pans_builder(data_dir, **fields))
   if kind == "moving_mnist":
     return prepare(make_moving_mnist_builder(data_dir, **fields))
   if kind == "folder":

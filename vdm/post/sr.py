@@ -6,9 +6,10 @@ keeps the upscaled clip as steady as its input:
 
     lr [B, T, h, w, 3] -> bicubic(lr_t) + depth_to_space(conv_net(lr_{t-1}, lr_t, lr_{t+1}))
 
-Training goes through the one training loop (`vdm.train.loop.train`) on the synthetic scenes
-(textures, digits, several objects, camera motion: configs/sr.py): a high-resolution clip, its
-bicubic (antialiased) downscale quantised to 8 bits as the input, MSE to the original. `vdm train
+Training goes through the one training loop (`vdm.train.loop.train`) on natural-image clips
+(real photos under a hand-held camera, vdm/data/photo_pans.py; or the synthetic scenes:
+configs/sr.py): a high-resolution clip, its bicubic (antialiased) downscale quantised to 8 bits
+as the input, MSE to the original plus a weighted MSE of the frame-to-frame change. `vdm train
 --config configs/sr.py:2 --workdir W` trains and exports W/model; the post pipeline uses it as
 `upscale(2, method=learned)` (default weights: checkpoints/sr_x2, checkpoints/sr_x4).
 """
@@ -72,14 +73,25 @@ def degrade(hr: jax.Array, factor: int) -> jax.Array:
   return jnp.round(jnp.clip(lr, 0.0, 1.0) * 255.0) / 255.0
 
 
-def sr_loss(model: TemporalSR, batch: dict, rng) -> tuple[jax.Array, dict]:
-  """MSE of the upscaled degraded clip against the original; batch['video'] uint8 [B,T,H,W,3]."""
+def temporal_difference_mse(up: jax.Array, hr: jax.Array) -> jax.Array:
+  """Mean squared error of the frame-to-frame change, [B, T, H, W, C] each: the flicker an
+  upscaler adds (zero when its errors are the same in every frame)."""
+  return jnp.mean(jnp.square(jnp.diff(up, axis=1) - jnp.diff(hr, axis=1)))
+
+
+def sr_loss(model: TemporalSR, batch: dict, rng, *, temporal_weight: float = 0.0
+            ) -> tuple[jax.Array, dict]:
+  """MSE of the upscaled degraded clip against the original, plus temporal_weight x the MSE of
+  its frame-to-frame change; batch['video'] uint8 [B, T, H, W, 3]."""
   del rng
   hr = batch["video"].astype(jnp.float32) / 255.0
   lr = degrade(hr, model.factor)
-  loss = jnp.mean(jnp.square(model(lr) - hr))
+  up = model(lr)
+  mse = jnp.mean(jnp.square(up - hr))
+  temporal = temporal_difference_mse(up, hr)
   baseline = jnp.mean(jnp.square(jnp.clip(bicubic(lr, model.factor), 0, 1) - hr))
-  return loss, dict(mse=loss, bicubic_mse=baseline)
+  return mse + temporal_weight * temporal, dict(mse=mse, temporal_mse=temporal,
+                                                bicubic_mse=baseline)
 
 
 def build(config: ml_collections.ConfigDict, seed: int = 0) -> TemporalSR:
@@ -96,7 +108,9 @@ def run_sr_training(config: ml_collections.ConfigDict, workdir: str) -> str:
   from vdm.train.loop import train
   from vdm.train.run import git_commit
   builder = from_config(config.data, config.data.data_dir or os.path.join(workdir, "data"))
-  model = train(build(config, config.seed), sr_loss,
+  loss_fn = functools.partial(
+      sr_loss, temporal_weight=float(config.get("loss", {}).get("temporal_weight", 0.0)))
+  model = train(build(config, config.seed), loss_fn,
                 make_loader(builder, "train", batch_size=config.train.batch_size,
                             seed=config.seed),
                 config.train, os.path.join(workdir, "sr"), seed=config.seed,
