@@ -85,3 +85,18 @@ def test_post_command_round_trip(tmp_path, capsys):
   assert read_video(dst).shape == (6, 64, 96, 3)
   assert run_post_command(_args([str(tmp_path / "nope.mp4"), "--post", "sharpen()",
                                  "--out", str(tmp_path / "x.mp4")])) == 2
+
+
+def test_probe_reads_the_header_and_names_a_corrupt_file(tmp_path):
+  from vdm.video_io import probe_video, write_video
+  good, bad = str(tmp_path / "good.mp4"), str(tmp_path / "bad.mp4")
+  write_video(good, np.zeros((7, 16, 24, 3), np.uint8), fps=8)
+  assert probe_video(good) == (7, 16, 24)
+  with open(good, "rb") as f:
+    payload = f.read()
+  with open(bad, "wb") as f:
+    f.write(payload[len(payload) // 2:])  # header gone
+  with pytest.raises(ValueError, match="bad.mp4.*not a readable video"):
+    probe_video(bad)
+  with pytest.raises(FileNotFoundError):
+    probe_video(str(tmp_path / "missing.mp4"))

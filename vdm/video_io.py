@@ -91,6 +91,21 @@ def read_video(path: str) -> np.ndarray:
   return np.asarray(mediapy.read_video(path))
 
 
+def probe_video(path: str) -> tuple[int, int, int]:
+  """(frames, height, width) of a video file, reading its header and first frame only; raises
+  ValueError naming the file when it is not a readable video."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no such video file: {path}")
+  try:
+    with mediapy.VideoReader(path) as reader:
+      first = next(iter(reader), None)
+      if first is None:
+        raise ValueError("no frames")
+      return reader.num_images, first.shape[0], first.shape[1]
+  except Exception as e:  # noqa: BLE001 - ffmpeg reports corrupt files in many ways
+    raise ValueError(f"{path!r} is not a readable video ({e})") from None
+
+
 def write_json(path: str, payload: dict) -> None:
   """Writes JSON atomically (temp file + rename)."""
   partial = path + ".partial"

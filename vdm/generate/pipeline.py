@@ -134,13 +134,13 @@ class Pipeline:
       if mode != "autoregressive" or image is not None:
         raise ValueError(f"--extend continues a clip autoregressively: it needs --mode "
                          f"autoregressive (got {mode!r}) and no --image")
-      from vdm.video_io import read_video
+      from vdm.video_io import probe_video
       if not os.path.isfile(extend):
         raise ValueError(f"--extend {extend!r}: no such video file")
-      try:
-        read_video(extend)  # fail now (missing or corrupt file), not after the model has run
-      except Exception as e:  # noqa: BLE001 - ffmpeg reports corrupt files in many ways
-        raise ValueError(f"--extend {extend!r} is not a readable video ({e})") from None
+      try:  # fail now (missing or corrupt file), not after the model has loaded or run
+        probe_video(extend)
+      except ValueError as e:
+        raise ValueError(f"--extend: {e}") from None
     mode = s.mode if mode is None else mode
     if mode not in PIPELINE_MODES:
       raise ValueError(f"--mode {mode!r} is not supported: allowed {list(PIPELINE_MODES)}")
@@ -267,7 +267,10 @@ class Pipeline:
     """The video to extend, resized: (all its frames uint8 [T, H, W, 3], normalised latents of its
     last frames [1, n, h, w, C] with n <= window, encoded as a clip of their own)."""
     from vdm.video_io import read_video
-    video = read_video(request.extend)
+    try:
+      video = read_video(request.extend)
+    except Exception as e:  # noqa: BLE001 - a file damaged past its first frame
+      raise ValueError(f"--extend {request.extend!r} is not a readable video ({e})") from None
     if video.shape[1:3] != (request.height, request.width):
       warnings.warn(f"--extend video is {video.shape[2]}x{video.shape[1]}; resized to "
                     f"{request.width}x{request.height}")
