@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vdm.config import load_config
 from vdm.data import synthetic
 from vdm.eval.metrics.drift import curve, plot_drift_curves
-from vdm.eval.rollout import markdown_table, sample_and_score, summarize_rows
+from vdm.eval.rollout import markdown_table, sample_and_score, summary_entry
 from vdm.train.run import git_commit, run_training
 from vdm.video_io import write_json
 
@@ -119,12 +119,8 @@ def evaluate(models: dict[str, str], *, prompts: int, seeds: list[int], lengths:
 
 def summarize(evaluation: dict) -> dict:
   """'method @ Lx' -> dict(method, length, frames, field -> dict(mean, std, per_seed))."""
-  out = {}
-  for (name, length), rows in evaluation["results"].items():
-    frames = 1 + (evaluation["train_frames"] - 1) * length
-    out[f"{name} @ {length}x"] = dict(method=name, length=length, frames=frames,
-                                      **summarize_rows(rows))
-  return out
+  return dict(summary_entry(name, length, evaluation["train_frames"], rows)
+              for (name, length), rows in evaluation["results"].items())
 
 
 def write_outputs(evaluation: dict, out: str, *, args: dict) -> dict:

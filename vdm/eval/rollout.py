@@ -83,6 +83,15 @@ ROLLOUT_METHODS = (("parallel", 1, 0.0), ("autoregressive", 1, 0.0),
                    ("autoregressive", 1, 0.1))
 
 
+def summary_entry(method: str, length: int, train_frames: int,
+                  rows: list[dict]) -> tuple[str, dict]:
+  """('method @ Lx', dict(method, length, frames, field -> dict(mean, std, per_seed))) for one
+  method's rows at `length` x the training length."""
+  frames = 1 + (train_frames - 1) * length
+  return f"{method} @ {length}x", dict(method=method, length=length, frames=frames,
+                                       **summarize_rows(rows))
+
+
 def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2, 4),
                 steps: int | None = None, out: str = "") -> dict:
   """Scores the model's clips in parallel and autoregressive mode at several lengths."""
@@ -108,8 +117,8 @@ def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2
                                 progress=bar, mode=mode, chunk=chunk, context_noise=noise,
                                 steps=steps)
         name = mode if mode == "parallel" else f"{mode} k={chunk} ctx noise {noise}"
-        summary[f"{name} @ {length}x"] = dict(method=name, length=length, frames=frames,
-                                              **summarize_rows(rows))
+        key, entry = summary_entry(name, length, d.frames, rows)
+        summary[key] = entry
   report = dict(summary=summary, checkpoint=os.path.abspath(checkpoint), seeds=list(seeds),
                 num=num, git_commit=git_commit())
   from vdm.eval.run import write_report
