@@ -56,6 +56,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       max_frame_offset=0,
       # Weight of a loss on the predicted clip's frame-to-frame change (0: off; an ablation).
       temporal_consistency_weight=0.0,
+      # Weight of the same loss taken along the exact ground-truth flow (motion supervision:
+      # errors must travel with the object; 0: off; an ablation).
+      motion_supervision_weight=0.0,
       text_dropout=0.1,  # for classifier-free guidance
   ))
   config.sample = ml_collections.ConfigDict(dict(

@@ -40,6 +40,7 @@ CONFIG_CASES = [
     ("text.freeze=1", "text.freeze"),
     ("dit.temporal_window=-1", "dit.temporal_window"),
     ("diffusion.temporal_consistency_weight=-1.0", "diffusion.temporal_consistency_weight"),
+    ("diffusion.motion_supervision_weight=-1.0", "diffusion.motion_supervision_weight"),
     ("dit.fast_grads=1", "dit.fast_grads"),
     ("diffusion.timestep_sampling='cosine'", "diffusion.timestep_sampling"),
     ("diffusion.per_frame_levels_prob=1.5", "diffusion.per_frame_levels_prob"),

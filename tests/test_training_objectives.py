@@ -88,6 +88,73 @@ def test_temporal_consistency_loss_is_zero_for_the_true_velocity_and_counts_only
   assert float(temporal_consistency_loss(flicker, x_t, levels, x0)) > 1e-3
 
 
+def test_warp_previous_moves_content_by_the_flow():
+  from vdm.diffusion import warp_previous
+  x = jax.random.normal(jax.random.key(0), (1, 2, 6, 7, 3))
+  flow = jnp.broadcast_to(jnp.array([2.0, 1.0]), (1, 1, 6, 7, 2))  # 2 cells right, 1 down
+  warped = warp_previous(x, flow)
+  np.testing.assert_allclose(warped[0, 0, 1:, 2:], x[0, 0, :-1, :-2], atol=1e-6)
+  half = warp_previous(x, flow * 0.5)[0, 0, 2:, 2:]  # (1, 0.5): bilinear between two rows
+  np.testing.assert_allclose(half, 0.5 * (x[0, 0, 1:-1, 1:-1] + x[0, 0, 2:, 1:-1]), atol=1e-5)
+
+
+def test_latent_motion_of_a_rendered_clip_is_exact():
+  from vdm.data import synthetic
+  import dataclasses
+  spec = synthetic.sample_spec(synthetic.example_rng(0, "train", 3), 32, 32, 9, "train")
+  # 2 px per frame: one latent cell (4 px) per latent frame (2 frames), so pooled cells move whole.
+  spec = dataclasses.replace(spec, speed=2.0, start=(8.3, 15.6))
+  video, truth = synthetic.render_clip(spec, 32, 32, 9)
+  flow, valid = synthetic.latent_motion(truth["shape"], truth["center"], truth["radius"], 32, 32,
+                                        temporal_stride=2, spatial_stride=4)
+  assert flow.shape == (4, 8, 8, 2) and valid.shape == (4, 8, 8)
+  # Pooled to the latent grid, each valid cell of frame l+1 equals frame l at the flow's source
+  # (whole-cell moves only, so nearest sampling is exact).
+  pooled = video.reshape(9, 8, 4, 8, 4, 3).mean(axis=(2, 4))[::2]
+  step = np.diff(truth["center"][::2], axis=0) / 4
+  assert np.allclose(np.abs(step).sum(-1), 1.0)
+  for l in range(4):
+    warped = np.asarray(synthetic_warp(pooled[l:l + 2], flow[l]))
+    np.testing.assert_allclose(warped[valid[l]], pooled[l + 1][valid[l]], atol=1e-4)
+    assert not np.allclose(pooled[l], pooled[l + 1])  # the frame did change
+  assert valid.any() and (~valid).any()  # the edges and disoccluded cells are left out
+  moving = np.abs(flow).sum(-1) > 0
+  np.testing.assert_allclose(flow[moving].reshape(-1, 2)[0],
+                             step[np.nonzero(moving)[0][0]], atol=1e-6)
+
+
+def synthetic_warp(pair, flow):
+  from vdm.diffusion import warp_previous
+  return warp_previous(jnp.asarray(pair)[None], jnp.asarray(flow)[None, None])[0, 0]
+
+
+def test_motion_supervision_penalises_wrong_motion_not_right_motion():
+  from vdm.diffusion import interpolate, temporal_consistency_loss, warp_previous
+  r = jax.random.split(jax.random.key(1), 3)
+  first = jax.random.normal(r[0], (1, 1, 8, 8, 2))
+  flow = jnp.broadcast_to(jnp.array([1.0, 0.0]), (1, 2, 8, 8, 2))
+  frames = [first]
+  for _ in range(2):  # content moving 1 cell right per frame
+    frames.append(warp_previous(jnp.concatenate([frames[-1], frames[-1]], 1), flow[:, :1]))
+  x0 = jnp.concatenate(frames, 1)
+  valid = jnp.ones((1, 2, 8, 8), bool).at[..., 0].set(False)  # column 0 is disoccluded
+  noise = jax.random.normal(r[1], x0.shape)
+  levels = jnp.full((1, 3), 0.5)
+  x_t = interpolate(x0, noise, levels)
+
+  def loss(x0_hat, **kw):  # the velocity whose clean estimate is x0_hat
+    return float(temporal_consistency_loss((x_t - x0_hat) / 0.5, x_t, levels, x0, **kw))
+
+  error = 0.2 * jax.random.normal(r[2], x0.shape[:1] + (1,) + x0.shape[2:])
+  carried = x0 + jnp.concatenate(  # an error that moves with the object
+      [error, warp_previous(jnp.concatenate([error, error], 1), flow[:, :1])[:, :1],
+       warp_previous(jnp.concatenate([error, error], 1), 2 * flow[:, :1])[:, :1]], 1)
+  assert loss(carried, flow=flow, valid=valid) < 1e-8  # travels with the motion: no penalty
+  assert loss(carried) > 1e-3  # the plain frame difference penalises it
+  still = jnp.concatenate([x0[:, :1]] * 3, 1)  # the object does not move
+  assert loss(still, flow=flow, valid=valid) > 1e-2
+
+
 def test_ablation_configs_build_and_differ_in_one_field():
   from vdm.config import load_config
   base = load_config("configs/temporal_ablations.py:baseline,tiny")
@@ -95,6 +162,8 @@ def test_ablation_configs_build_and_differ_in_one_field():
   assert load_config("configs/temporal_ablations.py:local,tiny").dit.temporal_window == 1
   assert load_config(
       "configs/temporal_ablations.py:consistency,tiny").diffusion.temporal_consistency_weight == 1
+  assert load_config(
+      "configs/temporal_ablations.py:motion,tiny").diffusion.motion_supervision_weight == 1
   assert base.diffusion.per_frame_levels_prob > 0  # Diffusion Forcing: every mode runs
 
 

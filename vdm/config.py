@@ -219,6 +219,12 @@ def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:
            "False unless diffusion.per_frame_levels_prob = 0 (two level schemes at once)")
   if "temporal_consistency_weight" in d:
     _in_range(config, "diffusion.temporal_consistency_weight", 0.0, 100.0)
+  if "motion_supervision_weight" in d:
+    _in_range(config, "diffusion.motion_supervision_weight", 0.0, 100.0)
+    kind = config.data.get("kind", "simple")
+    _require(not d.motion_supervision_weight or kind == "simple",
+             "diffusion.motion_supervision_weight", d.motion_supervision_weight,
+             f"0 with data.kind={kind!r} (the exact latent flow is built for the 'simple' data)")
   window = config.dit.get("temporal_window", 0)
   _require(_is_int(window) and window >= 0, "dit.temporal_window", window,
            "an integer >= 0 (0: attend all frames)")

@@ -156,6 +156,32 @@ def render_clip(spec: ClipSpec, height: int, width: int,
   return video, truth
 
 
+def latent_motion(shape: int, center: np.ndarray, radius: float, height: int, width: int, *,
+                  temporal_stride: int, spatial_stride: int) -> tuple[np.ndarray, np.ndarray]:
+  """The exact motion of a clip on its latent grid (motion supervision; vdm.diffusion's
+  temporal_consistency_loss with a flow).
+
+  center float [T, 2] (x, y) pixel path of the object; latent frame l shows pixel frame l * td
+  (the causal VAE: frame 0 alone, then groups of td ending at l * td). Returns the backward flow
+  float32 [L-1, h, w, 2] in latent cells (the object's displacement on cells it covers at l+1,
+  0 on background) and valid bool [L-1, h, w]: cells fully inside the object at l+1 whose source
+  lies in the frame, and background cells the object covers at neither l nor l+1 (edges and
+  disoccluded cells are left out).
+  """
+  td, sd = temporal_stride, spatial_stride
+  h, w = height // sd, width // sd
+  pixel_frames = np.arange(0, len(center), td)
+  cover = np.stack([shape_mask(shape, *center[f], radius, height, width)
+                    .reshape(h, sd, w, sd).mean(axis=(1, 3)) for f in pixel_frames])
+  step = np.diff(center[pixel_frames].astype(np.float64), axis=0) / sd  # [L-1, 2] cells
+  rows, cols = np.mgrid[0:h, 0:w]
+  flow = np.where(cover[1:, ..., None] > 0, step[:, None, None, :], 0.0)
+  src_x, src_y = cols[None] - step[:, 0, None, None], rows[None] - step[:, 1, None, None]
+  inside = (src_x >= 0) & (src_x <= w - 1) & (src_y >= 0) & (src_y <= h - 1)
+  valid = ((cover[1:] == 1.0) & inside) | ((cover[1:] == 0.0) & (cover[:-1] == 0.0))
+  return flow.astype(np.float32), valid
+
+
 def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
   """The generator for example `index`: depends only on (seed, split, index)."""
   _check_split(split)

@@ -57,19 +57,49 @@ def flow_matching_loss(predicted_velocity: jax.Array, x0: jax.Array, noise: jax.
   return (per_frame * frame_weights).sum() / jnp.maximum(frame_weights.sum(), 1e-8)
 
 
+def warp_previous(x: jax.Array, flow: jax.Array) -> jax.Array:
+  """Brings frames 0..T-2 of x [B, T, h, w, C] onto the grids of frames 1..T-1 along a backward
+  flow [B, T-1, h, w, 2] (dx, dy in cells: the content at cell p of frame t+1 was at p - flow in
+  frame t), by bilinear sampling with edge clamping. Returns [B, T-1, h, w, C]."""
+  h, w = x.shape[2:4]
+  rows, cols = jnp.meshgrid(jnp.arange(h, dtype=x.dtype), jnp.arange(w, dtype=x.dtype),
+                            indexing="ij")
+
+  def one(frame, f):  # frame [h, w, C], f [h, w, 2]
+    coords = (rows - f[..., 1], cols - f[..., 0])
+    return jax.vmap(lambda c: jax.scipy.ndimage.map_coordinates(c, coords, order=1,
+                                                                mode="nearest"),
+                    in_axes=-1, out_axes=-1)(frame)
+
+  return jax.vmap(jax.vmap(one))(x[:, :-1], flow)
+
+
 def temporal_consistency_loss(predicted_velocity: jax.Array, x_t: jax.Array, levels: jax.Array,
-                              x0: jax.Array) -> jax.Array:
+                              x0: jax.Array, flow: jax.Array | None = None,
+                              valid: jax.Array | None = None) -> jax.Array:
   """Mean squared error of the predicted clean clip's frame-to-frame change against the true one.
 
   x0_hat = x_t - t v (the flow's clean-sample estimate); compares x0_hat[t+1] - x0_hat[t] with
-  x0[t+1] - x0[t]. Arrays [B, T, ...], levels [B, T]; a scalar (0 for T = 1). A training aid
+  x0[t+1] - x0[t]. Arrays [B, T, h, w, C], levels [B, T]; a scalar (0 for T = 1). A training aid
   for temporal consistency: it weights errors in motion and flicker beyond per-frame error.
+
+  Motion supervision: with the exact backward `flow` [B, T-1, h, w, 2] (see `warp_previous`) the
+  change is taken along the motion, x0_hat[t+1] - warp(x0_hat[t]), and only where `valid`
+  [B, T-1, h, w] (cells not disoccluded): the error must travel with the object, so wrong motion
+  is penalised while right motion is not (with flow = 0 it is the plain frame difference).
   """
   if x0.shape[1] < 2:
     return jnp.zeros((), x0.dtype)
   x0_hat = x_t - broadcast_levels(levels, x_t) * predicted_velocity
-  diff = lambda x: x[:, 1:] - x[:, :-1]  # noqa: E731
-  return jnp.mean(jnp.square(diff(x0_hat) - diff(x0)))
+  if flow is None:
+    change = lambda x: x[:, 1:] - x[:, :-1]  # noqa: E731
+  else:
+    change = lambda x: x[:, 1:] - warp_previous(x, flow)  # noqa: E731
+  error = jnp.square(change(x0_hat) - change(x0))
+  if valid is None:
+    return jnp.mean(error)
+  weight = valid.astype(error.dtype)[..., None]
+  return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight) * error.shape[-1], 1.0)
 
 
 def guided_velocity(v_cond: jax.Array, v_uncond: jax.Array, scale: float | jax.Array) -> jax.Array:

@@ -10,7 +10,8 @@ drawn from `causal_chunks`), so the same weights can run autoregressive and roll
 masks are block-causal, and parallel mode, whose mask is full. A random `frame_offset` in
 [0, max_frame_offset] shifts the frame positions, so positions beyond the training length (long
 autoregressive clips with a KV cache) are ones the model has seen. `temporal_consistency_weight`
-adds `vdm.diffusion.temporal_consistency_loss` (an ablation).
+adds `vdm.diffusion.temporal_consistency_loss` (an ablation); `motion_weight` adds it along the
+exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid').
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
                   per_frame_prob: float = 0.0, text_dropout: float = 0.1,
                   teacher_forcing: bool = False, causal_prob: float = 0.0,
                   causal_chunks=(1,), max_frame_offset: int = 0,
-                  temporal_consistency_weight: float = 0.0):
+                  temporal_consistency_weight: float = 0.0, motion_weight: float = 0.0):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
@@ -98,4 +99,9 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
     consistency = temporal_consistency_loss(velocity, x_t, levels, x0)
     loss = loss + temporal_consistency_weight * consistency
     metrics["consistency_loss"] = consistency
+  if motion_weight:  # an ablation: needs the data's exact flow (vdm.data.synthetic.latent_motion)
+    motion = temporal_consistency_loss(velocity, x_t, levels, x0, flow=batch["latent_flow"],
+                                       valid=batch["flow_valid"])
+    loss = loss + motion_weight * motion
+    metrics["motion_loss"] = motion
   return loss, metrics

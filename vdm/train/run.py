@@ -139,20 +139,32 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                    / stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
+  d = config.diffusion
+  motion_weight = d.get("motion_supervision_weight", 0.0)
+
   def prepare_batch(batch):
     ids, mask = tokenizer.encode(list(batch["caption"]), config.text.max_length)
     n = len(ids)
-    return dict(latents=encode(batch["video"]), ids=ids, mask=mask,
-                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
+    out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
+               empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
+    if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
+      from vdm.data.synthetic import latent_motion
+      _, _, height, width, _ = batch["video"].shape
+      flows, valids = zip(*(latent_motion(
+          int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
+          temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
+          for i in range(n)))
+      out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
+    return out
 
-  d = config.diffusion
   loss = functools.partial(denoiser_loss, kind=d.timestep_sampling,
                            per_frame_prob=d.per_frame_levels_prob, text_dropout=d.text_dropout,
                            teacher_forcing=d.get("teacher_forcing", False),
                            causal_prob=d.get("causal_prob", 0.0),
                            causal_chunks=tuple(d.get("causal_chunks", (1,))),
                            max_frame_offset=d.get("max_frame_offset", 0),
-                           temporal_consistency_weight=d.get("temporal_consistency_weight", 0.0))
+                           temporal_consistency_weight=d.get("temporal_consistency_weight", 0.0),
+                           motion_weight=motion_weight)
   denoiser = train(build_denoiser(config, tokenizer.vocab_size, config.seed + 1), loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1),
