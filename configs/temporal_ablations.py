@@ -9,7 +9,8 @@
   motion        + the same loss along the exact ground-truth flow, on the latent grid (motion
                 supervision: diffusion.motion_supervision_weight = 1; synthetic.latent_motion)
 
-Arguments (`configs/temporal_ablations.py:VARIANT[,tiny]`). Compare with
+Arguments (`configs/temporal_ablations.py:VARIANT[,small|tiny]`; small is the default). Run and
+compare them all with `python -m experiments.temporal_ablations`, or one by one with
 `vdm eval --suite rollout --checkpoint W/model` (per-frame colour error, flicker, stalls and drift
 at 1x-4x the training length).
 """
@@ -20,10 +21,11 @@ VARIANTS = ("baseline", "full", "local", "consistency", "motion")
 
 def get_config(arg: str | None = None):
   variant, _, size = (arg or "baseline").partition(",")
-  if variant not in VARIANTS or size not in ("", "tiny"):
-    raise ValueError(f"configs/temporal_ablations.py: argument {arg!r}: allowed VARIANT[,tiny] "
+  if variant not in VARIANTS or size not in ("", "small", "tiny"):
+    raise ValueError(f"configs/temporal_ablations.py: argument {arg!r}: allowed "
+                     f"VARIANT[,small|tiny] "
                      f"with VARIANT in {VARIANTS}")
-  config = parallel_vs_ar.get_config("forcing" + (",tiny" if size else ""))
+  config = parallel_vs_ar.get_config("forcing" + (",tiny" if size == "tiny" else ""))
   config.name = f"temporal_{variant}"
   if variant == "full":
     config.dit.attention = "full"

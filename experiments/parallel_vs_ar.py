@@ -58,20 +58,22 @@ METHODS = (
 )
 
 
-def train_variants(size: str, workdir: str, base_workdir: str = "") -> dict[str, str]:
+def train_variants(size: str, workdir: str, base_workdir: str = "", *, config_path: str = CONFIG,
+                   variants=VARIANTS) -> dict[str, str]:
   """Trains what is missing; returns variant -> model directory.
 
-  The tokenizer and VAE are trained once (in `base_workdir`, default <workdir>/base) and copied
-  into each variant's workdir, so the variants differ only in how the denoiser was trained.
+  The tokenizer and VAE are trained once (in `base_workdir`, default <workdir>/base, with the
+  first variant's config) and copied into each variant's workdir, so the variants differ only in
+  how the denoiser was trained. A variant whose <workdir>/<variant>/model exists is reused.
   """
   base = base_workdir or os.path.join(workdir, "base")
-  base_config = load_config(f"{CONFIG}:shared,{size}")
+  base_config = load_config(f"{config_path}:{variants[0]},{size}")
   if not base_workdir:
     run_training(base_config, base, until="vae")
   with open(os.path.join(base, "config.json")) as f:  # where the base's data went
     data_dir = json.load(f)["data"].get("data_dir") or os.path.join(base, "data")
   models = {}
-  for variant in VARIANTS:
+  for variant in variants:
     vdir = os.path.join(workdir, variant)
     model_dir = os.path.join(vdir, "model")
     if not os.path.exists(os.path.join(model_dir, "config.json")):
@@ -80,7 +82,7 @@ def train_variants(size: str, workdir: str, base_workdir: str = "") -> dict[str,
         src, dst = os.path.join(base, item), os.path.join(vdir, item)
         if os.path.exists(src) and not os.path.exists(dst):
           (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
-      config = load_config(f"{CONFIG}:{variant},{size}",
+      config = load_config(f"{config_path}:{variant},{size}",
                            [f"data.data_dir='{os.path.abspath(data_dir)}'"])
       run_training(config, vdir)
     models[variant] = model_dir
