@@ -91,4 +91,18 @@ def test_eval_upscale_suite_reports_every_method(tiny_model, tmp_path):
   assert any(k.startswith("scenes test (2 clips") for k in rows)
   assert any(k.startswith("photo_pans test (2 clips") for k in rows)  # its own training data
   for r in rows.values():
-    assert np.isfinite(r["psnr"]) and r["temporal"] >= 0
+    assert np.isfinite(r["psnr"]) and r["temporal"] >= 0 and r["flicker"] >= 0
+
+
+def test_still_pixels_and_flicker_of_an_upscale():
+  from vdm.eval.metrics.consistency import flicker
+  from vdm.eval.run import still_pixels
+  clip = np.full((3, 4, 4, 3), 100, np.uint8)
+  clip[1, 0, 0] = 103  # one pixel moves by 3 levels (not still), one by 1 level (still)
+  clip[2, 1, 1] = 101
+  still = still_pixels(clip)
+  assert still.shape == (2, 4, 4) and not still[0, 0, 0] and not still[1, 0, 0]
+  assert still[1, 1, 1] and still.sum() == 2 * 16 - 2
+  noisy = clip.astype(np.float64) / 255
+  noisy[2] += 0.01  # the whole last frame brightens: flicker on still pixels
+  assert flicker(clip, still)["mean"] < flicker(noisy, still)["mean"]

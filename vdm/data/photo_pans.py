@@ -32,15 +32,22 @@ PHOTOS = {
 }
 MAX_SPEED = 3.0  # pan speed bound, frame pixels per frame
 JITTER = 0.6  # amplitude of hand-held shake, frame pixels
+# Share of clips filmed from a tripod (no motion at all): real footage is often still, and a model
+# that only saw moving clips amplifies the frame-to-frame noise of still regions into flicker.
+TRIPOD_PROB = 0.3
 
 
 def camera_path(rng: np.random.Generator, frames: int) -> dict:
-  """A smooth hand-held camera path over `frames` frames, in frame-pixel units.
+  """A smooth hand-held camera path over `frames` frames (or, with probability TRIPOD_PROB, a
+  still camera), in frame-pixel units.
 
   Returns 'shift' float64 [T, 2] (x, y) offset of the frame centre, 'zoom' [T] (multiplies the
   photo scale), 'roll' [T] radians.
   """
   t = np.arange(frames, dtype=np.float64)
+  if rng.uniform() < TRIPOD_PROB:
+    return dict(shift=np.zeros((frames, 2)), zoom=np.ones(frames),
+                roll=np.full(frames, rng.uniform(-0.05, 0.05)))
   speed = rng.uniform(0.0, MAX_SPEED) * np.sqrt(rng.uniform())  # many slow pans, some fast
   heading = rng.uniform(0, 2 * np.pi)
   shift = speed * t[:, None] * np.array([np.cos(heading), np.sin(heading)])

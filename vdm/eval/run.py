@@ -132,12 +132,19 @@ def temporal_difference_error(video, reference) -> float:
   return float(np.abs(np.diff(v, axis=0) - np.diff(r, axis=0)).mean() / 255.0)
 
 
+def still_pixels(video, tolerance: int = 2) -> np.ndarray:
+  """bool [T-1, H, W]: pixels of a uint8 clip [T, H, W, C] that change by at most `tolerance`
+  levels (every channel) from one frame to the next: the still regions of real footage."""
+  return np.abs(np.diff(np.asarray(video, np.int16), axis=0)).max(axis=-1) <= tolerance
+
+
 def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
-  """PSNR/SSIM and temporal-difference error of the learned upscaler against bicubic and
-  Lanczos, on synthetic test clips (scenes, and the model's own training data) and real clips,
-  each downscaled then upscaled back."""
+  """PSNR/SSIM, temporal-difference error and still-region flicker of the learned upscaler
+  against bicubic and Lanczos, on synthetic test clips (scenes, and the model's own training
+  data) and real clips, each downscaled then upscaled back."""
   import jax.numpy as jnp
 
+  from vdm.eval.metrics.consistency import flicker
   from vdm.eval.metrics.image import psnr, ssim
   from vdm.post import sr
   from vdm.post.upscale import upscale
@@ -173,15 +180,18 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
         up = upscale(lr, factor, method=method, **kwargs).astype(np.float64)
         scores.append(dict(psnr=float(np.mean(psnr(hr, up, data_range=255.0))),
                            ssim=float(np.mean(ssim(hr, up, data_range=255.0))),
-                           temporal=temporal_difference_error(up, hr)))
+                           temporal=temporal_difference_error(up, hr),
+                           flicker=float(np.nan_to_num(flicker(up / 255.0,
+                                                               still_pixels(hr))["mean"]))))
       rows[f"{clip_set} | {method}"] = {k: float(np.mean([s[k] for s in scores]))
-                                        for k in ("psnr", "ssim", "temporal")}
+                                        for k in ("psnr", "ssim", "temporal", "flicker")}
   report = dict(rows=rows, factor=factor, model=os.path.abspath(model_dir),
                 git_commit=git_commit())
-  table = (f"| clips (x{factor}) | method | PSNR (dB) | SSIM | temporal-difference error |\n"
-           "|---|---|---|---|---|\n" + "".join(
+  table = (f"| clips (x{factor}) | method | PSNR (dB) | SSIM | temporal-difference error | "
+           "still-region flicker |\n|---|---|---|---|---|---|\n" + "".join(
                f"| {k.split(' | ')[0]} | {k.split(' | ')[1]} | {r['psnr']:.2f} | "
-               f"{r['ssim']:.3f} | {r['temporal']:.4f} |\n" for k, r in rows.items()))
+               f"{r['ssim']:.3f} | {r['temporal']:.4f} | {r['flicker']:.4f} |\n"
+               for k, r in rows.items()))
   return write_report(out, report, table)
 
 
