@@ -71,6 +71,9 @@ def test_pretrained_encoder_loads_into_the_t2v_model_with_identical_outputs(tmp_
   assert not np.allclose(denoiser.text(ids, mask), model.encoder(ids, mask))
   init_text_encoder(denoiser.text, str(tmp_path))
   np.testing.assert_array_equal(denoiser.text(ids, mask), model.encoder(ids, mask))
+  bare = build_denoiser(config, tokenizer.vocab_size, seed=1)  # the bare .npz loads the same
+  init_text_encoder(bare.text, str(tmp_path / "t5.npz"))
+  np.testing.assert_array_equal(bare.text(ids, mask), model.encoder(ids, mask))
   # A model of another width is refused, naming the array.
   other = build_denoiser(load_config(TINY, ["text.width=64", "text.mlp=128"]),
                          tokenizer.vocab_size)
@@ -99,7 +102,11 @@ def test_pretraining_lowers_the_span_corruption_loss(pretrained):
   assert np.mean([l["token_accuracy"] for l in lines[-5:]]) > 0.5 > first["token_accuracy"]
   assert os.listdir(os.path.join(workdir, "text", "tensorboard"))
   assert sorted(os.listdir(os.path.join(workdir, "text_encoder"))) == [
-      "config.json", "t5.npz", "tokenizer.model"]
+      "config.json", "eval.json", "t5.npz", "tokenizer.model"]
+  # On held-out compositions too (never trained on), the exported weights beat the initial ones.
+  report = json.load(open(os.path.join(workdir, "text_encoder", "eval.json")))
+  assert report["num_captions"] == 1024
+  assert report["final"]["loss"] < 0.5 * report["initial"]["loss"], report
 
 
 def test_the_t2v_model_starts_from_the_pretrained_encoder(pretrained):

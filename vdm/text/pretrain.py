@@ -59,6 +59,30 @@ def span_corruption_loss(model: SpanCorruptionModel, batch: dict, rng: jax.Array
       noise_fraction=jnp.sum(noise) / maskable)
 
 
+def evaluate_span_corruption(model: SpanCorruptionModel, tokenizer: Tokenizer,
+                             captions: list[str], *, max_length: int, seed: int = 0,
+                             batch_size: int = 256, **loss_kwargs) -> dict:
+  """Loss and accuracies of `model` on `captions`, batch i corrupted with `fold_in(key(seed), i)`
+  (the same spans for every model evaluated); metrics averaged over batches weighted by their
+  captions. loss_kwargs: those of `span_corruption_loss` but `rng`."""
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def metrics_of(state, batch, key):
+    loss, metrics = span_corruption_loss(nnx.merge(graphdef, state), batch, key, **loss_kwargs)
+    return dict(metrics, loss=loss)
+
+  totals, count = {}, 0
+  for i in range(0, len(captions), batch_size):
+    ids, mask = tokenizer.encode(captions[i:i + batch_size], max_length)
+    metrics = metrics_of(state, dict(ids=ids, mask=mask),
+                         jax.random.fold_in(jax.random.key(seed), i // batch_size))
+    for name, value in metrics.items():
+      totals[name] = totals.get(name, 0.0) + float(value) * len(ids)
+    count += len(ids)
+  return {name: value / max(count, 1) for name, value in totals.items()}
+
+
 def build_pretrain_model(config, vocab_size: int, seed: int = 0) -> SpanCorruptionModel:
   """The encoder-decoder for a config; `vocab_size` is the tokenizer's."""
   return SpanCorruptionModel.from_config(config, vocab_size=vocab_size, rngs=nnx.Rngs(seed))

@@ -21,8 +21,8 @@ from vdm.data.pipeline import make_caption_loader, make_loader
 from vdm.data.tfds_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
-from vdm.text.pretrain import (build_pretrain_model, export_encoder, init_paths,
-                               init_text_encoder, span_corruption_loss)
+from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
+                               init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import train
 from vdm.train.objectives import denoiser_loss
@@ -127,12 +127,41 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
     return dict(ids=ids, mask=mask)
 
   seed = config.seed + 2
-  model = train(build_pretrain_model(config, tokenizer.vocab_size, seed), loss,
+  initial = build_pretrain_model(config, tokenizer.vocab_size, seed)
+  held_out = held_out_captions(config, builder)
+  evaluate = functools.partial(
+      evaluate_span_corruption, tokenizer=tokenizer, captions=held_out,
+      max_length=config.text.max_length, vocab_size=tokenizer.vocab_size,
+      num_sentinels=p.num_sentinels, noise_density=p.noise_density,
+      mean_span_length=p.mean_span_length)
+  report = dict(num_captions=len(held_out), initial=evaluate(initial) if held_out else None)
+  model = train(initial, loss,
                 make_caption_loader(training_captions(config, builder),
                                     batch_size=stage_cfg.batch_size, seed=seed),
                 stage_cfg, os.path.join(workdir, "text"), seed=seed,
                 prepare_batch=prepare_batch, desc="text")
-  return export_encoder(os.path.join(workdir, "text_encoder"), model.encoder, tokenizer, config)
+  directory = export_encoder(os.path.join(workdir, "text_encoder"), model.encoder, tokenizer,
+                             config)
+  if held_out:  # the exported (EMA) weights on captions the stage never trained on
+    report["final"] = evaluate(model)
+    with open(os.path.join(directory, "eval.json"), "w") as f:
+      json.dump(report, f, indent=2)
+    print(f"[text] held-out span corruption ({len(held_out)} captions): " + ", ".join(
+        f"{k} {report['initial'][k]:.3f} -> {report['final'][k]:.3f}"
+        for k in ("loss", "token_accuracy", "span_accuracy")))
+  return directory
+
+
+def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
+  """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
+  'test' split (none if it has no such split)."""
+  if config.data.get("kind", "simple") == "simple" or builder is None:
+    return synthetic.caption_corpus(config.data.seed, num, split="test")
+  sources = builder.as_data_source()
+  if "test" not in sources:
+    return []
+  return [r["caption"].decode() if isinstance(r["caption"], bytes) else str(r["caption"])
+          for r in sources["test"]][:num]
 
 
 def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
