@@ -2,6 +2,7 @@
 through the one loop, and the pretrained encoder loading into the text-to-video model unchanged."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -126,6 +127,31 @@ def test_rerun_restores_the_text_stage(pretrained):
   before = open(path).read()
   run_training(config, workdir, until="text")
   assert open(path).read() == before
+
+
+def test_resuming_mid_stage_gives_the_same_log_and_weights(pretrained, tmp_path):
+  """Drop the last checkpoint and rerun: the stage continues from the one before (grain
+  iterator, spans from the step's key) and reproduces the uninterrupted run bit for bit."""
+  workdir, _, config = pretrained
+  copy = str(tmp_path / "copy")
+  for name in ("text", "tokenizer.model", "config.json"):
+    (shutil.copytree if name == "text" else shutil.copy)(os.path.join(workdir, name),
+                                                         os.path.join(copy, name))
+  steps = sorted(int(d) for d in os.listdir(os.path.join(copy, "text", "checkpoints"))
+                 if d.isdigit())
+  assert steps == [30, 60]
+  shutil.rmtree(os.path.join(copy, "text", "checkpoints", "60"))
+  run_training(config, copy, until="text")
+  def log(directory):  # wall-clock seconds aside
+    return [dict(json.loads(l), seconds=None)
+            for l in open(os.path.join(directory, "text", "metrics.jsonl"))]
+
+  assert log(copy) == log(workdir)
+  with np.load(os.path.join(copy, "text_encoder", "t5.npz")) as a, \
+       np.load(os.path.join(workdir, "text_encoder", "t5.npz")) as b:
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+      np.testing.assert_array_equal(a[name], b[name])
 
 
 def test_init_from_brings_its_tokenizer_and_refuses_another(pretrained, tmp_path):
