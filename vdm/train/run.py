@@ -53,6 +53,11 @@ def dataset_builder(config, workdir: str):
                  num_train=d.num_train, num_test=d.num_test, seed=d.seed)
 
 
+# Model fields added after workdirs existed, with the value that reproduces what those workdirs
+# were trained with: a config.json without them still resumes when they are at that value.
+ADDED_LATER = {"text.freeze": False, "text.init_from": ""}
+
+
 def _check_workdir_config(config, workdir: str) -> None:
   """A workdir belongs to one config: refuse to resume it with a different model or data."""
   path = os.path.join(workdir, "config.json")
@@ -67,7 +72,7 @@ def _check_workdir_config(config, workdir: str) -> None:
     new = json.loads(config.to_json())
     differ = [f"{section}.{k}: {old[section].get(k)!r} -> {v!r}"
               for section in ("data", "text", "vae", "dit") for k, v in new[section].items()
-              if old.get(section, {}).get(k) != v]
+              if old.get(section, {}).get(k, ADDED_LATER.get(f"{section}.{k}")) != v]
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
                        f"differ: {differ}. Use a new --workdir.")
@@ -116,6 +121,8 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
   is 0). A finished stage is restored, not retrained; the export is rewritten from it."""
   stage_cfg = config.train.get("text")
   if stage_cfg is None or stage_cfg.steps == 0:
+    print("[text] train.text.steps = 0: no text-encoder pretraining "
+          "(configs/text_pretrain.py turns it on)")
     return ""
   p = config.text_pretrain
   loss = functools.partial(span_corruption_loss, vocab_size=tokenizer.vocab_size,
