@@ -23,6 +23,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.text = ml_collections.ConfigDict(dict(
       vocab_size=256, tokenizer="bpe", max_length=24, width=128, depth=2, heads=4, mlp=256,
       freeze=False,  # True: the denoiser stage leaves the text encoder's weights as they are
+      # A pretrained encoder to start from: a directory written by the text stage (`vdm train
+      # --until text`: t5.npz + tokenizer.model) or a T5-layout .npz; '' trains from scratch.
+      init_from="",
+  ))
+  # T5 span-corruption pretraining of the text encoder (the `text` stage; off while
+  # train.text.steps = 0). T5's defaults: 15 % of the tokens, in spans of 3 on average.
+  config.text_pretrain = ml_collections.ConfigDict(dict(
+      noise_density=0.15, mean_span_length=3.0,
+      # Sentinel ids appended after the tokenizer's pieces (enough for the most spans a
+      # text.max_length row can get; validated).
+      num_sentinels=16,
+      decoder_depth=2,  # layers of the decoder that exists only for pretraining
+      tie_head=False,  # True: output head = the token embedding (T5 v1.0); False: own (v1.1)
   ))
   config.vae = ml_collections.ConfigDict(dict(
       base_channels=16, channel_mult=(1, 2, 2), latent_channels=8, temporal_downsample=2,
@@ -79,6 +92,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # (stopping after max_nan_skips of them), 'stop' stops at once with a report.
       nan_policy="skip", max_nan_skips=10), **kw))
   config.train = ml_collections.ConfigDict(dict(
+      # steps=0: no text pretraining (configs/text_pretrain.py turns it on).
+      text=stage(steps=0, batch_size=64, learning_rate=1e-3, weight_decay=0.01, ema_decay=0.99),
       vae=stage(steps=3000, batch_size=8, learning_rate=2e-3),
       dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
   ))
@@ -91,6 +106,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sample.update(steps=4, resolution=16, seconds=5 / 8, max_frames=9)
     for stage_cfg in (config.train.vae, config.train.dit):
       stage_cfg.update(steps=6, batch_size=4, warmup_steps=2, log_every=2, checkpoint_every=3)
+    config.text_pretrain.update(decoder_depth=1)
+    config.train.text.update(batch_size=16, warmup_steps=2, log_every=2, checkpoint_every=3)
   elif arg:
     raise ValueError(f"configs/spine.py: unknown argument {arg!r}; allowed: '' or 'tiny'")
   return config

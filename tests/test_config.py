@@ -5,7 +5,8 @@ from vdm.config import ConfigError, load_config, validate
 
 
 def test_configs_load_and_validate():
-  for spec in ("configs/spine.py", "configs/spine.py:tiny"):
+  for spec in ("configs/spine.py", "configs/spine.py:tiny", "configs/text_pretrain.py",
+               "configs/text_pretrain.py:tiny"):
     validate(load_config(spec))
 
 

@@ -127,11 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, e.g. --set train.dit.steps=100")
 
-  p = sub.add_parser("train", help="train tokenizer, VAE and denoiser; export a model directory")
+  p = sub.add_parser("train", help="train tokenizer, [text encoder,] VAE and denoiser; export a "
+                                   "model directory")
   add_config(p)
   p.add_argument("--workdir", required=True)
   p.add_argument("--seed", type=int, default=None, help="overrides config.seed")
-  p.add_argument("--until", default="export", choices=("tokenizer", "vae", "dit", "export"))
+  p.add_argument("--until", default="export", choices=("tokenizer", "text", "vae", "dit", "export"),
+                 help="last stage to run (text: span-corruption pretraining of the text encoder, "
+                      "when train.text.steps > 0)")
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("sample", help="generate a video from a prompt")

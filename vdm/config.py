@@ -178,6 +178,46 @@ def validate(config: ml_collections.ConfigDict) -> None:
       _require(_is_int(stage_cfg.max_nan_skips) and stage_cfg.max_nan_skips >= 0,
                f"train.{stage}.max_nan_skips", stage_cfg.max_nan_skips, "an integer >= 0")
   _validate_more(config)
+  _validate_text_pretrain(config)
+
+
+def _validate_text_pretrain(config: ml_collections.ConfigDict) -> None:
+  """The text stage and text.init_from (configs written before them lack them: nothing to do)."""
+  init_from = config.text.get("init_from", "")
+  _require(isinstance(init_from, str), "text.init_from", init_from,
+           "a path string ('' for a randomly initialised encoder)")
+  _require(init_from == "" or os.path.exists(init_from), "text.init_from", init_from,
+           "'' or an existing encoder directory (from `vdm train --until text`) or T5 .npz")
+  if "text" not in config.get("train", {}):
+    return
+  stage = config.train.text
+  _require(_is_int(stage.steps) and stage.steps >= 0, "train.text.steps", stage.steps,
+           "an integer >= 0 (0: no text pretraining)")
+  if stage.steps == 0:
+    return
+  _require(init_from == "", "text.init_from", init_from,
+           "'' while train.text.steps > 0 (the text stage provides the initial encoder)")
+  for field in ("batch_size", "log_every", "checkpoint_every"):
+    _positive_int(config, f"train.text.{field}")
+  _require(_is_int(stage.warmup_steps) and stage.warmup_steps >= 0, "train.text.warmup_steps",
+           stage.warmup_steps, "an integer >= 0")
+  _in_range(config, "train.text.learning_rate", 1e-8, 1.0)
+  _in_range(config, "train.text.ema_decay", 0.0, 1.0)
+  _in_range(config, "train.text.grad_clip", 1e-6, 1e6)
+  _in_range(config, "train.text.weight_decay", 0.0, 1.0)
+  _require(stage.get("nan_policy", "skip") in NAN_POLICIES, "train.text.nan_policy",
+           stage.get("nan_policy"), f"one of {NAN_POLICIES}")
+  p = config.text_pretrain
+  _in_range(config, "text_pretrain.noise_density", 0.01, 0.99)
+  _in_range(config, "text_pretrain.mean_span_length", 1.0, 64.0)
+  _positive_int(config, "text_pretrain.decoder_depth")
+  _require(isinstance(p.tie_head, bool), "text_pretrain.tie_head", p.tie_head, "True or False")
+  from vdm.text.span_corruption import max_noise_spans  # jax; kept local like the others
+  needed = max_noise_spans(config.text.max_length, p.noise_density, p.mean_span_length)
+  _require(_is_int(p.num_sentinels) and needed <= p.num_sentinels <= 1000,
+           "text_pretrain.num_sentinels", p.num_sentinels,
+           f"an integer in [{needed}, 1000] ({needed}: the most spans a row of "
+           f"text.max_length={config.text.max_length} ids gets at this density and span length)")
 
 
 def _validate_sr(config: ml_collections.ConfigDict) -> None:

@@ -203,12 +203,13 @@ def generate_examples(seed: int, split: str, num: int, height: int, width: int,
     yield i, make_example(seed, split, i, height, width, frames)
 
 
-def caption_corpus(seed: int, num: int) -> list[str]:
-  """`num` captions of train compositions, cycling through every phrasing (tokenizer training)."""
+def caption_corpus(seed: int, num: int, split: str = "train") -> list[str]:
+  """`num` captions of `split`'s compositions, cycling through every phrasing (tokenizer and
+  text-encoder training on 'train'; 'test' holds compositions never in it)."""
   # A split id no example uses, so the corpus is independent of the clips themselves.
-  rng = np.random.default_rng([seed, len(SPLITS), 0])
+  rng = np.random.default_rng([seed, len(SPLITS), SPLITS.index(split)])
   out = []
   for i in range(num):
-    spec = sample_spec(rng, 64, 64, 2, "train")
+    spec = sample_spec(rng, 64, 64, 2, split)
     out.append(caption(dataclasses.replace(spec, phrasing=i % len(PHRASINGS))))
   return out

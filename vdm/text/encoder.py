@@ -1,7 +1,8 @@
 """A small T5-style text encoder (Flax NNX).
 
 T5 v1.1 ingredients at toy scale: RMSNorm pre-normalisation, bucketed relative position bias shared
-by all layers, gated-GELU feed-forward, no biases. Trained jointly with the denoiser.
+by all layers, gated-GELU feed-forward, no biases. Trained jointly with the denoiser, optionally
+after span-corruption pretraining (`vdm.text.pretrain`).
 """
 from __future__ import annotations
 
@@ -14,19 +15,54 @@ from flax import nnx
 from vdm.parallel.sharding import constrain, logical_axes
 
 
-def relative_position_buckets(relative_position: jax.Array, *, num_buckets: int = 32,
-                              max_distance: int = 128) -> jax.Array:
-  """T5's bidirectional bucketing of key_pos - query_pos: exact for small offsets, log-spaced after."""
-  half = num_buckets // 2
-  bucket = (relative_position > 0).astype(jnp.int32) * half
-  n = jnp.abs(relative_position)
-  max_exact = half // 2
+def relative_position_buckets(relative_position: jax.Array, *, bidirectional: bool = True,
+                              num_buckets: int = 32, max_distance: int = 128) -> jax.Array:
+  """T5's bucketing of key_pos - query_pos: exact for small offsets, log-spaced after.
+
+  Bidirectional (the encoder): half the buckets for keys before the query, half for keys after.
+  Unidirectional (the causal decoder): every bucket for keys at or before the query, since a
+  later key is masked anyway.
+  """
+  if bidirectional:
+    num_buckets //= 2
+    bucket = (relative_position > 0).astype(jnp.int32) * num_buckets
+    n = jnp.abs(relative_position)
+  else:
+    bucket = jnp.zeros_like(relative_position, jnp.int32)
+    n = jnp.maximum(-relative_position, 0)
+  max_exact = num_buckets // 2
   is_small = n < max_exact
   large = max_exact + (
       jnp.log(jnp.maximum(n, 1).astype(jnp.float32) / max_exact)
-      / math.log(max_distance / max_exact) * (half - max_exact)).astype(jnp.int32)
-  large = jnp.minimum(large, half - 1)
+      / math.log(max_distance / max_exact) * (num_buckets - max_exact)).astype(jnp.int32)
+  large = jnp.minimum(large, num_buckets - 1)
   return bucket + jnp.where(is_small, n, large)
+
+
+def position_bias(rel_bias: nnx.Embed, query_length: int, key_length: int, *,
+                  bidirectional: bool, max_distance: int) -> jax.Array:
+  """The learned relative position bias [1, heads, Lq, Lk] (rel_bias: buckets -> heads)."""
+  rel = jnp.arange(key_length)[None, :] - jnp.arange(query_length)[:, None]
+  buckets = relative_position_buckets(rel, bidirectional=bidirectional,
+                                      num_buckets=rel_bias.num_embeddings,
+                                      max_distance=max_distance)
+  return jnp.transpose(rel_bias(buckets), (2, 0, 1))[None]
+
+
+def multi_head_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array,
+                         heads: int) -> jax.Array:
+  """q [B, Lq, D], k and v [B, Lk, D], bias [B or 1, heads, Lq, Lk] -> [B, Lq, D]."""
+  split = lambda a: a.reshape(a.shape[0], a.shape[1], heads, a.shape[2] // heads)  # noqa: E731
+  # T5 has no 1/sqrt(d) scaling: it is folded into the initialisation; keep the scaled form,
+  # which trains stably from a standard init.
+  y = jax.nn.dot_product_attention(split(q), split(k), split(v), bias=bias)
+  return y.reshape(q.shape)
+
+
+def gated_gelu(wi: nnx.Linear, wo: nnx.Linear, x: jax.Array) -> jax.Array:
+  """T5 v1.1's feed-forward: wo(gelu(gate) * up), with [gate, up] = wi(x) in one matmul."""
+  gate, up = jnp.split(wi(x), 2, axis=-1)
+  return wo(jax.nn.gelu(gate) * up)
 
 
 class RMSNorm(nnx.Module):
@@ -53,15 +89,9 @@ class T5Layer(nnx.Module):
 
   def __call__(self, x, bias):
     """x [B, L, D]; bias [B or 1, heads, L, L] (relative positions + padding mask)."""
-    b, length, d = x.shape
     q, k, v = jnp.split(self.qkv(self.attn_norm(x)), 3, axis=-1)
-    split = lambda a: a.reshape(b, length, self.heads, d // self.heads)
-    # T5 has no 1/sqrt(d) scaling: it is folded into the initialisation; keep the scaled form,
-    # which trains stably from a standard init.
-    y = jax.nn.dot_product_attention(split(q), split(k), split(v), bias=bias)
-    x = x + self.out(y.reshape(b, length, d))
-    gate, up = jnp.split(self.wi(self.mlp_norm(x)), 2, axis=-1)
-    return x + self.wo(jax.nn.gelu(gate) * up)
+    x = x + self.out(multi_head_attention(q, k, v, bias, self.heads))
+    return x + gated_gelu(self.wi, self.wo, self.mlp_norm(x))
 
 
 class T5Encoder(nnx.Module):
@@ -84,10 +114,8 @@ class T5Encoder(nnx.Module):
 
   def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
     length = ids.shape[1]
-    pos = jnp.arange(length)
-    buckets = relative_position_buckets(pos[None, :] - pos[:, None], num_buckets=self.num_buckets,
-                                        max_distance=self.max_distance)
-    bias = jnp.transpose(self.rel_bias(buckets), (2, 0, 1))[None]  # [1, H, L, L]
+    bias = position_bias(self.rel_bias, length, length, bidirectional=True,
+                         max_distance=self.max_distance)
     bias = bias + jnp.where(mask[:, None, None, :], 0.0, -1e9)
     tokens = ("batch", "text_tokens", "act_embed")
     x = constrain(self.embed(ids), tokens)

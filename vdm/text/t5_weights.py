@@ -27,9 +27,13 @@ def _block(i: int) -> str:
   return f"encoder.block.{i}.layer"
 
 
-def t5_arrays(encoder: T5Encoder) -> dict[str, np.ndarray]:
-  """The encoder's parameters under T5 names (float32 numpy, torch [out, in] kernels)."""
-  out = {"shared.weight": np.asarray(encoder.embed.embedding[...]),
+def t5_arrays(encoder: T5Encoder, vocab_size: int | None = None) -> dict[str, np.ndarray]:
+  """The encoder's parameters under T5 names (float32 numpy, torch [out, in] kernels).
+
+  vocab_size: keep only the first rows of the embedding (e.g. drop the span-corruption
+  sentinels a pretraining encoder has after the tokenizer's pieces); None keeps all.
+  """
+  out = {"shared.weight": np.asarray(encoder.embed.embedding[...])[:vocab_size],
          f"{_block(0)}.0.SelfAttention.relative_attention_bias.weight":
              np.asarray(encoder.rel_bias.embedding[...]),
          "encoder.final_layer_norm.weight": np.asarray(encoder.final_norm.scale[...])}
@@ -48,10 +52,10 @@ def t5_arrays(encoder: T5Encoder) -> dict[str, np.ndarray]:
   return out
 
 
-def save_t5_weights(encoder: T5Encoder, path: str) -> None:
-  """Writes the encoder as a T5-layout .npz (atomically)."""
+def save_t5_weights(encoder: T5Encoder, path: str, vocab_size: int | None = None) -> None:
+  """Writes the encoder as a T5-layout .npz (atomically); vocab_size as in `t5_arrays`."""
   partial = path + ".partial.npz"
-  np.savez(partial, **t5_arrays(encoder))
+  np.savez(partial, **t5_arrays(encoder, vocab_size))
   os.replace(partial, path)
 
 

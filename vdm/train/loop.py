@@ -1,4 +1,5 @@
-"""The one training loop: VAE and denoiser train through it with different loss functions.
+"""The one training loop: VAE, text-encoder pretraining and denoiser train through it with
+different loss functions.
 
 State is a plain pytree (step, params, optimizer state, EMA params), checkpointed by orbax together
 with the grain iterator's position, so a resumed run continues exactly where it stopped. The step

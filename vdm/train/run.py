@@ -1,4 +1,5 @@
-"""`vdm train`: tokenizer -> VAE -> denoiser -> exported model directory, each stage resumable.
+"""`vdm train`: tokenizer -> [text encoder pretraining] -> VAE -> denoiser -> exported model
+directory, each stage resumable.
 
 Every stage goes through the one loop in `vdm.train.loop`; a finished stage is not retrained (its
 last checkpoint is restored), so rerunning `vdm train` on a workdir continues where it stopped.
@@ -16,16 +17,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm.data import synthetic
-from vdm.data.pipeline import make_loader
+from vdm.data.pipeline import make_caption_loader, make_loader
 from vdm.data.tfds_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
+from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
+                               init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import train
 from vdm.train.objectives import denoiser_loss
 from vdm.vae.loss import vae_loss, video_to_unit_range
 
-STAGES = ("tokenizer", "vae", "dit", "export")
+STAGES = ("tokenizer", "text", "vae", "dit", "export")
 
 
 def git_commit() -> str:
@@ -50,6 +53,11 @@ def dataset_builder(config, workdir: str):
                  num_train=d.num_train, num_test=d.num_test, seed=d.seed)
 
 
+# Model fields added after workdirs existed, with the value that reproduces what those workdirs
+# were trained with: a config.json without them still resumes when they are at that value.
+ADDED_LATER = {"text.freeze": False, "text.init_from": ""}
+
+
 def _check_workdir_config(config, workdir: str) -> None:
   """A workdir belongs to one config: refuse to resume it with a different model or data."""
   path = os.path.join(workdir, "config.json")
@@ -64,7 +72,7 @@ def _check_workdir_config(config, workdir: str) -> None:
     new = json.loads(config.to_json())
     differ = [f"{section}.{k}: {old[section].get(k)!r} -> {v!r}"
               for section in ("data", "text", "vae", "dit") for k, v in new[section].items()
-              if old.get(section, {}).get(k) != v]
+              if old.get(section, {}).get(k, ADDED_LATER.get(f"{section}.{k}")) != v]
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
                        f"differ: {differ}. Use a new --workdir.")
@@ -75,19 +83,92 @@ def _check_workdir_config(config, workdir: str) -> None:
   os.replace(path + ".tmp", path)
 
 
+def training_captions(config, builder=None) -> list[str]:
+  """The captions the tokenizer and the text pretraining learn from: the spine's caption grammar,
+  or the train captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`)."""
+  if config.data.get("kind", "simple") == "simple" or builder is None:
+    return synthetic.caption_corpus(config.data.seed, 20_000)
+  from vdm.data.dataset_tokenizer import train_captions
+  return train_captions(builder)
+
+
 def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
-  """The workdir's tokenizer, trained once: on the spine's caption grammar, or on the train
-  captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`)."""
+  """The workdir's tokenizer, trained once on `training_captions`, or the one a pretrained
+  encoder came with (`text.init_from`): its rows are indexed by that tokenizer's ids."""
   path = os.path.join(workdir, "tokenizer.model")
-  if not os.path.exists(path):
-    if config.data.get("kind", "simple") == "simple" or builder is None:
-      corpus = synthetic.caption_corpus(config.data.seed, 20_000)
+  init_from = config.text.get("init_from", "")
+  given = init_paths(init_from)[1] if init_from else None
+  if given is not None:
+    with open(given, "rb") as f:
+      proto = f.read()
+    if os.path.exists(path):
+      with open(path, "rb") as f:
+        if f.read() != proto:
+          raise ValueError(f"workdir {workdir} has a tokenizer other than the one of "
+                           f"text.init_from={init_from!r}; use a new --workdir")
     else:
-      from vdm.data.dataset_tokenizer import train_captions
-      corpus = train_captions(builder)
-    Tokenizer(train_tokenizer(corpus, vocab_size=config.text.vocab_size,
+      Tokenizer(proto).save(path)
+  if not os.path.exists(path):
+    Tokenizer(train_tokenizer(training_captions(config, builder),
+                              vocab_size=config.text.vocab_size,
                               model_type=config.text.tokenizer)).save(path)
   return Tokenizer.load(path)
+
+
+def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None) -> str:
+  """T5 span-corruption pretraining of the text encoder through the one loop, on
+  `training_captions`; exports WORKDIR/text_encoder and returns it ('' when train.text.steps
+  is 0). A finished stage is restored, not retrained; the export is rewritten from it."""
+  stage_cfg = config.train.get("text")
+  if stage_cfg is None or stage_cfg.steps == 0:
+    print("[text] train.text.steps = 0: no text-encoder pretraining "
+          "(configs/text_pretrain.py turns it on)")
+    return ""
+  p = config.text_pretrain
+  loss = functools.partial(span_corruption_loss, vocab_size=tokenizer.vocab_size,
+                           num_sentinels=p.num_sentinels, noise_density=p.noise_density,
+                           mean_span_length=p.mean_span_length)
+
+  def prepare_batch(batch):
+    ids, mask = tokenizer.encode(list(batch["caption"]), config.text.max_length)
+    return dict(ids=ids, mask=mask)
+
+  seed = config.seed + 2
+  initial = build_pretrain_model(config, tokenizer.vocab_size, seed)
+  held_out = held_out_captions(config, builder)
+  evaluate = functools.partial(
+      evaluate_span_corruption, tokenizer=tokenizer, captions=held_out,
+      max_length=config.text.max_length, vocab_size=tokenizer.vocab_size,
+      num_sentinels=p.num_sentinels, noise_density=p.noise_density,
+      mean_span_length=p.mean_span_length)
+  report = dict(num_captions=len(held_out), initial=evaluate(initial) if held_out else None)
+  model = train(initial, loss,
+                make_caption_loader(training_captions(config, builder),
+                                    batch_size=stage_cfg.batch_size, seed=seed),
+                stage_cfg, os.path.join(workdir, "text"), seed=seed,
+                prepare_batch=prepare_batch, desc="text")
+  directory = export_encoder(os.path.join(workdir, "text_encoder"), model.encoder, tokenizer,
+                             config)
+  if held_out:  # the exported (EMA) weights on captions the stage never trained on
+    report["final"] = evaluate(model)
+    with open(os.path.join(directory, "eval.json"), "w") as f:
+      json.dump(report, f, indent=2)
+    print(f"[text] held-out span corruption ({len(held_out)} captions): " + ", ".join(
+        f"{k} {report['initial'][k]:.3f} -> {report['final'][k]:.3f}"
+        for k in ("loss", "token_accuracy", "span_accuracy")))
+  return directory
+
+
+def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
+  """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
+  'test' split (none if it has no such split)."""
+  if config.data.get("kind", "simple") == "simple" or builder is None:
+    return synthetic.caption_corpus(config.data.seed, num, split="test")
+  sources = builder.as_data_source()
+  if "test" not in sources:
+    return []
+  return [r["caption"].decode() if isinstance(r["caption"], bytes) else str(r["caption"])
+          for r in sources["test"]][:num]
 
 
 def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
@@ -111,10 +192,17 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   _check_workdir_config(config, workdir)
-  builder = dataset_builder(config, workdir)
+  # The spine's captions come from its grammar: text-only stages need no clips built for them.
+  simple = config.data.get("kind", "simple") == "simple"
+  builder = None if simple else dataset_builder(config, workdir)
   tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
+  text_init = text_pretrain_stage(config, workdir, tokenizer, builder)
+  text_init = text_init or config.text.get("init_from", "")
+  if until == "text":
+    return ""
+  builder = builder or dataset_builder(config, workdir)
 
   vae_cfg = config.train.vae
   vae = train(build_vae(config, config.seed), functools.partial(
@@ -165,7 +253,10 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                            max_frame_offset=d.get("max_frame_offset", 0),
                            temporal_consistency_weight=d.get("temporal_consistency_weight", 0.0),
                            motion_weight=motion_weight)
-  denoiser = train(build_denoiser(config, tokenizer.vocab_size, config.seed + 1), loss,
+  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
+  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
+    init_text_encoder(denoiser.text, text_init)
+  denoiser = train(denoiser, loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1),
                    dit_cfg, os.path.join(workdir, "dit"), seed=config.seed + 1,
