@@ -30,7 +30,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         num_test=64, seed=0, data_dir=""))
   # temporal_weight: weight of the error in frame-to-frame change (up_t+1 - up_t vs the
   # original's), so the upscaler adds no flicker of its own.
-  config.loss = ml_collections.ConfigDict(dict(temporal_weight=1.0))
+  # input_noise: max std (8-bit levels) of per-frame noise on the training input only, so the
+  # model averages input flicker away instead of sharpening it (vdm.post.sr.sr_loss).
+  config.loss = ml_collections.ConfigDict(dict(temporal_weight=1.0, input_noise=2.0))
   config.model = ml_collections.ConfigDict(dict(width=32, blocks=4, neighbours=1))
   config.train = ml_collections.ConfigDict(dict(
       steps=1500, batch_size=4, learning_rate=1e-3, warmup_steps=50, weight_decay=0.0,

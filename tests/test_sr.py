@@ -3,6 +3,7 @@ stage; its residual starts at zero, so an untrained model is exactly bicubic."""
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -63,9 +64,22 @@ def test_bad_sr_config_is_named():
     load_config("configs/sr.py:4,tiny", ["data.short_side=12"])
   with pytest.raises(ConfigError, match="loss.temporal_weight"):
     load_config("configs/sr.py:2,tiny", ["loss.temporal_weight=-1.0"])
+  with pytest.raises(ConfigError, match="loss.input_noise"):
+    load_config("configs/sr.py:2,tiny", ["loss.input_noise=30.0"])
   with pytest.raises(ValueError, match="FACTOR\\[,tiny\\]\\[,scenes\\]"):
     load_config("configs/sr.py:2,photos")
   assert load_config("configs/sr.py:2,tiny,scenes").data.kind == "scenes"
+
+
+def test_training_input_noise_is_fresh_per_frame_and_off_in_evaluation():
+  hr = jnp.full((2, 3, 16, 16, 3), 0.5)
+  clean = sr.degrade(hr, 2)
+  np.testing.assert_array_equal(clean, sr.degrade(hr, 2, noise_std=0.0, rng=jax.random.key(0)))
+  noisy = sr.degrade(hr, 2, noise_std=jnp.array([0.0, 3.0]), rng=jax.random.key(0))
+  np.testing.assert_array_equal(noisy[0], clean[0])  # per-clip std: clip 0 drew 0
+  levels = np.asarray(noisy[1] - clean[1]) * 255
+  assert 2.0 < levels.std() < 4.0  # about 3 levels, quantised
+  assert not np.array_equal(noisy[1, 0], noisy[1, 1])  # fresh in every frame
 
 
 def test_temporal_loss_sees_flicker_not_steady_error():

@@ -234,6 +234,8 @@ def _validate_sr(config: ml_collections.ConfigDict) -> None:
   _in_range(config, "train.ema_decay", 0.0, 1.0)
   if "loss" in config:
     _in_range(config, "loss.temporal_weight", 0.0, 100.0)
+    if "input_noise" in config.loss:
+      _in_range(config, "loss.input_noise", 0.0, 25.0)
 
 
 def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:

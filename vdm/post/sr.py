@@ -65,11 +65,16 @@ def bicubic(frames: jax.Array, factor: int) -> jax.Array:
   return jax.image.resize(frames, (b, t, h * factor, w * factor, c), "cubic", antialias=False)
 
 
-def degrade(hr: jax.Array, factor: int) -> jax.Array:
-  """The training input: antialiased bicubic downscale of [B, T, H, W, C] in [0, 1], quantised
-  to 8 bits as a decoded video is."""
+def degrade(hr: jax.Array, factor: int, *, noise_std: jax.Array | float = 0.0,
+            rng: jax.Array | None = None) -> jax.Array:
+  """The input an upscaler sees: antialiased bicubic downscale of [B, T, H, W, C] in [0, 1],
+  plus (in training) Gaussian noise of noise_std [B] or scalar, in 8-bit levels, fresh in every
+  frame, then quantised to 8 bits as a decoded video is."""
   b, t, h, w, c = hr.shape
   lr = jax.image.resize(hr, (b, t, h // factor, w // factor, c), "cubic", antialias=True)
+  if rng is not None:
+    std = jnp.reshape(jnp.asarray(noise_std, lr.dtype), (-1, 1, 1, 1, 1)) / 255.0
+    lr = lr + std * jax.random.normal(rng, lr.shape, lr.dtype)
   return jnp.round(jnp.clip(lr, 0.0, 1.0) * 255.0) / 255.0
 
 
@@ -79,13 +84,20 @@ def temporal_difference_mse(up: jax.Array, hr: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(jnp.diff(up, axis=1) - jnp.diff(hr, axis=1)))
 
 
-def sr_loss(model: TemporalSR, batch: dict, rng, *, temporal_weight: float = 0.0
-            ) -> tuple[jax.Array, dict]:
+def sr_loss(model: TemporalSR, batch: dict, rng, *, temporal_weight: float = 0.0,
+            input_noise: float = 0.0) -> tuple[jax.Array, dict]:
   """MSE of the upscaled degraded clip against the original, plus temporal_weight x the MSE of
-  its frame-to-frame change; batch['video'] uint8 [B, T, H, W, 3]."""
-  del rng
+  its frame-to-frame change; batch['video'] uint8 [B, T, H, W, 3].
+
+  input_noise > 0: each clip's input gets fresh per-frame noise of a std drawn in
+  [0, input_noise] levels while the target stays clean. Real low-resolution footage flickers
+  (sensor, codec); without this the model learns to sharpen that flicker rather than average it
+  away with the neighbouring frames.
+  """
   hr = batch["video"].astype(jnp.float32) / 255.0
-  lr = degrade(hr, model.factor)
+  r_std, r_noise = jax.random.split(rng)
+  std = input_noise * jax.random.uniform(r_std, (hr.shape[0],))
+  lr = degrade(hr, model.factor, noise_std=std, rng=r_noise if input_noise else None)
   up = model(lr)
   mse = jnp.mean(jnp.square(up - hr))
   temporal = temporal_difference_mse(up, hr)
@@ -108,8 +120,9 @@ def run_sr_training(config: ml_collections.ConfigDict, workdir: str) -> str:
   from vdm.train.loop import train
   from vdm.train.run import git_commit
   builder = from_config(config.data, config.data.data_dir or os.path.join(workdir, "data"))
-  loss_fn = functools.partial(
-      sr_loss, temporal_weight=float(config.get("loss", {}).get("temporal_weight", 0.0)))
+  loss_cfg = config.get("loss", {})
+  loss_fn = functools.partial(sr_loss, temporal_weight=float(loss_cfg.get("temporal_weight", 0.0)),
+                              input_noise=float(loss_cfg.get("input_noise", 0.0)))
   model = train(build(config, config.seed), loss_fn,
                 make_loader(builder, "train", batch_size=config.train.batch_size,
                             seed=config.seed),
