@@ -57,17 +57,26 @@ def _tensor(shape, dtype, zlib=False):
 
 
 class _NoTfBuilder(tfds.core.GeneratorBasedBuilder):
-  """Shared settings: source folder named explicitly (see tfds_builder.SyntheticVideos)."""
+  """Shared settings: source folder named explicitly (see tfds_builder.SyntheticVideos), and
+  splits generated from the seed, `num_<split>` examples each (a split of 0 is left out)."""
   code_path = epath.Path(__file__)
   pkg_dir_path = epath.Path(__file__).parent
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  SPLITS = ("train", "test")
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download: every clip is generated from the seed.
+    c = self.builder_config
+    return {split: self._generate_examples(split, getattr(c, f"num_{split}"))
+            for split in self.SPLITS if getattr(c, f"num_{split}") > 0}
 
 
 class SceneVideos(_NoTfBuilder):
   """1-3 objects, backgrounds, camera motion, short/long captions and exact ground truth."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [SceneVideosConfig(name="default")]
+  SPLITS = ("train", "test", "long")
 
   def _info(self) -> tfds.core.DatasetInfo:
     c, K = self.builder_config, scenes.MAX_OBJECTS
@@ -92,12 +101,6 @@ class SceneVideos(_NoTfBuilder):
         disable_shuffling=True,  # record i of a split is example i; grain shuffles at read time
     )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Nothing to download: every clip is generated from the seed.
-    c = self.builder_config
-    return {split: self._generate_examples(split, num) for split, num in
-            (("train", c.num_train), ("test", c.num_test), ("long", c.num_long)) if num > 0}
-
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
     yield from scenes.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
@@ -118,8 +121,6 @@ class MovingMnistConfig(tfds.core.BuilderConfig):
 class MovingMnist(_NoTfBuilder):
   """Moving MNIST (classic setting by default) with captions and digit positions."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [MovingMnistConfig(name="default")]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -137,12 +138,6 @@ class MovingMnist(_NoTfBuilder):
         metadata=tfds.core.MetadataDict(fps=c.fps),
         disable_shuffling=True,
     )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    c = self.builder_config
-    return {split: self._generate_examples(split, num) for split, num in
-            (("train", c.num_train), ("test", c.num_test)) if num > 0}
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
@@ -164,8 +159,6 @@ class PhotoPansConfig(tfds.core.BuilderConfig):
 class PhotoPans(_NoTfBuilder):
   """Natural-image clips: real photos filmed by a virtual hand-held camera, with its path."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
   BUILDER_CONFIGS = [PhotoPansConfig(name="default")]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -183,12 +176,6 @@ class PhotoPans(_NoTfBuilder):
         metadata=tfds.core.MetadataDict(fps=c.fps),
         disable_shuffling=True,
     )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager
-    c = self.builder_config
-    return {split: self._generate_examples(split, num) for split, num in
-            (("train", c.num_train), ("test", c.num_test)) if num > 0}
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
