@@ -8,7 +8,7 @@ from vdm.vae.chunked import (StreamingDecoder, decode_chunked, decode_chunks, en
                              jit_decode_step, jit_encode_step)
 from vdm.vae.model import CausalVAE
 
-CONFIGS = [(1, (1, 2)), (2, (1, 2, 2)), (4, (1, 2, 2))]
+CONFIGS = [(1, (1, 2)), (2, (1, 2, 2)), (4, (1, 2, 2)), (8, (1, 2, 2, 2))]
 
 
 def make_vae(temporal_downsample, channel_mult, seed=0):

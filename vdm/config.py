@@ -18,6 +18,7 @@ from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate.modes import MODES
 from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
+from vdm.vae.model import TEMPORAL_DOWNSAMPLES
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
 
@@ -112,10 +113,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "vae.num_res_blocks", "dit.width", "dit.depth", "dit.heads", "dit.patch",
                 "sample.steps", "sample.max_frames", "sample.resolution", "sample.fps"):
     _positive_int(config, field)
-  _require(config.vae.temporal_downsample in (1, 2, 4), "vae.temporal_downsample",
-           config.vae.temporal_downsample, "1, 2 or 4")
   _require(len(config.vae.channel_mult) >= 1, "vae.channel_mult", config.vae.channel_mult,
            "a non-empty tuple")
+  # Each temporal x2 is folded into one of the len(channel_mult) - 1 spatial steps.
+  max_td = 2 ** (len(config.vae.channel_mult) - 1)
+  allowed_td = tuple(t for t in TEMPORAL_DOWNSAMPLES if t <= max_td)
+  _require(config.vae.temporal_downsample in allowed_td, "vae.temporal_downsample",
+           config.vae.temporal_downsample,
+           f"one of {allowed_td} (at most 2 ** (len(vae.channel_mult) - 1) = {max_td})")
   stride = spatial_stride(config)
   for field in ("data.height", "data.width", "sample.resolution"):
     value = _get(config, field)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 _LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite early in training
+TEMPORAL_DOWNSAMPLES = (1, 2, 4, 8)  # each x2 is one stride-2 causal step
 
 
 def _num_groups(channels: int) -> int:
@@ -281,7 +282,8 @@ class CausalVAE(nnx.Module):
     channel_mult: width multiplier per level; `len(channel_mult) - 1` stride-2 spatial steps, so
       `spatial_downsample = 2 ** (len(channel_mult) - 1)`.
     latent_channels: channels per latent position.
-    temporal_downsample: 1, 2 or 4; T = 1 + k * temporal_downsample frames -> 1 + k latent frames.
+    temporal_downsample: 1, 2, 4 or 8; T = 1 + k * temporal_downsample frames -> 1 + k latent
+      frames (8: three temporal steps, the LTX-Video-style 8x compression).
     num_res_blocks: residual blocks per level, in the encoder and in the decoder.
   """
 
@@ -296,8 +298,9 @@ class CausalVAE(nnx.Module):
       raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
     if num_res_blocks < 1:
       raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
-    if temporal_downsample not in (1, 2, 4):
-      raise ValueError(f"temporal_downsample must be one of 1, 2, 4; got {temporal_downsample}")
+    if temporal_downsample not in TEMPORAL_DOWNSAMPLES:
+      raise ValueError(f"temporal_downsample must be one of {TEMPORAL_DOWNSAMPLES}; "
+                       f"got {temporal_downsample}")
     num_temporal_downs = int(math.log2(temporal_downsample))
     if num_temporal_downs > len(channel_mult) - 1:
       raise ValueError(
@@ -411,3 +414,32 @@ class CausalVAE(nnx.Module):
     z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)
     return self.decode(z), mean, logvar
 
+
+def param_count(*, base_channels: int, channel_mult, latent_channels: int,
+                temporal_downsample: int, num_res_blocks: int = 1) -> int:
+  """Parameters of `CausalVAE(...)` with these arguments, by formula (no arrays are built).
+
+  A k_t x k_h x k_w conv from a to b channels holds k_t k_h k_w a b + b; a GroupNorm 2c.
+  """
+  widths = [base_channels * int(m) for m in channel_mult]
+  temporal_steps = int(math.log2(temporal_downsample))
+  conv = lambda a, b, k=27: k * a * b + b
+  norm = lambda c: 2 * c
+  res = lambda a, b: (norm(a) + conv(a, b) + norm(b) + conv(b, b)
+                      + (conv(a, b, 1) if a != b else 0))
+  enc, prev = conv(3, widths[0]), widths[0]
+  for i, w in enumerate(widths):
+    for _ in range(num_res_blocks):
+      enc, prev = enc + res(prev, w), w
+    if i < len(widths) - 1:
+      enc += conv(w, w)  # Downsample
+  enc += res(prev, prev) + norm(prev) + conv(prev, 2 * latent_channels)
+  dec, prev = conv(latent_channels, widths[-1]) + res(widths[-1], widths[-1]), widths[-1]
+  for i in reversed(range(len(widths))):
+    for _ in range(num_res_blocks):
+      dec, prev = dec + res(prev, widths[i]), widths[i]
+    if i > 0:  # Upsample: depth-to-time conv where the encoder stepped in time, then the conv
+      dec += (conv(prev, 2 * prev) if i - 1 < temporal_steps else 0) + conv(prev, widths[i - 1])
+      prev = widths[i - 1]
+  dec += norm(prev) + conv(prev, 3)
+  return enc + dec
