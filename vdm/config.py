@@ -244,6 +244,11 @@ def _validate_more(config: ml_collections.ConfigDict) -> None:
   _require(all(_is_int(m) and m >= 1 for m in mult), "vae.channel_mult", mult,
            "a tuple of integers >= 1")
   _in_range(config, "vae.kl_weight", 0.0, 1e6)
+  if "disc_weight" in config.vae:  # configs written before the discriminator lack these
+    _in_range(config, "vae.disc_weight", 0.0, 100.0)
+    start = config.vae.get("disc_start", 0)
+    _require(_is_int(start) and start >= 0, "vae.disc_start", start, "an integer >= 0 (a step)")
+    _positive_int(config, "vae.disc_channels")
   _in_range(config, "dit.mlp_ratio", 0.01, 64.0)
   s, td = config.sample, config.vae.temporal_downsample
   _require((s.max_frames - 1) % td == 0, "sample.max_frames", s.max_frames,

@@ -14,6 +14,8 @@ import subprocess
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
 from vdm.data import synthetic
 from vdm.data.pipeline import make_loader
@@ -21,8 +23,9 @@ from vdm.data.tfds_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
-from vdm.train.loop import train
+from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
+from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss, video_to_unit_range
 
 STAGES = ("tokenizer", "vae", "dit", "export")
@@ -100,6 +103,15 @@ def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
   return dict(mean=latents.mean(axes), std=latents.std(axes) + 1e-6)
 
 
+def build_vae_critic(config) -> Critic:
+  """The VAE stage's patch discriminator (vae.disc_*) with its own AdamW (GAN-style betas)."""
+  disc = PatchDiscriminator(config.vae.get("disc_channels", 32),
+                            rngs=nnx.Rngs(config.seed + 2))
+  tx = optax.chain(optax.clip_by_global_norm(config.train.vae.grad_clip),
+                   optax.adamw(config.train.vae.learning_rate, b1=0.5, b2=0.9, weight_decay=0.0))
+  return Critic(disc, discriminator_loss, tx, start=config.vae.get("disc_start", 0))
+
+
 def run_training(config, workdir: str, *, until: str = "export") -> str:
   """Runs the stages in order up to and including `until`; returns the model directory.
 
@@ -117,11 +129,14 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
     return ""
 
   vae_cfg = config.train.vae
+  disc_weight = config.vae.get("disc_weight", 0.0)
   vae = train(build_vae(config, config.seed), functools.partial(
-      vae_loss, kl_weight=config.vae.kl_weight),
+      vae_loss, kl_weight=config.vae.kl_weight, **(
+          dict(disc_weight=disc_weight) if disc_weight else {})),
       make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
       vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
-      prepare_batch=lambda batch: dict(video=batch["video"]))
+      prepare_batch=lambda batch: dict(video=batch["video"]),
+      critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
 
