@@ -6,7 +6,8 @@ from vdm.config import ConfigError, load_config, validate
 
 def test_configs_load_and_validate():
   for spec in ("configs/spine.py", "configs/spine.py:tiny", "configs/text_pretrain.py",
-               "configs/text_pretrain.py:tiny"):
+               "configs/text_pretrain.py:tiny", "configs/vae_sizes.py:wan",
+               "configs/vae_sizes.py:ltx"):
     validate(load_config(spec))
 
 
@@ -20,6 +21,11 @@ def test_override_parses_literals():
     ("data.height=30", "data.height"),
     ("dit.heads=3", "dit.heads"),
     ("vae.temporal_downsample=3", "vae.temporal_downsample"),
+    ("vae.temporal_downsample=4", "vae.temporal_downsample"),  # tiny's 2 levels allow only 2
+    ("vae.disc_weight=-0.1", "vae.disc_weight"),
+    ("vae.disc_start=-1", "vae.disc_start"),
+    ("vae.disc_start=1.5", "vae.disc_start"),
+    ("vae.disc_channels=0", "vae.disc_channels"),
     ("diffusion.timestep_sampling='cosine'", "diffusion.timestep_sampling"),
     ("diffusion.text_dropout=1.5", "diffusion.text_dropout"),
     ("sample.mode='sideways'", "sample.mode"),

@@ -54,6 +54,7 @@ def decode(model, z):
     (1, (1, 2), (1, 2, 5)),
     (2, (1, 2), (1, 3, 5, 9)),
     (4, (1, 2, 2), (1, 5, 9)),
+    (8, (1, 2, 2, 2), (1, 9, 17)),  # three temporal steps
 ])
 def test_encode_decode_shapes(td, mult, frames):
   model = tiny_vae(td, mult)
@@ -88,6 +89,10 @@ def test_bad_inputs_raise_named_errors():
     tiny_vae(3, (1, 2))
   with pytest.raises(ValueError, match="temporal_downsample"):
     tiny_vae(4, (1, 2))  # x4 in time needs two stride-2 levels
+  with pytest.raises(ValueError, match="temporal_downsample"):
+    tiny_vae(8, (1, 2, 2))  # x8 in time needs three
+  with pytest.raises(ValueError, match="temporal_downsample"):
+    tiny_vae(16, (1, 2, 2, 2, 2))
 
 
 def test_from_config():
@@ -102,7 +107,7 @@ def test_from_config():
 # Causality: exact equality, since a frame that may not see the perturbation must not move at all.
 
 
-@pytest.mark.parametrize("td,mult", [(2, (1, 2)), (4, (1, 2, 2))])
+@pytest.mark.parametrize("td,mult", [(2, (1, 2)), (4, (1, 2, 2)), (8, (1, 2, 2, 2))])
 def test_encoder_is_causal(td, mult):
   model = tiny_vae(td, mult)
   t = 1 + 2 * td
@@ -120,7 +125,7 @@ def test_encoder_is_causal(td, mult):
         assert diff > 1e-6, f"latent {j} ignored pixel frame {k} (td={td})"
 
 
-@pytest.mark.parametrize("td,mult", [(2, (1, 2)), (4, (1, 2, 2))])
+@pytest.mark.parametrize("td,mult", [(2, (1, 2)), (4, (1, 2, 2)), (8, (1, 2, 2, 2))])
 def test_decoder_is_causal(td, mult):
   model = tiny_vae(td, mult)
   t_lat = 3

@@ -18,6 +18,7 @@ from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate.modes import MODES
 from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
+from vdm.vae.model import TEMPORAL_DOWNSAMPLES
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
 
@@ -112,10 +113,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "vae.num_res_blocks", "dit.width", "dit.depth", "dit.heads", "dit.patch",
                 "sample.steps", "sample.max_frames", "sample.resolution", "sample.fps"):
     _positive_int(config, field)
-  _require(config.vae.temporal_downsample in (1, 2, 4), "vae.temporal_downsample",
-           config.vae.temporal_downsample, "1, 2 or 4")
   _require(len(config.vae.channel_mult) >= 1, "vae.channel_mult", config.vae.channel_mult,
            "a non-empty tuple")
+  # Each temporal x2 is folded into one of the len(channel_mult) - 1 spatial steps.
+  max_td = 2 ** (len(config.vae.channel_mult) - 1)
+  allowed_td = tuple(t for t in TEMPORAL_DOWNSAMPLES if t <= max_td)
+  _require(config.vae.temporal_downsample in allowed_td, "vae.temporal_downsample",
+           config.vae.temporal_downsample,
+           f"one of {allowed_td} (at most 2 ** (len(vae.channel_mult) - 1) = {max_td})")
   stride = spatial_stride(config)
   for field in ("data.height", "data.width", "sample.resolution"):
     value = _get(config, field)
@@ -289,6 +294,11 @@ def _validate_more(config: ml_collections.ConfigDict) -> None:
   _require(all(_is_int(m) and m >= 1 for m in mult), "vae.channel_mult", mult,
            "a tuple of integers >= 1")
   _in_range(config, "vae.kl_weight", 0.0, 1e6)
+  if "disc_weight" in config.vae:  # configs written before the discriminator lack these
+    _in_range(config, "vae.disc_weight", 0.0, 100.0)
+    start = config.vae.get("disc_start", 0)
+    _require(_is_int(start) and start >= 0, "vae.disc_start", start, "an integer >= 0 (a step)")
+    _positive_int(config, "vae.disc_channels")
   _in_range(config, "dit.mlp_ratio", 0.01, 64.0)
   s, td = config.sample, config.vae.temporal_downsample
   _require((s.max_frames - 1) % td == 0, "sample.max_frames", s.max_frames,

@@ -23,7 +23,7 @@ from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import allowed_chunks, generation_mode
 from vdm.generate.streaming import generate_autoregressive, prefill, sliding_window_mask
-from vdm.vae.chunked import StreamingDecoder, decoder_lookback
+from vdm.vae.chunked import StreamingDecoder
 
 # Modes the pipeline can drive from a prompt (+ an optional first-frame image). Keyframes needs a
 # last frame, which a causal VAE cannot encode on its own; it is not offered here yet.
@@ -242,8 +242,9 @@ class Pipeline:
         cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
-      stream = StreamingDecoder(decode, lookback=decoder_lookback(self.vae),
-                                temporal_downsample=td, context=context)
+      stream = StreamingDecoder(functools.partial(
+          _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
+          context=context)
       generate_autoregressive(
           _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
           steps=request.steps, context_level=request.context_noise,
@@ -326,10 +327,20 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset):
   return guided_velocity(both[:1], both[1:], guidance), kv
 
 
+def _to_uint8(video):
+  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _decode(graphdef, state, z, mean, std):
-  video = nnx.merge(graphdef, state).decode(z * std + mean)
-  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+  return _to_uint8(nnx.merge(graphdef, state).decode(z * std + mean))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_step(graphdef, state, z, cache, mean, std):
+  """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
+  video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
+  return _to_uint8(video), cache
 
 
 def load_image(path: str) -> np.ndarray:

@@ -14,6 +14,7 @@ log equals an uninterrupted run's.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -32,6 +33,21 @@ from vdm.pytree import leaf_names
 from vdm.train import faults
 
 LossFn = Callable[[nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+@dataclasses.dataclass
+class Critic:
+  """A second network trained against the model in the same step (a GAN discriminator).
+
+  With a critic, the model's loss is called as `loss_fn(model, batch, rng, critic, active)` and
+  the critic's as `loss_fn(critic, model, batch, rng)` (gradients w.r.t. the critic only), both
+  from the parameters before this step's updates. Before step `start` (`active` False) the
+  critic's update is not applied; the model's loss is expected to weight its term by `active`.
+  """
+  module: nnx.Module
+  loss_fn: Callable[[nnx.Module, nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
+  tx: optax.GradientTransformation
+  start: int = 0
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
@@ -63,15 +79,21 @@ def ema_update(ema, params, decay):
   return jax.tree.map(lambda e, p: e + (1.0 - decay) * (p - e), ema, params)
 
 
-def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed: int):
+def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed: int,
+                     critic: Critic | None = None, critic_def=None):
   """The jitted step: (state, batch) -> (state, metrics, finite, per-leaf gradient finiteness)."""
   base_rng = jax.random.key(seed)
 
   def train_step(state, batch):
     rng = jax.random.fold_in(base_rng, state["step"])
+    if critic is None:
+      extra = ()
+    else:
+      active = state["step"] >= critic.start
+      extra = (nnx.merge(critic_def, state["critic_params"]), active)
 
     def loss_of(params):
-      return loss_fn(nnx.merge(graphdef, params, rest), batch, rng)
+      return loss_fn(nnx.merge(graphdef, params, rest), batch, rng, *extra)
 
     (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -83,6 +105,25 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
                    ema=ema_update(state["ema"], params, decay))
     grads_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     finite = jnp.isfinite(loss) & jnp.all(grads_finite)
+    if critic is not None:
+      model = nnx.merge(graphdef, state["params"], rest)
+
+      def critic_loss_of(critic_params):
+        return critic.loss_fn(nnx.merge(critic_def, critic_params), model, batch, rng)
+
+      (c_loss, c_metrics), c_grads = jax.value_and_grad(critic_loss_of, has_aux=True)(
+          state["critic_params"])
+      c_updates, c_opt = critic.tx.update(c_grads, state["critic_opt_state"],
+                                          state["critic_params"])
+      c_params = optax.apply_updates(state["critic_params"], c_updates)
+      # Before `start` the critic stays at its init, as if it did not exist yet.
+      updated["critic_params"], updated["critic_opt_state"] = jax.tree.map(
+          lambda new, old: jnp.where(active, new, old), (c_params, c_opt),
+          (state["critic_params"], state["critic_opt_state"]))
+      c_finite = jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(c_grads)])
+      grads_finite = jnp.concatenate([grads_finite, c_finite])
+      finite = finite & jnp.isfinite(c_loss) & jnp.all(c_finite)
+      metrics = dict(metrics, **c_metrics)
     # A non-finite step keeps the old params, Adam moments and EMA (one NaN would poison the
     # moments for good), but the step still advances: the next step sees the next batch and RNG,
     # exactly as in a run that never met the bad batch's update.
@@ -132,7 +173,7 @@ def _restore_latest(manager, state, iterator, ckpt_dir: str, desc: str):
 
 def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, workdir: str, *,
           seed: int, prepare_batch: Callable[[dict], dict] = lambda b: b,
-          desc: str = "train") -> nnx.Module:
+          desc: str = "train", critic: Critic | None = None) -> nnx.Module:
   """Trains `model` for `cfg.steps` steps, resuming from the latest checkpoint in `workdir`.
 
   Args:
@@ -144,6 +185,8 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
       and max_nan_skips (default 10).
     workdir: where `checkpoints/`, `tensorboard/` and `metrics.jsonl` go.
     prepare_batch: host-side transform of each batch (e.g. tokenizing captions).
+    critic: an optional adversary trained alongside (see `Critic`); its parameters and optimizer
+      state are checkpointed with the model's. None leaves the step exactly as without one.
   Returns:
     the model with its parameters replaced by the EMA parameters.
   Raises:
@@ -161,6 +204,11 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
   tx = make_optimizer(cfg)
   state = dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                ema=jax.tree.map(jnp.copy, params))
+  critic_def = None
+  if critic is not None:
+    critic_def, critic_params = nnx.split(critic.module)
+    state.update(critic_params=critic_params, critic_opt_state=critic.tx.init(critic_params))
+    leaf_names += ["critic." + n for n in _leaf_names(critic_params)]
   iterator = iter(loader)
   ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
   for path in faults.partial_checkpoints(ckpt_dir):
@@ -202,7 +250,8 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
                     "is kept and will be restored")
       raise
 
-  train_step = _make_train_step(graphdef, rest, tx, loss_fn, cfg.ema_decay, seed)
+  train_step = _make_train_step(graphdef, rest, tx, loss_fn, cfg.ema_decay, seed, critic,
+                                critic_def)
   # purge_step: TensorBoard drops events a killed run logged after the restored step.
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,

@@ -15,6 +15,8 @@ import subprocess
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
 from vdm.data import synthetic
 from vdm.data.pipeline import make_caption_loader, make_loader
@@ -24,8 +26,9 @@ from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
-from vdm.train.loop import train
+from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
+from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss, video_to_unit_range
 
 STAGES = ("tokenizer", "text", "vae", "dit", "export")
@@ -55,7 +58,8 @@ def dataset_builder(config, workdir: str):
 
 # Model fields added after workdirs existed, with the value that reproduces what those workdirs
 # were trained with: a config.json without them still resumes when they are at that value.
-ADDED_LATER = {"text.freeze": False, "text.init_from": ""}
+ADDED_LATER = {"text.freeze": False, "text.init_from": "", "vae.disc_weight": 0.0,
+               "vae.disc_start": 0, "vae.disc_channels": 32}
 
 
 def _check_workdir_config(config, workdir: str) -> None:
@@ -181,6 +185,15 @@ def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
   return dict(mean=latents.mean(axes), std=latents.std(axes) + 1e-6)
 
 
+def build_vae_critic(config) -> Critic:
+  """The VAE stage's patch discriminator (vae.disc_*) with its own AdamW (GAN-style betas)."""
+  disc = PatchDiscriminator(config.vae.get("disc_channels", 32),
+                            rngs=nnx.Rngs(config.seed + 2))
+  tx = optax.chain(optax.clip_by_global_norm(config.train.vae.grad_clip),
+                   optax.adamw(config.train.vae.learning_rate, b1=0.5, b2=0.9, weight_decay=0.0))
+  return Critic(disc, discriminator_loss, tx, start=config.vae.get("disc_start", 0))
+
+
 def run_training(config, workdir: str, *, until: str = "export") -> str:
   """Runs the stages in order up to and including `until`; returns the model directory.
 
@@ -205,11 +218,14 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   builder = builder or dataset_builder(config, workdir)
 
   vae_cfg = config.train.vae
+  disc_weight = config.vae.get("disc_weight", 0.0)
   vae = train(build_vae(config, config.seed), functools.partial(
-      vae_loss, kl_weight=config.vae.kl_weight),
+      vae_loss, kl_weight=config.vae.kl_weight, **(
+          dict(disc_weight=disc_weight) if disc_weight else {})),
       make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
       vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
-      prepare_batch=lambda batch: dict(video=batch["video"]))
+      prepare_batch=lambda batch: dict(video=batch["video"]),
+      critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
 

@@ -1,89 +1,105 @@
-"""Chunked causal decoding: a clip of any length decoded in bounded memory, frames streamed out.
+"""Chunked causal encoding and decoding: a clip of any length in bounded memory, frames streamed out.
 
-Every temporal operation in the decoder is a causal convolution, so an output frame depends only
-on a fixed number of earlier latent frames (`decoder_lookback`). Decoding latents
-[start - lookback, stop) and keeping the frames of [start, stop) therefore gives exactly the frames
-a whole-clip decode gives (the replicate padding at the window's start only touches frames that are
-dropped), at a cost and memory set by the chunk, not the clip.
+Every temporal operation in the VAE is a causal convolution, so each one needs only the last
+`kernel_t - stride_t` input frames it has seen to continue where it stopped. `CausalVAE.decode_step`
+and `encode_step` carry exactly those frames from chunk to chunk as a cache (a pytree of arrays
+whose size is fixed by the model, not the clip; None at the start of the clip, where the causal
+padding stands in). Each chunk is computed once, with no recomputed context, and the chunks
+concatenated equal the whole-clip decode (encode) up to float summation order.
+
+The functions here are pure: a step is `(chunk, cache) -> (output, new cache)`.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterator
 
 import jax
 import numpy as np
+from flax import nnx
 
 from vdm.vae.model import CausalVAE
 
+DecodeStep = Callable[[jax.Array, "dict | None"], tuple[jax.Array, dict]]
 
-def decoder_lookback(vae: CausalVAE) -> int:
-  """Latent frames before a latent frame that can change its decoded pixels (an upper bound).
 
-  Sums each causal conv's temporal reach (kernel_t - 1 frames at its own frame rate, rounded up
-  to whole latent frames) along the decoder: conv_in, mid block, residual blocks, upsamplers
-  (their depth-to-time conv runs at the lower rate, their spatial conv at the new one), conv_out.
+def jit_decode_step(vae: CausalVAE, to_output: Callable[[jax.Array], jax.Array] | None = None
+                    ) -> DecodeStep:
+  """A jitted `(z_chunk [B, t, h, w, C], cache) -> (frames, new cache)` for `vae`.
+
+  `to_output` (traced inside the jit) maps the decoded chunk, e.g. to uint8 pixels. The weights
+  are passed as arguments, not baked into the program as constants.
   """
-  decoder = vae.decoder
-  rate = 1  # pixel-rate frames per latent frame at the current layer
-  reach = 0.0
+  graphdef, state = nnx.split(vae)
 
-  def conv(c, rate):
-    return (c.kernel_size[0] - 1) * c.strides[0] / rate
+  @jax.jit
+  def step(state, z, cache):
+    frames, cache = nnx.merge(graphdef, state).decode_step(z, cache)
+    return (frames if to_output is None else to_output(frames)), cache
 
-  def block(b, rate):
-    return conv(b.conv1, rate) + conv(b.conv2, rate)
-
-  reach += conv(decoder.conv_in, rate) + block(decoder.mid, rate)
-  per_level = decoder.num_res_blocks
-  for i in range(len(decoder.ups) + 1):
-    for j in range(per_level):
-      reach += block(decoder.blocks[i * per_level + j], rate)
-    if i < len(decoder.ups):
-      up = decoder.ups[i]
-      if up.to_time is not None:
-        reach += conv(up.to_time, rate)
-        rate *= 2
-      reach += conv(up.conv, rate)
-  reach += conv(decoder.conv_out, rate)
-  return int(math.ceil(reach))
+  return lambda z, cache: step(state, z, cache)
 
 
-def decode_chunks(decode: Callable[[jax.Array], jax.Array], z: jax.Array, *, chunk: int,
-                  lookback: int, temporal_downsample: int) -> Iterator[np.ndarray]:
-  """Yields the decoded frames of z [B, T', h, w, C] chunk by chunk, in order.
+def jit_encode_step(vae: CausalVAE):
+  """A jitted `(video_chunk [B, t, H, W, 3], cache) -> (mean, logvar, new cache)` for `vae`."""
+  graphdef, state = nnx.split(vae)
 
-  Args:
-    decode: latents [B, t, h, w, C] -> frames [B, 1 + (t - 1) * temporal_downsample, ...]
-      (e.g. a jitted `vae.decode` plus the conversion to pixels).
-    chunk: latent frames decoded per call after the lookback.
-    lookback: latent frames of context before each chunk (`decoder_lookback(vae)` for exact).
-  Concatenated along time the chunks equal decode(z). Latent frame 0 decodes to 1 frame and every
-  later latent frame to `temporal_downsample` frames.
+  @jax.jit
+  def step(state, video, cache):
+    return nnx.merge(graphdef, state).encode_step(video, cache)
+
+  return lambda video, cache: step(state, video, cache)
+
+
+def decode_chunks(step: DecodeStep, z: jax.Array, *, chunk: int) -> Iterator[np.ndarray]:
+  """Yields the decoded frames of z [B, T', h, w, C], `chunk` latent frames at a time, in order.
+
+  `step` is a decode step (`jit_decode_step(vae)`). Latent frame 0 decodes to one frame and every
+  later latent frame to `temporal_downsample` frames; concatenated, the chunks equal decode(z).
   """
   if chunk < 1:
     raise ValueError(f"chunk must be >= 1 latent frame, got {chunk}")
-  stream = StreamingDecoder(decode, lookback=lookback, temporal_downsample=temporal_downsample)
+  stream = StreamingDecoder(step)
   for start in range(0, z.shape[1], chunk):
     yield stream.push(z[:, start:start + chunk])
 
 
+def decode_chunked(vae: CausalVAE, z: jax.Array, *, chunk: int) -> np.ndarray:
+  """z [B, T', h, w, C] -> video [B, T, H, W, 3] (float), decoded `chunk` latent frames at a time."""
+  return np.concatenate(list(decode_chunks(jit_decode_step(vae), z, chunk=chunk)), axis=1)
+
+
+def encode_chunked(vae: CausalVAE, video: jax.Array, *, chunk: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """video [B, T, H, W, 3] -> (mean, logvar) [B, T', h, w, C], encoded `chunk` latent frames' worth
+  of pixel frames at a time: 1 + (chunk - 1) * td frames first (frame 0 is encoded alone), then
+  chunk * td. Equals `vae.encode(video)` to float tolerance."""
+  if chunk < 1:
+    raise ValueError(f"chunk must be >= 1 latent frame, got {chunk}")
+  vae.latent_frames(video.shape[1])  # validates T = 1 + k * td
+  td = vae.temporal_downsample
+  step = jit_encode_step(vae)
+  bounds = [0] + list(range(1 + (chunk - 1) * td, video.shape[1], chunk * td)) + [video.shape[1]]
+  means, logvars, cache = [], [], None
+  for lo, hi in zip(bounds[:-1], bounds[1:]):
+    mean, logvar, cache = step(video[:, lo:hi], cache)
+    means.append(np.asarray(mean))
+    logvars.append(np.asarray(logvar))
+  return np.concatenate(means, axis=1), np.concatenate(logvars, axis=1)
+
+
 class StreamingDecoder:
-  """Decodes latent chunks as they arrive, keeping only `lookback` latent frames of context.
+  """Decodes latent chunks as they arrive, carrying the decoder's causal-conv cache.
 
   push(z_chunk [B, k, h, w, C]) returns the chunk's frames; the concatenation of all returns
   equals decode(all latents). Pass `context` (latents already decoded elsewhere, e.g. the encoded
   tail of a video being extended) to start as if they had been pushed, without their frames.
   """
 
-  def __init__(self, decode: Callable[[jax.Array], jax.Array], *, lookback: int,
-               temporal_downsample: int, context: jax.Array | None = None):
-    self.decode, self.lookback, self.stride = decode, lookback, temporal_downsample
-    self.past = None if context is None else context[:, context.shape[1] - lookback:]
+  def __init__(self, step: DecodeStep, *, context: jax.Array | None = None):
+    self.step, self.cache = step, None
+    if context is not None:
+      _, self.cache = step(context, None)
 
   def push(self, z: jax.Array) -> np.ndarray:
-    window = z if self.past is None else jax.numpy.concatenate([self.past, z], axis=1)
-    n = window.shape[1] - z.shape[1]
-    video = np.asarray(self.decode(window))
-    self.past = window[:, max(0, window.shape[1] - self.lookback):] if self.lookback else None
-    return video[:, (1 + (n - 1) * self.stride) if n else 0:]
+    frames, self.cache = self.step(z, self.cache)
+    return np.asarray(frames)

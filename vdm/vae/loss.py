@@ -15,10 +15,22 @@ def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
   return 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
 
 
-# kl_weight is positional-or-keyword on purpose: nnx.value_and_grad binds the signature and rejects
-# keyword-only parameters with defaults ("keyword arguments could not be resolved to positions").
-# Set it with `functools.partial(vae_loss, kl_weight=...)`.
-def vae_loss(model, batch: dict, rng: jax.Array, kl_weight: float = 1e-6
+def hinge_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """mean(relu(1 - D(real))) + mean(relu(1 + D(fake))): zero once real > 1 and fake < -1."""
+  return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def hinge_generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """-mean(D(fake)): the decoder is rewarded for patches the discriminator scores as real."""
+  return -jnp.mean(fake_logits)
+
+
+# The weights are positional-or-keyword on purpose: nnx.value_and_grad binds the signature and
+# rejects keyword-only parameters with defaults ("keyword arguments could not be resolved to
+# positions"). Set them with `functools.partial(vae_loss, kl_weight=..., disc_weight=...)`; the
+# train loop passes `critic` and `critic_active` positionally when it trains a discriminator.
+def vae_loss(model, batch: dict, rng: jax.Array, critic=None, critic_active=True,
+             kl_weight: float = 1e-6, disc_weight: float = 0.0
              ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """L1 + MSE reconstruction plus a weak KL, for `nnx.value_and_grad(..., has_aux=True)`.
 
@@ -26,6 +38,8 @@ def vae_loss(model, batch: dict, rng: jax.Array, kl_weight: float = 1e-6
     model: a `CausalVAE`.
     batch: {'video': uint8 [B, T, H, W, 3]}.
     rng: key for sampling z ~ q(z | x).
+    critic: None, or a `PatchDiscriminator` whose hinge generator loss on the reconstruction
+      is added with weight `disc_weight` while `critic_active` (a traced bool: step >= start).
     kl_weight: weight of the KL *summed over a clip's latent elements* relative to the
       reconstruction error *summed over a clip's pixel values*, the convention of the latent
       diffusion autoencoders (Rombach et al. 2022), whose default 1e-6 is kept: the KL only stops
@@ -45,6 +59,11 @@ def vae_loss(model, batch: dict, rng: jax.Array, kl_weight: float = 1e-6
   kl_per_clip = jnp.sum(gaussian_kl(mean, logvar), axis=tuple(range(1, mean.ndim))).mean()
   pixels_per_clip = video[0].size
   loss = recon_l1 + recon_mse + kl_weight * kl_per_clip / pixels_per_clip
+  adversarial = {}
+  if critic is not None:
+    g_loss = hinge_generator_loss(critic(recon))
+    loss = loss + jnp.where(critic_active, disc_weight, 0.0) * g_loss
+    adversarial = {"g_loss": g_loss}
 
   # PSNR on what would be displayed, so an out-of-range decoder is not rewarded.
   clipped_mse = jnp.mean(jnp.square(jnp.clip(recon, -1.0, 1.0) - video))
@@ -56,5 +75,6 @@ def vae_loss(model, batch: dict, rng: jax.Array, kl_weight: float = 1e-6
       "kl": kl_per_clip,
       "psnr": psnr,
       "latent_std": jnp.std(mean),
+      **adversarial,
   }
   return loss, metrics

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 _LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite early in training
+TEMPORAL_DOWNSAMPLES = (1, 2, 4, 8)  # each x2 is one stride-2 causal step
 
 
 def _num_groups(channels: int) -> int:
@@ -28,6 +29,15 @@ def _num_groups(channels: int) -> int:
     if channels % g == 0:
       return g
   return 1
+
+
+def _sub(cache: dict | None, *keys):
+  """cache[k1][k2]..., or None at the start of a clip (no cache yet)."""
+  for k in keys:
+    if cache is None:
+      return None
+    cache = cache[k]
+  return cache
 
 
 def _same_pads(kernel: int, stride: int) -> tuple[int, int]:
@@ -58,13 +68,28 @@ class CausalConv3d(nnx.Module):
     self.bias = nnx.Param(jnp.zeros((out_channels,)))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    """x: [B, T, H, W, Cin] -> [B, T_out, H / s_h, W / s_w, Cout]."""
+    """x: [B, T, H, W, Cin] -> [B, T_out, H / s_h, W / s_w, Cout] (a whole clip)."""
+    return self.step(x, None)[0]
+
+  def step(self, x: jax.Array, cache: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """One chunk of a clip: (x [B, t, H, W, Cin], cache) -> (y [B, t_out, ...], new cache).
+
+    `cache` holds the padded input frames the next output frame still needs (kernel_t - stride_t
+    of them), or None at the start of the clip, where the causal padding (frame 0 replicated)
+    stands in. Chunks after the first must have a multiple of stride_t frames; then the outputs
+    of all chunks, concatenated, equal the whole-clip output.
+    """
     kt, kh, kw = self.kernel_size
     st, sh, sw = self.strides
-    if kt > 1:
+    if cache is not None:
+      x = jnp.concatenate([cache, x], axis=1)
+    elif kt > 1:
       x = jnp.concatenate([jnp.repeat(x[:, :1], kt - 1, axis=1), x], axis=1)
     b, t_pad, h, w, cin = x.shape
     t_out = (t_pad - kt) // st + 1
+    # What the next chunk's first output frame reads: padded frames from t_out * st on.
+    # (Zero frames for a conv with kernel_t <= stride_t, e.g. 1x1x1: it keeps no state.)
+    new_cache = x[:, t_out * st:]
     # Tap i of output frame j reads padded frame j * st + i.
     taps = [x[:, i:i + st * (t_out - 1) + 1:st] for i in range(kt)]
     x = jnp.concatenate(taps, axis=-1).reshape(b * t_out, h, w, kt * cin)
@@ -74,7 +99,7 @@ class CausalConv3d(nnx.Module):
         x, kernel, (sh, sw), padding=(_same_pads(kh, sh), _same_pads(kw, sw)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = y + self.bias[...]
-    return y.reshape((b, t_out) + y.shape[1:])
+    return y.reshape((b, t_out) + y.shape[1:]), new_cache
 
 
 class FrameGroupNorm(nnx.Module):
@@ -103,10 +128,15 @@ class ResBlock(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [B, T, H, W, Cin] -> [B, T, H, W, Cout]."""
-    h = self.conv1(nnx.silu(self.norm1(x)))
-    h = self.conv2(nnx.silu(self.norm2(h)))
+    return self.step(x, None)[0]
+
+  def step(self, x: jax.Array, cache: dict | None) -> tuple[jax.Array, dict]:
+    """Chunk x [B, t, H, W, Cin] -> ([B, t, H, W, Cout], cache); see `CausalConv3d.step`."""
+    h, c1 = self.conv1.step(nnx.silu(self.norm1(x)), _sub(cache, "conv1"))
+    h, c2 = self.conv2.step(nnx.silu(self.norm2(h)), _sub(cache, "conv2"))
+    # The 1x1x1 shortcut reads no other frame, so it has no state.
     skip = x if self.shortcut is None else self.shortcut(x)
-    return skip + h
+    return skip + h, dict(conv1=c1, conv2=c2)
 
 
 class Downsample(nnx.Module):
@@ -119,6 +149,11 @@ class Downsample(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [B, T, H, W, C] -> [B, T', H/2, W/2, C]."""
     return self.conv(x)
+
+  def step(self, x: jax.Array, cache: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """Chunk x [B, t, H, W, C] -> ([B, t', H/2, W/2, C], cache). With temporal stride 2 a chunk
+    after the first needs an even number of frames (1 + 2k -> 1 + k, then 2k -> k)."""
+    return self.conv.step(x, cache)
 
 
 class Upsample(nnx.Module):
@@ -136,12 +171,21 @@ class Upsample(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [B, T, H, W, Cin] -> [B, T'', 2H, 2W, Cout]."""
+    return self.step(x, None)[0]
+
+  def step(self, x: jax.Array, cache: dict | None) -> tuple[jax.Array, dict]:
+    """Chunk x [B, t, H, W, Cin] -> ([B, t'', 2H, 2W, Cout], cache): at the clip start (cache
+    None) t -> 1 + 2(t - 1), later t -> 2t; the dropped frame exists only before latent frame 0."""
+    c_time = None
     if self.to_time is not None:
       b, t, h, w, c = x.shape
-      x = self.to_time(x).reshape(b, t, h, w, 2, c)
-      x = jnp.moveaxis(x, 4, 2).reshape(b, 2 * t, h, w, c)[:, 1:]
+      x, c_time = self.to_time.step(x, _sub(cache, "to_time"))
+      x = jnp.moveaxis(x.reshape(b, t, h, w, 2, c), 4, 2).reshape(b, 2 * t, h, w, c)
+      if cache is None:
+        x = x[:, 1:]
     x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
-    return self.conv(x)
+    x, c_conv = self.conv.step(x, _sub(cache, "conv"))
+    return x, dict(to_time=c_time, conv=c_conv)
 
 
 class Encoder(nnx.Module):
@@ -167,14 +211,23 @@ class Encoder(nnx.Module):
     self.conv_out = CausalConv3d(prev, 2 * latent_channels, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    h = self.conv_in(x)
+    return self.step(x, None)[0]
+
+  def step(self, x: jax.Array, cache: dict | None) -> tuple[jax.Array, dict]:
+    """Pixel chunk [B, t, H, W, 3] -> (moments chunk, cache); whole clip = one step from None."""
+    new = dict(blocks=[], downs=[])
+    h, new["conv_in"] = self.conv_in.step(x, _sub(cache, "conv_in"))
     for i in range(len(self.downs) + 1):
       for j in range(self.num_res_blocks):
-        h = self.blocks[i * self.num_res_blocks + j](h)
+        k = i * self.num_res_blocks + j
+        h, c = self.blocks[k].step(h, _sub(cache, "blocks", k))
+        new["blocks"].append(c)
       if i < len(self.downs):
-        h = self.downs[i](h)
-    h = self.mid(h)
-    return self.conv_out(nnx.silu(self.norm_out(h)))
+        h, c = self.downs[i].step(h, _sub(cache, "downs", i))
+        new["downs"].append(c)
+    h, new["mid"] = self.mid.step(h, _sub(cache, "mid"))
+    h, new["conv_out"] = self.conv_out.step(nnx.silu(self.norm_out(h)), _sub(cache, "conv_out"))
+    return h, new
 
 
 class Decoder(nnx.Module):
@@ -202,13 +255,23 @@ class Decoder(nnx.Module):
     self.conv_out = CausalConv3d(prev, 3, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
-    h = self.mid(self.conv_in(z))
+    return self.step(z, None)[0]
+
+  def step(self, z: jax.Array, cache: dict | None) -> tuple[jax.Array, dict]:
+    """Latent chunk [B, t, h, w, C] -> (frames chunk, cache); whole clip = one step from None."""
+    new = dict(blocks=[], ups=[])
+    h, new["conv_in"] = self.conv_in.step(z, _sub(cache, "conv_in"))
+    h, new["mid"] = self.mid.step(h, _sub(cache, "mid"))
     for i in range(len(self.ups) + 1):
       for j in range(self.num_res_blocks):
-        h = self.blocks[i * self.num_res_blocks + j](h)
+        k = i * self.num_res_blocks + j
+        h, c = self.blocks[k].step(h, _sub(cache, "blocks", k))
+        new["blocks"].append(c)
       if i < len(self.ups):
-        h = self.ups[i](h)
-    return self.conv_out(nnx.silu(self.norm_out(h)))
+        h, c = self.ups[i].step(h, _sub(cache, "ups", i))
+        new["ups"].append(c)
+    h, new["conv_out"] = self.conv_out.step(nnx.silu(self.norm_out(h)), _sub(cache, "conv_out"))
+    return h, new
 
 
 class CausalVAE(nnx.Module):
@@ -219,7 +282,8 @@ class CausalVAE(nnx.Module):
     channel_mult: width multiplier per level; `len(channel_mult) - 1` stride-2 spatial steps, so
       `spatial_downsample = 2 ** (len(channel_mult) - 1)`.
     latent_channels: channels per latent position.
-    temporal_downsample: 1, 2 or 4; T = 1 + k * temporal_downsample frames -> 1 + k latent frames.
+    temporal_downsample: 1, 2, 4 or 8; T = 1 + k * temporal_downsample frames -> 1 + k latent
+      frames (8: three temporal steps, the LTX-Video-style 8x compression).
     num_res_blocks: residual blocks per level, in the encoder and in the decoder.
   """
 
@@ -234,8 +298,9 @@ class CausalVAE(nnx.Module):
       raise ValueError(f"latent_channels must be >= 1, got {latent_channels}")
     if num_res_blocks < 1:
       raise ValueError(f"num_res_blocks must be >= 1, got {num_res_blocks}")
-    if temporal_downsample not in (1, 2, 4):
-      raise ValueError(f"temporal_downsample must be one of 1, 2, 4; got {temporal_downsample}")
+    if temporal_downsample not in TEMPORAL_DOWNSAMPLES:
+      raise ValueError(f"temporal_downsample must be one of {TEMPORAL_DOWNSAMPLES}; "
+                       f"got {temporal_downsample}")
     num_temporal_downs = int(math.log2(temporal_downsample))
     if num_temporal_downs > len(channel_mult) - 1:
       raise ValueError(
@@ -305,9 +370,76 @@ class CausalVAE(nnx.Module):
       raise ValueError(f"z must be [B, T', h, w, {self.latent_channels}], got shape {z.shape}")
     return self.decoder(z)
 
+  def encode_step(self, video: jax.Array, cache: dict | None
+                  ) -> tuple[jax.Array, jax.Array, dict]:
+    """Encodes one chunk of a long clip, carrying the causal convolutions' state.
+
+    Args:
+      video: [B, t, H, W, 3] in [-1, 1]; the first chunk (cache None) has 1 + k * td frames, every
+        later one k * td frames (k >= 1), td = temporal_downsample, so chunks end on latent frames.
+      cache: None at the start of the clip, else the cache the previous call returned.
+    Returns:
+      (mean, logvar, new cache), mean and logvar [B, t', H/s, W/s, latent]; concatenated over
+      the chunks they equal `encode` of the whole clip.
+    """
+    td = self._temporal_downsample
+    if cache is None:
+      self._check_video(video)
+    elif video.ndim != 5 or video.shape[1] < td or video.shape[1] % td:
+      raise ValueError(f"a video chunk after the first must be [B, k * {td}, H, W, 3] with "
+                       f"k >= 1 (temporal_downsample={td}), got shape {video.shape}")
+    moments, cache = self.encoder.step(video, cache)
+    mean, logvar = jnp.split(moments, 2, axis=-1)
+    return mean, jnp.clip(logvar, *_LOGVAR_RANGE), cache
+
+  def decode_step(self, z: jax.Array, cache: dict | None) -> tuple[jax.Array, dict]:
+    """Decodes one chunk of latent frames of a long clip, carrying the causal convolutions' state.
+
+    Args:
+      z: [B, t, h, w, latent], any t >= 1.
+      cache: None at the start of the clip, else the cache the previous call returned.
+    Returns:
+      (frames, new cache): frames [B, 1 + (t - 1) * td, h*s, w*s, 3] for the first chunk (latent
+      frame 0 decodes to one frame), [B, t * td, ...] after; concatenated over the chunks they
+      equal `decode` of the whole clip. The cache's size is fixed by the model, not the clip.
+    """
+    if z.ndim != 5 or z.shape[-1] != self.latent_channels:
+      raise ValueError(f"z must be [B, T', h, w, {self.latent_channels}], got shape {z.shape}")
+    return self.decoder.step(z, cache)
+
   def __call__(self, video: jax.Array, *, rng: jax.Array
                ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """video: [B, T, H, W, 3] -> (recon [B, T, H, W, 3], mean, logvar), sampling z ~ q(z | x)."""
     mean, logvar = self.encode(video)
     z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape, mean.dtype)
     return self.decode(z), mean, logvar
+
+
+def param_count(*, base_channels: int, channel_mult, latent_channels: int,
+                temporal_downsample: int, num_res_blocks: int = 1) -> int:
+  """Parameters of `CausalVAE(...)` with these arguments, by formula (no arrays are built).
+
+  A k_t x k_h x k_w conv from a to b channels holds k_t k_h k_w a b + b; a GroupNorm 2c.
+  """
+  widths = [base_channels * int(m) for m in channel_mult]
+  temporal_steps = int(math.log2(temporal_downsample))
+  conv = lambda a, b, k=27: k * a * b + b
+  norm = lambda c: 2 * c
+  res = lambda a, b: (norm(a) + conv(a, b) + norm(b) + conv(b, b)
+                      + (conv(a, b, 1) if a != b else 0))
+  enc, prev = conv(3, widths[0]), widths[0]
+  for i, w in enumerate(widths):
+    for _ in range(num_res_blocks):
+      enc, prev = enc + res(prev, w), w
+    if i < len(widths) - 1:
+      enc += conv(w, w)  # Downsample
+  enc += res(prev, prev) + norm(prev) + conv(prev, 2 * latent_channels)
+  dec, prev = conv(latent_channels, widths[-1]) + res(widths[-1], widths[-1]), widths[-1]
+  for i in reversed(range(len(widths))):
+    for _ in range(num_res_blocks):
+      dec, prev = dec + res(prev, widths[i]), widths[i]
+    if i > 0:  # Upsample: depth-to-time conv where the encoder stepped in time, then the conv
+      dec += (conv(prev, 2 * prev) if i - 1 < temporal_steps else 0) + conv(prev, widths[i - 1])
+      prev = widths[i - 1]
+  dec += norm(prev) + conv(prev, 3)
+  return enc + dec

@@ -1,0 +1,42 @@
+"""Named causal-VAE sizes on the spine's pipeline, from the test VAE to public-model compressions.
+
+Argument (`configs/vae_sizes.py:NAME`):
+  tiny   the test VAE (configs/spine.py:tiny);
+  spine  the shipped VAE: 2x in time, 4x4 in space, 8 latent channels (configs/spine.py);
+  wan    Wan2.1-VAE-like: 4x in time, 8x8 in space, 16 latent channels, widths 96-192-384-384,
+         two residual blocks per level (a 17-frame 64x64 clip -> 5 x 8 x 8 x 16 latents);
+  ltx    LTX-Video-like high compression: 8x in time, 32x32 in space, 128 latent channels
+         (1:192 of the pixel values, as LTX-Video's), DiT patch 1 as LTX-Video's (a 17-frame
+         64x64 clip -> 3 x 2 x 2 x 128 latents). LTX-Video reaches 32x with a 4x4 space-to-depth
+         step and fewer conv levels; here it is five stride-2 levels, the same causal VAE.
+Compression factors and parameter counts (`vdm.vae.model.param_count`, checked against the built
+modules) are tested in tests/test_vae_sizes.py. Data and sampling sizes are changed only as far as
+validation needs (frames 1 + k * temporal_downsample, sides a multiple of the VAE stride x patch).
+"""
+from configs import spine
+
+SIZES = {
+    "wan": dict(vae=dict(base_channels=96, channel_mult=(1, 2, 4, 4), latent_channels=16,
+                         temporal_downsample=4, num_res_blocks=2)),
+    "ltx": dict(vae=dict(base_channels=64, channel_mult=(1, 2, 4, 4, 8, 8), latent_channels=128,
+                         temporal_downsample=8, num_res_blocks=2),
+                dit=dict(patch=1),
+                data=dict(height=64, width=64),
+                sample=dict(resolution=64)),
+}
+
+
+def get_config(arg: str | None = None):
+  name = arg or "spine"
+  if name == "tiny":
+    return spine.get_config("tiny")
+  config = spine.get_config()
+  if name == "spine":
+    return config
+  if name not in SIZES:
+    raise ValueError(f"configs/vae_sizes.py: unknown size {name!r}; allowed "
+                     f"{['tiny', 'spine', *SIZES]}")
+  config.name = f"vae_{name}"
+  for section, fields in SIZES[name].items():
+    config[section].update(fields)
+  return config
