@@ -208,7 +208,7 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
   if critic is not None:
     critic_def, critic_params = nnx.split(critic.module)
     state.update(critic_params=critic_params, critic_opt_state=critic.tx.init(critic_params))
-    leaf_names += ["critic." + n for n in _leaf_names(critic_params)]
+    names += ["critic." + n for n in leaf_names(critic_params)]
   iterator = iter(loader)
   ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
   for path in faults.partial_checkpoints(ckpt_dir):
