@@ -121,3 +121,84 @@ def test_qk_norm_makes_attention_invariant_to_the_scale_of_queries_and_keys():
     attn.q.kernel.value = attn.q.kernel.value * 30.0  # logits x30 unless normalised
     scaled = attn(x)
     assert np.allclose(scaled, base, atol=1e-4) == invariant
+
+
+def _cached_chunks(model, z, levels, text, mask, chunk, frame_offset=0):
+  """The clip run chunk by chunk through `forward_cached`, each chunk's keys and values written
+  to the cache before the next; returns the concatenated outputs [B, T, h, w, C]."""
+  from vdm.generate.kv_cache import empty_cache, write_frames
+  b, t, h, w, _ = z.shape
+  cache = empty_cache(depth=len(model.blocks), batch_tokens=b * (h // 2) * (w // 2), slots=t,
+                      heads=4, head_dim=8)
+  outs = []
+  for start in range(0, t, chunk):
+    out, (k, v) = model.forward_cached(z[:, start:start + chunk], levels[:, start:start + chunk],
+                                       text, mask, cache, frame_offset + start)
+    cache = write_frames(cache, k, v, start)
+    outs.append(out)
+  return jnp.concatenate(outs, axis=1)
+
+
+@pytest.mark.parametrize("attention", ["factorized", "full"])
+def test_rope3d_sees_relative_frame_positions_only(randomized_dit, attention):
+  """Shifting every frame position (frame_offset) leaves a rope3d model's output unchanged: its
+  attention scores depend on position differences. The additive sincos embedding changes."""
+  z, levels, text, mask = inputs()
+  rope = randomized_dit(attention=attention, position="rope3d")
+  np.testing.assert_allclose(rope(z, levels, text, mask, frame_offset=7),
+                             rope(z, levels, text, mask), atol=2e-5, rtol=1e-4)
+  sincos = randomized_dit(attention=attention)
+  assert not np.allclose(sincos(z, levels, text, mask, frame_offset=7),
+                         sincos(z, levels, text, mask), atol=1e-3)
+  # Rows and columns are relative too, but the model is not blind to position: swapping two
+  # frames changes the output (a permutation-invariant model would only permute it).
+  swapped = rope(z[:, ::-1], levels[:, ::-1], text, mask)[:, ::-1]
+  assert not np.allclose(swapped, rope(z, levels, text, mask), atol=1e-3)
+
+
+@pytest.mark.parametrize("attention, position", [("factorized", "rope3d"), ("full", "rope3d"),
+                                                 ("factorized", "sincos")])
+def test_kv_cached_chunks_equal_the_block_causal_full_forward(randomized_dit, attention,
+                                                               position):
+  """Chunk by chunk with the KV cache (cached keys keep their rotation) equals one forward pass
+  under the block-causal mask; with rope3d also when the clip starts at a frame offset."""
+  from vdm.generate.modes import block_causal_mask
+  model = randomized_dit(attention=attention, position=position)
+  z, levels, text, mask = inputs(frames=6)
+  causal = jnp.asarray(block_causal_mask(6, 2))
+  for offset in (0, 5) if position == "rope3d" else (0,):
+    want = model(z, levels, text, mask, temporal_mask=causal, frame_offset=offset)
+    got = _cached_chunks(model, z, levels, text, mask, chunk=2, frame_offset=offset)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("attention", ["factorized", "full"])
+def test_rope3d_keeps_the_block_causal_mask_causal(randomized_dit, attention):
+  model = randomized_dit(attention=attention, position="rope3d")
+  z, levels, text, mask = inputs()
+  causal = jnp.tril(jnp.ones((4, 4), bool))
+  base = model(z, levels, text, mask, temporal_mask=causal)
+  changed = model(z.at[:, 2].add(1.0), levels.at[:, 3].set(0.1), text, mask,
+                  temporal_mask=causal)
+  np.testing.assert_allclose(changed[:, :2], base[:, :2], atol=1e-5)
+  assert not np.allclose(changed[:, 2:], base[:, 2:], atol=1e-3)
+
+
+def test_rope3d_rotation_is_relative_and_splits_the_head_by_axis():
+  """apply_rope preserves norms, and q(p) . k(p') depends on p' - p only; frames take the
+  largest share of the head's pairs (Wan's split)."""
+  from vdm.dit.layers import apply_rope, rope3d_angles, rope3d_split
+  assert rope3d_split(8) == (2, 1, 1) and rope3d_split(64) == (12, 10, 10)
+  with pytest.raises(ValueError, match="dit.position='rope3d'.*even head dimension"):
+    rope3d_split(5)
+  q, k = jax.random.normal(jax.random.key(0), (2, 1, 1, 1, 12))
+
+  def score(offset_q, offset_k):
+    rot = lambda x, o: apply_rope(  # noqa: E731
+        x, tuple(f(rope3d_angles(3, 2, 2, 12, o).reshape(1, 12, 6)) for f in (jnp.cos, jnp.sin)))
+    return jnp.einsum("blhd,bmhd->lm", rot(jnp.tile(q, (1, 12, 1, 1)), offset_q),
+                      rot(jnp.tile(k, (1, 12, 1, 1)), offset_k))
+
+  np.testing.assert_allclose(score(0, 0), score(4, 4), atol=1e-5)
+  rotated = apply_rope(q, tuple(f(jnp.full((1, 1, 6), 0.7)) for f in (jnp.cos, jnp.sin)))
+  np.testing.assert_allclose(jnp.linalg.norm(rotated), jnp.linalg.norm(q), rtol=1e-6)

@@ -37,6 +37,7 @@ CONFIG_CASES = [
     ("dit.matmul_dtype='float16'", "dit.matmul_dtype"),
     ("dit.attention='axial'", "dit.attention"),
     ("dit.qk_norm='yes'", "dit.qk_norm"),
+    ("dit.position='alibi'", "dit.position"),
     ("text.freeze=1", "text.freeze"),
     ("dit.temporal_window=-1", "dit.temporal_window"),
     ("diffusion.temporal_consistency_weight=-1.0", "diffusion.temporal_consistency_weight"),
@@ -81,6 +82,20 @@ CONFIG_CASES = [
 def test_invalid_config_names_the_field(override, field):
   with pytest.raises(ConfigError) as info:
     load_config(TINY, [override])
+  assert field in str(info.value)
+
+
+# Fields valid alone whose combination is not: (overrides, field the error must name).
+COMBINATION_CASES = [
+    (["dit.position='rope3d'", "dit.heads=8"], "dit.position"),  # head dim 4: too small to split
+]
+
+
+@pytest.mark.parametrize("overrides, field", COMBINATION_CASES,
+                         ids=[" ".join(c[0]) for c in COMBINATION_CASES])
+def test_invalid_combination_names_the_field(overrides, field):
+  with pytest.raises(ConfigError) as info:
+    load_config(TINY, overrides)
   assert field in str(info.value)
 
 

@@ -136,6 +136,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
            config.dit.get("qk_norm"), "True or False")
   _require(config.dit.get("attention", "factorized") in ("factorized", "full"),
            "dit.attention", config.dit.get("attention"), "'factorized' or 'full'")
+  position = config.dit.get("position", "sincos")
+  _require(position in ("sincos", "rope3d"), "dit.position", position, "'sincos' or 'rope3d'")
+  head_dim = config.dit.width // config.dit.heads
+  _require(position != "rope3d" or (head_dim % 2 == 0 and head_dim >= 6), "dit.position",
+           position, f"'sincos' for a head dimension dit.width / dit.heads = {head_dim} (rope3d "
+           "splits it into rotation pairs for frame, row and column: it must be even and >= 6)")
   _require(config.dit.get("matmul_dtype", "float32") in ("float32", "bfloat16"),
            "dit.matmul_dtype", config.dit.get("matmul_dtype"), "'float32' or 'bfloat16'")
   _require(isinstance(config.dit.get("fast_grads", True), bool), "dit.fast_grads",

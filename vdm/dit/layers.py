@@ -38,6 +38,52 @@ def spacetime_position_embedding(frames: int, rows: int, cols: int, dim: int,
                          axis=-1)
 
 
+# 3D rotary position embedding (RoPE; Su et al. 2021) as video DiTs use it (Wan, CogVideoX): each
+# head's dimensions are split into three parts that rotate with the frame, the row and the column.
+# A query at p and a key at p' then score q . R(p' - p) k: attention sees only relative positions,
+# so a chunk generated after `frame_offset` frames sees its context exactly as the first chunk did.
+
+def rope3d_split(head_dim: int) -> tuple[int, int, int]:
+  """Rotation pairs (frame, row, col) of a head of `head_dim` (even, >= 6) dimensions.
+
+  Rows and columns get a third of the pairs each (rounded down), frames the rest, so time gets
+  the largest share, as in Wan's split.
+  """
+  if head_dim % 2 or head_dim < 6:
+    raise ValueError(f"dit.position='rope3d' needs an even head dimension >= 6 (dit.width / "
+                     f"dit.heads), got {head_dim}")
+  pairs = head_dim // 2
+  return pairs - 2 * (pairs // 3), pairs // 3, pairs // 3
+
+
+def rope3d_angles(frames: int, rows: int, cols: int, head_dim: int,
+                  frame_offset: int | jax.Array = 0, *, theta: float = 10_000.0) -> jax.Array:
+  """Rotation angles [frames, rows * cols, head_dim // 2] of every token of a frames x rows x cols
+  grid (frame-major, then row-major as `patchify` orders tokens); frames are numbered from
+  `frame_offset`. Pair i of an axis with n pairs turns at frequency theta^(-i / n)."""
+  def axis(positions, pairs):
+    freqs = theta ** (-jnp.arange(pairs, dtype=jnp.float32) / pairs)
+    return positions.astype(jnp.float32)[:, None] * freqs  # [len(positions), pairs]
+
+  p_frame, p_row, p_col = rope3d_split(head_dim)
+  t = axis(frame_offset + jnp.arange(frames), p_frame)
+  r = axis(jnp.arange(rows), p_row)
+  c = axis(jnp.arange(cols), p_col)
+  grid = jnp.concatenate([
+      jnp.broadcast_to(t[:, None, None, :], (frames, rows, cols, p_frame)),
+      jnp.broadcast_to(r[None, :, None, :], (frames, rows, cols, p_row)),
+      jnp.broadcast_to(c[None, None, :, :], (frames, rows, cols, p_col))], axis=-1)
+  return grid.reshape(frames, rows * cols, p_frame + p_row + p_col)
+
+
+def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
+  """Rotates x [B, L, H, Dh] by (cos, sin), each broadcastable to [B, L, Dh/2]: dimension i and
+  i + Dh/2 form the pair i (the 'rotate half' layout)."""
+  cos, sin = (a[..., None, :].astype(x.dtype) for a in rope)  # same angle for every head
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
 def patchify(z: jax.Array, patch: int) -> jax.Array:
   """[B, T, h, w, C] -> tokens [B, T, (h/p)(w/p), p*p*C]."""
   b, t, h, w, c = z.shape
@@ -85,37 +131,46 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def _heads(self, x: jax.Array, norm) -> jax.Array:
-    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on."""
+  def _heads(self, x: jax.Array, norm, rope=None) -> jax.Array:
+    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on, then rotated when
+    `rope` (cos, sin [B, L, D/H/2]) is given."""
     x = x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads)
-    return x if norm is None else norm(x)
+    x = x if norm is None else norm(x)
+    return x if rope is None else apply_rope(x, rope)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
-               mask: jax.Array | None = None) -> jax.Array:
-    """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S]."""
+               mask: jax.Array | None = None, rope=None) -> jax.Array:
+    """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S];
+    rope: (cos, sin) broadcastable to [B, L, D/H/2] rotating queries and keys (self-attention
+    only: queries and keys then share positions)."""
     b, length, d = x.shape
+    if rope is not None and context is not None:
+      raise ValueError("rotary positions apply to self-attention only")
     context = x if context is None else context
-    q = self._heads(self.q(x), self.q_norm)
+    q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
-    k, v = self._heads(k, self.k_norm), self._heads(v, None)
+    k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
     y = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,
-                       past_valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+                       past_valid: jax.Array, rope=None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Self-attention of x over cached keys/values plus its own (the KV-cache step).
 
     Args:
       x: [B, L, D] the new tokens; they attend each other fully and every valid cached slot.
       past_k, past_v: [B, S, H, D/H] cached keys and values (e.g. earlier frames, a ring buffer).
       past_valid: [S] bool, which cache slots hold data.
+      rope: (cos, sin) [B, L, D/H/2] of x's positions, or None.
     Returns:
       (output [B, L, D], k, v) with k, v [B, L, H, D/H] of x, for the caller to cache.
     """
     b, length, d = x.shape
-    q = self._heads(self.q(x), self.q_norm)
+    q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(x), 2, axis=-1)
-    k, v = self._heads(k, self.k_norm), self._heads(v, None)  # cached keys are normalised
+    # Cached keys are normalised and rotated to their own positions, so they are never touched
+    # again: with RoPE the score of a new query and a cached key depends on their distance only.
+    k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
     mask = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
     y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
                                      jnp.concatenate([past_v, v], axis=1), mask=mask)

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vdm.dit import fast_ops
-from vdm.dit.layers import (Attention, Mlp, dense, patchify, sincos_embedding,
-                            spacetime_position_embedding, unpatchify)
+from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
+                            sincos_embedding, spacetime_position_embedding, unpatchify)
 from vdm.parallel.sharding import constrain
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
@@ -52,6 +52,24 @@ def _speed_options(matmul_dtype: str, fast_grads: bool):
 
 
 ATTENTION_LAYOUTS = ("factorized", "full")
+# 'sincos': a fixed 3D sinusoid added to the tokens (absolute positions); 'rope3d': queries and
+# keys of every self-attention rotated by their (frame, row, col) (relative positions).
+POSITIONS = ("sincos", "rope3d")
+
+
+def _rope_layout(rope, layout: str, b: int):
+  """Per-token (cos, sin) [T, N, P] -> the token order of one self-attention's input:
+  'spatial' [B*T, N, P], 'temporal' [B*N, T, P], 'joint' [1, T*N, P]; None stays None."""
+  if rope is None:
+    return None
+  def one(a):
+    t, n, p = a.shape
+    if layout == "spatial":
+      return jnp.tile(a, (b, 1, 1))
+    if layout == "temporal":
+      return jnp.tile(a.transpose(1, 0, 2), (b, 1, 1))
+    return a.reshape(1, t * n, p)
+  return tuple(one(a) for a in rope)
 
 
 class DiTBlock(nnx.Module):
@@ -81,8 +99,9 @@ class DiTBlock(nnx.Module):
     self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
                             kernel_init=_zeros, rngs=rngs, **kw)
 
-  def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T].
+  def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
+    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
+    rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
     With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
     earlier frames (this chunk attends itself fully); returns (x, (k, v) of this chunk, each
@@ -94,13 +113,15 @@ class DiTBlock(nnx.Module):
     if self.attention == "factorized":
       (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t), mlp_mods = mods[:6], mods[6:]
       h = modulate(self.norm(x), shift_s, scale_s).reshape(b * t, n, d)
-      x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
+      x = x + gate(gate_s) * self.spatial(h, rope=_rope_layout(rope, "spatial", b)
+                                          ).reshape(b, t, n, d)
 
       h = modulate(self.norm(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+      rope_t = _rope_layout(rope, "temporal", b)
       if past is None:
-        h = self.temporal(h, mask=temporal_mask)
+        h = self.temporal(h, mask=temporal_mask, rope=rope_t)
       else:
-        h, k, v = self.temporal.attend_with_past(h, *past)
+        h, k, v = self.temporal.attend_with_past(h, *past, rope=rope_t)
       x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
     else:
       (shift_a, scale_a, gate_a), mlp_mods = mods[:3], mods[3:]
@@ -109,9 +130,10 @@ class DiTBlock(nnx.Module):
         mask = None
         if temporal_mask is not None:  # frame i may attend frame j -> all their tokens
           mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
-        h = self.joint(h, mask=mask)
+        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b))
       else:
-        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n))
+        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n),
+                                              rope=_rope_layout(rope, "joint", b))
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
@@ -149,10 +171,16 @@ class DiT(nnx.Module):
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
-               matmul_dtype: str = "float32", fast_grads: bool = True, rngs: nnx.Rngs):
+               matmul_dtype: str = "float32", fast_grads: bool = True,
+               position: str = "sincos", rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
+    if position not in POSITIONS:
+      raise ValueError(f"dit.position must be one of {POSITIONS}, got {position!r}")
+    if position == "rope3d":
+      rope3d_split(width // heads)  # raises for a head dimension the split cannot serve
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
+    self.position, self.head_dim = position, width // heads
     self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch * patch * latent_channels, width, ("patch", "embed"), rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
@@ -178,12 +206,14 @@ class DiT(nnx.Module):
                remat=cfg.get("remat", "none"), attention=cfg.get("attention", "factorized"),
                temporal_window=cfg.get("temporal_window", 0), qk_norm=cfg.get("qk_norm", False),
                matmul_dtype=cfg.get("matmul_dtype", "float32"),
-               fast_grads=cfg.get("fast_grads", True), rngs=rngs)
+               fast_grads=cfg.get("fast_grads", True), position=cfg.get("position", "sincos"),
+               rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
-    frame 0 (int or traced scalar). Returns the velocity [B, T, h, w, C]."""
+    frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
+    matter, so it changes nothing). Returns the velocity [B, T, h, w, C]."""
     return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset)[0]
 
   def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
@@ -210,9 +240,15 @@ class DiT(nnx.Module):
       band = jnp.abs(i[:, None] - i[None, :]) <= self.temporal_window
       temporal_mask = band if temporal_mask is None else temporal_mask & band
     x = self.embed(patchify(z, self.patch))
-    # Fixed embeddings are made in fp32; cast so bf16 runs stay bf16 (a no-op in fp32).
-    x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width,
-                                         frame_offset)[None].astype(x.dtype)
+    rows, cols = h // self.patch, w // self.patch
+    rope = None
+    if self.position == "sincos":
+      # Fixed embeddings are made in fp32; cast so bf16 runs stay bf16 (a no-op in fp32).
+      x = x + spacetime_position_embedding(t, rows, cols, self.width,
+                                           frame_offset)[None].astype(x.dtype)
+    else:  # computed once, shared by every block's self-attentions
+      angles = rope3d_angles(t, rows, cols, self.head_dim, frame_offset)
+      rope = (jnp.cos(angles), jnp.sin(angles))
     x = constrain(x, _TOKENS)
 
     text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
@@ -227,11 +263,12 @@ class DiT(nnx.Module):
     for i, block in enumerate(self.blocks):
       if cache is None and self.remat != "none":
         x = _remat_block(REMAT_POLICIES[self.remat])(block, x, cond, text, text_mask,
-                                                      temporal_mask)
+                                                      temporal_mask, None, rope)
       elif cache is None:
-        x = block(x, cond, text, text_mask, temporal_mask)
+        x = block(x, cond, text, text_mask, temporal_mask, rope=rope)
       else:
-        x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid))
+        x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid),
+                          rope=rope)
         new_k.append(k)
         new_v.append(v)
       x = constrain(x, _TOKENS)
