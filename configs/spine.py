@@ -37,6 +37,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # sincos: fixed 3D sinusoid added to the tokens | rope3d: rotary (frame, row, col)
       # positions on self-attention queries and keys (relative; needs an even head dim >= 6).
       position="sincos",
+      # Run the blocks as jax.lax.scan over stacked weights (params 'blocks.<name>' [depth, ...]):
+      # compile time flat in depth; a little slower per step on CPU (README: benchmarks).
+      scan_layers=False,
       # Speed (vdm/dit/fast_ops.py): bf16 matmul inputs with fp32 accumulation and master weights
       # ('bfloat16'), and hand-written LayerNorm/matmul gradients (same values, faster on CPU).
       matmul_dtype="float32", fast_grads=True,

@@ -128,7 +128,7 @@ def _cached_chunks(model, z, levels, text, mask, chunk, frame_offset=0):
   to the cache before the next; returns the concatenated outputs [B, T, h, w, C]."""
   from vdm.generate.kv_cache import empty_cache, write_frames
   b, t, h, w, _ = z.shape
-  cache = empty_cache(depth=len(model.blocks), batch_tokens=b * (h // 2) * (w // 2), slots=t,
+  cache = empty_cache(depth=model.depth, batch_tokens=b * (h // 2) * (w // 2), slots=t,
                       heads=4, head_dim=8)
   outs = []
   for start in range(0, t, chunk):
@@ -202,3 +202,58 @@ def test_rope3d_rotation_is_relative_and_splits_the_head_by_axis():
   np.testing.assert_allclose(score(0, 0), score(4, 4), atol=1e-5)
   rotated = apply_rope(q, tuple(f(jnp.full((1, 1, 6), 0.7)) for f in (jnp.cos, jnp.sin)))
   np.testing.assert_allclose(jnp.linalg.norm(rotated), jnp.linalg.norm(q), rtol=1e-6)
+
+
+def _scanned_copy(model, **options):
+  """The same weights in a DiT built with scan_layers=True (via the `scan_params` converter)."""
+  from vdm.dit.model import scan_params
+  depth = model.depth
+  scanned = DiT(latent_channels=4, text_width=16, width=32, depth=depth, heads=4, patch=2,
+                scan_layers=True, rngs=nnx.Rngs(0), **options)
+  nnx.update(scanned, scan_params(nnx.state(model, nnx.Param), depth))
+  return scanned
+
+
+def test_scanned_layers_are_the_unrolled_layers_stacked():
+  """Same seed, same weights: scan_layers only stacks the blocks (converter round trip exact)."""
+  from vdm.dit.model import scan_params, unscan_params
+  kw = dict(latent_channels=4, text_width=16, width=32, depth=3, heads=4, patch=2)
+  unrolled = nnx.state(DiT(**kw, rngs=nnx.Rngs(0)), nnx.Param)
+  scanned = nnx.state(DiT(**kw, scan_layers=True, rngs=nnx.Rngs(0)), nnx.Param)
+  assert scanned["blocks"]["mlp"]["fc1"]["kernel"].shape == (3, 32, 128)
+  for want, got in ((scanned, scan_params(unrolled, 3)), (unrolled, unscan_params(scanned, 3))):
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("attention, remat, position", [
+    ("factorized", "none", "sincos"), ("factorized", "dots", "rope3d"), ("full", "full", "sincos")])
+def test_scanned_layers_equal_unrolled_outputs_and_gradients(randomized_dit, attention, remat,
+                                                              position):
+  from vdm.dit.model import scan_params
+  base = randomized_dit(attention=attention, position=position, remat=remat)
+  scanned = _scanned_copy(base, attention=attention, position=position, remat=remat)
+  z, levels, text, mask = inputs()
+  causal = jnp.tril(jnp.ones((4, 4), bool))
+
+  def loss(model):
+    return jnp.mean(model(z, levels, text, mask, temporal_mask=causal) ** 2)
+
+  want_loss, want_grads = nnx.value_and_grad(loss)(base)
+  got_loss, got_grads = nnx.value_and_grad(loss)(scanned)
+  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+  want_grads = scan_params(nnx.state(want_grads, nnx.Param), base.depth)
+  for a, b in zip(jax.tree.leaves(nnx.state(got_grads, nnx.Param)), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["factorized", "full"])
+def test_scanned_layers_run_the_kv_cache(randomized_dit, attention):
+  """forward_cached scans the cache's [depth, ...] keys and values with the weights."""
+  from vdm.generate.modes import block_causal_mask
+  scanned = _scanned_copy(randomized_dit(attention=attention), attention=attention)
+  z, levels, text, mask = inputs(frames=6)
+  want = scanned(z, levels, text, mask, temporal_mask=jnp.asarray(block_causal_mask(6, 2)))
+  np.testing.assert_allclose(_cached_chunks(scanned, z, levels, text, mask, chunk=2), want,
+                             atol=2e-4, rtol=2e-4)

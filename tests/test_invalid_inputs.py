@@ -38,6 +38,7 @@ CONFIG_CASES = [
     ("dit.attention='axial'", "dit.attention"),
     ("dit.qk_norm='yes'", "dit.qk_norm"),
     ("dit.position='alibi'", "dit.position"),
+    ("dit.scan_layers=1", "dit.scan_layers"),
     ("text.freeze=1", "text.freeze"),
     ("dit.temporal_window=-1", "dit.temporal_window"),
     ("diffusion.temporal_consistency_weight=-1.0", "diffusion.temporal_consistency_weight"),

@@ -27,6 +27,16 @@ def test_full_attention_parameter_count_matches_the_formula():
   assert count < denoiser_param_count(factorized, factorized.text.vocab_size)
 
 
+@pytest.mark.parametrize("overrides", [["dit.scan_layers=True"], ["dit.position='rope3d'"]])
+def test_scan_layers_and_rope3d_keep_the_parameter_count(overrides):
+  """Scanned layers hold the same parameters stacked; rotary positions have none."""
+  config = load_config("configs/model_sizes.py:small", overrides)
+  count = count_params(nnx.eval_shape(lambda: build_denoiser(config, config.text.vocab_size)))
+  assert count == denoiser_param_count(config, config.text.vocab_size)
+  plain = load_config("configs/model_sizes.py:small")
+  assert count == denoiser_param_count(plain, plain.text.vocab_size)
+
+
 def test_wan_shaped_dit_has_wan_dimensions():
   config = load_config("configs/model_sizes.py:wan1.3b")
   d = config.dit

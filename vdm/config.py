@@ -142,6 +142,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(position != "rope3d" or (head_dim % 2 == 0 and head_dim >= 6), "dit.position",
            position, f"'sincos' for a head dimension dit.width / dit.heads = {head_dim} (rope3d "
            "splits it into rotation pairs for frame, row and column: it must be even and >= 6)")
+  _require(isinstance(config.dit.get("scan_layers", False), bool), "dit.scan_layers",
+           config.dit.get("scan_layers"), "True or False")
   _require(config.dit.get("matmul_dtype", "float32") in ("float32", "bfloat16"),
            "dit.matmul_dtype", config.dit.get("matmul_dtype"), "'float32' or 'bfloat16'")
   _require(isinstance(config.dit.get("fast_grads", True), bool), "dit.fast_grads",

@@ -146,6 +146,54 @@ class DiTBlock(nnx.Module):
     return x if past is None else (x, (k, v))
 
 
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+def _stack_variables(*variables: nnx.Variable) -> nnx.Variable:
+  """One Variable holding the values of `variables` (one per layer) along a new leading axis,
+  named 'layers' in its sharding metadata (vdm.parallel keeps that axis whole)."""
+  names = variables[0].get_metadata().get("out_sharding")
+  meta = {} if names is None else dict(out_sharding=("layers",) + tuple(names))
+  return variables[0].replace(jnp.stack([v.get_value() for v in variables]), **meta)
+
+
+def _unstack_variable(variable: nnx.Variable, i: int) -> nnx.Variable:
+  """Layer i of a stacked Variable, its metadata as an unrolled layer's."""
+  names = variable.get_metadata().get("out_sharding")
+  meta = {} if names is None else dict(out_sharding=tuple(names)[1:])
+  return variable.replace(variable.get_value()[i], **meta)
+
+
+def stack_blocks(blocks) -> nnx.Module:
+  """Blocks of one structure -> one block whose every Variable has a leading [depth] axis: what
+  `jax.lax.scan` runs over with dit.scan_layers (built from the same blocks, the same weights)."""
+  states = [nnx.state(block) for block in blocks]
+  return nnx.merge(nnx.graphdef(blocks[0]),
+                   jax.tree.map(_stack_variables, *states, is_leaf=_is_variable))
+
+
+def scan_params(params: nnx.State, depth: int) -> nnx.State:
+  """Params (or gradients) of an unrolled DiT ('blocks.0', 'blocks.1', ...) -> those of the same
+  DiT with dit.scan_layers=True ('blocks.<name>' with a leading [depth] axis). The converter for a
+  checkpoint trained one way and run the other; `unscan_params` is its inverse."""
+  flat = dict(nnx.to_flat_state(params))
+  layers = {}  # path inside a block -> [Variable of layer 0, 1, ...]
+  for path in [p for p in flat if p[0] == "blocks"]:
+    layers.setdefault(path[2:], [None] * depth)[int(path[1])] = flat.pop(path)
+  flat.update({("blocks", *path): _stack_variables(*vs) for path, vs in layers.items()})
+  return nnx.from_flat_state(flat)
+
+
+def unscan_params(params: nnx.State, depth: int) -> nnx.State:
+  """Inverse of `scan_params`: a scanned DiT's Params -> the unrolled DiT's."""
+  flat = dict(nnx.to_flat_state(params))
+  for path in [p for p in flat if p[0] == "blocks"]:
+    stacked = flat.pop(path)
+    flat.update({("blocks", i, *path[1:]): _unstack_variable(stacked, i) for i in range(depth)})
+  return nnx.from_flat_state(flat)
+
+
 def _tokens_of_frames(k, v, valid, b: int, n: int):
   """Cache [B*N, S, H, Dh] (per patch position, as factorized attention keeps it) -> the full
   layout's [B, S*N, H, Dh] token order (frame-major), valid [S] -> [S*N]."""
@@ -172,7 +220,7 @@ class DiT(nnx.Module):
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True,
-               position: str = "sincos", rngs: nnx.Rngs):
+               position: str = "sincos", scan_layers: bool = False, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
@@ -188,10 +236,13 @@ class DiT(nnx.Module):
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
-    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention,
-                                     qk_norm=qk_norm, matmul_dtype=matmul_dtype,
-                                     fast_grads=fast_grads)
-                            for _ in range(depth)])
+    blocks = [DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention, qk_norm=qk_norm,
+                       matmul_dtype=matmul_dtype, fast_grads=fast_grads) for _ in range(depth)]
+    # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
+    # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
+    # the same weights either way.
+    self.scan_layers, self.depth = bool(scan_layers), depth
+    self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
     self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
                                   rngs=rngs)
@@ -207,7 +258,7 @@ class DiT(nnx.Module):
                temporal_window=cfg.get("temporal_window", 0), qk_norm=cfg.get("qk_norm", False),
                matmul_dtype=cfg.get("matmul_dtype", "float32"),
                fast_grads=cfg.get("fast_grads", True), position=cfg.get("position", "sincos"),
-               rngs=rngs)
+               scan_layers=cfg.get("scan_layers", False), rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
@@ -259,6 +310,17 @@ class DiT(nnx.Module):
     cond = cond + self.pooled_text(pooled)[:, None, :]
     cond = constrain(cond, ("batch", "frames", "act_embed"))
 
+    if self.scan_layers:
+      x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+    else:
+      x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+
+    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    x = self.final(modulate(self.final_norm(x), shift, scale))
+    return unpatchify(x, self.patch, h, w), kv
+
+  def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
+    """The blocks one after another; returns (x, None or this chunk's (k, v) [depth, ...])."""
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
       if cache is None and self.remat != "none":
@@ -272,8 +334,21 @@ class DiT(nnx.Module):
         new_k.append(k)
         new_v.append(v)
       x = constrain(x, _TOKENS)
+    return x, ((jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None)
 
-    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
-    x = self.final(modulate(self.final_norm(x), shift, scale))
-    kv = (jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None
-    return unpatchify(x, self.patch, h, w), kv
+  def _scan_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
+    """The stacked blocks under jax.lax.scan: layer i's weights (and cached keys and values,
+    [depth, ...] like the weights) are the i-th slice. Same results as `_unrolled_blocks`."""
+    graphdef, weights = nnx.split(self.blocks)
+
+    def layer(x, slices):
+      block = nnx.merge(graphdef, slices[0])
+      if cache is None:
+        return constrain(block(x, cond, text, text_mask, temporal_mask, rope=rope), _TOKENS), None
+      x, kv = block(x, cond, text, text_mask, past=(*slices[1], cache.valid), rope=rope)
+      return constrain(x, _TOKENS), kv
+
+    if cache is None and self.remat != "none":  # the policy applies to each layer in the scan
+      layer = jax.checkpoint(layer, policy=REMAT_POLICIES[self.remat])
+    past = None if cache is None else (cache.k, cache.v)
+    return jax.lax.scan(layer, x, (weights, past))
