@@ -257,3 +257,46 @@ def test_scanned_layers_run_the_kv_cache(randomized_dit, attention):
   want = scanned(z, levels, text, mask, temporal_mask=jnp.asarray(block_causal_mask(6, 2)))
   np.testing.assert_allclose(_cached_chunks(scanned, z, levels, text, mask, chunk=2), want,
                              atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("frames, temporal_patch, token_frames", [
+    (5, 2, 3), (6, 2, 4), (4, 3, 2), (9, 4, 3), (1, 2, 1), (3, 1, 3)])
+def test_temporal_patchify_round_trip(frames, temporal_patch, token_frames):
+  """Frame 0 alone, then groups of temporal_patch (the last one padded): unpatchify recovers
+  every frame exactly and drops the padding."""
+  from vdm.dit.layers import temporal_groups, token_frame_of
+  z = jax.random.normal(jax.random.key(0), (2, frames, 4, 6, 3))
+  tokens = patchify(z, 2, temporal_patch)
+  assert tokens.shape == (2, token_frames, 6, temporal_patch * 2 * 2 * 3)
+  np.testing.assert_array_equal(unpatchify(tokens, 2, 4, 6, temporal_patch, frames), z)
+  groups = temporal_groups(frames, temporal_patch)
+  assert (groups[0] == 0).all() and groups.max() == frames - 1
+  for f, g in enumerate(token_frame_of(frames, temporal_patch)):
+    assert f in groups[g]
+
+
+def test_temporal_patch_is_the_identity_grouping_at_one():
+  z = jax.random.normal(jax.random.key(0), (2, 3, 8, 12, 4))
+  np.testing.assert_array_equal(patchify(z, 2, 1), patchify(z, 2))
+  np.testing.assert_array_equal(unpatchify(patchify(z, 2), 2, 8, 12, 1, 3), z)
+
+
+@pytest.mark.parametrize("frames", [4, 5])
+def test_temporal_patch_output_shape_and_group_levels(randomized_dit, frames):
+  """A temporal_patch=2 model returns one velocity per latent frame (the padding of a short last
+  group cropped); a group is conditioned on one level, so within a group only its first frame's
+  level is read, and under a block-causal mask over groups the first group ignores the rest."""
+  model = randomized_dit(temporal_patch=2)
+  assert model.embed.kernel.shape == (2 * 2 * 2 * 4, 32)
+  z, levels, text, mask = inputs(frames)
+  out = model(z, levels, text, mask)
+  assert out.shape == z.shape
+  np.testing.assert_allclose(model(z, levels.at[:, 2].set(0.3), text, mask), out, atol=1e-6)
+  assert not np.allclose(model(z, levels.at[:, 1].set(0.3), text, mask), out, atol=1e-3)
+  groups = jnp.asarray([0, 1, 1, 2, 2][:frames])
+  causal = groups[None, :] <= groups[:, None]
+  base = model(z, levels, text, mask, temporal_mask=causal)
+  changed = model(z.at[:, 3:].add(1.0), levels, text, mask, temporal_mask=causal)
+  np.testing.assert_allclose(changed[:, :3], base[:, :3], atol=1e-5)
+  with pytest.raises(ValueError, match="dit.temporal_patch=1"):
+    model.forward_cached(z, levels, text, mask, None, 0)

@@ -39,6 +39,8 @@ CONFIG_CASES = [
     ("dit.qk_norm='yes'", "dit.qk_norm"),
     ("dit.position='alibi'", "dit.position"),
     ("dit.scan_layers=1", "dit.scan_layers"),
+    ("dit.temporal_patch=0", "dit.temporal_patch"),
+    ("dit.temporal_patch=2.0", "dit.temporal_patch"),
     ("text.freeze=1", "text.freeze"),
     ("dit.temporal_window=-1", "dit.temporal_window"),
     ("diffusion.temporal_consistency_weight=-1.0", "diffusion.temporal_consistency_weight"),
@@ -89,6 +91,9 @@ def test_invalid_config_names_the_field(override, field):
 # Fields valid alone whose combination is not: (overrides, field the error must name).
 COMBINATION_CASES = [
     (["dit.position='rope3d'", "dit.heads=8"], "dit.position"),  # head dim 4: too small to split
+    # Grouped frames: no autoregressive/rolling sampling, no block-causal training.
+    (["dit.temporal_patch=2", "sample.mode='autoregressive'"], "sample.mode"),
+    (["dit.temporal_patch=2", "diffusion.causal_prob=0.5"], "diffusion.causal_prob"),
 ]
 
 

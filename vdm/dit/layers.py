@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from vdm.parallel.sharding import logical_axes
@@ -84,12 +85,39 @@ def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
   return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
-def patchify(z: jax.Array, patch: int) -> jax.Array:
-  """[B, T, h, w, C] -> tokens [B, T, (h/p)(w/p), p*p*C]."""
-  b, t, h, w, c = z.shape
-  z = z.reshape(b, t, h // patch, patch, w // patch, patch, c)
-  z = z.transpose(0, 1, 2, 4, 3, 5, 6)
-  return z.reshape(b, t, (h // patch) * (w // patch), patch * patch * c)
+def temporal_groups(frames: int, temporal_patch: int) -> np.ndarray:
+  """Which latent frame fills each slot of each token frame: [T', temporal_patch] int.
+
+  Latent frame 0 is a token frame of its own (the causal VAE encodes it alone, as an image; alone
+  it can also be pinned at level 0 for image-to-video), its slots all holding frame 0; then
+  groups of `temporal_patch` consecutive frames. A last group that falls short is padded by
+  repeating the clip's last frame; `unpatchify` crops what the padding produced. So
+  T' = 1 + ceil((T - 1) / temporal_patch), and with temporal_patch = 1 every frame is its own
+  token frame (T' = T).
+  """
+  groups = 1 + -(-(frames - 1) // temporal_patch)
+  j = np.arange(groups)[:, None]
+  source = 1 + (j - 1) * temporal_patch + np.arange(temporal_patch)[None, :]
+  return np.where(j == 0, 0, np.minimum(source, frames - 1)).astype(np.int32)
+
+
+def token_frame_of(frames: int, temporal_patch: int) -> np.ndarray:
+  """The token frame each latent frame belongs to, [T] int (see `temporal_groups`)."""
+  f = np.arange(frames)
+  return np.where(f == 0, 0, 1 + (f - 1) // temporal_patch).astype(np.int32)
+
+
+def patchify(z: jax.Array, patch: int, temporal_patch: int = 1) -> jax.Array:
+  """[B, T, h, w, C] -> tokens [B, T', (h/p)(w/p), pt*p*p*C], pt = temporal_patch and the
+  frames grouped into T' token frames as `temporal_groups` says."""
+  if temporal_patch > 1:  # [B, T', pt, h, w, C]; with pt = 1 the grouping is the identity
+    z = z[:, temporal_groups(z.shape[1], temporal_patch)]
+  else:
+    z = z[:, :, None]
+  b, t, pt, h, w, c = z.shape
+  z = z.reshape(b, t, pt, h // patch, patch, w // patch, patch, c)
+  z = z.transpose(0, 1, 3, 5, 2, 4, 6, 7)
+  return z.reshape(b, t, (h // patch) * (w // patch), pt * patch * patch * c)
 
 
 def dense(in_features: int, out_features: int, axes: tuple[str | None, str | None], *,
@@ -102,13 +130,19 @@ def dense(in_features: int, out_features: int, axes: tuple[str | None, str | Non
                     bias_metadata=logical_axes(axes[1]), rngs=rngs, **kwargs)
 
 
-def unpatchify(tokens: jax.Array, patch: int, h: int, w: int) -> jax.Array:
-  """Inverse of patchify: [B, T, N, p*p*C] -> [B, T, h, w, C]."""
+def unpatchify(tokens: jax.Array, patch: int, h: int, w: int, temporal_patch: int = 1,
+               frames: int | None = None) -> jax.Array:
+  """Inverse of patchify: [B, T', N, pt*p*p*C] -> [B, T, h, w, C]. With temporal_patch > 1,
+  `frames` (T) is needed: each latent frame is read from its own slot (frame 0 from the first
+  slot of token frame 0) and the padding slots are dropped."""
   b, t, _, d = tokens.shape
-  c = d // (patch * patch)
-  z = tokens.reshape(b, t, h // patch, w // patch, patch, patch, c)
-  z = z.transpose(0, 1, 2, 4, 3, 5, 6)
-  return z.reshape(b, t, h, w, c)
+  c = d // (temporal_patch * patch * patch)
+  z = tokens.reshape(b, t, h // patch, w // patch, temporal_patch, patch, patch, c)
+  z = z.transpose(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, t, temporal_patch, h, w, c)
+  if temporal_patch == 1:
+    return z[:, :, 0]
+  f = np.arange(frames)
+  return z[:, token_frame_of(frames, temporal_patch), np.where(f == 0, 0, (f - 1) % temporal_patch)]
 
 
 class Attention(nnx.Module):

@@ -14,7 +14,8 @@ from flax import nnx
 
 from vdm.dit import fast_ops
 from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
-                            sincos_embedding, spacetime_position_embedding, unpatchify)
+                            sincos_embedding, spacetime_position_embedding, temporal_groups,
+                            unpatchify)
 from vdm.parallel.sharding import constrain
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
@@ -220,17 +221,22 @@ class DiT(nnx.Module):
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True,
-               position: str = "sincos", scan_layers: bool = False, rngs: nnx.Rngs):
+               position: str = "sincos", scan_layers: bool = False, temporal_patch: int = 1,
+               rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
       raise ValueError(f"dit.position must be one of {POSITIONS}, got {position!r}")
     if position == "rope3d":
       rope3d_split(width // heads)  # raises for a head dimension the split cannot serve
+    if not isinstance(temporal_patch, int) or temporal_patch < 1:
+      raise ValueError(f"dit.temporal_patch must be an integer >= 1, got {temporal_patch!r}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
     self.position, self.head_dim = position, width // heads
+    self.temporal_patch = temporal_patch
+    patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
-    self.embed = dense(patch * patch * latent_channels, width, ("patch", "embed"), rngs=rngs)
+    self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
@@ -246,8 +252,7 @@ class DiT(nnx.Module):
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
     self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
                                   rngs=rngs)
-    self.final = dense(width, patch * patch * latent_channels, ("embed", "patch"),
-                       kernel_init=_zeros, rngs=rngs)
+    self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
@@ -258,13 +263,19 @@ class DiT(nnx.Module):
                temporal_window=cfg.get("temporal_window", 0), qk_norm=cfg.get("qk_norm", False),
                matmul_dtype=cfg.get("matmul_dtype", "float32"),
                fast_grads=cfg.get("fast_grads", True), position=cfg.get("position", "sincos"),
-               scan_layers=cfg.get("scan_layers", False), rngs=rngs)
+               scan_layers=cfg.get("scan_layers", False),
+               temporal_patch=cfg.get("temporal_patch", 1), rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
     frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
-    matter, so it changes nothing). Returns the velocity [B, T, h, w, C]."""
+    matter, so it changes nothing). Returns the velocity [B, T, h, w, C].
+
+    With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
+    then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
+    level and one row and column of temporal_mask (each group is read at its first frame),
+    frame_offset and dit.temporal_window count token frames."""
     return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset)[0]
 
   def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
@@ -278,19 +289,29 @@ class DiT(nnx.Module):
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
     Equals the full forward under a block-causal temporal mask whose last block is this chunk.
     """
+    if self.temporal_patch > 1:
+      raise ValueError(f"the KV-cached forward needs dit.temporal_patch=1 (this model has "
+                       f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
+                       "not supported")
     return self._forward(z, levels, text, text_mask, None, cache, frame_offset)
 
   def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0):
-    b, t, h, w, _ = z.shape
+    b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    x = self.embed(patchify(z, self.patch, self.temporal_patch))
+    t = x.shape[1]  # token frames
+    if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's
+      first = temporal_groups(frames, self.temporal_patch)[:, 0]
+      levels = levels[:, first]
+      if temporal_mask is not None:
+        temporal_mask = temporal_mask[first][:, first]
     if self.temporal_window and cache is None:
       # Local temporal attention: frames further apart than the window do not see each other.
       # (With a KV cache, the cache's slots bound the context; the pipeline sizes them.)
       i = jnp.arange(t)
       band = jnp.abs(i[:, None] - i[None, :]) <= self.temporal_window
       temporal_mask = band if temporal_mask is None else temporal_mask & band
-    x = self.embed(patchify(z, self.patch))
     rows, cols = h // self.patch, w // self.patch
     rope = None
     if self.position == "sincos":
@@ -317,7 +338,7 @@ class DiT(nnx.Module):
 
     shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
     x = self.final(modulate(self.final_norm(x), shift, scale))
-    return unpatchify(x, self.patch, h, w), kv
+    return unpatchify(x, self.patch, h, w, self.temporal_patch, frames), kv
 
   def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
     """The blocks one after another; returns (x, None or this chunk's (k, v) [depth, ...])."""
