@@ -176,22 +176,27 @@ def stack_blocks(blocks) -> nnx.Module:
 
 def scan_params(params: nnx.State, depth: int) -> nnx.State:
   """Params (or gradients) of an unrolled DiT ('blocks.0', 'blocks.1', ...) -> those of the same
-  DiT with dit.scan_layers=True ('blocks.<name>' with a leading [depth] axis). The converter for a
-  checkpoint trained one way and run the other; `unscan_params` is its inverse."""
+  DiT with dit.scan_layers=True ('blocks.<name>' with a leading [depth] axis); the DiT may sit
+  inside a larger model (a Denoiser's 'dit.blocks.0...'). The converter for a checkpoint trained
+  one way and run the other; `unscan_params` is its inverse."""
   flat = dict(nnx.to_flat_state(params))
-  layers = {}  # path inside a block -> [Variable of layer 0, 1, ...]
-  for path in [p for p in flat if p[0] == "blocks"]:
-    layers.setdefault(path[2:], [None] * depth)[int(path[1])] = flat.pop(path)
-  flat.update({("blocks", *path): _stack_variables(*vs) for path, vs in layers.items()})
+  layers = {}  # (path to 'blocks', path inside a block) -> [Variable of layer 0, 1, ...]
+  for path in [p for p in flat if "blocks" in p]:
+    i = path.index("blocks")
+    key = (path[:i + 1], path[i + 2:])
+    layers.setdefault(key, [None] * depth)[int(path[i + 1])] = flat.pop(path)
+  flat.update({(*outer, *inner): _stack_variables(*vs) for (outer, inner), vs in layers.items()})
   return nnx.from_flat_state(flat)
 
 
 def unscan_params(params: nnx.State, depth: int) -> nnx.State:
   """Inverse of `scan_params`: a scanned DiT's Params -> the unrolled DiT's."""
   flat = dict(nnx.to_flat_state(params))
-  for path in [p for p in flat if p[0] == "blocks"]:
+  for path in [p for p in flat if "blocks" in p]:
+    i = path.index("blocks")
     stacked = flat.pop(path)
-    flat.update({("blocks", i, *path[1:]): _unstack_variable(stacked, i) for i in range(depth)})
+    flat.update({(*path[:i + 1], layer, *path[i + 1:]): _unstack_variable(stacked, layer)
+                 for layer in range(depth)})
   return nnx.from_flat_state(flat)
 
 
