@@ -60,7 +60,11 @@ POSITIONS = ("sincos", "rope3d")
 
 def _rope_layout(rope, layout: str, b: int):
   """Per-token (cos, sin) [T, N, P] -> the token order of one self-attention's input:
-  'spatial' [B*T, N, P], 'temporal' [B*N, T, P], 'joint' [1, T*N, P]; None stays None."""
+  'spatial' [B*T, N, P], 'temporal' [B*N, T, P], 'joint' [1, T*N, P]; None stays None.
+
+  Every layout gets the full 3D rotation: a part equal for query and key (the frame within
+  spatial attention, row and column within temporal attention) cancels in q . k, so one table
+  serves them all."""
   if rope is None:
     return None
   def one(a):
