@@ -50,6 +50,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       attention="factorized",  # factorized (spatial, then temporal) | full (one 3D attention)
       temporal_window=0,  # frames each frame attends on either side (0: all; local attention)
       qk_norm=False,  # RMS-normalise queries and keys per head (stabler at scale)
+      # sincos: fixed 3D sinusoid added to the tokens | rope3d: rotary (frame, row, col)
+      # positions on self-attention queries and keys (relative; needs an even head dim >= 6).
+      position="sincos",
+      # Run the blocks as jax.lax.scan over stacked weights (params 'blocks.<name>' [depth, ...]):
+      # compile time flat in depth; a little slower per step on CPU (README: benchmarks).
+      scan_layers=False,
+      # Latent frames per token frame: latent frame 0 alone, then groups of temporal_patch
+      # (a short last group padded, its padding cropped). Levels are shared within a group; with
+      # > 1 only parallel and image_to_video sampling and non-causal training are offered.
+      temporal_patch=1,
       # Speed (vdm/dit/fast_ops.py): bf16 matmul inputs with fp32 accumulation and master weights
       # ('bfloat16'), and hand-written LayerNorm/matmul gradients (same values, faster on CPU).
       matmul_dtype="float32", fast_grads=True,

@@ -20,6 +20,14 @@ def test_train_step_benchmark_runs(bench_dir):
   assert row["gflop_per_step"] > 0 and row["peak_gflops"] > 0 and "cpu" in result["machine"]
 
 
+def test_scan_layers_benchmark_runs(bench_dir):
+  from benchmarks import scan_layers
+  scan_layers.run(["--tiny", "--depths", "1,2", "--repeats", "1"])
+  rows = json.load(open(bench_dir / "scan_layers_tiny.json"))["rows"]
+  assert [(r["depth"], r["layers"]) for r in rows] == [
+      (1, "unrolled"), (1, "scanned"), (2, "unrolled"), (2, "scanned")]
+
+
 def test_post_benchmark_runs(bench_dir):
   post.run(["--tiny", "--repeats", "1", "--frames-small", "2", "--frames-large", "2"])
   assert json.load(open(bench_dir / "post_tiny.json"))["rows"]

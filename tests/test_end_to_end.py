@@ -229,6 +229,21 @@ def test_bad_mode_options_are_named(pipe, options, message):
     pipe.resolve("a red circle", **options)
 
 
+@pytest.mark.parametrize("options", [dict(mode="autoregressive"), dict(mode="rolling"),
+                                     dict(mode="autoregressive", kv_cache=False)])
+def test_grouped_frame_models_refuse_chunked_modes(pipe, options):
+  """A model with dit.temporal_patch > 1 has no chunked generation: the request names the mode
+  and the field before anything runs."""
+  import vdm
+  config = pipe.config.copy_and_resolve_references()
+  config.dit.temporal_patch = 2
+  grouped = vdm.Pipeline(config, pipe.tokenizer, pipe.vae, pipe.denoiser,
+                         dict(mean=pipe.latent_mean, std=pipe.latent_std))
+  with pytest.raises(ValueError, match=r"--mode .*dit\.temporal_patch=1"):
+    grouped.resolve("a red circle", **options)
+  grouped.resolve("a red circle", mode="parallel")
+
+
 def test_cli_rejects_an_unknown_video_suffix_before_loading_the_model(tmp_path, capsys,
                                                                       monkeypatch):
   from vdm.generate.pipeline import Pipeline

@@ -37,6 +37,10 @@ CONFIG_CASES = [
     ("dit.matmul_dtype='float16'", "dit.matmul_dtype"),
     ("dit.attention='axial'", "dit.attention"),
     ("dit.qk_norm='yes'", "dit.qk_norm"),
+    ("dit.position='alibi'", "dit.position"),
+    ("dit.scan_layers=1", "dit.scan_layers"),
+    ("dit.temporal_patch=0", "dit.temporal_patch"),
+    ("dit.temporal_patch=2.0", "dit.temporal_patch"),
     ("text.freeze=1", "text.freeze"),
     ("text.init_from='/no/such/encoder'", "text.init_from"),
     ("train.text.steps=-1", "train.text.steps"),
@@ -84,6 +88,23 @@ CONFIG_CASES = [
 def test_invalid_config_names_the_field(override, field):
   with pytest.raises(ConfigError) as info:
     load_config(TINY, [override])
+  assert field in str(info.value)
+
+
+# Fields valid alone whose combination is not: (overrides, field the error must name).
+COMBINATION_CASES = [
+    (["dit.position='rope3d'", "dit.heads=8"], "dit.position"),  # head dim 4: too small to split
+    # Grouped frames: no autoregressive/rolling sampling, no block-causal training.
+    (["dit.temporal_patch=2", "sample.mode='autoregressive'"], "sample.mode"),
+    (["dit.temporal_patch=2", "diffusion.causal_prob=0.5"], "diffusion.causal_prob"),
+]
+
+
+@pytest.mark.parametrize("overrides, field", COMBINATION_CASES,
+                         ids=[" ".join(c[0]) for c in COMBINATION_CASES])
+def test_invalid_combination_names_the_field(overrides, field):
+  with pytest.raises(ConfigError) as info:
+    load_config(TINY, overrides)
   assert field in str(info.value)
 
 

@@ -27,6 +27,22 @@ def test_full_attention_parameter_count_matches_the_formula():
   assert count < denoiser_param_count(factorized, factorized.text.vocab_size)
 
 
+@pytest.mark.parametrize("overrides, extra", [
+    (["dit.scan_layers=True"], 0), (["dit.position='rope3d'"], 0),
+    # The patch embedding and output layer read and write 2x the latent values per token.
+    (["dit.temporal_patch=2"], (2 - 1) * 2 * 2 * 8 * (384 + 384 + 1)),
+    (["dit.temporal_patch=4", "dit.scan_layers=True", "dit.position='rope3d'"],
+     (4 - 1) * 2 * 2 * 8 * (384 + 384 + 1))])
+def test_dit_options_parameter_count_matches_the_formula(overrides, extra):
+  """Scanned layers hold the same parameters stacked; rotary positions have none; a temporal
+  patch widens only the patch embedding's input and the output layer."""
+  config = load_config("configs/model_sizes.py:small", overrides)
+  count = count_params(nnx.eval_shape(lambda: build_denoiser(config, config.text.vocab_size)))
+  assert count == denoiser_param_count(config, config.text.vocab_size)
+  plain = load_config("configs/model_sizes.py:small")
+  assert count == denoiser_param_count(plain, plain.text.vocab_size) + extra
+
+
 def test_wan_shaped_dit_has_wan_dimensions():
   config = load_config("configs/model_sizes.py:wan1.3b")
   d = config.dit

@@ -172,6 +172,35 @@ def test_init_is_unchanged_and_sharded_creation_draws_the_same_values(name, init
     assert laid_out["blocks.0.modulation.kernel"].sharding.spec == P("fsdp", "tensor")
 
 
+def test_scanned_layers_shard_like_the_unrolled_ones(single_device):
+  """dit.scan_layers stacks each block parameter along a leading 'layers' axis that stays whole;
+  its other axes shard as the unrolled golden above says, and the sharded scanned model computes
+  what one device computes with the unrolled one."""
+  from vdm.dit.model import scan_params
+  init = lambda: DiT(**TINY_DIT, scan_layers=True, rngs=nnx.Rngs(0))  # noqa: E731
+  specs = state_specs(nnx.state(nnx.eval_shape(init), nnx.Param), rules_for("factorized"))
+  got = {name: tuple(spec) for name, spec in _flat(specs, is_leaf=lambda x: isinstance(x, P)).items()}
+  want = {name.replace("blocks.0.", "blocks."): (None, *spec) if name.startswith("blocks.")
+          else spec for name, spec in DIT_SPECS.items()}
+  assert got == {name: tuple(spec) for name, spec in want.items()}
+
+  model, batch, (loss, out, grads) = single_device
+  scanned = nnx.eval_shape(init)
+  nnx.update(scanned, scan_params(nnx.state(model, nnx.Param), TINY_DIT["depth"]))
+  mesh, rules = make_mesh(dict(data=2, fsdp=2, tensor=2)), rules_for("factorized")
+  sharded = shard_model(scanned, mesh, rules)
+  assert _flat(nnx.state(sharded))["blocks.mlp.fc1.kernel"].sharding.spec == P(None, "fsdp",
+                                                                               "tensor")
+  step = jax.jit(lambda m, b: _forward_and_grads(m, b))
+  with activate(mesh, rules):
+    s_loss, s_out, s_grads = step(sharded, shard_batch(batch, mesh, rules))
+  np.testing.assert_allclose(s_loss, loss, rtol=1e-5)
+  np.testing.assert_allclose(s_out, out, rtol=1e-4, atol=1e-5)
+  expected = _flat(scan_params(nnx.state(grads, nnx.Param), TINY_DIT["depth"]))
+  for name, g in _flat(nnx.state(s_grads, nnx.Param)).items():
+    np.testing.assert_allclose(g, expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def test_batch_is_split_along_its_batch_axis():
   mesh, rules = make_mesh(dict(data=2, fsdp=2, tensor=2)), rules_for("factorized")
   batch = shard_batch(dict(z=np.zeros((4, 3, 2)), ids=np.zeros((4, 5), np.int32)), mesh, rules)

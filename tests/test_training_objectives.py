@@ -182,3 +182,24 @@ def test_frozen_parameters_get_no_update_not_even_weight_decay():
     params = optax.apply_updates(params, updates)
   np.testing.assert_array_equal(params["text"]["w"], jnp.ones(3))
   assert np.all(np.asarray(params["dit"]["w"]) < 1.0)
+
+
+def test_per_frame_levels_are_shared_within_a_temporal_patch_group():
+  """With temporal_patch = 2 the independent (Diffusion Forcing) levels of 5 latent frames are
+  drawn per token frame [0], [1, 2], [3, 4]; with 1 they are the per-frame levels as before."""
+  import pytest
+  from vdm.train.objectives import training_levels
+  rng = jax.random.key(3)
+  grouped = np.asarray(training_levels(rng, 64, 5, kind="uniform", per_frame_prob=1.0,
+                                       temporal_patch=2))
+  np.testing.assert_array_equal(grouped[:, 1], grouped[:, 2])
+  np.testing.assert_array_equal(grouped[:, 3], grouped[:, 4])
+  assert not np.allclose(grouped[:, 0], grouped[:, 1]) and not np.allclose(grouped[:, 2],
+                                                                           grouped[:, 3])
+  ungrouped = training_levels(rng, 64, 5, kind="uniform", per_frame_prob=1.0)
+  np.testing.assert_array_equal(training_levels(rng, 64, 5, kind="uniform", per_frame_prob=1.0,
+                                                temporal_patch=1), ungrouped)
+  assert len(np.unique(np.asarray(ungrouped)[0])) == 5
+  with pytest.raises(ValueError, match="dit.temporal_patch=1"):
+    denoiser_loss(None, dict(latents=jnp.zeros((1, 5, 2, 2, 1))), rng, causal_prob=0.5,
+                  temporal_patch=2)

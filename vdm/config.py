@@ -141,6 +141,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
            config.dit.get("qk_norm"), "True or False")
   _require(config.dit.get("attention", "factorized") in ("factorized", "full"),
            "dit.attention", config.dit.get("attention"), "'factorized' or 'full'")
+  position = config.dit.get("position", "sincos")
+  _require(position in ("sincos", "rope3d"), "dit.position", position, "'sincos' or 'rope3d'")
+  head_dim = config.dit.width // config.dit.heads
+  _require(position != "rope3d" or (head_dim % 2 == 0 and head_dim >= 6), "dit.position",
+           position, f"'sincos' for a head dimension dit.width / dit.heads = {head_dim} (rope3d "
+           "splits it into rotation pairs for frame, row and column: it must be even and >= 6)")
+  _require(isinstance(config.dit.get("scan_layers", False), bool), "dit.scan_layers",
+           config.dit.get("scan_layers"), "True or False")
+  temporal_patch = config.dit.get("temporal_patch", 1)
+  _require(_is_int(temporal_patch) and 1 <= temporal_patch <= 16, "dit.temporal_patch",
+           temporal_patch, "an integer in [1, 16]")
+  if temporal_patch > 1:  # grouped frames: no chunked (KV-cached, block-causal) generation yet
+    _require(config.sample.mode in ("parallel", "image_to_video"), "sample.mode",
+             config.sample.mode, f"'parallel' or 'image_to_video' with dit.temporal_patch="
+             f"{temporal_patch} (autoregressive and rolling modes need dit.temporal_patch=1)")
+    causal_prob = config.diffusion.get("causal_prob", 0.0)
+    _require(causal_prob == 0.0, "diffusion.causal_prob", causal_prob,
+             f"0 with dit.temporal_patch={temporal_patch} (block-causal training needs "
+             "dit.temporal_patch=1)")
   _require(config.dit.get("matmul_dtype", "float32") in ("float32", "bfloat16"),
            "dit.matmul_dtype", config.dit.get("matmul_dtype"), "'float32' or 'bfloat16'")
   _require(isinstance(config.dit.get("fast_grads", True), bool), "dit.fast_grads",

@@ -59,6 +59,7 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   text = (vocab_size * t.width + 32 * t.heads + t.width  # embeddings, position buckets, final norm
           + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
   w, c, p = d.width, config.vae.latent_channels, d.patch
+  patch_dim = d.get("temporal_patch", 1) * p * p * c  # latent values per token
   hidden = int(w * d.mlp_ratio)
   attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
   if d.get("qk_norm", False):  # a learned RMSNorm scale per head dimension on q and on k
@@ -67,8 +68,8 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   attentions = 3 if d.get("attention", "factorized") == "factorized" else 2
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
            + dense(w, 3 * attentions * w))
-  dit = (dense(p * p * c, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
-         + d.depth * block + dense(w, 2 * w) + dense(w, p * p * c))
+  dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
+         + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim))
   return text + dit
 
 

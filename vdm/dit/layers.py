@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from vdm.parallel.sharding import logical_axes
@@ -38,12 +39,85 @@ def spacetime_position_embedding(frames: int, rows: int, cols: int, dim: int,
                          axis=-1)
 
 
-def patchify(z: jax.Array, patch: int) -> jax.Array:
-  """[B, T, h, w, C] -> tokens [B, T, (h/p)(w/p), p*p*C]."""
-  b, t, h, w, c = z.shape
-  z = z.reshape(b, t, h // patch, patch, w // patch, patch, c)
-  z = z.transpose(0, 1, 2, 4, 3, 5, 6)
-  return z.reshape(b, t, (h // patch) * (w // patch), patch * patch * c)
+# 3D rotary position embedding (RoPE; Su et al. 2021) as video DiTs use it (Wan, CogVideoX): each
+# head's dimensions are split into three parts that rotate with the frame, the row and the column.
+# A query at p and a key at p' then score q . R(p' - p) k: attention sees only relative positions,
+# so a chunk generated after `frame_offset` frames sees its context exactly as the first chunk did.
+
+def rope3d_split(head_dim: int) -> tuple[int, int, int]:
+  """Rotation pairs (frame, row, col) of a head of `head_dim` (even, >= 6) dimensions.
+
+  Rows and columns get a third of the pairs each (rounded down), frames the rest, so time gets
+  the largest share, as in Wan's split.
+  """
+  if head_dim % 2 or head_dim < 6:
+    raise ValueError(f"dit.position='rope3d' needs an even head dimension >= 6 (dit.width / "
+                     f"dit.heads), got {head_dim}")
+  pairs = head_dim // 2
+  return pairs - 2 * (pairs // 3), pairs // 3, pairs // 3
+
+
+def rope3d_angles(frames: int, rows: int, cols: int, head_dim: int,
+                  frame_offset: int | jax.Array = 0, *, theta: float = 10_000.0) -> jax.Array:
+  """Rotation angles [frames, rows * cols, head_dim // 2] of every token of a frames x rows x cols
+  grid (frame-major, then row-major as `patchify` orders tokens); frames are numbered from
+  `frame_offset`. Pair i of an axis with n pairs turns at frequency theta^(-i / n)."""
+  def axis(positions, pairs):
+    freqs = theta ** (-jnp.arange(pairs, dtype=jnp.float32) / pairs)
+    return positions.astype(jnp.float32)[:, None] * freqs  # [len(positions), pairs]
+
+  p_frame, p_row, p_col = rope3d_split(head_dim)
+  t = axis(frame_offset + jnp.arange(frames), p_frame)
+  r = axis(jnp.arange(rows), p_row)
+  c = axis(jnp.arange(cols), p_col)
+  grid = jnp.concatenate([
+      jnp.broadcast_to(t[:, None, None, :], (frames, rows, cols, p_frame)),
+      jnp.broadcast_to(r[None, :, None, :], (frames, rows, cols, p_row)),
+      jnp.broadcast_to(c[None, None, :, :], (frames, rows, cols, p_col))], axis=-1)
+  return grid.reshape(frames, rows * cols, p_frame + p_row + p_col)
+
+
+def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
+  """Rotates x [B, L, H, Dh] by (cos, sin), each broadcastable to [B, L, Dh/2]: dimension i and
+  i + Dh/2 form the pair i (the 'rotate half' layout)."""
+  cos, sin = (a[..., None, :].astype(x.dtype) for a in rope)  # same angle for every head
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def temporal_groups(frames: int, temporal_patch: int) -> np.ndarray:
+  """Which latent frame fills each slot of each token frame: [T', temporal_patch] int.
+
+  Latent frame 0 is a token frame of its own (the causal VAE encodes it alone, as an image; alone
+  it can also be pinned at level 0 for image-to-video), its slots all holding frame 0; then
+  groups of `temporal_patch` consecutive frames. A last group that falls short is padded by
+  repeating the clip's last frame; `unpatchify` crops what the padding produced. So
+  T' = 1 + ceil((T - 1) / temporal_patch), and with temporal_patch = 1 every frame is its own
+  token frame (T' = T).
+  """
+  groups = 1 + -(-(frames - 1) // temporal_patch)
+  j = np.arange(groups)[:, None]
+  source = 1 + (j - 1) * temporal_patch + np.arange(temporal_patch)[None, :]
+  return np.where(j == 0, 0, np.minimum(source, frames - 1)).astype(np.int32)
+
+
+def token_frame_of(frames: int, temporal_patch: int) -> np.ndarray:
+  """The token frame each latent frame belongs to, [T] int (see `temporal_groups`)."""
+  f = np.arange(frames)
+  return np.where(f == 0, 0, 1 + (f - 1) // temporal_patch).astype(np.int32)
+
+
+def patchify(z: jax.Array, patch: int, temporal_patch: int = 1) -> jax.Array:
+  """[B, T, h, w, C] -> tokens [B, T', (h/p)(w/p), pt*p*p*C], pt = temporal_patch and the
+  frames grouped into T' token frames as `temporal_groups` says."""
+  if temporal_patch > 1:  # [B, T', pt, h, w, C]; with pt = 1 the grouping is the identity
+    z = z[:, temporal_groups(z.shape[1], temporal_patch)]
+  else:
+    z = z[:, :, None]
+  b, t, pt, h, w, c = z.shape
+  z = z.reshape(b, t, pt, h // patch, patch, w // patch, patch, c)
+  z = z.transpose(0, 1, 3, 5, 2, 4, 6, 7)
+  return z.reshape(b, t, (h // patch) * (w // patch), pt * patch * patch * c)
 
 
 def dense(in_features: int, out_features: int, axes: tuple[str | None, str | None], *,
@@ -56,13 +130,19 @@ def dense(in_features: int, out_features: int, axes: tuple[str | None, str | Non
                     bias_metadata=logical_axes(axes[1]), rngs=rngs, **kwargs)
 
 
-def unpatchify(tokens: jax.Array, patch: int, h: int, w: int) -> jax.Array:
-  """Inverse of patchify: [B, T, N, p*p*C] -> [B, T, h, w, C]."""
+def unpatchify(tokens: jax.Array, patch: int, h: int, w: int, temporal_patch: int = 1,
+               frames: int | None = None) -> jax.Array:
+  """Inverse of patchify: [B, T', N, pt*p*p*C] -> [B, T, h, w, C]. With temporal_patch > 1,
+  `frames` (T) is needed: each latent frame is read from its own slot (frame 0 from the first
+  slot of token frame 0) and the padding slots are dropped."""
   b, t, _, d = tokens.shape
-  c = d // (patch * patch)
-  z = tokens.reshape(b, t, h // patch, w // patch, patch, patch, c)
-  z = z.transpose(0, 1, 2, 4, 3, 5, 6)
-  return z.reshape(b, t, h, w, c)
+  c = d // (temporal_patch * patch * patch)
+  z = tokens.reshape(b, t, h // patch, w // patch, temporal_patch, patch, patch, c)
+  z = z.transpose(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, t, temporal_patch, h, w, c)
+  if temporal_patch == 1:
+    return z[:, :, 0]
+  f = np.arange(frames)
+  return z[:, token_frame_of(frames, temporal_patch), np.where(f == 0, 0, (f - 1) % temporal_patch)]
 
 
 class Attention(nnx.Module):
@@ -85,37 +165,46 @@ class Attention(nnx.Module):
     else:
       self.q_norm = self.k_norm = None
 
-  def _heads(self, x: jax.Array, norm) -> jax.Array:
-    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on."""
+  def _heads(self, x: jax.Array, norm, rope=None) -> jax.Array:
+    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on, then rotated when
+    `rope` (cos, sin [B, L, D/H/2]) is given."""
     x = x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads)
-    return x if norm is None else norm(x)
+    x = x if norm is None else norm(x)
+    return x if rope is None else apply_rope(x, rope)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
-               mask: jax.Array | None = None) -> jax.Array:
-    """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S]."""
+               mask: jax.Array | None = None, rope=None) -> jax.Array:
+    """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S];
+    rope: (cos, sin) broadcastable to [B, L, D/H/2] rotating queries and keys (self-attention
+    only: queries and keys then share positions)."""
     b, length, d = x.shape
+    if rope is not None and context is not None:
+      raise ValueError("rotary positions apply to self-attention only")
     context = x if context is None else context
-    q = self._heads(self.q(x), self.q_norm)
+    q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
-    k, v = self._heads(k, self.k_norm), self._heads(v, None)
+    k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
     y = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,
-                       past_valid: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+                       past_valid: jax.Array, rope=None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Self-attention of x over cached keys/values plus its own (the KV-cache step).
 
     Args:
       x: [B, L, D] the new tokens; they attend each other fully and every valid cached slot.
       past_k, past_v: [B, S, H, D/H] cached keys and values (e.g. earlier frames, a ring buffer).
       past_valid: [S] bool, which cache slots hold data.
+      rope: (cos, sin) [B, L, D/H/2] of x's positions, or None.
     Returns:
       (output [B, L, D], k, v) with k, v [B, L, H, D/H] of x, for the caller to cache.
     """
     b, length, d = x.shape
-    q = self._heads(self.q(x), self.q_norm)
+    q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(x), 2, axis=-1)
-    k, v = self._heads(k, self.k_norm), self._heads(v, None)  # cached keys are normalised
+    # Cached keys are normalised and rotated to their own positions, so they are never touched
+    # again: with RoPE the score of a new query and a cached key depends on their distance only.
+    k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
     mask = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
     y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
                                      jnp.concatenate([past_v, v], axis=1), mask=mask)

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vdm.dit import fast_ops
-from vdm.dit.layers import (Attention, Mlp, dense, patchify, sincos_embedding,
-                            spacetime_position_embedding, unpatchify)
+from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
+                            sincos_embedding, spacetime_position_embedding, temporal_groups,
+                            unpatchify)
 from vdm.parallel.sharding import constrain
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
@@ -52,6 +53,28 @@ def _speed_options(matmul_dtype: str, fast_grads: bool):
 
 
 ATTENTION_LAYOUTS = ("factorized", "full")
+# 'sincos': a fixed 3D sinusoid added to the tokens (absolute positions); 'rope3d': queries and
+# keys of every self-attention rotated by their (frame, row, col) (relative positions).
+POSITIONS = ("sincos", "rope3d")
+
+
+def _rope_layout(rope, layout: str, b: int):
+  """Per-token (cos, sin) [T, N, P] -> the token order of one self-attention's input:
+  'spatial' [B*T, N, P], 'temporal' [B*N, T, P], 'joint' [1, T*N, P]; None stays None.
+
+  Every layout gets the full 3D rotation: a part equal for query and key (the frame within
+  spatial attention, row and column within temporal attention) cancels in q . k, so one table
+  serves them all."""
+  if rope is None:
+    return None
+  def one(a):
+    t, n, p = a.shape
+    if layout == "spatial":
+      return jnp.tile(a, (b, 1, 1))
+    if layout == "temporal":
+      return jnp.tile(a.transpose(1, 0, 2), (b, 1, 1))
+    return a.reshape(1, t * n, p)
+  return tuple(one(a) for a in rope)
 
 
 class DiTBlock(nnx.Module):
@@ -81,8 +104,9 @@ class DiTBlock(nnx.Module):
     self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
                             kernel_init=_zeros, rngs=rngs, **kw)
 
-  def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T].
+  def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
+    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
+    rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
     With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
     earlier frames (this chunk attends itself fully); returns (x, (k, v) of this chunk, each
@@ -94,13 +118,15 @@ class DiTBlock(nnx.Module):
     if self.attention == "factorized":
       (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t), mlp_mods = mods[:6], mods[6:]
       h = modulate(self.norm(x), shift_s, scale_s).reshape(b * t, n, d)
-      x = x + gate(gate_s) * self.spatial(h).reshape(b, t, n, d)
+      x = x + gate(gate_s) * self.spatial(h, rope=_rope_layout(rope, "spatial", b)
+                                          ).reshape(b, t, n, d)
 
       h = modulate(self.norm(x), shift_t, scale_t).transpose(0, 2, 1, 3).reshape(b * n, t, d)
+      rope_t = _rope_layout(rope, "temporal", b)
       if past is None:
-        h = self.temporal(h, mask=temporal_mask)
+        h = self.temporal(h, mask=temporal_mask, rope=rope_t)
       else:
-        h, k, v = self.temporal.attend_with_past(h, *past)
+        h, k, v = self.temporal.attend_with_past(h, *past, rope=rope_t)
       x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
     else:
       (shift_a, scale_a, gate_a), mlp_mods = mods[:3], mods[3:]
@@ -109,9 +135,10 @@ class DiTBlock(nnx.Module):
         mask = None
         if temporal_mask is not None:  # frame i may attend frame j -> all their tokens
           mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
-        h = self.joint(h, mask=mask)
+        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b))
       else:
-        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n))
+        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n),
+                                              rope=_rope_layout(rope, "joint", b))
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
@@ -122,6 +149,59 @@ class DiTBlock(nnx.Module):
     h = modulate(self.norm(x), shift_m, scale_m)
     x = x + gate(gate_m) * self.mlp(h)
     return x if past is None else (x, (k, v))
+
+
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
+
+
+def _stack_variables(*variables: nnx.Variable) -> nnx.Variable:
+  """One Variable holding the values of `variables` (one per layer) along a new leading axis,
+  named 'layers' in its sharding metadata (vdm.parallel keeps that axis whole)."""
+  names = variables[0].get_metadata().get("out_sharding")
+  meta = {} if names is None else dict(out_sharding=("layers",) + tuple(names))
+  return variables[0].replace(jnp.stack([v.get_value() for v in variables]), **meta)
+
+
+def _unstack_variable(variable: nnx.Variable, i: int) -> nnx.Variable:
+  """Layer i of a stacked Variable, its metadata as an unrolled layer's."""
+  names = variable.get_metadata().get("out_sharding")
+  meta = {} if names is None else dict(out_sharding=tuple(names)[1:])
+  return variable.replace(variable.get_value()[i], **meta)
+
+
+def stack_blocks(blocks) -> nnx.Module:
+  """Blocks of one structure -> one block whose every Variable has a leading [depth] axis: what
+  `jax.lax.scan` runs over with dit.scan_layers (built from the same blocks, the same weights)."""
+  states = [nnx.state(block) for block in blocks]
+  return nnx.merge(nnx.graphdef(blocks[0]),
+                   jax.tree.map(_stack_variables, *states, is_leaf=_is_variable))
+
+
+def scan_params(params: nnx.State, depth: int) -> nnx.State:
+  """Params (or gradients) of an unrolled DiT ('blocks.0', 'blocks.1', ...) -> those of the same
+  DiT with dit.scan_layers=True ('blocks.<name>' with a leading [depth] axis); the DiT may sit
+  inside a larger model (a Denoiser's 'dit.blocks.0...'). The converter for a checkpoint trained
+  one way and run the other; `unscan_params` is its inverse."""
+  flat = dict(nnx.to_flat_state(params))
+  layers = {}  # (path to 'blocks', path inside a block) -> [Variable of layer 0, 1, ...]
+  for path in [p for p in flat if "blocks" in p]:
+    i = path.index("blocks")
+    key = (path[:i + 1], path[i + 2:])
+    layers.setdefault(key, [None] * depth)[int(path[i + 1])] = flat.pop(path)
+  flat.update({(*outer, *inner): _stack_variables(*vs) for (outer, inner), vs in layers.items()})
+  return nnx.from_flat_state(flat)
+
+
+def unscan_params(params: nnx.State, depth: int) -> nnx.State:
+  """Inverse of `scan_params`: a scanned DiT's Params -> the unrolled DiT's."""
+  flat = dict(nnx.to_flat_state(params))
+  for path in [p for p in flat if "blocks" in p]:
+    i = path.index("blocks")
+    stacked = flat.pop(path)
+    flat.update({(*path[:i + 1], layer, *path[i + 1:]): _unstack_variable(stacked, layer)
+                 for layer in range(depth)})
+  return nnx.from_flat_state(flat)
 
 
 def _tokens_of_frames(k, v, valid, b: int, n: int):
@@ -149,26 +229,39 @@ class DiT(nnx.Module):
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
                heads: int, patch: int, mlp_ratio: float = 4.0, remat: str = "none",
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
-               matmul_dtype: str = "float32", fast_grads: bool = True, rngs: nnx.Rngs):
+               matmul_dtype: str = "float32", fast_grads: bool = True,
+               position: str = "sincos", scan_layers: bool = False, temporal_patch: int = 1,
+               rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
+    if position not in POSITIONS:
+      raise ValueError(f"dit.position must be one of {POSITIONS}, got {position!r}")
+    if position == "rope3d":
+      rope3d_split(width // heads)  # raises for a head dimension the split cannot serve
+    if not isinstance(temporal_patch, int) or temporal_patch < 1:
+      raise ValueError(f"dit.temporal_patch must be an integer >= 1, got {temporal_patch!r}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
+    self.position, self.head_dim = position, width // heads
+    self.temporal_patch = temporal_patch
+    patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
-    self.embed = dense(patch * patch * latent_channels, width, ("patch", "embed"), rngs=rngs)
+    self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
-    self.blocks = nnx.List([DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention,
-                                     qk_norm=qk_norm, matmul_dtype=matmul_dtype,
-                                     fast_grads=fast_grads)
-                            for _ in range(depth)])
+    blocks = [DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention, qk_norm=qk_norm,
+                       matmul_dtype=matmul_dtype, fast_grads=fast_grads) for _ in range(depth)]
+    # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
+    # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
+    # the same weights either way.
+    self.scan_layers, self.depth = bool(scan_layers), depth
+    self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
     self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
                                   rngs=rngs)
-    self.final = dense(width, patch * patch * latent_channels, ("embed", "patch"),
-                       kernel_init=_zeros, rngs=rngs)
+    self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
@@ -178,12 +271,20 @@ class DiT(nnx.Module):
                remat=cfg.get("remat", "none"), attention=cfg.get("attention", "factorized"),
                temporal_window=cfg.get("temporal_window", 0), qk_norm=cfg.get("qk_norm", False),
                matmul_dtype=cfg.get("matmul_dtype", "float32"),
-               fast_grads=cfg.get("fast_grads", True), rngs=rngs)
+               fast_grads=cfg.get("fast_grads", True), position=cfg.get("position", "sincos"),
+               scan_layers=cfg.get("scan_layers", False),
+               temporal_patch=cfg.get("temporal_patch", 1), rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
-    frame 0 (int or traced scalar). Returns the velocity [B, T, h, w, C]."""
+    frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
+    matter, so it changes nothing). Returns the velocity [B, T, h, w, C].
+
+    With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
+    then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
+    level and one row and column of temporal_mask (each group is read at its first frame),
+    frame_offset and dit.temporal_window count token frames."""
     return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset)[0]
 
   def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
@@ -197,22 +298,38 @@ class DiT(nnx.Module):
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
     Equals the full forward under a block-causal temporal mask whose last block is this chunk.
     """
+    if self.temporal_patch > 1:
+      raise ValueError(f"the KV-cached forward needs dit.temporal_patch=1 (this model has "
+                       f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
+                       "not supported")
     return self._forward(z, levels, text, text_mask, None, cache, frame_offset)
 
   def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0):
-    b, t, h, w, _ = z.shape
+    b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    x = self.embed(patchify(z, self.patch, self.temporal_patch))
+    t = x.shape[1]  # token frames
+    if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's
+      first = temporal_groups(frames, self.temporal_patch)[:, 0]
+      levels = levels[:, first]
+      if temporal_mask is not None:
+        temporal_mask = temporal_mask[first][:, first]
     if self.temporal_window and cache is None:
       # Local temporal attention: frames further apart than the window do not see each other.
       # (With a KV cache, the cache's slots bound the context; the pipeline sizes them.)
       i = jnp.arange(t)
       band = jnp.abs(i[:, None] - i[None, :]) <= self.temporal_window
       temporal_mask = band if temporal_mask is None else temporal_mask & band
-    x = self.embed(patchify(z, self.patch))
-    # Fixed embeddings are made in fp32; cast so bf16 runs stay bf16 (a no-op in fp32).
-    x = x + spacetime_position_embedding(t, h // self.patch, w // self.patch, self.width,
-                                         frame_offset)[None].astype(x.dtype)
+    rows, cols = h // self.patch, w // self.patch
+    rope = None
+    if self.position == "sincos":
+      # Fixed embeddings are made in fp32; cast so bf16 runs stay bf16 (a no-op in fp32).
+      x = x + spacetime_position_embedding(t, rows, cols, self.width,
+                                           frame_offset)[None].astype(x.dtype)
+    else:  # computed once, shared by every block's self-attentions
+      angles = rope3d_angles(t, rows, cols, self.head_dim, frame_offset)
+      rope = (jnp.cos(angles), jnp.sin(angles))
     x = constrain(x, _TOKENS)
 
     text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
@@ -223,20 +340,45 @@ class DiT(nnx.Module):
     cond = cond + self.pooled_text(pooled)[:, None, :]
     cond = constrain(cond, ("batch", "frames", "act_embed"))
 
+    if self.scan_layers:
+      x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+    else:
+      x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+
+    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    x = self.final(modulate(self.final_norm(x), shift, scale))
+    return unpatchify(x, self.patch, h, w, self.temporal_patch, frames), kv
+
+  def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
+    """The blocks one after another; returns (x, None or this chunk's (k, v) [depth, ...])."""
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
       if cache is None and self.remat != "none":
         x = _remat_block(REMAT_POLICIES[self.remat])(block, x, cond, text, text_mask,
-                                                      temporal_mask)
+                                                      temporal_mask, None, rope)
       elif cache is None:
-        x = block(x, cond, text, text_mask, temporal_mask)
+        x = block(x, cond, text, text_mask, temporal_mask, rope=rope)
       else:
-        x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid))
+        x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid),
+                          rope=rope)
         new_k.append(k)
         new_v.append(v)
       x = constrain(x, _TOKENS)
+    return x, ((jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None)
 
-    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
-    x = self.final(modulate(self.final_norm(x), shift, scale))
-    kv = (jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None
-    return unpatchify(x, self.patch, h, w), kv
+  def _scan_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
+    """The stacked blocks under jax.lax.scan: layer i's weights (and cached keys and values,
+    [depth, ...] like the weights) are the i-th slice. Same results as `_unrolled_blocks`."""
+    graphdef, weights = nnx.split(self.blocks)
+
+    def layer(x, slices):
+      block = nnx.merge(graphdef, slices[0])
+      if cache is None:
+        return constrain(block(x, cond, text, text_mask, temporal_mask, rope=rope), _TOKENS), None
+      x, kv = block(x, cond, text, text_mask, past=(*slices[1], cache.valid), rope=rope)
+      return constrain(x, _TOKENS), kv
+
+    if cache is None and self.remat != "none":  # the policy applies to each layer in the scan
+      layer = jax.checkpoint(layer, policy=REMAT_POLICIES[self.remat])
+    past = None if cache is None else (cache.k, cache.v)
+    return jax.lax.scan(layer, x, (weights, past))

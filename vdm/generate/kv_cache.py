@@ -3,8 +3,9 @@
 Only temporal attention crosses frames (spatial attention, cross-attention and the MLP act within
 a frame), so autoregressive generation caches one key and value per layer, patch position and
 frame. Slots form a ring buffer of `slots` frames with static shapes: a clip of any length runs
-through one compiled step, attending to (at most) the last `slots` frames. Positions are added to
-the tokens before attention, so a cached key keeps its frame's position wherever its slot is.
+through one compiled step, attending to (at most) the last `slots` frames. A cached key keeps its
+frame's position wherever its slot is: sincos positions are added to the tokens before attention,
+and rope3d keys are cached already rotated to their frame.
 """
 from __future__ import annotations
 

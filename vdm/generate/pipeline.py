@@ -144,6 +144,11 @@ class Pipeline:
     mode = s.mode if mode is None else mode
     if mode not in PIPELINE_MODES:
       raise ValueError(f"--mode {mode!r} is not supported: allowed {list(PIPELINE_MODES)}")
+    temporal_patch = self.config.dit.get("temporal_patch", 1)
+    if temporal_patch > 1 and mode in ("autoregressive", "rolling"):
+      raise ValueError(f"--mode {mode} needs a model with dit.temporal_patch=1 (this one groups "
+                       f"{temporal_patch} latent frames per token): allowed 'parallel', "
+                       "'image_to_video'")
     defaults = {k: s.get(k, v) for k, v in _LATER_SAMPLE_DEFAULTS.items()}
     sampler = defaults["sampler"] if sampler is None else sampler
     if sampler not in SAMPLERS:

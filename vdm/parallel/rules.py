@@ -8,7 +8,8 @@ Logical names:
   parameters   embed (model width) · heads (attention projections, all heads side by side) ·
                mlp (MLP and conditioning hidden width) · vocab · patch (patchified latent
                channels) · text_embed (text encoder width as the DiT reads it) · norm (norm
-               scales) · buckets (relative-position buckets) · head_count (bias per head)
+               scales) · buckets (relative-position buckets) · head_count (bias per head) ·
+               layers (the stacked layer axis of scanned blocks, dit.scan_layers)
   activations  batch · frames · tokens (patches of one frame) · text_tokens · act_embed
 """
 from __future__ import annotations
@@ -35,6 +36,8 @@ _COMMON: Rules = (
     ("norm", None),
     ("buckets", None),
     ("head_count", None),
+    # Scanned layers are stacked along a leading axis; each scan step reads one whole layer.
+    ("layers", None),
     # Activations: the batch is split over data and fsdp (FSDP is data parallelism whose
     # parameters are gathered per layer); the activation width stays whole.
     ("batch", ("data", "fsdp")),

@@ -11,7 +11,9 @@ masks are block-causal, and parallel mode, whose mask is full. A random `frame_o
 [0, max_frame_offset] shifts the frame positions, so positions beyond the training length (long
 autoregressive clips with a KV cache) are ones the model has seen. `temporal_consistency_weight`
 adds `vdm.diffusion.temporal_consistency_loss` (an ablation); `motion_weight` adds it along the
-exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid').
+exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid'). With a DiT
+whose `temporal_patch` > 1 (several latent frames per token frame) the per-frame levels are
+drawn per token frame, so the frames of a group share one level, as the model requires.
 """
 from __future__ import annotations
 
@@ -21,18 +23,23 @@ import numpy as np
 
 from vdm.diffusion import (flow_matching_loss, interpolate, sample_levels,
                            temporal_consistency_loss)
+from vdm.dit.layers import token_frame_of
 from vdm.generate.modes import block_causal_mask, chunk_ids
 
 
-def training_levels(rng, batch: int, frames: int, *, kind: str, per_frame_prob: float):
+def training_levels(rng, batch: int, frames: int, *, kind: str, per_frame_prob: float,
+                    temporal_patch: int = 1):
   """Levels [B, T]: one shared level per clip, or, with probability per_frame_prob, one per frame.
 
   Independent per-frame levels (Diffusion Forcing) are what later lets the same weights run
-  autoregressive and rolling modes; shared levels match parallel sampling exactly.
+  autoregressive and rolling modes; shared levels match parallel sampling exactly. With
+  temporal_patch > 1 "per frame" means per token frame (`vdm.dit.layers.token_frame_of`): the
+  latent frames the DiT groups into one token get one level.
   """
   r_shared, r_frames, r_choice = jax.random.split(rng, 3)
   shared = jnp.broadcast_to(sample_levels(r_shared, (batch, 1), kind=kind), (batch, frames))
-  independent = sample_levels(r_frames, (batch, frames), kind=kind)
+  group = token_frame_of(frames, temporal_patch)  # [T]; the identity when temporal_patch = 1
+  independent = sample_levels(r_frames, (batch, int(group[-1]) + 1), kind=kind)[:, group]
   use_independent = jax.random.bernoulli(r_choice, per_frame_prob, (batch, 1))
   return jnp.where(use_independent, independent, shared)
 
@@ -67,14 +74,20 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
                   per_frame_prob: float = 0.0, text_dropout: float = 0.1,
                   teacher_forcing: bool = False, causal_prob: float = 0.0,
                   causal_chunks=(1,), max_frame_offset: int = 0,
-                  temporal_consistency_weight: float = 0.0, motion_weight: float = 0.0):
+                  temporal_consistency_weight: float = 0.0, motion_weight: float = 0.0,
+                  temporal_patch: int = 1):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
   'empty_ids'/'empty_mask' [B, L] (the empty prompt). With probability text_dropout a clip's
   caption is replaced by the empty prompt, so the same model also learns the unconditional
   velocity that classifier-free guidance needs. Level schemes and masks: see the module docstring.
+  temporal_patch: the DiT's (levels shared within its groups of frames; block-causal masks and
+  teacher forcing are not offered for grouped frames).
   """
+  if temporal_patch > 1 and (causal_prob > 0 or teacher_forcing):
+    raise ValueError("block-causal training (causal_prob > 0, teacher forcing) needs "
+                     f"dit.temporal_patch=1, got {temporal_patch}")
   x0 = batch["latents"]
   b, t = x0.shape[:2]
   r_levels, r_noise, r_drop, r_mask, r_offset = jax.random.split(rng, 5)
@@ -83,7 +96,8 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
   if teacher_forcing:
     levels, weights = teacher_forcing_levels(r_levels, b, ids_of_frame, kind=kind)
   else:
-    levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=per_frame_prob)
+    levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=per_frame_prob,
+                             temporal_patch=temporal_patch)
     weights = None
   offset = jax.random.randint(r_offset, (), 0, max_frame_offset + 1)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)

@@ -59,7 +59,8 @@ def dataset_builder(config, workdir: str):
 # Model fields added after workdirs existed, with the value that reproduces what those workdirs
 # were trained with: a config.json without them still resumes when they are at that value.
 ADDED_LATER = {"text.freeze": False, "text.init_from": "", "vae.disc_weight": 0.0,
-               "vae.disc_start": 0, "vae.disc_channels": 32}
+               "vae.disc_start": 0, "vae.disc_channels": 32, "dit.position": "sincos",
+               "dit.scan_layers": False, "dit.temporal_patch": 1}
 
 
 def _check_workdir_config(config, workdir: str) -> None:
@@ -268,7 +269,8 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                            causal_chunks=tuple(d.get("causal_chunks", (1,))),
                            max_frame_offset=d.get("max_frame_offset", 0),
                            temporal_consistency_weight=d.get("temporal_consistency_weight", 0.0),
-                           motion_weight=motion_weight)
+                           motion_weight=motion_weight,
+                           temporal_patch=config.dit.get("temporal_patch", 1))
   denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
   if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)
