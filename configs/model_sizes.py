@@ -28,18 +28,8 @@ SIZES = {
 
 
 def get_config(arg: str | None = None):
-  name = arg or "spine"
-  if name == "tiny":
-    return spine.get_config("tiny")
-  config = spine.get_config()
-  if name == "spine":
-    return config
-  if name not in SIZES:
-    raise ValueError(f"configs/model_sizes.py: unknown size {name!r}; allowed "
-                     f"{['tiny', 'spine', *SIZES]}")
-  config.name = f"size_{name}"
-  for section, fields in SIZES[name].items():
-    config[section].update(fields)
-  config.dit.remat = "full"  # these do not fit a CPU's memory in training without it
-  config.dit.qk_norm = True  # bounded attention logits, as large DiTs train with
+  config = spine.named_size(arg, SIZES, source="configs/model_sizes.py", prefix="size")
+  if arg in SIZES:
+    config.dit.remat = "full"  # these do not fit a CPU's memory in training without it
+    config.dit.qk_norm = True  # bounded attention logits, as large DiTs train with
   return config

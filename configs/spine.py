@@ -124,3 +124,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg:
     raise ValueError(f"configs/spine.py: unknown argument {arg!r}; allowed: '' or 'tiny'")
   return config
+
+
+def named_size(arg: str | None, sizes: dict, *, source: str,
+               prefix: str) -> ml_collections.ConfigDict:
+  """The spine config with the named entry of `sizes` (section -> fields to override) applied;
+  'tiny' and 'spine' (the default) are the spine's own. Used by configs/model_sizes.py and
+  configs/vae_sizes.py."""
+  name = arg or "spine"
+  if name == "tiny":
+    return get_config("tiny")
+  config = get_config()
+  if name == "spine":
+    return config
+  if name not in sizes:
+    raise ValueError(f"{source}: unknown size {name!r}; allowed {['tiny', 'spine', *sizes]}")
+  config.name = f"{prefix}_{name}"
+  for section, fields in sizes[name].items():
+    config[section].update(fields)
+  return config

@@ -27,16 +27,4 @@ SIZES = {
 
 
 def get_config(arg: str | None = None):
-  name = arg or "spine"
-  if name == "tiny":
-    return spine.get_config("tiny")
-  config = spine.get_config()
-  if name == "spine":
-    return config
-  if name not in SIZES:
-    raise ValueError(f"configs/vae_sizes.py: unknown size {name!r}; allowed "
-                     f"{['tiny', 'spine', *SIZES]}")
-  config.name = f"vae_{name}"
-  for section, fields in SIZES[name].items():
-    config[section].update(fields)
-  return config
+  return spine.named_size(arg, SIZES, source="configs/vae_sizes.py", prefix="vae")
