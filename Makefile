@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROMPT ?= a red circle moving right on a blue background
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: install demo test train-spine eval-spine bench experiment-pva clean
+.PHONY: install demo test train-spine eval-spine bench experiment-pva experiment-ablations clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 # The parallel-vs-autoregressive experiment at small size (trains 3 denoisers; about an hour).
 experiment-pva: $(STAMP)
 	$(PY) -m experiments.parallel_vs_ar
+
+# The temporal-consistency ablations at small size (about 20 min of training per variant).
+experiment-ablations: $(STAMP)
+	$(PY) -m experiments.temporal_ablations
 
 clean:
 	rm -rf outputs workdirs .pytest_cache
