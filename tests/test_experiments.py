@@ -10,19 +10,18 @@ def test_temporal_ablations_run_end_to_end(tmp_path):
   os.environ["VDM_NO_PROGRESS"] = "1"
   out = tmp_path / "out"
   assert temporal_ablations.main(
-      ["--size", "tiny", "--variants", "baseline,motion", "--prompts", "1", "--seeds", "0",
+      ["--size", "tiny", "--variants", "motion", "--prompts", "1", "--seeds", "0",
        "--lengths", "1", "--steps", "2", "--workdir", str(tmp_path / "w"), "--out",
        str(out)]) == 0
   results = json.load(open(out / "results.json"))
-  assert set(results["summary"]) == {"baseline: parallel @ 1x", "baseline: AR k=1, noisy ctx @ 1x",
-                                     "motion: parallel @ 1x", "motion: AR k=1, noisy ctx @ 1x"}
+  assert set(results["summary"]) == {"motion: parallel @ 1x", "motion: AR k=1, noisy ctx @ 1x"}
   for name in ("table.md", "frames.png", "drift_colour_error.png"):
     assert (out / name).exists()
   motion = json.load(open(tmp_path / "w" / "motion" / "model" / "config.json"))
   assert motion["diffusion"]["motion_supervision_weight"] == 1.0
-  # The variants share the tokenizer and VAE: only the denoiser differs.
+  # Variants take the tokenizer and VAE of the shared base: only the denoiser differs.
   assert open(tmp_path / "w" / "motion" / "tokenizer.model", "rb").read() == open(
-      tmp_path / "w" / "baseline" / "tokenizer.model", "rb").read()
+      tmp_path / "w" / "base" / "tokenizer.model", "rb").read()
 
 
 def test_temporal_ablations_reject_unknown_variants():
