@@ -253,9 +253,8 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
     out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
-      from vdm.data.synthetic import latent_motion
       _, _, height, width, _ = batch["video"].shape
-      flows, valids = zip(*(latent_motion(
+      flows, valids = zip(*(synthetic.latent_motion(
           int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
           temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
           for i in range(n)))
