@@ -111,7 +111,8 @@ def run(argv=None) -> None:
       loss.block_until_ready()
 
     compile_and_first, times = timed(one_step, args.repeats)
-    step, state = fresh()  # the loss curve from the same init and data for every variant
+    # The loss curve from the same init and data for every variant; the step already compiled.
+    _, state = fresh()
     curve = []
     for i in range(args.curve_steps):
       state["params"], state["opt_state"], loss = step(state["params"], state["opt_state"],

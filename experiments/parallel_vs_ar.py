@@ -186,31 +186,48 @@ def write_outputs(evaluation: dict, out: str, *, args: dict) -> dict:
   return summary
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
+def run_parser(name: str, *, lengths: str, description: str) -> argparse.ArgumentParser:
+  """The options of an experiment that trains denoiser variants and scores their rollouts
+  (this one and experiments/temporal_ablations.py); `name` picks the default dirs."""
+  parser = argparse.ArgumentParser(description=description,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--size", default="small", choices=("small", "tiny"))
-  parser.add_argument("--workdir", default="", help="default: workdirs/parallel_vs_ar_<size>")
+  parser.add_argument("--workdir", default="", help=f"default: workdirs/{name}_<size>")
   parser.add_argument("--base-workdir", default="",
                       help="reuse this workdir's tokenizer, VAE and data (e.g. the spine's)")
   parser.add_argument("--prompts", type=int, default=8)
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--lengths", default="1,2,4,8", help="multiples of the training length")
+  parser.add_argument("--lengths", default=lengths, help="multiples of the training length")
   parser.add_argument("--steps", type=int, default=None, help="sampling steps (model default)")
-  parser.add_argument("--out", default="experiments/results/parallel_vs_ar")
-  args = parser.parse_args(argv)
-  seeds = [int(s) for s in args.seeds.split(",")]
-  lengths = [int(n) for n in args.lengths.split(",")]
+  parser.add_argument("--out", default=f"experiments/results/{name}")
+  parser.set_defaults(name=name)
+  return parser
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser, *, config_path: str = CONFIG,
+        variants: tuple[str, ...] = VARIANTS, methods: tuple[Method, ...] = METHODS) -> int:
+  """Checks run_parser's options, trains (or reuses) the variants, scores, writes, prints."""
+  try:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    lengths = [int(n) for n in args.lengths.split(",")]
+  except ValueError:
+    parser.error(f"--seeds {args.seeds!r} and --lengths {args.lengths!r}: comma-separated integers")
   if args.prompts < 1 or not seeds or min(lengths) < 1:
     parser.error("--prompts must be >= 1, --seeds non-empty, --lengths >= 1")
-  workdir = args.workdir or f"workdirs/parallel_vs_ar_{args.size}"
-  models = train_variants(args.size, workdir, args.base_workdir)
+  workdir = args.workdir or f"workdirs/{args.name}_{args.size}"
+  models = train_variants(args.size, workdir, args.base_workdir, config_path=config_path,
+                          variants=variants)
   evaluation = evaluate(models, prompts=args.prompts, seeds=seeds, lengths=lengths,
-                        steps=args.steps)
+                        steps=args.steps, methods=methods)
   write_outputs(evaluation, args.out, args=vars(args))
   print(markdown_table(summarize(evaluation)))
   print(f"wrote {args.out}/")
   return 0
+
+
+def main(argv=None) -> int:
+  parser = run_parser("parallel_vs_ar", lengths="1,2,4,8", description=__doc__)
+  return run(parser.parse_args(argv), parser)
 
 
 if __name__ == "__main__":
