@@ -35,7 +35,7 @@ def test_parses_the_issue_example(tmp_path, monkeypatch):
     ("sharpen(0.3) stabilize()", 13, "expected '|' or the end, found 's'"),
     ("grade(foo=1)", 6, "grade: unknown argument 'foo'"),
     ("upscale(method=lanczos, 2)", 24, "positional argument after a keyword"),
-    ("upscale(2, bicubic, m, 3)", 23, "takes at most 3 arguments"),
+    ("upscale(2, bicubic, m, 1, 3)", 26, "takes at most 4 arguments"),
     ("upscale(2, factor=3)", 11, "'factor' given twice"),
     ("upscale(,)", 8, "expected a value, found ','"),
     ("grade(lut='abc)", 10, "unterminated string"),

@@ -49,8 +49,26 @@ def test_trained_model_loads_and_upscales_through_the_pipeline(tiny_model):
   np.testing.assert_array_equal(stage(frames), out)
 
 
+def test_steady_learned_upscale_flickers_no_more_than_bicubic_on_a_still_noisy_clip(tiny_model):
+  # A still scene seen through per-frame sensor noise (+-2 levels): the steadied learned output's
+  # frame-to-frame change equals bicubic's in the still pixels, where the raw one may amplify it.
+  rng = np.random.default_rng(0)
+  scene = rng.integers(40, 200, (1, 12, 16, 3))
+  frames = np.clip(scene + rng.integers(-2, 3, (6, 12, 16, 3)), 0, 255).astype(np.uint8)
+  change = lambda v: np.abs(np.diff(v.astype(np.float64), axis=0)).mean()  # noqa: E731
+  bicubic = upscale(frames, 2)
+  steady = upscale(frames, 2, method="learned", model=tiny_model, steady=1.0)
+  raw = upscale(frames, 2, method="learned", model=tiny_model, steady=0.0)
+  assert change(steady) <= change(bicubic) + 0.5  # + 8-bit rounding of the output
+  assert (steady != raw).any()
+  (stage,) = parse_pipeline(f"upscale(2, method=learned, model={tiny_model}, steady=0)")
+  np.testing.assert_array_equal(stage(frames), raw)
+
+
 @pytest.mark.parametrize("spec, message", [
     ("upscale(3, method=learned)", "allowed \\[2, 4\\]"),
+    ("upscale(2, method=learned, steady=2)", "steady must be a number in \\[0, 1\\]"),
+    ("upscale(2, steady=0.5)", "steady= applies only to method=learned"),
     ("upscale(2, method=learned, model=/nonexistent)", "not found"),
     ("upscale(2, model=/x)", "only to method=learned"),
 ])
@@ -101,7 +119,7 @@ def test_eval_upscale_suite_reports_every_method(tiny_model, tmp_path):
                    "--out", str(out)]) == 0
   rows = json.load(open(out))["rows"]
   methods = {k.split(" | ")[1] for k in rows}
-  assert methods == {"bicubic", "lanczos", "learned"}
+  assert methods == {"bicubic", "lanczos", "learned, raw", "learned"}
   assert any(k.startswith("scenes test (2 clips") for k in rows)
   assert any(k.startswith("photo_pans test (2 clips") for k in rows)  # its own training data
   for r in rows.values():

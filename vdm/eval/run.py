@@ -169,15 +169,19 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
         2 * factor)
     if min(h, w) // factor >= 4 and min(h, w) >= 11:
       clips[f"{name} ({w}x{h}x{len(video)})"] = [video[:, :h, :w]]
+  # 'learned' is what `upscale(f, method=learned)` gives (steadied along bicubic in still
+  # regions, vdm.post.steady); 'learned, raw' is the model's output alone.
+  methods = {"bicubic": dict(method="bicubic"), "lanczos": dict(method="lanczos"),
+             "learned, raw": dict(method="learned", model=model_dir, steady=0.0),
+             "learned": dict(method="learned", model=model_dir)}
   rows = {}
   for clip_set, videos in clips.items():
-    for method in ("bicubic", "lanczos", "learned"):
+    for method, kwargs in methods.items():
       scores = []
       for hr in videos:
         lr = np.asarray(sr.degrade(jnp.asarray(hr, jnp.float32)[None] / 255.0, factor)[0])
         lr = np.round(lr * 255).astype(np.uint8)
-        kwargs = dict(model=model_dir) if method == "learned" else {}
-        up = upscale(lr, factor, method=method, **kwargs).astype(np.float64)
+        up = upscale(lr, factor, **kwargs).astype(np.float64)
         scores.append(dict(psnr=float(np.mean(psnr(hr, up, data_range=255.0))),
                            ssim=float(np.mean(ssim(hr, up, data_range=255.0))),
                            temporal=temporal_difference_error(up, hr),

@@ -158,11 +158,17 @@ def default_model_dir(factor: int) -> str:
 
 
 def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
+                    steady: float = 0.0, steady_tolerance: float = 0.015,
                     chunk: int = 16) -> np.ndarray:
   """Upscales frames [T, H, W, 3] (uint8 or float in [0, 1]) with a trained model; the output
   has the input's dtype. Chunks overlap by one frame each side so every frame sees its
-  neighbours, as in training."""
-  from vdm.post import common
+  neighbours, as in training.
+
+  steady > 0: the result's frame-to-frame change follows bicubic's wherever bicubic's pixels
+  are still (`vdm.post.steady`), so the model's sharpening of the input's per-frame noise does
+  not show as flicker; 0 returns the model's output as it is.
+  """
+  from vdm.post import common, steady as steady_lib
   model = load(model_dir or default_model_dir(factor))
   if model.factor != factor:
     raise ValueError(f"upscale: model {model_dir!r} is x{model.factor}, asked for x{factor}")
@@ -172,7 +178,17 @@ def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
   def fn(x):
     return _apply(graphdef, state, x)[halo:x.shape[0] - halo]
 
-  return common.map_chunks(fn, frames, chunk, halo=halo)
+  out = common.map_chunks(fn, frames, chunk, halo=halo)
+  if steady == 0:
+    return out
+  reference = common.map_chunks(functools.partial(_bicubic_frames, factor=factor), frames, chunk)
+  return steady_lib.follow_reference(out, reference, steady, steady_tolerance, chunk=chunk)
+
+
+@functools.partial(jax.jit, static_argnames="factor")
+def _bicubic_frames(x, factor):
+  """[T, h, w, 3] -> [T, h*f, w*f, 3] in [0, 1]: the model's own base (before its residual)."""
+  return jnp.clip(bicubic(x[None], factor)[0], 0.0, 1.0)
 
 
 @functools.partial(jax.jit, static_argnums=0)
