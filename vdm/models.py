@@ -148,8 +148,14 @@ def check_model_dir(directory: str) -> None:
         f"(expected {list(MODEL_FILES)}, as written by `vdm train`)")
 
 
-def load_model_dir(directory: str):
-  """Returns (config, tokenizer, vae, denoiser, latent_stats) from a model directory."""
+def load_model_dir(directory: str, *, scan_layers: bool | None = None):
+  """Returns (config, tokenizer, vae, denoiser, latent_stats) from a model directory.
+
+  scan_layers: None keeps the DiT layout the model was trained with; True / False loads its
+  weights into the other layout (`dit.scan_layers`: one scanned block of stacked weights, or
+  unrolled blocks) through the exact converters of vdm.dit.model, and the returned config says so.
+  E.g. a model trained unrolled on CPU samples at depth with a compile time flat in depth.
+  """
   check_model_dir(directory)
   with open(os.path.join(directory, "config.json")) as f:
     config = config_from_json(f.read())
@@ -157,5 +163,20 @@ def load_model_dir(directory: str):
   vae = load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
   denoiser = load_params(nnx.eval_shape(lambda: build_denoiser(config, tokenizer.vocab_size)),
                          os.path.join(directory, "denoiser"))
+  if scan_layers is not None and bool(scan_layers) != bool(config.dit.get("scan_layers", False)):
+    denoiser = _convert_layout(denoiser, config, tokenizer.vocab_size, bool(scan_layers))
   latent_stats = read_latent_stats(os.path.join(directory, "latent_stats.json"))
   return config, tokenizer, vae, denoiser, latent_stats
+
+
+def _convert_layout(denoiser: Denoiser, config, vocab_size: int, scan_layers: bool) -> Denoiser:
+  """The denoiser's weights in a model built with dit.scan_layers = `scan_layers` (config is
+  updated in place to match)."""
+  from vdm.dit.model import scan_params, unscan_params
+  convert = scan_params if scan_layers else unscan_params
+  params = convert(nnx.state(denoiser, nnx.Param), config.dit.depth)
+  with config.unlocked():
+    config.dit.scan_layers = scan_layers
+  graphdef, _, rest = nnx.split(nnx.eval_shape(lambda: build_denoiser(config, vocab_size)),
+                                nnx.Param, ...)
+  return nnx.merge(graphdef, params, rest)

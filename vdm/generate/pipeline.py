@@ -99,10 +99,11 @@ class Pipeline:
     self.directory = directory
 
   @classmethod
-  def load(cls, directory: str) -> "Pipeline":
-    """Loads a model directory written by `vdm train` (see vdm.models)."""
+  def load(cls, directory: str, *, scan_layers: bool | None = None) -> "Pipeline":
+    """Loads a model directory written by `vdm train` (see vdm.models); scan_layers=True/False
+    runs its DiT in the other layer layout than it was trained with (same weights)."""
     from vdm.models import load_model_dir
-    return cls(*load_model_dir(directory), directory=directory)
+    return cls(*load_model_dir(directory, scan_layers=scan_layers), directory=directory)
 
   def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
