@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.vae = ml_collections.ConfigDict(dict(
       base_channels=16, channel_mult=(1, 2, 2), latent_channels=8, temporal_downsample=2,
       num_res_blocks=1, kl_weight=1e-6,
+      # group: GroupNorm per frame | rms: per-position RMS norm (Wan's; spatial tiles of a
+      # decode then equal the whole decode beyond the convolutions' reach, vdm/vae/tiled.py).
+      norm="group",
       # Adversarial loss from a 3D patch discriminator (vdm/vae/discriminator.py), hinge form:
       # weight 0 = off (nothing built); it starts at step disc_start of the VAE stage.
       disc_weight=0.0, disc_start=0, disc_channels=32,

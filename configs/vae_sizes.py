@@ -4,7 +4,8 @@ Argument (`configs/vae_sizes.py:NAME`):
   tiny   the test VAE (configs/spine.py:tiny);
   spine  the shipped VAE: 2x in time, 4x4 in space, 8 latent channels (configs/spine.py);
   wan    Wan2.1-VAE-like: 4x in time, 8x8 in space, 16 latent channels, widths 96-192-384-384,
-         two residual blocks per level (a 17-frame 64x64 clip -> 5 x 8 x 8 x 16 latents);
+         two residual blocks per level, per-position RMS norm as Wan's (a 17-frame 64x64 clip
+         -> 5 x 8 x 8 x 16 latents);
   ltx    LTX-Video-like high compression: 8x in time, 32x32 in space, 128 latent channels
          (1:192 of the pixel values, as LTX-Video's), DiT patch 1 as LTX-Video's (a 17-frame
          64x64 clip -> 3 x 2 x 2 x 128 latents). LTX-Video reaches 32x with a 4x4 space-to-depth
@@ -17,7 +18,7 @@ from configs import spine
 
 SIZES = {
     "wan": dict(vae=dict(base_channels=96, channel_mult=(1, 2, 4, 4), latent_channels=16,
-                         temporal_downsample=4, num_res_blocks=2)),
+                         temporal_downsample=4, num_res_blocks=2, norm="rms")),
     "ltx": dict(vae=dict(base_channels=64, channel_mult=(1, 2, 4, 4, 8, 8), latent_channels=128,
                          temporal_downsample=8, num_res_blocks=2),
                 dit=dict(patch=1),

@@ -23,6 +23,7 @@ def test_override_parses_literals():
     ("vae.temporal_downsample=3", "vae.temporal_downsample"),
     ("vae.temporal_downsample=4", "vae.temporal_downsample"),  # tiny's 2 levels allow only 2
     ("vae.disc_weight=-0.1", "vae.disc_weight"),
+    ("vae.norm='layer'", "vae.norm"),
     ("vae.disc_start=-1", "vae.disc_start"),
     ("vae.disc_start=1.5", "vae.disc_start"),
     ("vae.disc_channels=0", "vae.disc_channels"),

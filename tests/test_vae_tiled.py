@@ -1,4 +1,5 @@
-"""Tiled spatial decoding: one tile is the whole decode; overlapping tiles blend to nearly it."""
+"""Tiled spatial decoding: one tile is the whole decode; overlapping tiles blend to nearly it
+(GroupNorm), or exactly to it with a per-position norm and a margin of the decoder's reach."""
 import jax
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ from flax import nnx
 
 from vdm.vae.chunked import jit_decode_step
 from vdm.vae.model import CausalVAE
-from vdm.vae.tiled import blend_ramp, decode_tiled, tile_starts
+from vdm.vae.tiled import blend_ramp, decode_tiled, decoder_reach, tile_starts
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +84,37 @@ def test_bad_tiles_are_named(vae_and_z):
     decode_tiled(vae, z, tile=4, overlap=4)
   with pytest.raises(ValueError, match="chunk"):
     decode_tiled(vae, z, tile=4, overlap=1, chunk=0)
+
+
+@pytest.fixture(scope="module")
+def rms_vae_and_z():
+  vae = CausalVAE(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4,
+                  temporal_downsample=2, norm="rms", rngs=nnx.Rngs(0))
+  z = jax.random.normal(jax.random.key(2), (1, 2, 40, 44, 4))
+  return vae, z, np.asarray(jit_decode_step(vae)(z, None)[0])
+
+
+def test_decoder_reach_bounds_where_a_latent_changes_the_decode(rms_vae_and_z):
+  vae, z, whole = rms_vae_and_z
+  reach, s = decoder_reach(vae), vae.spatial_downsample
+  q = 20  # perturb one latent pixel (all frames, channels)
+  changed = np.asarray(jit_decode_step(vae)(z.at[:, :, q, q].add(3.0), None)[0]) != whole
+  rows = np.nonzero(changed.any(axis=(0, 1, 3, 4)))[0] // s  # latent row of each changed pixel
+  assert np.abs(rows - q).max() <= reach
+  assert np.abs(rows - q).max() >= reach - 2  # and the bound is not loose
+
+
+def test_rms_norm_tiles_with_a_margin_of_the_reach_equal_the_whole_decode(rms_vae_and_z):
+  vae, z, whole = rms_vae_and_z
+  reach = decoder_reach(vae)
+  tiled = decode_tiled(vae, z, tile=2 * reach + 12, overlap=2 * reach + 2, margin=reach)
+  np.testing.assert_allclose(tiled, whole, atol=2e-5)
+  # Without the margin the same tiles blend in values the zero padding changed.
+  assert np.abs(decode_tiled(vae, z, tile=2 * reach + 12, overlap=2 * reach + 2)
+                - whole).max() > 1e-3
+
+
+def test_bad_margin_is_named(rms_vae_and_z):
+  vae, z, _ = rms_vae_and_z
+  with pytest.raises(ValueError, match="margin must be >= 0 with 2 \\* margin < overlap=4"):
+    decode_tiled(vae, z, tile=8, overlap=4, margin=2)

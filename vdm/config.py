@@ -313,6 +313,8 @@ def _validate_more(config: ml_collections.ConfigDict) -> None:
   _require(all(_is_int(m) and m >= 1 for m in mult), "vae.channel_mult", mult,
            "a tuple of integers >= 1")
   _in_range(config, "vae.kl_weight", 0.0, 1e6)
+  _require(config.vae.get("norm", "group") in ("group", "rms"), "vae.norm",
+           config.vae.get("norm"), "'group' or 'rms'")
   if "disc_weight" in config.vae:  # configs written before the discriminator lack these
     _in_range(config, "vae.disc_weight", 0.0, 100.0)
     start = config.vae.get("disc_start", 0)

@@ -60,7 +60,7 @@ def dataset_builder(config, workdir: str):
 # were trained with: a config.json without them still resumes when they are at that value.
 ADDED_LATER = {"text.freeze": False, "text.init_from": "", "vae.disc_weight": 0.0,
                "vae.disc_start": 0, "vae.disc_channels": 32, "dit.position": "sincos",
-               "dit.scan_layers": False, "dit.temporal_patch": 1}
+               "dit.scan_layers": False, "dit.temporal_patch": 1, "vae.norm": "group"}
 
 
 def _check_workdir_config(config, workdir: str) -> None:

@@ -114,13 +114,36 @@ class FrameGroupNorm(nnx.Module):
     return self.norm(x.reshape((b * t,) + x.shape[2:])).reshape(x.shape)
 
 
-class ResBlock(nnx.Module):
-  """Pre-activation residual block: (GroupNorm, SiLU, causal 3x3x3 conv) x 2, plus a shortcut."""
+class PixelRMSNorm(nnx.Module):
+  """RMS over the channels of each position, then a learned scale and bias (the VAE norm of Wan
+  2.1). Nothing is shared across positions, so a spatial tile of the frame is normalised exactly
+  as in the whole frame: tiled decoding is exact beyond the convolutions' reach (vdm.vae.tiled)."""
 
-  def __init__(self, in_channels: int, out_channels: int, *, rngs: nnx.Rngs):
-    self.norm1 = FrameGroupNorm(in_channels, rngs=rngs)
+  def __init__(self, channels: int, *, eps: float = 1e-6, rngs: nnx.Rngs):
+    del rngs  # deterministic init: scale 1, bias 0
+    self.eps = eps
+    self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [..., C] -> same shape."""
+    rms = jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
+    return x * rms * self.scale[...] + self.bias[...]
+
+
+# vae.norm -> the normalisation every block uses. 'group': GroupNorm per frame (statistics over
+# the frame: exact in temporal chunks, approximate in spatial tiles); 'rms': per position.
+NORMS = {"group": FrameGroupNorm, "rms": PixelRMSNorm}
+
+
+class ResBlock(nnx.Module):
+  """Pre-activation residual block: (norm, SiLU, causal 3x3x3 conv) x 2, plus a shortcut."""
+
+  def __init__(self, in_channels: int, out_channels: int, *, norm: str = "group",
+               rngs: nnx.Rngs):
+    self.norm1 = NORMS[norm](in_channels, rngs=rngs)
     self.conv1 = CausalConv3d(in_channels, out_channels, rngs=rngs)
-    self.norm2 = FrameGroupNorm(out_channels, rngs=rngs)
+    self.norm2 = NORMS[norm](out_channels, rngs=rngs)
     self.conv2 = CausalConv3d(out_channels, out_channels, rngs=rngs)
     # A 1x1x1 projection only where the width changes; otherwise the identity.
     self.shortcut = (CausalConv3d(in_channels, out_channels, (1, 1, 1), rngs=rngs)
@@ -192,22 +215,22 @@ class Encoder(nnx.Module):
   """Video `[B, T, H, W, 3]` -> moments `[B, T', H/s, W/s, 2 * latent_channels]`."""
 
   def __init__(self, *, base_channels, channel_mult, latent_channels, num_temporal_downs,
-               num_res_blocks, rngs: nnx.Rngs):
+               num_res_blocks, norm: str = "group", rngs: nnx.Rngs):
     widths = [base_channels * m for m in channel_mult]
     self.conv_in = CausalConv3d(3, widths[0], rngs=rngs)
     blocks, downs = [], []
     prev = widths[0]
     for i, w in enumerate(widths):
       for _ in range(num_res_blocks):
-        blocks.append(ResBlock(prev, w, rngs=rngs))
+        blocks.append(ResBlock(prev, w, norm=norm, rngs=rngs))
         prev = w
       if i < len(widths) - 1:
         downs.append(Downsample(w, temporal=i < num_temporal_downs, rngs=rngs))
     self.blocks = nnx.List(blocks)
     self.downs = nnx.List(downs)
     self.num_res_blocks = num_res_blocks
-    self.mid = ResBlock(prev, prev, rngs=rngs)
-    self.norm_out = FrameGroupNorm(prev, rngs=rngs)
+    self.mid = ResBlock(prev, prev, norm=norm, rngs=rngs)
+    self.norm_out = NORMS[norm](prev, rngs=rngs)
     self.conv_out = CausalConv3d(prev, 2 * latent_channels, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -234,15 +257,15 @@ class Decoder(nnx.Module):
   """Latents `[B, T', h, w, latent_channels]` -> video `[B, T, h*s, w*s, 3]`."""
 
   def __init__(self, *, base_channels, channel_mult, latent_channels, num_temporal_downs,
-               num_res_blocks, rngs: nnx.Rngs):
+               num_res_blocks, norm: str = "group", rngs: nnx.Rngs):
     widths = [base_channels * m for m in channel_mult]
     self.conv_in = CausalConv3d(latent_channels, widths[-1], rngs=rngs)
-    self.mid = ResBlock(widths[-1], widths[-1], rngs=rngs)
+    self.mid = ResBlock(widths[-1], widths[-1], norm=norm, rngs=rngs)
     blocks, ups = [], []
     prev = widths[-1]
     for i in reversed(range(len(widths))):
       for _ in range(num_res_blocks):
-        blocks.append(ResBlock(prev, widths[i], rngs=rngs))
+        blocks.append(ResBlock(prev, widths[i], norm=norm, rngs=rngs))
         prev = widths[i]
       if i > 0:
         # Undo the encoder step between levels i-1 and i, temporal where that one was.
@@ -251,7 +274,7 @@ class Decoder(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.ups = nnx.List(ups)
     self.num_res_blocks = num_res_blocks
-    self.norm_out = FrameGroupNorm(prev, rngs=rngs)
+    self.norm_out = NORMS[norm](prev, rngs=rngs)
     self.conv_out = CausalConv3d(prev, 3, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -285,11 +308,15 @@ class CausalVAE(nnx.Module):
     temporal_downsample: 1, 2, 4 or 8; T = 1 + k * temporal_downsample frames -> 1 + k latent
       frames (8: three temporal steps, the LTX-Video-style 8x compression).
     num_res_blocks: residual blocks per level, in the encoder and in the decoder.
+    norm: 'group' (GroupNorm per frame) or 'rms' (per position; makes spatial tiling exact).
   """
 
   def __init__(self, *, base_channels: int, channel_mult: tuple[int, ...], latent_channels: int,
-               temporal_downsample: int, num_res_blocks: int = 1, rngs: nnx.Rngs):
+               temporal_downsample: int, num_res_blocks: int = 1, norm: str = "group",
+               rngs: nnx.Rngs):
     channel_mult = tuple(int(m) for m in channel_mult)
+    if norm not in NORMS:
+      raise ValueError(f"vae.norm must be one of {tuple(NORMS)}, got {norm!r}")
     if base_channels < 1:
       raise ValueError(f"base_channels must be >= 1, got {base_channels}")
     if not channel_mult or min(channel_mult) < 1:
@@ -311,17 +338,19 @@ class CausalVAE(nnx.Module):
     self.latent_channels = latent_channels
     kwargs = dict(base_channels=base_channels, channel_mult=channel_mult,
                   latent_channels=latent_channels, num_temporal_downs=num_temporal_downs,
-                  num_res_blocks=num_res_blocks, rngs=rngs)
+                  num_res_blocks=num_res_blocks, norm=norm, rngs=rngs)
+    self.norm = norm
     self.encoder = Encoder(**kwargs)
     self.decoder = Decoder(**kwargs)
 
   @classmethod
   def from_config(cls, cfg, *, rngs: nnx.Rngs) -> "CausalVAE":
     """Builds from a ConfigDict with base_channels, channel_mult, latent_channels,
-    temporal_downsample and num_res_blocks."""
+    temporal_downsample, num_res_blocks and norm (absent in model directories exported before
+    it existed: 'group')."""
     return cls(base_channels=cfg.base_channels, channel_mult=tuple(cfg.channel_mult),
                latent_channels=cfg.latent_channels, temporal_downsample=cfg.temporal_downsample,
-               num_res_blocks=cfg.num_res_blocks, rngs=rngs)
+               num_res_blocks=cfg.num_res_blocks, norm=cfg.get("norm", "group"), rngs=rngs)
 
   @property
   def spatial_downsample(self) -> int:
