@@ -10,7 +10,8 @@ encoding the whole clip, and the 10 generated latent frames decode to exactly th
 frames. At stride 2, 20 frames do not fit 1 + 2k, and with 21 the latent frames cover frames
 {0}, {1, 2}, ..., {9, 10}: a latent frame would straddle the last given frame and the first
 predicted one (giving 11 frames would change the task). Stride 1 costs the DiT 20 token frames
-instead of 11; spatial compression (4x4, patch 2: 8 x 8 tokens a frame) keeps it small.
+instead of 11; 4x4 spatial compression and patch 4 (16 tokens a frame, 320 a clip) keep it
+cheap: at patch 2 (1,280 tokens) a training step took 8x as long on this CPU.
 
 Training: the VAE on 5-frame crops of the clips (`train.vae.crop_frames`; its causal convs see a
 frame and a few before it, so short clips teach it what long ones would at a quarter of the
@@ -21,7 +22,7 @@ model is trained (almost, `text_dropout` 0.99) and scored without them (empty pr
 guidance 1).
 
 Arguments (`configs/moving_mnist.py:ARG`):
-  (none)  the model trained on this repo's 2-core CPU in about half an hour (README).
+  (none)  the model trained on this repo's 2-core CPU in 18 minutes (README: Moving-MNIST).
   tiny    32x32, 4 frames (2 given, 2 predicted), seconds-long, for tests.
 """
 from configs import spine
@@ -46,7 +47,7 @@ def get_config(arg: str | None = None):
                        fps=10, max_frames=20)
   config.train.vae.update(steps=1000, batch_size=4, learning_rate=2e-3, crop_frames=5,
                           checkpoint_every=250)
-  # About 20 min on the shared 2-core CPU, a third of it encoding each batch with the VAE. EMA
+  # 12 min on the shared 2-core CPU, over half of it encoding each batch with the VAE. EMA
   # decay 0.995 suits a short run (the loop's warm-up, (1 + step) / (10 + step), stays below it
   # for all 1,500 steps here, so 0.999 would give the same weights).
   config.train.dit.update(steps=1500, batch_size=8, learning_rate=8e-4, ema_decay=0.995,
