@@ -2,7 +2,7 @@
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
-  vdm eval --suite adherence|rollout|vae --checkpoint DIR
+  vdm eval --suite adherence|rollout|vae|upscale|prediction --checkpoint DIR
   vdm data import DIR --out NAME
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
 """
@@ -76,7 +76,7 @@ def cmd_sample(args) -> int:
   return 0
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale")
+EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction")
 
 
 def cmd_eval(args) -> int:
@@ -98,6 +98,10 @@ def cmd_eval(args) -> int:
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=args.num or 32, out=out)
+  elif suite == "prediction":  # a model trained with configs/moving_mnist.py
+    from vdm.eval.prediction import run_prediction
+    run_prediction(args.checkpoint, num=args.num or 100, samples=args.samples, seed=args.seed,
+                   steps=args.steps, out=out)
   else:  # --checkpoint is an upscaler directory (checkpoints/sr_x2)
     from vdm.eval.run import run_upscale_eval
     run_upscale_eval(args.checkpoint, num=args.num or 32, out=out)
@@ -173,11 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--suite", dest="suite_option", default=None, help="same as the positional")
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--num", type=int, default=None,
-                 help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32)")
+                 help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
+                      "prediction 100)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--guidance", type=float, default=None)
   p.add_argument("--lengths", default="1,2,4", help="rollout: multiples of the training length")
+  p.add_argument("--samples", type=int, default=4,
+                 help="prediction: samples per clip (scored per sample and best-of-K)")
   p.add_argument("--out", default="", help="default outputs/eval_<suite>.json")
   p.set_defaults(func=cmd_eval)
 

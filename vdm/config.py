@@ -190,6 +190,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
       value = _get(config, full)
       _require(_is_int(value) and value >= (0 if field == "warmup_steps" else 1),
                full, value, "an integer >= 1" if field != "warmup_steps" else "an integer >= 0")
+    if stage == "vae" and "crop_frames" in config.train.vae:
+      crop, td = config.train.vae.crop_frames, config.vae.temporal_downsample
+      _require(_is_int(crop) and (crop == 0 or (1 <= crop <= config.data.frames
+                                                and (crop - 1) % td == 0)),
+               "train.vae.crop_frames", crop,
+               f"0 (whole clips) or 1 + a multiple of vae.temporal_downsample={td}, at most "
+               f"data.frames={config.data.frames}")
     _in_range(config, f"train.{stage}.learning_rate", 1e-8, 1.0)
     _in_range(config, f"train.{stage}.ema_decay", 0.0, 1.0)
     _in_range(config, f"train.{stage}.grad_clip", 1e-6, 1e6)
@@ -297,6 +304,41 @@ def _validate_level_schemes(config: ml_collections.ConfigDict) -> None:
   offset = d.get("max_frame_offset", 0)
   _require(_is_int(offset) and 0 <= offset <= 10_000, "diffusion.max_frame_offset", offset,
            "an integer in [0, 10000]")
+  given_prob = d.get("given_prob", 0.0)
+  if "given_prob" in d:
+    _in_range(config, "diffusion.given_prob", 0.0, 1.0)
+  given = d.get("given_frames", 0)
+  _require(_is_int(given) and 0 <= given < latent_frames, "diffusion.given_frames", given,
+           f"an integer in [0, {latent_frames - 1}] (latent frames pinned clean in extension "
+           f"training; a training clip has {latent_frames})")
+  _require(given_prob == 0 or given >= 1, "diffusion.given_prob", given_prob,
+           "0 unless diffusion.given_frames >= 1 (no frames to give)")
+  _require(given_prob == 0 or not teacher, "diffusion.given_prob", given_prob,
+           "0 with diffusion.teacher_forcing=True (two level schemes at once)")
+  _require(given_prob == 0 or config.dit.get("temporal_patch", 1) == 1, "diffusion.given_prob",
+           given_prob, "0 unless dit.temporal_patch=1 (given frames are whole token frames)")
+  _validate_prediction(config, latent_frames)
+
+
+def _validate_prediction(config: ml_collections.ConfigDict, latent_frames: int) -> None:
+  """The video-prediction task (`config.prediction`, configs/moving_mnist.py): its given frames
+  must be whole latent frames, and extension training must pin exactly those."""
+  if "prediction" not in config:
+    return
+  given, frames = config.prediction.given_frames, config.data.frames
+  td = config.vae.temporal_downsample
+  _require(_is_int(given) and 1 <= given < frames, "prediction.given_frames", given,
+           f"an integer in [1, {frames - 1}] (data.frames={frames}: given + predicted)")
+  # With (frames - 1) % td == 0 as well, the predicted frames are then whole latent frames too.
+  _require((given - 1) % td == 0, "prediction.given_frames", given,
+           f"1 + a multiple of vae.temporal_downsample={td}, so that the given frames are "
+           "exactly the first latent frames")
+  d = config.diffusion
+  latents = 1 + (given - 1) // td
+  _require(d.get("given_prob", 0.0) == 0 or d.get("given_frames", 0) == latents,
+           "diffusion.given_frames", d.get("given_frames", 0),
+           f"{latents}: the latent frames of prediction.given_frames={given} "
+           f"(of {latent_frames})")
 
 
 def _validate_more(config: ml_collections.ConfigDict) -> None:

@@ -243,7 +243,8 @@ def prepare(builder):
 def from_config(data, data_dir: str):
   """The prepared builder a `config.data` (ConfigDict) names through `data.kind`.
 
-  'scenes', 'moving_mnist' and 'photo_pans' read the fields of their make_*_builder;
+  'scenes', 'moving_mnist' and 'photo_pans' read the fields of their make_*_builder
+  (moving_mnist also takes height = width for its size, as training configs name it);
   'simple' is the spine's vdm.data.tfds_builder; 'folder' opens a dataset made by
   `vdm data import` (data.name).
   """
@@ -259,6 +260,12 @@ def from_config(data, data_dir: str):
   if kind == "photo_pans":
     return prepare(make_photo_pans_builder(data_dir, **fields))
   if kind == "moving_mnist":
+    if "height" in fields:  # a training config names the frame size as height and width
+      height, width = fields.pop("height"), fields.pop("width", None)
+      if width != height or fields.get("size", height) != height:
+        raise ValueError(f"moving_mnist frames are square: data.height={height}, data.width="
+                         f"{width} and data.size={fields.get('size')} must agree")
+      fields["size"] = height
     return prepare(make_moving_mnist_builder(data_dir, **fields))
   if kind == "folder":
     from vdm.data import importer

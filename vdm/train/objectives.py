@@ -14,6 +14,9 @@ adds `vdm.diffusion.temporal_consistency_loss` (an ablation); `motion_weight` ad
 exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid'). With a DiT
 whose `temporal_patch` > 1 (several latent frames per token frame) the per-frame levels are
 drawn per token frame, so the frames of a group share one level, as the model requires.
+Extension training (`given_frames`, `given_prob`): with probability `given_prob` a clip's first
+`given_frames` latent frames are clean (level 0) and not scored, the rest keep their levels, so
+the model learns the extension / video-prediction mode (given frames pinned at level 0) directly.
 """
 from __future__ import annotations
 
@@ -58,6 +61,21 @@ def teacher_forcing_levels(rng, batch: int, ids: jax.Array, *, kind: str):
   return levels, (ids[None] == target).astype(jnp.float32)
 
 
+def pin_given_frames(rng, levels: jax.Array, given: int, prob: float):
+  """Extension training: (levels [B, T], frame weights [B, T] float32).
+
+  With probability `prob` per clip the first `given` frames get level 0 (clean context, as the
+  given frames of the extension mode are at sampling) and weight 0: at level 0 the velocity
+  target eps - x0 holds noise the model never saw, so scoring those frames would only teach it to
+  predict -x0 blindly. Other clips keep `levels` and weight 1 everywhere.
+  """
+  b, t = levels.shape
+  if not 0 <= given < t:
+    raise ValueError(f"given frames must be in [0, {t - 1}] for {t} latent frames, got {given}")
+  pinned = jax.random.bernoulli(rng, prob, (b, 1)) & (jnp.arange(t)[None] < given)
+  return jnp.where(pinned, 0.0, levels), (~pinned).astype(jnp.float32)
+
+
 def training_mask(rng, frames: int, *, causal_prob: float, causal_chunks=(1,)):
   """(mask [T, T] bool, chunk ids [T]) for one batch: full attention (one chunk), or with
   probability causal_prob block-causal with a chunk size drawn uniformly from causal_chunks."""
@@ -75,7 +93,7 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
                   teacher_forcing: bool = False, causal_prob: float = 0.0,
                   causal_chunks=(1,), max_frame_offset: int = 0,
                   temporal_consistency_weight: float = 0.0, motion_weight: float = 0.0,
-                  temporal_patch: int = 1):
+                  temporal_patch: int = 1, given_frames: int = 0, given_prob: float = 0.0):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
@@ -84,10 +102,15 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
   velocity that classifier-free guidance needs. Level schemes and masks: see the module docstring.
   temporal_patch: the DiT's (levels shared within its groups of frames; block-causal masks and
   teacher forcing are not offered for grouped frames).
+  given_frames, given_prob: extension training (`pin_given_frames`; latent frames, not with
+  teacher forcing or grouped frames).
   """
   if temporal_patch > 1 and (causal_prob > 0 or teacher_forcing):
     raise ValueError("block-causal training (causal_prob > 0, teacher forcing) needs "
                      f"dit.temporal_patch=1, got {temporal_patch}")
+  if given_prob > 0 and (teacher_forcing or temporal_patch > 1):
+    raise ValueError("extension training (given_prob > 0) needs teacher_forcing=False and "
+                     f"dit.temporal_patch=1, got {teacher_forcing}, {temporal_patch}")
   x0 = batch["latents"]
   b, t = x0.shape[:2]
   r_levels, r_noise, r_drop, r_mask, r_offset = jax.random.split(rng, 5)
@@ -99,6 +122,9 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
     levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=per_frame_prob,
                              temporal_patch=temporal_patch)
     weights = None
+    if given_prob > 0:  # its own key: runs without it keep their random streams bit for bit
+      levels, weights = pin_given_frames(jax.random.fold_in(rng, 1), levels, given_frames,
+                                         given_prob)
   offset = jax.random.randint(r_offset, (), 0, max_frame_offset + 1)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)
   drop = jax.random.bernoulli(r_drop, text_dropout, (b, 1))

@@ -186,6 +186,15 @@ def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
   return dict(mean=latents.mean(axes), std=latents.std(axes) + 1e-6)
 
 
+def vae_clip(video, stage_cfg):
+  """The frames [B, T', H, W, 3] of a clip batch [B, T, H, W, 3] the VAE stage trains on: the
+  first `train.vae.crop_frames` (0: all). A causal conv VAE is the same function of a frame and
+  the few before it at any clip length, so short clips teach it nearly what long ones do, at a
+  fraction of the cost of long high-resolution clips."""
+  n = stage_cfg.get("crop_frames", 0)
+  return video[:, :n] if n else video
+
+
 def build_vae_critic(config) -> Critic:
   """The VAE stage's patch discriminator (vae.disc_*) with its own AdamW (GAN-style betas)."""
   disc = PatchDiscriminator(config.vae.get("disc_channels", 32),
@@ -225,7 +234,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
           dict(disc_weight=disc_weight) if disc_weight else {})),
       make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
       vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
-      prepare_batch=lambda batch: dict(video=batch["video"]),
+      prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
       critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
@@ -269,7 +278,9 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                            max_frame_offset=d.get("max_frame_offset", 0),
                            temporal_consistency_weight=d.get("temporal_consistency_weight", 0.0),
                            motion_weight=motion_weight,
-                           temporal_patch=config.dit.get("temporal_patch", 1))
+                           temporal_patch=config.dit.get("temporal_patch", 1),
+                           given_frames=d.get("given_frames", 0),
+                           given_prob=d.get("given_prob", 0.0))
   denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
   if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)

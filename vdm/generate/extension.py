@@ -1,0 +1,158 @@
+"""Extension (video prediction): continue given frames, the given frames' latents pinned at level 0.
+
+The given frames are encoded by the causal VAE on their own (a latent frame never sees later
+pixels, so these are the latents the whole clip would have), placed at the start of the latent
+clip and held at level 0 in every row of the mode's noise-level matrix (`modes.pin_frames`); the
+sampler never moves a frame whose level is constant, so they stay exact, and the new latent
+frames are generated around them by the ordinary sampler. Many clips and several samples per
+clip run as one batch.
+
+    new = extend_clips(pipe, given, new_frames=10, samples=4, seed=0)  # uint8 [K, B, 10, H, W, 3]
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vdm.diffusion import guided_velocity
+from vdm.diffusion.samplers import SAMPLERS, sample
+from vdm.generate.modes import generation_mode
+
+EXTENSION_MODES = ("parallel", "autoregressive", "rolling")
+
+
+def latent_split(given: int, new: int, temporal_downsample: int) -> tuple[int, int]:
+  """(given latent frames, new latent frames) when `given` frames are continued by `new` ones.
+
+  The given frames must be exactly whole latent frames (1 + k * temporal_downsample of them) and
+  the new ones whole latent frames after them (a multiple of temporal_downsample); otherwise a
+  latent frame would mix given and generated pixels.
+  """
+  td = temporal_downsample
+  if not isinstance(given, (int, np.integer)) or given < 1 or (given - 1) % td:
+    raise ValueError(f"given frames must be 1 + a multiple of the VAE's temporal stride {td}, "
+                     f"got {given!r}")
+  if not isinstance(new, (int, np.integer)) or new < td or new % td:
+    raise ValueError(f"new frames must be a positive multiple of the VAE's temporal stride {td}, "
+                     f"got {new!r}")
+  return 1 + (given - 1) // td, new // td
+
+
+def extension_levels(mode: str, *, steps: int, given: int, new: int, shift: float,
+                     chunk: int = 1) -> tuple[np.ndarray, np.ndarray]:
+  """(levels [R, given + new] float32 with the first `given` columns 0, mask [T, T] bool) for
+  latent frame counts `given` and `new`: the mode's matrix over the whole clip, given frames
+  pinned (DESIGN: 'image-to-video, extension')."""
+  if mode not in EXTENSION_MODES:
+    raise ValueError(f"mode {mode!r} is not an extension mode: allowed {list(EXTENSION_MODES)}")
+  return generation_mode(mode, steps=steps, frames=given + new, chunk=chunk, shift=shift,
+                         pinned=tuple(range(given)))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
+def _sample_batch(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
+                  sampler_name, guided):
+  """The sampler over a batch x_init [B, T, h, w, C]; text [2, L, D] (prompt, negative prompt)."""
+  dit = nnx.merge(graphdef, state).dit
+  b = x_init.shape[0]
+  rows = lambda i: (jnp.broadcast_to(text[i:i + 1], (b,) + text.shape[1:]),  # noqa: E731
+                    jnp.broadcast_to(mask[i:i + 1], (b,) + mask.shape[1:]))
+
+  def velocity(x, t):
+    cond = dit(x, t, *rows(0), temporal_mask)
+    if not guided:  # guidance 1 is the conditional velocity alone: one network call a step
+      return cond
+    return guided_velocity(cond, dit(x, t, *rows(1), temporal_mask), guidance)
+
+  return sample(sampler_name, velocity, x_init, levels, rng=rng)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(graphdef, state, video, mean, std):
+  """uint8 [B, T, H, W, 3] -> normalised latent means [B, T', h, w, C]."""
+  pixels = video.astype(jnp.float32) / 127.5 - 1.0
+  return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(graphdef, state, z, mean, std):
+  video = nnx.merge(graphdef, state).decode(z * std + mean)
+  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+
+
+def encode_given(pipe, given) -> jax.Array:
+  """Normalised latents [B, n, h, w, C] of the given frames uint8 [B, G, H, W, 3], encoded alone."""
+  given = np.asarray(given)
+  if given.ndim != 5 or given.shape[-1] != 3 or given.dtype != np.uint8:
+    raise ValueError(f"given must be uint8 [B, G, H, W, 3], got {given.dtype} {given.shape}")
+  vae_def, vae_state = nnx.split(pipe.vae)
+  return _encode(vae_def, vae_state, jnp.asarray(given), pipe.latent_mean, pipe.latent_std)
+
+
+def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, seed: int = 0,
+                   steps: int | None = None, sampler: str | None = None,
+                   mode: str = "parallel", chunk: int = 1, prompt: str = "",
+                   negative_prompt: str = "", guidance: float = 1.0,
+                   first_index: int = 0) -> jax.Array:
+  """Samples latent clips [K, B, n + new, h, w, C] whose first n frames are `context` [B, n, h,
+  w, C] (normalised latents, pinned at level 0 and returned bit for bit).
+
+  samples: K per clip; sample k of clip b starts from noise keyed by (seed, k, first_index + b),
+    so a clip's samples do not depend on how the clips are batched.
+  steps, sampler: default to the model's config.sample. mode: 'parallel' (bidirectional mask) or
+    a chunked mode's matrix ('autoregressive', 'rolling': block-causal, `chunk` latent frames).
+  prompt, negative_prompt, guidance: text conditioning; the default (empty prompt, guidance 1) is
+    one network call per step.
+  """
+  if not isinstance(samples, int) or samples < 1:
+    raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+  s = pipe.config.sample
+  steps = s.steps if steps is None else steps
+  sampler = s.sampler if sampler is None else sampler
+  if sampler not in SAMPLERS:
+    raise ValueError(f"sampler {sampler!r}: allowed {list(SAMPLERS)}")
+  b, n = context.shape[:2]
+  levels, temporal_mask = extension_levels(mode, steps=steps, given=n, new=new_latent_frames,
+                                           shift=s.shift, chunk=chunk)
+  key = jax.random.key(seed)
+  noise = jnp.stack([jnp.stack([
+      jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, k), first_index + i),
+                        (n + new_latent_frames,) + tuple(context.shape[2:])) for i in range(b)])
+      for k in range(samples)])  # [K, B, T, h, w, C]
+  x_init = noise.at[:, :, :n].set(jnp.broadcast_to(context, (samples,) + tuple(context.shape)))
+  ids, text_mask = pipe.tokenizer.encode([prompt, negative_prompt], pipe.config.text.max_length)
+  den_def, den_state = nnx.split(pipe.denoiser)
+  from vdm.generate.pipeline import _encode_text  # the pipeline's jitted text encoder
+  text_mask = jnp.asarray(text_mask)
+  text = _encode_text(den_def, den_state, jnp.asarray(ids), text_mask)
+  z = _sample_batch(den_def, den_state, x_init.reshape((-1,) + x_init.shape[2:]), text,
+                    text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
+                    jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
+                    sampler_name=sampler, guided=float(guidance) != 1.0)
+  return z.reshape(x_init.shape)
+
+
+def extend_clips(pipe, given, new_frames: int, **options) -> np.ndarray:
+  """Continues each clip of `given` by `new_frames` generated frames.
+
+  Args:
+    pipe: a loaded `vdm.Pipeline` (VAE, denoiser, tokenizer, latent statistics, config).
+    given: uint8 [B, G, H, W, 3], G = 1 + a multiple of the VAE's temporal stride.
+    new_frames: a multiple of the temporal stride.
+    options: as `extend_latents` (samples K, seed, steps, sampler, mode, ...).
+  Returns:
+    uint8 [K, B, new_frames, H, W, 3]: only the generated frames (the caller has the given ones).
+  """
+  given = np.asarray(given)
+  n_given, n_new = latent_split(given.shape[1] if given.ndim == 5 else 0, new_frames,
+                                pipe.vae.temporal_downsample)
+  z = extend_latents(pipe, encode_given(pipe, given), n_new, **options)
+  vae_def, vae_state = nnx.split(pipe.vae)
+  video = _decode(vae_def, vae_state, z.reshape((-1,) + z.shape[2:]), pipe.latent_mean,
+                  pipe.latent_std)  # [K * B, T, H, W, 3]; the causal decoder sees the context
+  first_new = pipe.vae.pixel_frames(n_given)
+  return np.asarray(video[:, first_new:]).reshape(z.shape[:2] + (new_frames,) + given.shape[2:])
