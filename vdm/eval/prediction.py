@@ -108,7 +108,8 @@ def reconstruct(pipe, clips: np.ndarray, batch_size: int) -> np.ndarray:
   """uint8 [N, T, H, W, 3]: the model's VAE decoding of its own encoding of each whole clip."""
   from flax import nnx
 
-  from vdm.generate.extension import _decode, encode_given
+  from vdm.generate.extension import encode_given
+  from vdm.generate.pipeline import _decode
   vae_def, vae_state = nnx.split(pipe.vae)
   return np.concatenate([np.asarray(_decode(vae_def, vae_state,
                                             encode_given(pipe, clips[i:i + batch_size]),

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vdm.diffusion import guided_velocity
-from vdm.diffusion.samplers import SAMPLERS, sample
+from vdm.diffusion.samplers import SAMPLERS
+from vdm.generate import pipeline
 from vdm.generate.modes import generation_mode
 
 EXTENSION_MODES = ("parallel", "autoregressive", "rolling")
@@ -53,35 +53,11 @@ def extension_levels(mode: str, *, steps: int, given: int, new: int, shift: floa
                          pinned=tuple(range(given)))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
-def _sample_batch(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                  sampler_name, guided):
-  """The sampler over a batch x_init [B, T, h, w, C]; text [2, L, D] (prompt, negative prompt)."""
-  dit = nnx.merge(graphdef, state).dit
-  b = x_init.shape[0]
-  rows = lambda i: (jnp.broadcast_to(text[i:i + 1], (b,) + text.shape[1:]),  # noqa: E731
-                    jnp.broadcast_to(mask[i:i + 1], (b,) + mask.shape[1:]))
-
-  def velocity(x, t):
-    cond = dit(x, t, *rows(0), temporal_mask)
-    if not guided:  # guidance 1 is the conditional velocity alone: one network call a step
-      return cond
-    return guided_velocity(cond, dit(x, t, *rows(1), temporal_mask), guidance)
-
-  return sample(sampler_name, velocity, x_init, levels, rng=rng)
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(graphdef, state, video, mean, std):
   """uint8 [B, T, H, W, 3] -> normalised latent means [B, T', h, w, C]."""
   pixels = video.astype(jnp.float32) / 127.5 - 1.0
   return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _decode(graphdef, state, z, mean, std):
-  video = nnx.merge(graphdef, state).decode(z * std + mean)
-  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
 def encode_given(pipe, given) -> jax.Array:
@@ -126,13 +102,12 @@ def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, s
   x_init = noise.at[:, :, :n].set(jnp.broadcast_to(context, (samples,) + tuple(context.shape)))
   ids, text_mask = pipe.tokenizer.encode([prompt, negative_prompt], pipe.config.text.max_length)
   den_def, den_state = nnx.split(pipe.denoiser)
-  from vdm.generate.pipeline import _encode_text  # the pipeline's jitted text encoder
   text_mask = jnp.asarray(text_mask)
-  text = _encode_text(den_def, den_state, jnp.asarray(ids), text_mask)
-  z = _sample_batch(den_def, den_state, x_init.reshape((-1,) + x_init.shape[2:]), text,
-                    text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
-                    jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
-                    sampler_name=sampler, guided=float(guidance) != 1.0)
+  text = pipeline._encode_text(den_def, den_state, jnp.asarray(ids), text_mask)
+  z = pipeline._sample_matrix(den_def, den_state, x_init.reshape((-1,) + x_init.shape[2:]), text,
+                              text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
+                              jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
+                              sampler_name=sampler, guided=float(guidance) != 1.0)
   return z.reshape(x_init.shape)
 
 
@@ -152,7 +127,7 @@ def extend_clips(pipe, given, new_frames: int, **options) -> np.ndarray:
                                 pipe.vae.temporal_downsample)
   z = extend_latents(pipe, encode_given(pipe, given), n_new, **options)
   vae_def, vae_state = nnx.split(pipe.vae)
-  video = _decode(vae_def, vae_state, z.reshape((-1,) + z.shape[2:]), pipe.latent_mean,
-                  pipe.latent_std)  # [K * B, T, H, W, 3]; the causal decoder sees the context
+  video = pipeline._decode(vae_def, vae_state, z.reshape((-1,) + z.shape[2:]), pipe.latent_mean,
+                           pipe.latent_std)  # [K * B, T, H, W, 3]; the causal decoder sees the context
   first_new = pipe.vae.pixel_frames(n_given)
   return np.asarray(video[:, first_new:]).reshape(z.shape[:2] + (new_frames,) + given.shape[2:])

@@ -312,14 +312,21 @@ def _encode_text(graphdef, state, ids, mask):
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
 def _sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                   sampler_name):
+                   sampler_name, guided=True):
+  """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
+  [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
+  (guidance 1): the prompt's velocity alone, one DiT call a step."""
   dit = nnx.merge(graphdef, state).dit
+  b = x_init.shape[0]
+  text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
 
   def velocity(x, t):
+    if not guided:
+      return dit(x, t, text[:b], mask[:b], temporal_mask)
     both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
-    return guided_velocity(both[:1], both[1:], guidance)
+    return guided_velocity(both[:b], both[b:], guidance)
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
