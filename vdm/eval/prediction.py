@@ -71,9 +71,9 @@ def score_predictions(samples: np.ndarray, given: np.ndarray, true: np.ndarray,
     name -> dict(mse, ssim, mse_per_frame [P], ssim_per_frame [P], ...), in table order.
   """
   k = len(samples)
-  per = [prediction_scores(s, true) for s in samples]
-  mean_curve = lambda key: np.mean([p[key] for p in per], axis=0)  # noqa: E731
   best = best_of_k_scores(samples, true)
+  per = best["samples"]  # each sample scored once, there
+  mean_curve = lambda key: np.mean([p[key] for p in per], axis=0)  # noqa: E731
   rows = {f"vdm extension, per sample (mean of {k})": _row(
               dict(mse=best["per_sample"]["mse"], ssim=best["per_sample"]["ssim"],
                    mse_per_frame=mean_curve("mse_per_frame"),

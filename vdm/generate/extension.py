@@ -11,8 +11,6 @@ clip run as one batch.
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,20 +51,14 @@ def extension_levels(mode: str, *, steps: int, given: int, new: int, shift: floa
                          pinned=tuple(range(given)))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _encode(graphdef, state, video, mean, std):
-  """uint8 [B, T, H, W, 3] -> normalised latent means [B, T', h, w, C]."""
-  pixels = video.astype(jnp.float32) / 127.5 - 1.0
-  return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
-
-
 def encode_given(pipe, given) -> jax.Array:
   """Normalised latents [B, n, h, w, C] of the given frames uint8 [B, G, H, W, 3], encoded alone."""
   given = np.asarray(given)
   if given.ndim != 5 or given.shape[-1] != 3 or given.dtype != np.uint8:
     raise ValueError(f"given must be uint8 [B, G, H, W, 3], got {given.dtype} {given.shape}")
   vae_def, vae_state = nnx.split(pipe.vae)
-  return _encode(vae_def, vae_state, jnp.asarray(given), pipe.latent_mean, pipe.latent_std)
+  return pipeline._encode(vae_def, vae_state, jnp.asarray(given), pipe.latent_mean,
+                          pipe.latent_std)
 
 
 def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, seed: int = 0,

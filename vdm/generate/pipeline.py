@@ -345,6 +345,14 @@ def _to_uint8(video):
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def _encode(graphdef, state, video, mean, std):
+  """Pixels [B, T, H, W, 3] in [0, 255] (uint8 or float) -> normalised latent means [B, T', h,
+  w, C]: the inverse of `_decode`."""
+  pixels = video.astype(jnp.float32) / 127.5 - 1.0
+  return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _decode(graphdef, state, z, mean, std):
   return _to_uint8(nnx.merge(graphdef, state).decode(z * std + mean))
 

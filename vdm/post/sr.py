@@ -169,6 +169,7 @@ def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
   not show as flicker; 0 returns the model's output as it is.
   """
   from vdm.post import common, steady as steady_lib
+  from vdm.post.upscale import upscale
   model = load(model_dir or default_model_dir(factor))
   if model.factor != factor:
     raise ValueError(f"upscale: model {model_dir!r} is x{model.factor}, asked for x{factor}")
@@ -181,14 +182,9 @@ def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
   out = common.map_chunks(fn, frames, chunk, halo=halo)
   if steady == 0:
     return out
-  reference = common.map_chunks(functools.partial(_bicubic_frames, factor=factor), frames, chunk)
+  # The reference: the classical bicubic upscale, the model's own base before its residual.
+  reference = upscale(frames, factor, method="bicubic", chunk=chunk)
   return steady_lib.follow_reference(out, reference, steady, steady_tolerance, chunk=chunk)
-
-
-@functools.partial(jax.jit, static_argnames="factor")
-def _bicubic_frames(x, factor):
-  """[T, h, w, 3] -> [T, h*f, w*f, 3] in [0, 1]: the model's own base (before its residual)."""
-  return jnp.clip(bicubic(x[None], factor)[0], 0.0, 1.0)
 
 
 @functools.partial(jax.jit, static_argnums=0)

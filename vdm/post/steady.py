@@ -68,9 +68,9 @@ def follow_reference(pred, ref, strength: float = 1.0, tolerance: float = 0.015,
   prev_ref = jnp.asarray(common.to_float(ref[0]))
   outs = []
   for start in range(0, pred.shape[0], chunk):
-    out = _follow(jnp.asarray(common.to_float(pred[start:start + chunk])),
-                  jnp.asarray(common.to_float(ref[start:start + chunk])), prev_out, prev_ref,
-                  p["strength"], p["tolerance"])
-    prev_out, prev_ref = out[-1], jnp.asarray(common.to_float(ref[start + len(out) - 1]))
+    ref_chunk = jnp.asarray(common.to_float(ref[start:start + chunk]))
+    out = _follow(jnp.asarray(common.to_float(pred[start:start + chunk])), ref_chunk, prev_out,
+                  prev_ref, p["strength"], p["tolerance"])
+    prev_out, prev_ref = out[-1], ref_chunk[-1]
     outs.append(common.like(np.asarray(out), pred))
   return np.concatenate(outs, axis=0)

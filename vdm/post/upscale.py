@@ -37,6 +37,7 @@ def validate(factor=2, method="bicubic", model="", steady=None) -> dict:
     raise ValueError("upscale: model= applies only to method=learned")
   if steady is not None and p["method"] != "learned":
     raise ValueError("upscale: steady= applies only to method=learned")
+  p["model"], p["steady"] = model, None  # classical methods have nothing to steady
   if p["method"] == "learned":
     from vdm.post import sr
     if p["factor"] not in sr.FACTORS:
@@ -47,9 +48,6 @@ def validate(factor=2, method="bicubic", model="", steady=None) -> dict:
     if not os.path.isfile(os.path.join(directory, "config.json")):
       raise ValueError(f"upscale: model directory {directory!r} not found (train one with "
                        f"`vdm train --config configs/sr.py:{p['factor']}`)")
-  p["model"] = model
-  p["steady"] = None  # classical methods have nothing to steady
-  if p["method"] == "learned":
     p["steady"] = STEADY if steady is None else common.check_number("upscale", "steady", steady,
                                                                     0, 1)
   return p

@@ -44,10 +44,10 @@ def blend_ramp(length: int, ramp: int, lead: bool, trail: bool, skip: int = 0) -
   `trail`, 1 elsewhere."""
   i = np.arange(length, dtype=np.float32) + 0.5
   w = np.ones(length, np.float32)
-  if lead and (ramp > 0 or skip > 0):
-    w = np.minimum(w, np.clip((i - skip) / max(ramp, 1e-6), 0.0, 1.0))
-  if trail and (ramp > 0 or skip > 0):
-    w = np.minimum(w, np.clip((length - skip - i) / max(ramp, 1e-6), 0.0, 1.0))
+  if ramp > 0 and lead:
+    w = np.minimum(w, np.clip((i - skip) / ramp, 0.0, 1.0))
+  if ramp > 0 and trail:
+    w = np.minimum(w, np.clip((length - skip - i) / ramp, 0.0, 1.0))
   return w
 
 

@@ -65,8 +65,9 @@ def best_of_k_scores(samples, true) -> dict:
   Args:
     samples: [K, B, T, H, W(, C)] K predictions per clip; true: [B, T, H, W(, C)].
   Returns:
-    dict(mse, ssim) of the chosen samples, per_sample (mse, ssim averaged over all K samples)
-    and choice int [B] (index of the chosen sample per clip).
+    dict(mse, ssim) of the chosen samples, per_sample (mse, ssim averaged over all K samples),
+    choice int [B] (index of the chosen sample per clip) and samples (each sample's own
+    `prediction_scores`, K dicts).
   """
   samples = np.asarray(samples)
   per = [prediction_scores(s, true) for s in samples]
@@ -75,7 +76,8 @@ def best_of_k_scores(samples, true) -> dict:
   choice = np.argmin(mse, axis=0)
   cols = np.arange(mse.shape[1])
   return dict(mse=float(mse[choice, cols].mean()), ssim=float(ssim[choice, cols].mean()),
-              per_sample=dict(mse=float(mse.mean()), ssim=float(ssim.mean())), choice=choice)
+              per_sample=dict(mse=float(mse.mean()), ssim=float(ssim.mean())), choice=choice,
+              samples=per)
 
 
 def markdown_table(ours: Mapping[str, Mapping[str, float]],
