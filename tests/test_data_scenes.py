@@ -7,6 +7,7 @@ import pytest
 
 from vdm.data import assets
 from vdm.data import captions
+from vdm.data import kinds
 from vdm.data import moving_mnist
 from vdm.data import pipeline
 from vdm.data import scenes
@@ -263,7 +264,7 @@ def test_scene_builder_matches_generator(scene_builder):
       assert held and (held[0] if split == "test" else not any(held))
   with pytest.raises(ValueError, match="kind"):
     import ml_collections
-    scenes_builder.from_config(ml_collections.ConfigDict(dict(kind="nope")), "")
+    kinds.build(ml_collections.ConfigDict(dict(kind="nope")), "")
 
 
 def test_loader_shards_by_process(scene_builder):

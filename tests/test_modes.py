@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from vdm.generate.modes import (MODES, SPACINGS, allowed_chunks, chunk_bounds, chunk_ids,
-                                generation_mode, noise_levels, parallel_levels, time_grid)
+from vdm.generate.modes import (MODES, SPACINGS, Mode, allowed_chunks, chunk_bounds, chunk_ids,
+                                generation_mode, noise_levels, parallel_levels, pipeline_modes,
+                                register_mode, time_grid)
 
 CASES = [
     ("parallel", dict(steps=5, frames=4)),
@@ -14,6 +15,8 @@ CASES = [
     ("autoregressive", dict(steps=2, frames=4, chunk=1, pinned=(0,))),
     ("rolling", dict(steps=4, frames=6, chunk=2)),
     ("rolling", dict(steps=5, frames=3, chunk=1, context_level=0.05, spacing="trailing")),
+    ("keyframes_first", dict(steps=3, frames=7, chunk=3)),
+    ("keyframes_first", dict(steps=2, frames=5, chunk=2, context_level=0.1, shift=2.0)),
 ]
 
 
@@ -22,6 +25,8 @@ def expected_rows(mode, steps, frames, chunk=1, **_):
     return (frames // chunk) * steps + 1
   if mode == "rolling":
     return steps + frames // chunk
+  if mode == "keyframes_first":
+    return 2 * steps + 1
   return steps + 1
 
 
@@ -144,3 +149,45 @@ def test_chunks_that_do_not_tile_the_clip_leave_frame_zero_alone():
   assert mask[1:, :].all()
   rolling, _ = generation_mode("rolling", steps=3, frames=5, chunk=4)
   assert rolling.shape == (3 + 2, 5)
+
+
+@pytest.mark.parametrize("context_level", [0.0, 0.2])
+def test_keyframes_first_finishes_the_keyframes_before_any_frame_between_moves(context_level):
+  steps, frames, chunk = 4, 9, 4  # chunks [0], [1..4], [5..8]: keyframes 0, 1, 5 and 8
+  levels, mask = generation_mode("keyframes_first", steps=steps, frames=frames, chunk=chunk,
+                                 context_level=context_level)
+  keys = [0, 1, 5, 8]
+  between = [f for f in range(frames) if f not in keys]
+  # Phase 1: only the keyframes move, all together, 1 -> context_level.
+  assert np.all(levels[:steps + 1, between] == 1.0)
+  assert np.all(np.diff(levels[:steps + 1, keys], axis=0) < 0)
+  assert np.allclose(levels[steps, keys], context_level)
+  # Phase 2: the keyframes sit still at context_level; the frames between go 1 -> 0.
+  assert np.all(levels[steps:-1, keys] == np.float32(context_level))
+  np.testing.assert_allclose(levels[steps:, between[0]], time_grid(steps), rtol=1e-6)
+  assert np.all(levels[-1] == 0) and mask.all()  # bidirectional: both sides' keyframes seen
+
+
+def test_a_registered_mode_is_offered_everywhere():
+  """Adding a mode is one levels function and one registration: the pipeline, the CLI and the
+  config then accept it."""
+  from vdm import cli
+  from vdm.config import load_config
+
+  def reverse_levels(steps, frames, *, shift=1.0, spacing="linear"):
+    return parallel_levels(steps, frames, shift=shift, spacing=spacing)[:, ::-1].copy()
+
+  register_mode(Mode("reverse_test", "a test mode", reverse_levels))
+  try:
+    assert "reverse_test" in pipeline_modes()
+    config = load_config("configs/spine.py:tiny", ["sample.mode='reverse_test'"])
+    assert config.sample.mode == "reverse_test"
+    args = cli.build_parser().parse_args(["sample", "--prompt", "a", "--out", "a.mp4",
+                                          "--mode", "reverse_test"])
+    assert args.mode == "reverse_test"
+    levels, mask = generation_mode("reverse_test", steps=3, frames=4)
+    assert levels.shape == (4, 4) and mask.all()
+  finally:
+    del MODES["reverse_test"]
+  with pytest.raises(ValueError, match="sample.mode"):
+    load_config("configs/spine.py:tiny", ["sample.mode='reverse_test'"])

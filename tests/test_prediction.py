@@ -74,6 +74,7 @@ def test_pin_given_frames_levels_and_weights():
 def test_extension_training_pins_and_skips_given_frames():
   """denoiser_loss with given_prob 1: the model sees the given frames clean (level 0) and their
   outputs do not count, whatever they are."""
+  from vdm.config import section
   from vdm.train.objectives import denoiser_loss
   rng = np.random.default_rng(0)
   batch = dict(latents=jnp.asarray(rng.normal(size=(3, 5, 4, 4, 2)), jnp.float32),
@@ -89,8 +90,8 @@ def test_extension_training_pins_and_skips_given_frames():
 
   @jax.jit
   def loss(junk):  # returns what the model saw as well
-    value = denoiser_loss(model(junk), batch, jax.random.key(0), given_frames=2,
-                          given_prob=1.0)[0]
+    value = denoiser_loss(model(junk), batch, jax.random.key(0), section(
+        "diffusion", timestep_sampling="logit_normal", given_frames=2, given_prob=1.0))[0]
     return value, seen["levels"], seen["x_t"]
 
   (value, levels, x_t), (junk_value, _, _) = loss(0.0), loss(123.0)
@@ -99,14 +100,15 @@ def test_extension_training_pins_and_skips_given_frames():
   assert (np.asarray(levels[:, 2:]) > 0).all()
   np.testing.assert_array_equal(x_t[:, :2], batch["latents"][:, :2])  # clean
   # Without extension training every frame counts.
-  plain = jax.jit(lambda junk: denoiser_loss(model(junk), batch, jax.random.key(0))[0])
+  plain = jax.jit(lambda junk: denoiser_loss(model(junk), batch, jax.random.key(0), section(
+      "diffusion", timestep_sampling="logit_normal"))[0])
   assert plain(0.0) != plain(123.0)
 
 
 def test_moving_mnist_training_data_and_vae_crops(tmp_path):
   import ml_collections
 
-  from vdm.data.scenes_builder import from_config
+  from vdm.data.kinds import build as from_config
   from vdm.train.run import vae_clip
   config = load_config(TINY)
   builder = from_config(config.data, str(tmp_path))  # height = width -> the generator's size

@@ -7,8 +7,8 @@ from flax import nnx
 
 from vdm.diffusion import euler_sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import autoregressive_mode, block_causal_mask, chunk_ids
-from vdm.generate.streaming import generate_autoregressive, prefill, sliding_window_mask
+from vdm.generate.modes import block_causal_mask, chunk_ids, generation_mode, sliding_window_mask
+from vdm.generate.streaming import generate_autoregressive, prefill
 
 FRAMES, CHUNK, STEPS = 6, 2, 3
 
@@ -36,7 +36,8 @@ def cached(model, noise, text, mask, *, slots, context_level, **kw):
 
 
 def full_matrix(model, noise, text, mask, *, context_level, temporal_mask):
-  levels, _ = autoregressive_mode(STEPS, FRAMES, chunk=CHUNK, context_level=context_level)
+  levels, _ = generation_mode("autoregressive", steps=STEPS, frames=FRAMES, chunk=CHUNK,
+                              context_level=context_level)
   return euler_sample(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
                       jnp.asarray(levels))
 
@@ -95,7 +96,7 @@ def test_chunks_with_frame_zero_alone_equal_the_full_matrix(randomized_dit):
   """5 frames in chunks of 4 ([0], [1..4]): the cache path and the matrix agree."""
   model, noise, text, mask = setup(randomized_dit)
   noise = noise[:, :5]
-  levels, temporal_mask = autoregressive_mode(STEPS, 5, chunk=4)
+  levels, temporal_mask = generation_mode("autoregressive", steps=STEPS, frames=5, chunk=4)
   want = euler_sample(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
                       jnp.asarray(levels))
   cache = empty_cache(depth=2, batch_tokens=2 * 4, slots=5, heads=4, head_dim=8)
@@ -115,7 +116,7 @@ def test_extension_after_prefill_equals_the_matrix_with_pinned_context(randomize
   got = generate_autoregressive(chunk_velocity, nnx.state(model), noise, cache, chunk=CHUNK,
                                 steps=STEPS, first_frame=2)
 
-  new_levels, _ = autoregressive_mode(STEPS, FRAMES, chunk=CHUNK)
+  new_levels, _ = generation_mode("autoregressive", steps=STEPS, frames=FRAMES, chunk=CHUNK)
   levels = np.concatenate([np.zeros((len(new_levels), 2), np.float32), new_levels], axis=1)
   ids = np.concatenate([chunk_ids(2, CHUNK), 1 + chunk_ids(FRAMES, CHUNK)])
   temporal_mask = jnp.asarray(ids[None, :] <= ids[:, None])

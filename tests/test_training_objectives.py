@@ -5,6 +5,7 @@ import numpy as np
 
 from vdm.diffusion import flow_matching_loss
 from vdm.generate.modes import block_causal_mask, chunk_ids
+from vdm.config import section
 from vdm.train.objectives import denoiser_loss, teacher_forcing_levels, training_mask
 
 
@@ -60,15 +61,17 @@ def test_denoiser_loss_passes_masks_and_frame_offsets_to_the_model():
     return jnp.zeros_like(z)
 
   for i in range(40):
-    denoiser_loss(model, _batch(), jax.random.key(i), teacher_forcing=True, causal_prob=1.0,
-                  causal_chunks=(1,), max_frame_offset=7)
+    denoiser_loss(model, _batch(), jax.random.key(i), section(
+        "diffusion", timestep_sampling="logit_normal", teacher_forcing=True, causal_prob=1.0,
+        causal_chunks=(1,), max_frame_offset=7))
   offsets = [offset for _, offset, _ in seen]
   assert min(offsets) >= 0 and max(offsets) <= 7 and len(set(offsets)) > 3
   for mask, _, levels in seen:
     np.testing.assert_array_equal(mask, block_causal_mask(5, 1))
     assert ((levels == 0) | (levels == 1) | ((levels > 0) & (levels < 1))).all()
   seen.clear()
-  denoiser_loss(model, _batch(), jax.random.key(0))  # defaults: full mask, offset 0
+  denoiser_loss(model, _batch(), jax.random.key(0),  # defaults: full mask, offset 0
+                section("diffusion", timestep_sampling="logit_normal"))
   assert seen[0][0].all() and seen[0][1] == 0
 
 
@@ -172,9 +175,9 @@ def test_frozen_parameters_get_no_update_not_even_weight_decay():
   import optax
   from vdm.train.loop import make_optimizer
   cfg = ml_collections.ConfigDict(dict(learning_rate=0.1, warmup_steps=0, steps=10,
-                                       grad_clip=1.0, weight_decay=0.5, frozen=("text",)))
+                                       grad_clip=1.0, weight_decay=0.5))
   params = {"text": {"w": jnp.ones(3)}, "dit": {"w": jnp.ones(3)}}
-  tx = make_optimizer(cfg)
+  tx = make_optimizer(cfg, frozen=("text",))
   state = tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
   for _ in range(3):
@@ -201,5 +204,5 @@ def test_per_frame_levels_are_shared_within_a_temporal_patch_group():
                                                 temporal_patch=1), ungrouped)
   assert len(np.unique(np.asarray(ungrouped)[0])) == 5
   with pytest.raises(ValueError, match="dit.temporal_patch=1"):
-    denoiser_loss(None, dict(latents=jnp.zeros((1, 5, 2, 2, 1))), rng, causal_prob=0.5,
-                  temporal_patch=2)
+    denoiser_loss(None, dict(latents=jnp.zeros((1, 5, 2, 2, 1))), rng,
+                  section("diffusion", causal_prob=0.5), temporal_patch=2)

@@ -3,12 +3,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 from flax import nnx
 
+from vdm.config import section
 from vdm.vae.loss import gaussian_kl, vae_loss
 from vdm.vae.model import CausalVAE
 
@@ -96,8 +96,8 @@ def test_bad_inputs_raise_named_errors():
 
 
 def test_from_config():
-  cfg = ml_collections.ConfigDict(dict(base_channels=8, channel_mult=(1, 2, 2), latent_channels=3,
-                                       temporal_downsample=4, num_res_blocks=1))
+  cfg = section("vae", base_channels=8, channel_mult=(1, 2, 2), latent_channels=3,
+                temporal_downsample=4, num_res_blocks=1)
   model = CausalVAE.from_config(cfg, rngs=nnx.Rngs(0))
   assert model.spatial_downsample == 4 and model.temporal_downsample == 4
   assert model.latent_frames(9) == 3

@@ -1,10 +1,11 @@
-"""The `vdm` command line: train | sample | eval | data | post | tokenizer.
+"""The `vdm` command line: train | sample | eval | data | post | config | tokenizer.
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
   vdm eval --suite adherence|rollout|vae|upscale|prediction --checkpoint DIR
   vdm data import DIR --out NAME
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
+  vdm config show --config configs/spine.py   # every field, its value and its doc
 """
 from __future__ import annotations
 
@@ -108,6 +109,14 @@ def cmd_eval(args) -> int:
   return 0
 
 
+def cmd_config(args) -> int:
+  from vdm.config import describe, load_config
+  config = load_config(args.config, args.set)
+  print(f"# {args.config}" + "".join(f" --set {s}" for s in args.set))
+  print(describe(config))
+  return 0
+
+
 def cmd_tokenizer(args) -> int:
   from vdm.config import load_config
   from vdm.data.synthetic import caption_corpus
@@ -151,10 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--resolution", type=int, default=None, help="short side in pixels")
   p.add_argument("--steps", type=int, default=None)
   p.add_argument("--guidance", type=float, default=None)
-  p.add_argument("--mode", default=None,
-                 help="parallel | autoregressive | rolling | image_to_video")
-  p.add_argument("--sampler", default=None,
-                 help="euler | heun | ddim | euler_ancestral | dpmpp_2m | unipc")
+  from vdm.diffusion.samplers import SAMPLERS
+  from vdm.generate.modes import MODES, pipeline_modes
+  p.add_argument("--mode", default=None, choices=pipeline_modes(), metavar="MODE",
+                 help="; ".join(f"{m}: {MODES[m].doc}" for m in pipeline_modes())
+                 + " (default: the model's sample.mode)")
+  p.add_argument("--sampler", default=None, choices=tuple(SAMPLERS), metavar="SAMPLER",
+                 help=" | ".join(SAMPLERS))
   p.add_argument("--chunk", type=int, default=None,
                  help="latent frames per chunk (autoregressive, rolling)")
   p.add_argument("--extend", default=None, metavar="VIDEO",
@@ -194,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
   from vdm.post.cli import add_post_arguments, run_post_command
   p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))
   p.set_defaults(func=run_post_command)
+
+  p = sub.add_parser("config", help="print a config field by field, with each field's doc")
+  p.add_argument("action", choices=("show",))
+  add_config(p)
+  p.set_defaults(func=cmd_config)
 
   p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on synthetic captions")
   add_config(p)

@@ -21,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from vdm.config import config_from_json
+from vdm.config import ConfigError, config_from_json, validate
 from vdm.pytree import leaf_names
 from vdm.dit.model import DiT
 from vdm.text.encoder import T5Encoder
@@ -59,13 +59,13 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   text = (vocab_size * t.width + 32 * t.heads + t.width  # embeddings, position buckets, final norm
           + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
   w, c, p = d.width, config.vae.latent_channels, d.patch
-  patch_dim = d.get("temporal_patch", 1) * p * p * c  # latent values per token
+  patch_dim = d.temporal_patch * p * p * c  # latent values per token
   hidden = int(w * d.mlp_ratio)
   attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
-  if d.get("qk_norm", False):  # a learned RMSNorm scale per head dimension on q and on k
+  if d.qk_norm:  # a learned RMSNorm scale per head dimension on q and on k
     attention += 2 * (w // d.heads)
   # factorized: spatial + temporal + cross attention, 9 modulations; full: 3D + cross, 6.
-  attentions = 3 if d.get("attention", "factorized") == "factorized" else 2
+  attentions = 3 if d.attention == "factorized" else 2
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
            + dense(w, 3 * attentions * w))
   dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
@@ -159,11 +159,16 @@ def load_model_dir(directory: str, *, scan_layers: bool | None = None):
   check_model_dir(directory)
   with open(os.path.join(directory, "config.json")) as f:
     config = config_from_json(f.read())
+  try:
+    validate(config)
+  except ConfigError as e:
+    raise ConfigError(f"--checkpoint {directory!r}: its config.json is not a valid model config: "
+                      f"{e}") from None
   tokenizer = Tokenizer.load(os.path.join(directory, "tokenizer.model"))
   vae = load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
   denoiser = load_params(nnx.eval_shape(lambda: build_denoiser(config, tokenizer.vocab_size)),
                          os.path.join(directory, "denoiser"))
-  if scan_layers is not None and bool(scan_layers) != bool(config.dit.get("scan_layers", False)):
+  if scan_layers is not None and bool(scan_layers) != config.dit.scan_layers:
     denoiser = _convert_layout(denoiser, config, tokenizer.vocab_size, bool(scan_layers))
   latent_stats = read_latent_stats(os.path.join(directory, "latent_stats.json"))
   return config, tokenizer, vae, denoiser, latent_stats

@@ -64,14 +64,14 @@ def run_data_command(args: argparse.Namespace) -> int:
       print(f"report: {importer.staging_dir(args.data_dir, args.out)}/report.json")
       return 0
     import importlib.util
-    from vdm.data import scenes_builder
+    from vdm.data import kinds
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     spec = importlib.util.spec_from_file_location(
         "data_scenes", os.path.join(root, "configs", "data_scenes.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     data = module.get_config(args.arg).data
-    builder = scenes_builder.from_config(data, args.data_dir)
+    builder = kinds.build(data, args.data_dir)
     print(f"{builder.data_path}: " + ", ".join(
         f"{s} {i.num_examples}" for s, i in builder.info.splits.items()))
     return 0

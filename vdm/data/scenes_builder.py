@@ -6,8 +6,8 @@
   PhotoPans:    vdm.data.photo_pans, a hand-held camera over real photos (natural-image clips).
 
 Configs are built on demand from their parameters (`make_scenes_builder`,
-`make_moving_mnist_builder`, or `from_config` over a `config.data` with a `kind` field); every
-parameter is in the config name, so two settings never share a folder.
+`make_moving_mnist_builder`, `make_photo_pans_builder`; `vdm.data.kinds.build` picks one by
+`config.data.kind`); every parameter is in the config name, so two settings never share a folder.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from vdm.data import scenes
 
 # Aspect name -> (height, width) for a given short side.
 ASPECTS = {"1:1": (1, 1), "16:9": (9, 16), "9:16": (16, 9)}
-KINDS = ("simple", "scenes", "moving_mnist", "photo_pans", "folder")
 
 
 def aspect_size(aspect: str, short_side: int) -> tuple[int, int]:
@@ -238,37 +237,3 @@ def prepare(builder):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder
-
-
-def from_config(data, data_dir: str):
-  """The prepared builder a `config.data` (ConfigDict) names through `data.kind`.
-
-  'scenes', 'moving_mnist' and 'photo_pans' read the fields of their make_*_builder
-  (moving_mnist also takes height = width for its size, as training configs name it);
-  'simple' is the spine's vdm.data.tfds_builder; 'folder' opens a dataset made by
-  `vdm data import` (data.name).
-  """
-  kind = data.get("kind", "simple")
-  if kind not in KINDS:
-    raise ValueError(f"config.data.kind must be one of {KINDS}, got {kind!r}")
-  fields = {k: v for k, v in data.items() if k not in ("kind", "data_dir", "name", "aspect",
-                                                       "short_side")}
-  if kind in ("scenes", "photo_pans") and "aspect" in data:
-    fields["height"], fields["width"] = aspect_size(data.aspect, data.short_side)
-  if kind == "scenes":
-    return prepare(make_scenes_builder(data_dir, **fields))
-  if kind == "photo_pans":
-    return prepare(make_photo_pans_builder(data_dir, **fields))
-  if kind == "moving_mnist":
-    if "height" in fields:  # a training config names the frame size as height and width
-      height, width = fields.pop("height"), fields.pop("width", None)
-      if width != height or fields.get("size", height) != height:
-        raise ValueError(f"moving_mnist frames are square: data.height={height}, data.width="
-                         f"{width} and data.size={fields.get('size')} must agree")
-      fields["size"] = height
-    return prepare(make_moving_mnist_builder(data_dir, **fields))
-  if kind == "folder":
-    from vdm.data import importer
-    return importer.load_builder(data_dir, data.name)
-  from vdm.data import tfds_builder
-  return tfds_builder.prepare(data_dir, **fields)

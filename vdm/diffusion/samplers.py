@@ -32,7 +32,9 @@ import inspect
 import jax
 import jax.numpy as jnp
 
-SAMPLERS = ("euler", "heun", "ddim", "euler_ancestral", "dpmpp_2m", "unipc")
+# name -> sampler function, filled by `register_sampler` at the bottom of this file. Adding a
+# sampler is one function with the signature above and one registration.
+SAMPLERS: dict = {}
 STOCHASTIC_SAMPLERS = ("euler_ancestral",)  # plus euler/heun with churn > 0 and ddim with eta > 0
 UNIPC_VARIANTS = ("bh1", "bh2")
 
@@ -348,12 +350,25 @@ def unipc(velocity_fn, x_init: jax.Array, levels, *, variant: str = "bh2") -> ja
   return _multistep(velocity_fn, x_init, levels, corrector=True, variant=variant)
 
 
-# ----------------------------------------------------------------------------- dispatcher
+# ----------------------------------------------------------------------------- registry
 
-_FUNCTIONS = dict(euler=euler, heun=heun, ddim=ddim, euler_ancestral=euler_ancestral,
-                  dpmpp_2m=dpmpp_2m, unipc=unipc)
-_TAKES_RNG = ("euler", "heun", "ddim", "euler_ancestral")
 _POSITIONAL = ("velocity_fn", "x_init", "levels")
+
+
+def register_sampler(name: str, fn) -> None:
+  """Adds `fn(velocity_fn, x_init, levels, **options)` as sampler `name` (the pipeline, the CLI's
+  --sampler and config validation read SAMPLERS). A sampler that takes `rng` is given the
+  pipeline's sampling key."""
+  params = tuple(inspect.signature(fn).parameters)
+  if params[:3] != _POSITIONAL:
+    raise ValueError(f"sampler {name!r}: the first parameters must be {_POSITIONAL}, got "
+                     f"{params[:3]}")
+  SAMPLERS[name] = fn
+
+
+for _name, _fn in dict(euler=euler, heun=heun, ddim=ddim, euler_ancestral=euler_ancestral,
+                       dpmpp_2m=dpmpp_2m, unipc=unipc).items():
+  register_sampler(_name, _fn)
 
 
 def sample(name: str, velocity_fn, x_init: jax.Array, levels, *, rng=None, **opts) -> jax.Array:
@@ -362,13 +377,14 @@ def sample(name: str, velocity_fn, x_init: jax.Array, levels, *, rng=None, **opt
   opts are the sampler's own options (euler/heun: churn; heun: final_euler; ddim/euler_ancestral:
   eta; unipc: variant). rng is required by the stochastic settings and ignored otherwise.
   """
-  if name not in _FUNCTIONS:
-    raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
-  fn = _FUNCTIONS[name]
-  allowed = tuple(k for k in inspect.signature(fn).parameters if k not in _POSITIONAL + ("rng",))
+  if name not in SAMPLERS:
+    raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {name!r}")
+  fn = SAMPLERS[name]
+  parameters = inspect.signature(fn).parameters
+  allowed = tuple(k for k in parameters if k not in _POSITIONAL + ("rng",))
   unknown = sorted(set(opts) - set(allowed))
   if unknown:
     raise ValueError(f"sampler {name!r} does not take option(s) {unknown}; allowed: {allowed}")
-  if name in _TAKES_RNG:
+  if "rng" in parameters:
     opts = dict(opts, rng=rng)
   return fn(velocity_fn, x_init, levels, **opts)

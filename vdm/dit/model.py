@@ -265,15 +265,13 @@ class DiT(nnx.Module):
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
-    # .get: model directories exported before these fields existed lack them.
+    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field)."""
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
-               remat=cfg.get("remat", "none"), attention=cfg.get("attention", "factorized"),
-               temporal_window=cfg.get("temporal_window", 0), qk_norm=cfg.get("qk_norm", False),
-               matmul_dtype=cfg.get("matmul_dtype", "float32"),
-               fast_grads=cfg.get("fast_grads", True), position=cfg.get("position", "sincos"),
-               scan_layers=cfg.get("scan_layers", False),
-               temporal_patch=cfg.get("temporal_patch", 1), rngs=rngs)
+               remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
+               qk_norm=cfg.qk_norm, matmul_dtype=cfg.matmul_dtype, fast_grads=cfg.fast_grads,
+               position=cfg.position, scan_layers=cfg.scan_layers,
+               temporal_patch=cfg.temporal_patch, rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];

@@ -34,12 +34,12 @@ def test_clips(data, num: int) -> np.ndarray:
   """uint8 [num, T, H, W, 3]: clips 0..num-1 of the generator's test split for `config.data`."""
   if not isinstance(num, int) or num < 1:
     raise ValueError(f"--num {num!r} must be an integer >= 1")
-  if data.get("kind") != "moving_mnist" or data.height != data.width:
+  if data.kind != "moving_mnist" or data.height != data.width:
     raise ValueError(f"the prediction suite needs a model trained on square moving_mnist clips "
-                     f"(config.data.kind={data.get('kind')!r}, {data.height}x{data.width})")
+                     f"(config.data.kind={data.kind!r}, {data.height}x{data.width})")
   return np.stack([moving_mnist.make_example(data.seed, "test", i, size=data.height,
                                              frames=data.frames,
-                                             num_digits=data.get("num_digits", 2))["video"]
+                                             num_digits=data.num_digits)["video"]
                    for i in range(num)])
 
 
@@ -139,9 +139,9 @@ def run_prediction(checkpoint: str, *, num: int = 100, samples: int = 4, seed: i
     raise ValueError(f"batch_size {batch_size!r} must be an integer >= 1")
   pipe = Pipeline.load(checkpoint)
   config = pipe.config
-  if "prediction" not in config:
-    raise ValueError(f"--checkpoint {checkpoint!r}: its config has no 'prediction' section "
-                     "(train with configs/moving_mnist.py)")
+  if config.prediction.given_frames == 0:
+    raise ValueError(f"--checkpoint {checkpoint!r} is not a video-prediction model "
+                     "(prediction.given_frames = 0; train with configs/moving_mnist.py)")
   given_frames = config.prediction.given_frames
   clips = test_clips(config.data, num)
   steps = config.sample.steps if steps is None else steps

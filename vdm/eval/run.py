@@ -11,6 +11,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
+from vdm.config import config_from_json
 from vdm.data import synthetic
 from vdm.eval.adherence import score, summarize
 from vdm.video_io import write_json
@@ -155,13 +156,13 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
   model = sr.load(model_dir)
   factor = model.factor
   with open(os.path.join(model_dir, "config.json")) as f:
-    data = json.load(f)["data"]
+    data = config_from_json(f.read()).data
   # The scenes test split always (the project's synthetic benchmark), and the model's own test
   # split when it trained on another kind (e.g. photo_pans: unseen photos).
   scenes = dict(kind="scenes", aspect="1:1", short_side=data["short_side"], frames=8, fps=8,
                 long_factor=2, max_objects=3, num_long=0, seed=0)
   clips = {f"scenes test ({num} clips, {data['short_side']}px)": _test_clips(scenes, num)}
-  if data.get("kind") != "scenes":
+  if data.kind != "scenes":
     clips[f"{data['kind']} test ({num} clips, {data['short_side']}px)"] = _test_clips(data, num)
   for name, path in real_clips().items():
     video = read_video(path)[:16]
@@ -204,12 +205,8 @@ def _test_clips(data: dict, num: int) -> list[np.ndarray]:
   clip depends only on (seed, split, index), so a one-clip train split is generated beside it."""
   import tempfile
 
-  import ml_collections
-
-  from vdm.data.scenes_builder import from_config
+  from vdm.data import kinds
   with tempfile.TemporaryDirectory() as data_dir:
-    sizes = dict(num_train=1, num_test=num, **({"num_long": 0} if "num_long" in data else {}))
-    builder = from_config(ml_collections.ConfigDict(dict(data, **sizes, data_dir="")),
-                          data_dir)
+    builder = kinds.build(dict(data, num_train=1, num_test=num, num_long=0), data_dir)
     source = builder.as_data_source()["test"]
     return [np.asarray(source[i]["video"]) for i in range(min(num, len(source)))]

@@ -18,9 +18,12 @@ from flax import nnx
 
 from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate import pipeline
-from vdm.generate.modes import generation_mode
+from vdm.generate.modes import MODES, generation_mode
 
-EXTENSION_MODES = ("parallel", "autoregressive", "rolling")
+
+def extension_modes() -> tuple[str, ...]:
+  """The registered modes that may continue given frames (`Mode.extension`)."""
+  return tuple(name for name, mode in MODES.items() if mode.extension)
 
 
 def latent_split(given: int, new: int, temporal_downsample: int) -> tuple[int, int]:
@@ -45,8 +48,8 @@ def extension_levels(mode: str, *, steps: int, given: int, new: int, shift: floa
   """(levels [R, given + new] float32 with the first `given` columns 0, mask [T, T] bool) for
   latent frame counts `given` and `new`: the mode's matrix over the whole clip, given frames
   pinned (DESIGN: 'image-to-video, extension')."""
-  if mode not in EXTENSION_MODES:
-    raise ValueError(f"mode {mode!r} is not an extension mode: allowed {list(EXTENSION_MODES)}")
+  if mode not in extension_modes():
+    raise ValueError(f"mode {mode!r} is not an extension mode: allowed {list(extension_modes())}")
   return generation_mode(mode, steps=steps, frames=given + new, chunk=chunk, shift=shift,
                          pinned=tuple(range(given)))
 

@@ -19,12 +19,19 @@ Contract shared by every matrix here (and checked by tests/test_modes.py):
     finished chunk once with a fresh re-noise of its clean prediction at level c (the sampler's
     own value is already a valid sample at c); re-noising is the caller's job, never the
     sampler's, and happens once per chunk.
+
+Each mode is one registered `Mode` (bottom of this file): its matrix, its mask, what it needs and
+how it may run. The pipeline, the CLI's `--mode` help and choices, config validation, extension
+and the eval suites all read the registry, so adding a mode is one function and one
+`register_mode` call (docs/add-a-mode.md).
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import numpy as np
 
-MODES = ("parallel", "autoregressive", "rolling", "image_to_video", "keyframes")
 SPACINGS = ("linear", "leading", "trailing")
 
 
@@ -151,20 +158,14 @@ def parallel_levels(steps: int, frames: int, *, shift: float = 1.0,
   return np.repeat(grid[:, None], frames, axis=1).astype(np.float32)
 
 
-def parallel_mode(steps: int, frames: int, *, shift: float = 1.0, spacing: str = "linear"):
-  """All frames denoised together, bidirectional. Returns (levels [S + 1, T], mask [T, T])."""
-  return parallel_levels(steps, frames, shift=shift, spacing=spacing), bidirectional_mask(frames)
-
-
-def autoregressive_mode(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                        shift: float = 1.0, spacing: str = "linear"):
+def autoregressive_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
+                          shift: float = 1.0, spacing: str = "linear") -> np.ndarray:
   """Chunks of `chunk` frames generated one after another, each through all `steps` steps.
 
   Chunk k waits at the top level while chunks < k are generated, goes 1 -> context_level in its
   own S steps, then sits at context_level (constant: the sampler leaves it alone) as context for
   the later chunks. Rows are concatenated, so R = chunks * steps + 1; the last row is 0
-  (see the module docstring for the context_level contract). Block-causal mask.
-  Returns (levels [R, T] float32, mask [T, T] bool).
+  (see the module docstring for the context_level contract). Returns levels [R, T] float32.
   """
   _check_frames(frames)
   _check_chunk(chunk, frames)
@@ -179,16 +180,16 @@ def autoregressive_mode(steps: int, frames: int, *, chunk: int, context_level: f
     levels[k * steps:(k + 1) * steps + 1, cols] = turn[:, None]
     levels[(k + 1) * steps:, cols] = context_level
   levels[-1] = 0.0
-  return levels, block_causal_mask(frames, chunk)
+  return levels
 
 
-def rolling_mode(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                 shift: float = 1.0, spacing: str = "linear"):
+def rolling_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
+                   shift: float = 1.0, spacing: str = "linear") -> np.ndarray:
   """Diagonal / pyramid denoising (Diffusion Forcing): chunk k runs the same S-step schedule as
   chunk k - 1, one step later, so levels rise with frame index and the pattern slides by one chunk
   per step. R = steps + chunks rows (one model call per row, against autoregressive's
   steps per chunk). Finished chunks sit at context_level until the last row (all 0).
-  Block-causal mask. Returns (levels [R, T] float32, mask [T, T] bool).
+  Returns levels [R, T] float32.
   """
   _check_frames(frames)
   _check_chunk(chunk, frames)
@@ -199,42 +200,151 @@ def rolling_mode(steps: int, frames: int, *, chunk: int, context_level: float = 
   progress = np.clip(np.arange(rows)[:, None] - k_of_frame[None, :], 0, steps)
   levels = turn[progress].astype(np.float32)
   levels[-1] = 0.0
-  return levels, block_causal_mask(frames, chunk)
+  return levels
 
 
-def image_to_video_mode(steps: int, frames: int, *, shift: float = 1.0, spacing: str = "linear"):
+def image_to_video_levels(steps: int, frames: int, *, shift: float = 1.0,
+                          spacing: str = "linear") -> np.ndarray:
   """Parallel generation with frame 0 (the given image's latent) pinned at level 0."""
-  levels, mask = parallel_mode(steps, frames, shift=shift, spacing=spacing)
-  return pin_frames(levels, (0,)), mask
+  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing), (0,))
 
 
-def keyframes_mode(steps: int, frames: int, *, shift: float = 1.0, spacing: str = "linear"):
+def keyframes_levels(steps: int, frames: int, *, shift: float = 1.0,
+                     spacing: str = "linear") -> np.ndarray:
   """Parallel generation between two given keyframes: the first and last frames pinned at 0."""
-  levels, mask = parallel_mode(steps, frames, shift=shift, spacing=spacing)
-  return pin_frames(levels, (0, frames - 1)), mask
+  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing),
+                    (0, frames - 1))
+
+
+def keyframes_first_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
+                           shift: float = 1.0, spacing: str = "linear") -> np.ndarray:
+  """Coarse to fine: the keyframes (the first frame of each chunk, and the last frame) are
+  generated first, all together, while the frames between them wait at pure noise; then the
+  frames between are generated around the finished keyframes, which sit at context_level.
+  Bidirectional, so every in-between frame sees the keyframes on both sides (the layout of the
+  whole clip is decided before any detail). Needs a model trained with per-frame levels
+  (Diffusion Forcing). R = 2 * steps + 1. Returns levels [R, T] float32.
+  """
+  _check_frames(frames)
+  _check_chunk(chunk, frames)
+  _check_context(context_level)
+  keys = np.zeros(frames, bool)
+  keys[[start for start, _ in chunk_bounds(frames, chunk)] + [frames - 1]] = True
+  first = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing)
+  then = time_grid(steps, shift=shift, spacing=spacing)
+  levels = np.empty((2 * steps + 1, frames), np.float32)
+  levels[:steps + 1] = np.where(keys, first[:, None], 1.0)
+  levels[steps:] = np.where(keys, context_level, then[:, None])
+  levels[-1] = 0.0
+  return levels
+
+
+def sliding_window_mask(frames: int, chunk: int, window: int) -> np.ndarray:
+  """The temporal mask a ring buffer of `window` frames implies: frame i sees its own chunk and
+  the `window` frames before that chunk. [frames, frames] bool. With window >= frames it is
+  `block_causal_mask`."""
+  chunk_of = chunk_ids(frames, chunk)
+  start = np.array([chunk_bounds(frames, chunk)[c][0] for c in chunk_of])
+  j = np.arange(frames)[None, :]
+  return (chunk_of[None, :] <= chunk_of[:, None]) & (j >= (start - window)[:, None])
+
+
+# ----------------------------------------------------------------------------- the registry
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+  """A generation mode: what the pipeline, the CLI, config validation and the eval suites read.
+
+  levels(steps, frames, *, chunk, context_level, shift, spacing) -> [R, frames] float32: the
+    noise-level matrix (frames it pins itself at 0 in every row).
+  chunked: takes `chunk` (latent frames, `chunk_ids` chunking) and `context_level`.
+  causal: the temporal mask is block-causal over those chunks, limited to `window` earlier
+    frames when the caller has one (what the KV cache's ring buffer sees); otherwise the mask
+    is bidirectional.
+  streams: can run chunk by chunk with the KV cache (vdm.generate.streaming), in bounded memory
+    and up to `sample.max_stream_frames`; the matrix of the same mode gives the same frames.
+  needs_image: the first frame is given (`--image`).
+  in_pipeline: offered by `vdm.Pipeline` / `vdm sample` (a mode that needs inputs the pipeline
+    cannot encode, e.g. a last frame for a causal VAE, is only reachable from Python).
+  extension: may continue given frames (vdm.generate.extension pins them at level 0).
+  temporal_patch: runs on a DiT that groups latent frames into tokens (dit.temporal_patch > 1).
+  """
+  name: str
+  doc: str
+  levels: Callable[..., np.ndarray]
+  chunked: bool = False
+  causal: bool = False
+  streams: bool = False
+  needs_image: bool = False
+  in_pipeline: bool = True
+  extension: bool = False
+  temporal_patch: bool = False
+
+  def mask(self, frames: int, *, chunk: int = 1, window: int | None = None) -> np.ndarray:
+    """The temporal mask [frames, frames] bool (see the class docstring)."""
+    if not self.causal:
+      return bidirectional_mask(frames)
+    if window is None:
+      return block_causal_mask(frames, chunk)
+    return sliding_window_mask(frames, chunk, window)
+
+
+MODES: dict[str, Mode] = {}
+
+
+def register_mode(mode: Mode) -> Mode:
+  """Adds a mode to the registry; returns it."""
+  MODES[mode.name] = mode
+  return mode
+
+
+def get_mode(name: str) -> Mode:
+  if name not in MODES:
+    raise ValueError(f"mode must be one of {tuple(MODES)}, got {name!r}")
+  return MODES[name]
+
+
+def pipeline_modes() -> tuple[str, ...]:
+  """The modes `vdm sample` and `vdm.Pipeline` offer, in registration order."""
+  return tuple(name for name, mode in MODES.items() if mode.in_pipeline)
 
 
 def generation_mode(mode: str, *, steps: int, frames: int, chunk: int = 1,
                     context_level: float = 0.0, shift: float = 1.0, spacing: str = "linear",
-                    pinned=()):
-  """(levels [R, T] float32, mask [T, T] bool) of a generation mode (one of MODES).
+                    pinned=(), window: int | None = None):
+  """(levels [R, T] float32, mask [T, T] bool) of a registered mode.
 
-  chunk and context_level apply to 'autoregressive' and 'rolling' (see `chunk_ids`);
-  `pinned` lists extra frames held at level 0 in any mode (given frames, e.g. extension).
+  chunk and context_level apply to chunked modes (see `chunk_ids`); `pinned` lists extra frames
+  held at level 0 in any mode (given frames, e.g. extension); `window` limits how many earlier
+  latent frames a chunk attends (the KV cache's ring buffer; None: all).
   """
-  if mode not in MODES:
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-  if mode in ("autoregressive", "rolling"):
-    fn = autoregressive_mode if mode == "autoregressive" else rolling_mode
-    levels, mask = fn(steps, frames, chunk=chunk, context_level=context_level, shift=shift,
-                      spacing=spacing)
-  else:
-    fn = dict(parallel=parallel_mode, image_to_video=image_to_video_mode,
-              keyframes=keyframes_mode)[mode]
-    levels, mask = fn(steps, frames, shift=shift, spacing=spacing)
+  spec = get_mode(mode)
+  options = dict(chunk=chunk, context_level=context_level) if spec.chunked else {}
+  levels = spec.levels(steps, frames, shift=shift, spacing=spacing, **options)
+  mask = spec.mask(frames, chunk=chunk, window=window)
   return (pin_frames(levels, pinned) if pinned else levels), mask
 
 
 def noise_levels(mode: str, *, steps: int, frames: int, shift: float = 1.0, **options) -> np.ndarray:
   """The noise-level matrix [R, frames] of a mode: `generation_mode(...)[0]` (options as there)."""
   return generation_mode(mode, steps=steps, frames=frames, shift=shift, **options)[0]
+
+
+register_mode(Mode("parallel", "every frame at one shared level per step; bidirectional",
+                   parallel_levels, extension=True, temporal_patch=True))
+register_mode(Mode("autoregressive", "chunk after chunk, earlier chunks as clean context; "
+                   "block-causal, KV-cached", autoregressive_levels, chunked=True, causal=True,
+                   streams=True, extension=True))
+register_mode(Mode("rolling", "diagonal: levels rise with frame index and slide one chunk per "
+                   "step; block-causal", rolling_levels, chunked=True, causal=True,
+                   extension=True))
+register_mode(Mode("image_to_video", "parallel, the given first frame pinned at level 0",
+                   image_to_video_levels, needs_image=True, temporal_patch=True))
+register_mode(Mode("keyframes", "parallel between a given first and last frame (Python only: "
+                   "the causal VAE cannot encode a last frame alone)", keyframes_levels,
+                   in_pipeline=False))
+# The worked example of docs/add-a-mode.md: one levels function above, this line, and its tests
+# (tests/test_modes.py).
+register_mode(Mode("keyframes_first", "coarse to fine: the first frame of each chunk and the "
+                   "last frame first, then the frames between; bidirectional",
+                   keyframes_first_levels, chunked=True))

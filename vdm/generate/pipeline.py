@@ -21,19 +21,9 @@ from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion import guided_velocity
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import allowed_chunks, generation_mode
-from vdm.generate.streaming import generate_autoregressive, prefill, sliding_window_mask
+from vdm.generate.modes import MODES, allowed_chunks, generation_mode, pipeline_modes
+from vdm.generate.streaming import generate_autoregressive, prefill
 from vdm.vae.chunked import StreamingDecoder
-
-# Modes the pipeline can drive from a prompt (+ an optional first-frame image). Keyframes needs a
-# last frame, which a causal VAE cannot encode on its own; it is not offered here yet.
-PIPELINE_MODES = ("parallel", "autoregressive", "rolling", "image_to_video")
-# Sampling fields added after the first models were exported; older model directories lack them.
-# window: latent frames of earlier context a chunk attends in autoregressive mode (0 = as many as
-# a training clip holds besides the chunk). max_stream_frames: the longest autoregressive clip
-# with the KV cache, which streams in bounded memory (other modes are held to max_frames).
-_LATER_SAMPLE_DEFAULTS = dict(sampler="euler", chunk=1, context_noise=0.0, window=0,
-                              max_stream_frames=1025)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,11 +120,12 @@ class Pipeline:
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
+    streaming_modes = tuple(m for m in pipeline_modes() if MODES[m].streams)
     if extend is not None:
-      mode = "autoregressive" if mode is None else mode
-      if mode != "autoregressive" or image is not None:
-        raise ValueError(f"--extend continues a clip autoregressively: it needs --mode "
-                         f"autoregressive (got {mode!r}) and no --image")
+      mode = streaming_modes[0] if mode is None else mode
+      if mode not in streaming_modes or image is not None:
+        raise ValueError(f"--extend continues a clip chunk by chunk with the KV cache: it needs "
+                         f"--mode in {list(streaming_modes)} (got {mode!r}) and no --image")
       from vdm.video_io import probe_video
       if not os.path.isfile(extend):
         raise ValueError(f"--extend {extend!r}: no such video file")
@@ -143,43 +134,43 @@ class Pipeline:
       except ValueError as e:
         raise ValueError(f"--extend: {e}") from None
     mode = s.mode if mode is None else mode
-    if mode not in PIPELINE_MODES:
-      raise ValueError(f"--mode {mode!r} is not supported: allowed {list(PIPELINE_MODES)}")
-    temporal_patch = self.config.dit.get("temporal_patch", 1)
-    if temporal_patch > 1 and mode in ("autoregressive", "rolling"):
+    if mode not in pipeline_modes():
+      raise ValueError(f"--mode {mode!r} is not supported: allowed {list(pipeline_modes())}")
+    spec = MODES[mode]
+    temporal_patch = self.config.dit.temporal_patch
+    if temporal_patch > 1 and not spec.temporal_patch:
+      grouped = [m for m in pipeline_modes() if MODES[m].temporal_patch]
       raise ValueError(f"--mode {mode} needs a model with dit.temporal_patch=1 (this one groups "
-                       f"{temporal_patch} latent frames per token): allowed 'parallel', "
-                       "'image_to_video'")
-    defaults = {k: s.get(k, v) for k, v in _LATER_SAMPLE_DEFAULTS.items()}
-    sampler = defaults["sampler"] if sampler is None else sampler
+                       f"{temporal_patch} latent frames per token): allowed {grouped}")
+    sampler = s.sampler if sampler is None else sampler
     if sampler not in SAMPLERS:
       raise ValueError(f"--sampler {sampler!r} is not supported: allowed {list(SAMPLERS)}")
-    context_noise = defaults["context_noise"] if context_noise is None else context_noise
+    context_noise = s.context_noise if context_noise is None else context_noise
     if not isinstance(context_noise, (int, float)) or not 0 <= context_noise < 1:
       raise ValueError(f"--context-noise {context_noise!r} must be a number in [0, 1)")
-    if mode == "image_to_video" and image is None:
-      raise ValueError("--mode image_to_video needs --image PNG (the first frame)")
+    if spec.needs_image and image is None:
+      raise ValueError(f"--mode {mode} needs --image PNG (the first frame)")
     if image is not None:
       load_image(image)  # fail now, not after the model has run
     fps = s.fps if fps is None else fps
-    streaming = mode == "autoregressive" and kv_cache and image is None
+    streaming = spec.streams and kv_cache and image is None
     td = self.vae.temporal_downsample
     frames = clip_frames(s.seconds if seconds is None else seconds, fps, td,
-                         defaults["max_stream_frames"] if streaming else s.max_frames)
+                         s.max_stream_frames if streaming else s.max_frames)
     if extend is not None:  # the continuation: whole latent frames of `td` frames each
       frames = max(td, frames - 1)
       latent_frames = frames // td
     else:
       latent_frames = self.vae.latent_frames(frames)
-    chunk = defaults["chunk"] if chunk is None else chunk
+    chunk = s.chunk if chunk is None else chunk
     allowed = allowed_chunks(latent_frames)
     if not isinstance(chunk, int) or chunk not in allowed:
       raise ValueError(f"--chunk {chunk!r} must divide the {latent_frames} latent frames of a "
                        f"{frames}-frame clip, or that number minus 1 (the first latent frame "
                        f"alone): allowed {allowed}")
     train_latents = self.vae.latent_frames(self.config.data.frames)
-    window = defaults["window"] or max(1, train_latents - chunk)
-    if self.config.dit.get("temporal_window", 0):  # a local-attention model sees no further back
+    window = s.window or max(1, train_latents - chunk)
+    if self.config.dit.temporal_window:  # a local-attention model sees no further back
       window = min(window, self.config.dit.temporal_window)
     height, width = frame_size(s.aspect if aspect is None else aspect,
                                s.resolution if resolution is None else resolution,
@@ -233,7 +224,8 @@ class Pipeline:
       if on_frames is not None:
         on_frames(frames)
 
-    if request.mode == "autoregressive" and request.image is None and request.kv_cache:
+    spec = MODES[request.mode]
+    if spec.streams and request.image is None and request.kv_cache:
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
@@ -258,12 +250,13 @@ class Pipeline:
           first_frame=0 if context is None else context.shape[1],
           on_chunk=lambda offset, x: emit(stream.push(x)))
     else:
+      # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
+      # one request give the same frames.
       levels, temporal_mask = generation_mode(
           request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
           context_level=request.context_noise, shift=self.config.sample.shift,
-          pinned=(0,) if request.image is not None else ())
-      if request.mode in ("autoregressive", "rolling"):  # the KV-cache path's context window
-        temporal_mask = sliding_window_mask(latent_shape[1], request.chunk, request.window)
+          pinned=(0,) if request.image is not None else (),
+          window=request.window if spec.causal else None)
       z = _sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
                          jnp.asarray(temporal_mask), guidance, sampler_key,
                          sampler_name=request.sampler)

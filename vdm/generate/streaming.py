@@ -1,6 +1,6 @@
 """Autoregressive generation chunk by chunk with a KV cache.
 
-This is the `autoregressive` noise-level matrix (`vdm.generate.modes.autoregressive_mode`)
+This is the `autoregressive` noise-level matrix (`vdm.generate.modes.autoregressive_levels`)
 executed one chunk at a time: chunk c is denoised from level 1 to the context level while earlier
 chunks are read from the cache, then one more pass at the context level gives both the chunk's
 keys/values for the cache and its clean frames (x - c v: the matrix's last Euler step). As in the
@@ -103,12 +103,3 @@ def prefill(chunk_velocity: ChunkVelocity, params, context: jax.Array, cache: KV
     cache = _prefill_step(chunk_velocity, params, context[:, start:stop], cache,
                           jnp.int32(start), jnp.float32(context_level))
   return cache
-
-
-def sliding_window_mask(frames: int, chunk: int, window: int) -> np.ndarray:
-  """The temporal mask a ring buffer of `window` frames implies: frame i sees its own chunk and
-  the `window` frames before that chunk. [frames, frames] bool."""
-  chunk_of = chunk_ids(frames, chunk)
-  start = np.array([chunk_bounds(frames, chunk)[c][0] for c in chunk_of])
-  j = np.arange(frames)[None, :]
-  return (chunk_of[None, :] <= chunk_of[:, None]) & (j >= (start - window)[:, None])

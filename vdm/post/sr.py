@@ -115,14 +115,13 @@ def build(config: ml_collections.ConfigDict, seed: int = 0) -> TemporalSR:
 def run_sr_training(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Trains the upscaler through the one loop and exports WORKDIR/model; returns its path."""
   from vdm.data.pipeline import make_loader
-  from vdm.data.scenes_builder import from_config
+  from vdm.data import kinds
   from vdm.models import save_params
   from vdm.train.loop import train
   from vdm.train.run import git_commit
-  builder = from_config(config.data, config.data.data_dir or os.path.join(workdir, "data"))
-  loss_cfg = config.get("loss", {})
-  loss_fn = functools.partial(sr_loss, temporal_weight=float(loss_cfg.get("temporal_weight", 0.0)),
-                              input_noise=float(loss_cfg.get("input_noise", 0.0)))
+  builder = kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
+  loss_fn = functools.partial(sr_loss, temporal_weight=float(config.loss.temporal_weight),
+                              input_noise=float(config.loss.input_noise))
   model = train(build(config, config.seed), loss_fn,
                 make_loader(builder, "train", batch_size=config.train.batch_size,
                             seed=config.seed),

@@ -50,10 +50,10 @@ class Critic:
   start: int = 0
 
 
-def make_optimizer(cfg) -> optax.GradientTransformation:
+def make_optimizer(cfg, frozen: tuple[str, ...] = ()) -> optax.GradientTransformation:
   """AdamW with linear warm-up, cosine decay and global-norm clipping, from a stage config.
 
-  Parameters whose dotted name starts with one of `cfg.frozen` (e.g. ('text',): the text encoder)
+  Parameters whose dotted name starts with one of `frozen` (e.g. ('text',): the text encoder)
   get no update at all — no gradient step and no weight decay — and do not count in the clipping.
   """
   schedule = optax.warmup_cosine_decay_schedule(
@@ -61,7 +61,7 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
       decay_steps=max(cfg.steps, cfg.warmup_steps + 1), end_value=cfg.learning_rate * 0.1)
   tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
                    optax.adamw(schedule, b2=0.99, weight_decay=cfg.weight_decay))
-  frozen = tuple(getattr(cfg, "frozen", None) or ())
+  frozen = tuple(frozen)
   if not frozen:
     return tx
 
@@ -173,7 +173,8 @@ def _restore_latest(manager, state, iterator, ckpt_dir: str, desc: str):
 
 def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, workdir: str, *,
           seed: int, prepare_batch: Callable[[dict], dict] = lambda b: b,
-          desc: str = "train", critic: Critic | None = None) -> nnx.Module:
+          desc: str = "train", critic: Critic | None = None,
+          frozen: tuple[str, ...] = ()) -> nnx.Module:
   """Trains `model` for `cfg.steps` steps, resuming from the latest checkpoint in `workdir`.
 
   Args:
@@ -181,27 +182,28 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
     loss_fn: (model, batch, rng) -> (scalar loss, metrics dict); traced under jit.
     loader: grain DataLoader whose iterator yields host batches (numpy dicts).
     cfg: stage config with steps, learning_rate, warmup_steps, weight_decay, grad_clip, ema_decay,
-      log_every, checkpoint_every and optionally nan_policy ('skip' | 'stop', default 'skip')
-      and max_nan_skips (default 10).
+      log_every, checkpoint_every, nan_policy ('skip' | 'stop') and max_nan_skips (a stage
+      section of the schema, vdm/config/t2v.py `stage`).
     workdir: where `checkpoints/`, `tensorboard/` and `metrics.jsonl` go.
     prepare_batch: host-side transform of each batch (e.g. tokenizing captions).
     critic: an optional adversary trained alongside (see `Critic`); its parameters and optimizer
       state are checkpointed with the model's. None leaves the step exactly as without one.
+    frozen: prefixes of parameter names that get no update (`make_optimizer`).
   Returns:
     the model with its parameters replaced by the EMA parameters.
   Raises:
     faults.Preempted: on SIGTERM/SIGINT, after checkpointing the current step.
     faults.NonFiniteError: a non-finite step under nan_policy='stop', or more than max_nan_skips.
   """
-  policy = getattr(cfg, "nan_policy", "skip")
-  max_skips = getattr(cfg, "max_nan_skips", 10)
+  policy = cfg.nan_policy
+  max_skips = cfg.max_nan_skips
   if policy not in faults.NAN_POLICIES:
     raise ValueError(f"nan_policy {policy!r}: allowed {list(faults.NAN_POLICIES)}")
   os.makedirs(workdir, exist_ok=True)
   # Non-Param state (none in the shipped models) rides along unchanged.
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   names = leaf_names(params)
-  tx = make_optimizer(cfg)
+  tx = make_optimizer(cfg, frozen)
   state = dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                ema=jax.tree.map(jnp.copy, params))
   critic_def = None

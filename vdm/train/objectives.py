@@ -2,7 +2,7 @@
 
 Three level schemes share one loss, so models trained with each are compared at equal compute:
   * shared levels (the usual parallel model): one level per clip;
-  * Diffusion Forcing: with probability `per_frame_prob` an independent level per frame;
+  * Diffusion Forcing: with probability `per_frame_levels_prob` an independent level per frame;
   * teacher forcing (the usual autoregressive model): earlier chunks clean (level 0), one chunk at
     a shared level, later chunks pure noise; only that chunk is scored.
 A batch may be trained under a block-causal temporal mask (probability `causal_prob`, chunk size
@@ -10,8 +10,10 @@ drawn from `causal_chunks`), so the same weights can run autoregressive and roll
 masks are block-causal, and parallel mode, whose mask is full. A random `frame_offset` in
 [0, max_frame_offset] shifts the frame positions, so positions beyond the training length (long
 autoregressive clips with a KV cache) are ones the model has seen. `temporal_consistency_weight`
-adds `vdm.diffusion.temporal_consistency_loss` (an ablation); `motion_weight` adds it along the
-exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid'). With a DiT
+adds `vdm.diffusion.temporal_consistency_loss` (an ablation); `motion_supervision_weight` adds
+it along the
+exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid'). The names
+are the fields of the config's `diffusion` section, which the loss takes whole. With a DiT
 whose `temporal_patch` > 1 (several latent frames per token frame) the per-frame levels are
 drawn per token frame, so the frames of a group share one level, as the model requires.
 Extension training (`given_frames`, `given_prob`): with probability `given_prob` a clip's first
@@ -88,23 +90,20 @@ def training_mask(rng, frames: int, *, causal_prob: float, causal_chunks=(1,)):
   return jnp.asarray(masks)[which], jnp.asarray(ids)[which]
 
 
-def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
-                  per_frame_prob: float = 0.0, text_dropout: float = 0.1,
-                  teacher_forcing: bool = False, causal_prob: float = 0.0,
-                  causal_chunks=(1,), max_frame_offset: int = 0,
-                  temporal_consistency_weight: float = 0.0, motion_weight: float = 0.0,
-                  temporal_patch: int = 1, given_frames: int = 0, given_prob: float = 0.0):
+def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
-  'empty_ids'/'empty_mask' [B, L] (the empty prompt). With probability text_dropout a clip's
-  caption is replaced by the empty prompt, so the same model also learns the unconditional
-  velocity that classifier-free guidance needs. Level schemes and masks: see the module docstring.
+  'empty_ids'/'empty_mask' [B, L] (the empty prompt). cfg: the config's `diffusion` section
+  (vdm/config/t2v.py documents each field; `vdm.config.section('diffusion', ...)` builds one).
+  With probability cfg.text_dropout a clip's caption is replaced by the empty prompt, so the same
+  model also learns the unconditional velocity that classifier-free guidance needs. Level
+  schemes and masks: see the module docstring.
   temporal_patch: the DiT's (levels shared within its groups of frames; block-causal masks and
   teacher forcing are not offered for grouped frames).
-  given_frames, given_prob: extension training (`pin_given_frames`; latent frames, not with
-  teacher forcing or grouped frames).
   """
+  kind, teacher_forcing = cfg.timestep_sampling, cfg.teacher_forcing
+  causal_prob, given_prob = cfg.causal_prob, cfg.given_prob
   if temporal_patch > 1 and (causal_prob > 0 or teacher_forcing):
     raise ValueError("block-causal training (causal_prob > 0, teacher forcing) needs "
                      f"dit.temporal_patch=1, got {temporal_patch}")
@@ -115,19 +114,19 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
   b, t = x0.shape[:2]
   r_levels, r_noise, r_drop, r_mask, r_offset = jax.random.split(rng, 5)
   temporal_mask, ids_of_frame = training_mask(r_mask, t, causal_prob=causal_prob,
-                                              causal_chunks=tuple(causal_chunks))
+                                              causal_chunks=tuple(cfg.causal_chunks))
   if teacher_forcing:
     levels, weights = teacher_forcing_levels(r_levels, b, ids_of_frame, kind=kind)
   else:
-    levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=per_frame_prob,
+    levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=cfg.per_frame_levels_prob,
                              temporal_patch=temporal_patch)
     weights = None
     if given_prob > 0:  # its own key: runs without it keep their random streams bit for bit
-      levels, weights = pin_given_frames(jax.random.fold_in(rng, 1), levels, given_frames,
+      levels, weights = pin_given_frames(jax.random.fold_in(rng, 1), levels, cfg.given_frames,
                                          given_prob)
-  offset = jax.random.randint(r_offset, (), 0, max_frame_offset + 1)
+  offset = jax.random.randint(r_offset, (), 0, cfg.max_frame_offset + 1)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)
-  drop = jax.random.bernoulli(r_drop, text_dropout, (b, 1))
+  drop = jax.random.bernoulli(r_drop, cfg.text_dropout, (b, 1))
   ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
   x_t = interpolate(x0, noise, levels)
@@ -135,13 +134,13 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
   flow = flow_matching_loss(velocity, x0, noise, weights)
   metrics = dict(flow_loss=flow, mean_level=levels.mean())
   loss = flow
-  if temporal_consistency_weight:  # an ablation (configs/temporal_ablations.py)
+  if cfg.temporal_consistency_weight:  # an ablation (configs/temporal_ablations.py)
     consistency = temporal_consistency_loss(velocity, x_t, levels, x0)
-    loss = loss + temporal_consistency_weight * consistency
+    loss = loss + cfg.temporal_consistency_weight * consistency
     metrics["consistency_loss"] = consistency
-  if motion_weight:  # an ablation: needs the data's exact flow (vdm.data.synthetic.latent_motion)
+  if cfg.motion_supervision_weight:  # an ablation: needs the data's exact flow
     motion = temporal_consistency_loss(velocity, x_t, levels, x0, flow=batch["latent_flow"],
-                                       valid=batch["flow_valid"])
-    loss = loss + motion_weight * motion
+                                       valid=batch["flow_valid"])  # vdm.data.synthetic.latent_motion
+    loss = loss + cfg.motion_supervision_weight * motion
     metrics["motion_loss"] = motion
   return loss, metrics

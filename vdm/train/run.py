@@ -18,9 +18,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from vdm.data import synthetic
+from vdm.config import config_from_json
+from vdm.data import kinds, synthetic
 from vdm.data.pipeline import make_caption_loader, make_loader
-from vdm.data.tfds_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
@@ -45,39 +45,30 @@ def git_commit() -> str:
 
 
 def dataset_builder(config, workdir: str):
-  """The prepared TFDS builder of config.data: the spine's clips, or any `data.kind` (scenes,
-  moving_mnist, an imported folder) through `vdm.data.scenes_builder.from_config`."""
-  d = config.data
-  data_dir = d.data_dir or os.path.join(workdir, "data")
-  if d.get("kind", "simple") != "simple":
-    from vdm.data.scenes_builder import from_config
-    return from_config(d, data_dir)
-  return prepare(data_dir, height=d.height, width=d.width, frames=d.frames, fps=d.fps,
-                 num_train=d.num_train, num_test=d.num_test, seed=d.seed)
-
-
-# Model fields added after workdirs existed, with the value that reproduces what those workdirs
-# were trained with: a config.json without them still resumes when they are at that value.
-ADDED_LATER = {"text.freeze": False, "text.init_from": "", "vae.disc_weight": 0.0,
-               "vae.disc_start": 0, "vae.disc_channels": 32, "dit.position": "sincos",
-               "dit.scan_layers": False, "dit.temporal_patch": 1, "vae.norm": "group"}
+  """The prepared TFDS builder of config.data (any registered `data.kind`, vdm.data.kinds)."""
+  return kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
 
 
 def _check_workdir_config(config, workdir: str) -> None:
-  """A workdir belongs to one config: refuse to resume it with a different model or data."""
+  """A workdir belongs to one config: refuse to resume it with a different model or data.
+
+  The stored config is upgraded first (`vdm.config.upgrade`), so a workdir written before a
+  field existed compares at the value that reproduces it."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     try:
       with open(path) as f:
-        old = json.load(f)
+        stored = f.read()
+      old = json.loads(config_from_json(stored).to_json())
+      as_stored = json.loads(stored)  # what the message shows: None for a field it lacks
     except ValueError as e:
       raise ValueError(f"workdir {workdir}: {path} is not valid JSON ({e}); it records the "
                        "config the checkpoints were trained with. Restore it or use a new "
                        "--workdir.") from None
     new = json.loads(config.to_json())
-    differ = [f"{section}.{k}: {old[section].get(k)!r} -> {v!r}"
+    differ = [f"{section}.{k}: {as_stored.get(section, {}).get(k)!r} -> {v!r}"
               for section in ("data", "text", "vae", "dit") for k, v in new[section].items()
-              if old.get(section, {}).get(k, ADDED_LATER.get(f"{section}.{k}")) != v]
+              if old[section][k] != v]
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
                        f"differ: {differ}. Use a new --workdir.")
@@ -91,8 +82,9 @@ def _check_workdir_config(config, workdir: str) -> None:
 def training_captions(config, builder=None) -> list[str]:
   """The captions the tokenizer and the text pretraining learn from: the spine's caption grammar,
   or the train captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`)."""
-  if config.data.get("kind", "simple") == "simple" or builder is None:
-    return synthetic.caption_corpus(config.data.seed, 20_000)
+  corpus = kinds.DATA_KINDS[config.data.kind].caption_corpus
+  if corpus is not None or builder is None:
+    return (corpus or kinds.DATA_KINDS['simple'].caption_corpus)(config.data.seed, 20_000, "train")
   from vdm.data.dataset_tokenizer import train_captions
   return train_captions(builder)
 
@@ -101,7 +93,7 @@ def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
   """The workdir's tokenizer, trained once on `training_captions`, or the one a pretrained
   encoder came with (`text.init_from`): its rows are indexed by that tokenizer's ids."""
   path = os.path.join(workdir, "tokenizer.model")
-  init_from = config.text.get("init_from", "")
+  init_from = config.text.init_from
   given = init_paths(init_from)[1] if init_from else None
   if given is not None:
     with open(given, "rb") as f:
@@ -124,8 +116,8 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
   """T5 span-corruption pretraining of the text encoder through the one loop, on
   `training_captions`; exports WORKDIR/text_encoder and returns it ('' when train.text.steps
   is 0). A finished stage is restored, not retrained; the export is rewritten from it."""
-  stage_cfg = config.train.get("text")
-  if stage_cfg is None or stage_cfg.steps == 0:
+  stage_cfg = config.train.text
+  if stage_cfg.steps == 0:
     print("[text] train.text.steps = 0: no text-encoder pretraining "
           "(configs/text_pretrain.py turns it on)")
     return ""
@@ -167,8 +159,9 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
 def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
   """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
   'test' split (none if it has no such split)."""
-  if config.data.get("kind", "simple") == "simple" or builder is None:
-    return synthetic.caption_corpus(config.data.seed, num, split="test")
+  corpus = kinds.DATA_KINDS[config.data.kind].caption_corpus
+  if corpus is not None or builder is None:
+    return (corpus or kinds.DATA_KINDS['simple'].caption_corpus)(config.data.seed, num, "test")
   sources = builder.as_data_source()
   if "test" not in sources:
     return []
@@ -191,17 +184,17 @@ def vae_clip(video, stage_cfg):
   first `train.vae.crop_frames` (0: all). A causal conv VAE is the same function of a frame and
   the few before it at any clip length, so short clips teach it nearly what long ones do, at a
   fraction of the cost of long high-resolution clips."""
-  n = stage_cfg.get("crop_frames", 0)
+  n = stage_cfg.crop_frames
   return video[:, :n] if n else video
 
 
 def build_vae_critic(config) -> Critic:
   """The VAE stage's patch discriminator (vae.disc_*) with its own AdamW (GAN-style betas)."""
-  disc = PatchDiscriminator(config.vae.get("disc_channels", 32),
+  disc = PatchDiscriminator(config.vae.disc_channels,
                             rngs=nnx.Rngs(config.seed + 2))
   tx = optax.chain(optax.clip_by_global_norm(config.train.vae.grad_clip),
                    optax.adamw(config.train.vae.learning_rate, b1=0.5, b2=0.9, weight_decay=0.0))
-  return Critic(disc, discriminator_loss, tx, start=config.vae.get("disc_start", 0))
+  return Critic(disc, discriminator_loss, tx, start=config.vae.disc_start)
 
 
 def run_training(config, workdir: str, *, until: str = "export") -> str:
@@ -209,26 +202,26 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
 
   A config with task = 'sr' trains the learned upscaler instead (`vdm.post.sr`).
   """
-  if config.get("task", "t2v") == "sr":
+  if config.task == "sr":
     from vdm.post.sr import run_sr_training
     return run_sr_training(config, workdir)
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   _check_workdir_config(config, workdir)
-  # The spine's captions come from its grammar: text-only stages need no clips built for them.
-  simple = config.data.get("kind", "simple") == "simple"
-  builder = None if simple else dataset_builder(config, workdir)
+  # Kinds whose captions come from a grammar (the spine's) need no clips for text-only stages.
+  from_grammar = kinds.DATA_KINDS[config.data.kind].caption_corpus is not None
+  builder = None if from_grammar else dataset_builder(config, workdir)
   tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
   text_init = text_pretrain_stage(config, workdir, tokenizer, builder)
-  text_init = text_init or config.text.get("init_from", "")
+  text_init = text_init or config.text.init_from
   if until == "text":
     return ""
   builder = builder or dataset_builder(config, workdir)
 
   vae_cfg = config.train.vae
-  disc_weight = config.vae.get("disc_weight", 0.0)
+  disc_weight = config.vae.disc_weight
   vae = train(build_vae(config, config.seed), functools.partial(
       vae_loss, kl_weight=config.vae.kl_weight, **(
           dict(disc_weight=disc_weight) if disc_weight else {})),
@@ -246,15 +239,13 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   stats = read_latent_stats(stats_path)
 
   dit_cfg = config.train.dit
-  if config.text.get("freeze", False):  # train the DiT against a fixed text encoder
-    dit_cfg = dit_cfg.copy_and_resolve_references()
-    dit_cfg.frozen = tuple(dit_cfg.get("frozen", ())) + ("text",)
+  frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(video_to_unit_range(video))[0] - stats["mean"])
                    / stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
   d = config.diffusion
-  motion_weight = d.get("motion_supervision_weight", 0.0)
+  motion_weight = d.motion_supervision_weight
 
   def prepare_batch(batch):
     ids, mask = tokenizer.encode(list(batch["caption"]), config.text.max_length)
@@ -270,17 +261,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
       out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
     return out
 
-  loss = functools.partial(denoiser_loss, kind=d.timestep_sampling,
-                           per_frame_prob=d.per_frame_levels_prob, text_dropout=d.text_dropout,
-                           teacher_forcing=d.get("teacher_forcing", False),
-                           causal_prob=d.get("causal_prob", 0.0),
-                           causal_chunks=tuple(d.get("causal_chunks", (1,))),
-                           max_frame_offset=d.get("max_frame_offset", 0),
-                           temporal_consistency_weight=d.get("temporal_consistency_weight", 0.0),
-                           motion_weight=motion_weight,
-                           temporal_patch=config.dit.get("temporal_patch", 1),
-                           given_frames=d.get("given_frames", 0),
-                           given_prob=d.get("given_prob", 0.0))
+  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch)
   denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
   if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)
@@ -288,7 +269,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1),
                    dit_cfg, os.path.join(workdir, "dit"), seed=config.seed + 1,
-                   prepare_batch=prepare_batch, desc="dit")
+                   prepare_batch=prepare_batch, desc="dit", frozen=frozen)
   if until == "dit":
     return ""
   model_dir = os.path.join(workdir, "model")

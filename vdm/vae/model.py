@@ -345,12 +345,10 @@ class CausalVAE(nnx.Module):
 
   @classmethod
   def from_config(cls, cfg, *, rngs: nnx.Rngs) -> "CausalVAE":
-    """Builds from a ConfigDict with base_channels, channel_mult, latent_channels,
-    temporal_downsample, num_res_blocks and norm (absent in model directories exported before
-    it existed: 'group')."""
+    """Builds from the config's `vae` section (vdm/config/t2v.py documents each field)."""
     return cls(base_channels=cfg.base_channels, channel_mult=tuple(cfg.channel_mult),
                latent_channels=cfg.latent_channels, temporal_downsample=cfg.temporal_downsample,
-               num_res_blocks=cfg.num_res_blocks, norm=cfg.get("norm", "group"), rngs=rngs)
+               num_res_blocks=cfg.num_res_blocks, norm=cfg.norm, rngs=rngs)
 
   @property
   def spatial_downsample(self) -> int:

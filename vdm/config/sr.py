@@ -1,0 +1,48 @@
+"""The learned upscaler's config (`task = 'sr'`, configs/sr.py): every field once, and the rules
+between them. Its data section names frames by aspect and short side."""
+from __future__ import annotations
+
+from vdm.config.fields import Field, integer, number, one_of, require, text
+from vdm.config.t2v import clip_fields, stage
+from vdm.data.kinds import DATA_KINDS
+
+POSITIVE = integer(1)
+NON_NEGATIVE = integer(0)
+
+SCHEMA = dict(
+    name=Field("sr_x2", "the run's name", text()),
+    task=Field("sr", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
+               one_of(("t2v", "sr"))),
+    seed=Field(0, "seed of model init and training randomness", NON_NEGATIVE),
+    factor=Field(2, "upscaling factor", integer(2, 4)),
+    data=dict(
+        kind=Field("photo_pans", "the dataset (vdm.data.kinds)",
+                   one_of(lambda: tuple(DATA_KINDS))),
+        aspect=Field("1:1", "aspect ratio of the high-resolution clips",
+                     one_of(("1:1", "16:9", "9:16"))),
+        short_side=Field(64, "short side of the high-resolution clips", POSITIVE),
+        **clip_fields(frames=8, num_train=3000, num_test=64, long_factor=2, num_long=2),
+    ),
+    loss=dict(
+        temporal_weight=Field(1.0, "weight of the error in frame-to-frame change, so the "
+                              "upscaler adds no flicker of its own", number(0.0, 100.0),
+                              legacy=0.0),
+        input_noise=Field(2.0, "max std (8-bit levels) of per-frame noise on the training input "
+                          "only, so the model averages input flicker away",
+                          number(0.0, 25.0), legacy=0.0),
+    ),
+    model=dict(
+        width=Field(32, "channels", POSITIVE),
+        blocks=Field(4, "residual blocks", POSITIVE),
+        neighbours=Field(1, "frames on either side the model sees", NON_NEGATIVE),
+    ),
+    train=stage(steps=1500, batch_size=4, learning_rate=1e-3, warmup_steps=50, ema_decay=0.99,
+                checkpoint_every=250),
+)
+
+
+def validate(config) -> None:
+  """The rules between fields of an upscaler config."""
+  require(config.factor in (2, 4), "factor", config.factor, "2 or 4")
+  require(config.data.short_side % (2 * config.factor) == 0, "data.short_side",
+          config.data.short_side, f"a multiple of {2 * config.factor} (2 x factor)")

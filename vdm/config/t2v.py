@@ -1,0 +1,372 @@
+"""The text-to-video config (`task = 't2v'`): every field once, with its default, its allowed
+values and a line of doc, and the rules between fields.
+
+The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps, a 2x-in-time /
+4x-in-space causal VAE, a 4-layer factorized DiT and a 2-layer T5-style encoder, flow matching.
+`vdm config show --config configs/<name>.py` prints a config field by field with these docs.
+"""
+from __future__ import annotations
+
+from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, number, one_of,
+                               require, text)
+from vdm.data.kinds import DATA_KINDS
+from vdm.diffusion.samplers import SAMPLERS
+from vdm.generate.modes import MODES, allowed_chunks, pipeline_modes
+from vdm.text.tokenizer import MODEL_TYPES
+from vdm.train.faults import NAN_POLICIES
+from vdm.vae.model import TEMPORAL_DOWNSAMPLES
+
+ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
+TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+
+POSITIVE = integer(1)
+NON_NEGATIVE = integer(0)
+
+
+def stage(*, min_steps: int = 1, **defaults) -> dict:
+  """The fields of one training stage of the one loop (vdm.train.loop), with its defaults;
+  Field values in `defaults` are extra fields of this stage."""
+  d = dict(dict(steps=1000, batch_size=16, learning_rate=1e-3, warmup_steps=100,
+                weight_decay=0.0, grad_clip=1.0, ema_decay=0.999, log_every=50,
+                checkpoint_every=500), **defaults)
+  return dict(
+      steps=Field(d["steps"], "optimizer steps of this stage" + (
+          " (0: the stage is off)" if min_steps == 0 else ""), integer(min_steps)),
+      batch_size=Field(d["batch_size"], "clips (or captions) per step", POSITIVE),
+      learning_rate=Field(d["learning_rate"], "AdamW peak learning rate (linear warm-up, "
+                          "cosine decay to a tenth)", number(1e-8, 1.0)),
+      warmup_steps=Field(d["warmup_steps"], "steps of linear learning-rate warm-up",
+                         NON_NEGATIVE),
+      weight_decay=Field(d["weight_decay"], "AdamW decoupled weight decay", number(0.0, 1.0)),
+      grad_clip=Field(d["grad_clip"], "global gradient-norm clip", number(1e-6, 1e6)),
+      ema_decay=Field(d["ema_decay"], "EMA of the weights (the exported model is the EMA)",
+                      number(0.0, 1.0)),
+      log_every=Field(d["log_every"], "steps between metric lines (metrics.jsonl, TensorBoard)",
+                      POSITIVE),
+      checkpoint_every=Field(d["checkpoint_every"], "steps between orbax checkpoints",
+                             POSITIVE),
+      nan_policy=Field("skip", "a step with non-finite loss or gradients is never applied; "
+                       "'skip' counts it and goes on, 'stop' stops with a report",
+                       one_of(NAN_POLICIES)),
+      max_nan_skips=Field(10, "skipped steps tolerated before the run stops", NON_NEGATIVE),
+      **{k: v for k, v in defaults.items() if isinstance(v, Field)})
+
+
+def clip_fields(*, frames: int, num_train: int, num_test: int, long_factor: int,
+                num_long: int) -> dict:
+  """The `data` fields every task's clips have (and the scenes kind's), with its defaults."""
+  return dict(
+      frames=Field(frames, "frames per training clip", POSITIVE),
+      fps=Field(8, "frames per second of the clips", POSITIVE),
+      num_train=Field(num_train, "clips in the train split", POSITIVE),
+      num_test=Field(num_test, "clips in the test split", POSITIVE),
+      seed=Field(0, "seed the clips are generated from", NON_NEGATIVE),
+      data_dir=Field("", "where the dataset is built ('' for <workdir>/data)",
+                     text("a directory path string ('' for <workdir>/data)")),
+      long_factor=Field(long_factor, "scenes: the long split's clips are this many times "
+                        "longer", POSITIVE),
+      max_objects=Field(3, "scenes: at most this many objects per clip", integer(1, 3)),
+      num_long=Field(num_long, "scenes: clips in the long split", NON_NEGATIVE),
+  )
+
+
+SCHEMA = dict(
+    name=Field("spine", "the run's name (outputs and reports carry it)", text()),
+    task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
+               one_of(("t2v", "sr"))),
+    seed=Field(0, "seed of model init and training randomness", NON_NEGATIVE),
+    data=dict(
+        kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
+        height=Field(32, "frame height in pixels", POSITIVE),
+        width=Field(32, "frame width in pixels", POSITIVE),
+        **clip_fields(frames=9, num_train=20000, num_test=256, long_factor=4, num_long=32),
+        num_digits=Field(2, "moving_mnist: digits per clip", POSITIVE),
+        name=Field("", "folder: the dataset name given to `vdm data import --out`", text()),
+    ),
+    text=dict(
+        vocab_size=Field(256, "sentencepiece vocabulary size", POSITIVE),
+        tokenizer=Field("bpe", "sentencepiece model type", one_of(MODEL_TYPES)),
+        max_length=Field(24, "token ids per caption, end-of-sequence included",
+                         integer(2, what="one piece of text plus the end-of-sequence token")),
+        width=Field(128, "T5 encoder width", POSITIVE),
+        depth=Field(2, "T5 encoder layers", POSITIVE),
+        heads=Field(4, "T5 encoder attention heads", POSITIVE),
+        mlp=Field(256, "T5 encoder MLP width", POSITIVE),
+        freeze=Field(False, "True: the denoiser stage leaves the text encoder's weights as they "
+                     "are", BOOL),
+        init_from=Field("", "a pretrained encoder to start from: a directory of `vdm train "
+                        "--until text` (t5.npz + tokenizer.model) or a T5-layout .npz; '' "
+                        "trains from scratch",
+                        text("a path string ('' for a randomly initialised encoder)")),
+    ),
+    # T5 span-corruption pretraining of the text encoder (the `text` stage; off while
+    # train.text.steps = 0). T5's defaults: 15 % of the tokens, in spans of 3 on average.
+    text_pretrain=dict(
+        noise_density=Field(0.15, "fraction of tokens masked", number(0.01, 0.99)),
+        mean_span_length=Field(3.0, "mean length of a masked span", number(1.0, 64.0)),
+        num_sentinels=Field(16, "sentinel ids appended after the tokenizer's pieces (enough for "
+                            "the most spans a text.max_length row can get)", POSITIVE),
+        decoder_depth=Field(2, "layers of the decoder that exists only for pretraining",
+                            POSITIVE),
+        tie_head=Field(False, "True: output head = the token embedding (T5 v1.0); False: its "
+                       "own (v1.1)", BOOL),
+    ),
+    vae=dict(
+        base_channels=Field(16, "channels of the first level", POSITIVE),
+        channel_mult=Field((1, 2, 2), "channel multiplier per level; each level after the first "
+                           "halves height and width", int_tuple(1)),
+        latent_channels=Field(8, "channels of a latent", POSITIVE),
+        # Allowed values depend on channel_mult: checked in `_check_model`.
+        temporal_downsample=Field(2, "frames per latent frame (after the first, encoded "
+                                  "alone)"),
+        num_res_blocks=Field(1, "residual blocks per level", POSITIVE),
+        kl_weight=Field(1e-6, "weight of the KL term", number(0.0, 1e6)),
+        norm=Field("group", "group: GroupNorm per frame | rms: per-position RMS norm (Wan's; "
+                   "spatial tiles of a decode then equal the whole decode beyond the "
+                   "convolutions' reach, vdm/vae/tiled.py)", one_of(("group", "rms"))),
+        disc_weight=Field(0.0, "weight of the hinge loss of a 3D patch discriminator "
+                          "(vdm/vae/discriminator.py); 0: off, nothing built",
+                          number(0.0, 100.0)),
+        disc_start=Field(0, "VAE step at which the discriminator starts",
+                         integer(0, what="a step")),
+        disc_channels=Field(32, "discriminator width", POSITIVE),
+    ),
+    dit=dict(
+        width=Field(192, "token width", POSITIVE),
+        depth=Field(4, "blocks", POSITIVE),
+        heads=Field(6, "attention heads (a divisor of width)", POSITIVE),
+        patch=Field(2, "latent pixels per token side", POSITIVE),
+        mlp_ratio=Field(4.0, "MLP width / token width", number(0.01, 64.0)),
+        remat=Field("none", "activation checkpointing per block: none | full | dots (keeps the "
+                    "matmul outputs)", one_of(("none", "full", "dots"))),
+        attention=Field("factorized", "factorized (spatial, then temporal) | full (one 3D "
+                        "attention)", one_of(("factorized", "full"))),
+        temporal_window=Field(0, "frames each frame attends on either side (0: all; local "
+                              "attention)", integer(0, what="0: attend all frames")),
+        qk_norm=Field(False, "RMS-normalise queries and keys per head (stabler at scale)", BOOL),
+        position=Field("sincos", "sincos: a fixed 3D sinusoid added to the tokens | rope3d: "
+                       "rotary (frame, row, col) positions on self-attention queries and keys",
+                       one_of(("sincos", "rope3d"))),
+        scan_layers=Field(False, "run the blocks as jax.lax.scan over stacked weights (compile "
+                          "time flat in depth)", BOOL),
+        temporal_patch=Field(1, "latent frames per token frame: frame 0 alone, then groups of "
+                             "this many; levels are shared within a group",
+                             integer(1, 16)),
+        matmul_dtype=Field("float32", "bfloat16: bf16 matmul inputs with fp32 accumulation and "
+                           "master weights", one_of(("float32", "bfloat16"))),
+        fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
+                         "on CPU; vdm/dit/fast_ops.py)", BOOL),
+    ),
+    diffusion=dict(
+        # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
+        # very high noise, which logit-normal(0, 1) rarely trains on; with it the model learned
+        # colour but ignored direction words (direction 15 % at 2,000 steps).
+        timestep_sampling=Field("uniform", "how training draws levels: uniform | logit_normal",
+                                one_of(TIMESTEP_SAMPLING)),
+        per_frame_levels_prob=Field(0.0, "probability that a clip gets an independent level per "
+                                    "frame (Diffusion Forcing) instead of one shared level",
+                                    number(0.0, 1.0)),
+        teacher_forcing=Field(False, "clean earlier chunks, one noisy chunk scored (needs "
+                              "causal_prob = 1)", BOOL),
+        causal_prob=Field(0.0, "probability that a batch trains under a block-causal temporal "
+                          "mask, so autoregressive and rolling modes match training",
+                          number(0.0, 1.0)),
+        causal_chunks=Field((1,), "chunk sizes (latent frames) the block-causal masks draw from",
+                            int_tuple(1)),
+        max_frame_offset=Field(0, "frame positions start at a random offset in [0, this], so a "
+                               "long autoregressive clip's later positions are ones the model "
+                               "has seen", integer(0, 10_000)),
+        temporal_consistency_weight=Field(0.0, "weight of a loss on the predicted clip's frame-to-"
+                                          "frame change (an ablation)", number(0.0, 100.0)),
+        motion_supervision_weight=Field(0.0, "weight of the same loss along the exact ground-"
+                                        "truth flow (motion supervision, an ablation)",
+                                        number(0.0, 100.0)),
+        text_dropout=Field(0.1, "probability that a caption is replaced by the empty prompt "
+                           "(classifier-free guidance)", number(0.0, 0.99)),
+        given_frames=Field(0, "extension training: latent frames pinned clean (level 0) and "
+                           "unscored", NON_NEGATIVE),
+        given_prob=Field(0.0, "extension training: probability that a clip's first given_frames "
+                         "are pinned", number(0.0, 1.0)),
+    ),
+    sample=dict(
+        steps=Field(25, "sampler steps", POSITIVE),
+        guidance=Field(4.0, "classifier-free guidance scale (1: none)", number(0.0, 100.0)),
+        mode=Field("parallel", "generation mode (vdm.generate.modes)",
+                   one_of(pipeline_modes)),
+        sampler=Field("euler", "sampler (vdm.diffusion.samplers)", one_of(lambda: SAMPLERS)),
+        chunk=Field(1, "latent frames per chunk (chunked modes)", POSITIVE),
+        context_noise=Field(0.0, "noise level of finished chunks seen as context (Diffusion "
+                            "Forcing)", number(0.0, 1.0, open_high=True)),
+        shift=Field(3.0, "time-grid shift: more of the steps at high noise, where layout and "
+                    "motion are decided", number(0.01, 100.0)),
+        aspect=Field("1:1", "aspect ratio", one_of(tuple(ASPECTS))),
+        resolution=Field(32, "short side in pixels", POSITIVE),
+        seconds=Field(1.0, "clip duration", number(1e-6, 1e6)),
+        fps=Field(8, "frames per second", POSITIVE),
+        max_frames=Field(33, "the longest clip the sampler accepts (4x the training length, "
+                         "minus 3)", POSITIVE),
+        max_stream_frames=Field(1025, "the longest clip of a streaming mode with the KV cache "
+                                "(bounded memory)", POSITIVE),
+        window=Field(0, "earlier latent frames each autoregressive chunk attends (0: a training "
+                     "clip's latents minus the chunk)", integer(0, what="0: a training clip's "
+                                                            "latent frames minus the chunk")),
+    ),
+    # Video prediction (configs/moving_mnist.py, `vdm eval --suite prediction`).
+    prediction=dict(
+        given_frames=Field(0, "pixel frames given, the rest predicted (0: not a prediction "
+                           "model)", NON_NEGATIVE),
+    ),
+    train=dict(
+        # steps=0: no text pretraining (configs/text_pretrain.py turns it on).
+        text=stage(min_steps=0, steps=0, batch_size=64, learning_rate=1e-3, weight_decay=0.01,
+                   ema_decay=0.99),
+        vae=stage(steps=3000, batch_size=8, learning_rate=2e-3,
+                  crop_frames=Field(0, "frames of each clip the VAE trains on (0: all)",
+                                    NON_NEGATIVE)),
+        dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
+    ),
+)
+
+
+def spatial_stride(config) -> int:
+  """Pixels per latent-token side: the VAE's spatial downsampling times the DiT patch."""
+  return 2 ** (len(config.vae.channel_mult) - 1) * config.dit.patch
+
+
+def latent_frames_of(config, frames: int) -> int:
+  return 1 + (frames - 1) // config.vae.temporal_downsample
+
+
+def validate(config) -> None:
+  """The rules between fields of a t2v config (each field's own check has run)."""
+  _check_model(config)
+  _check_level_schemes(config)
+  _check_prediction(config)
+  _check_text_pretrain(config)
+  _check_sampling_defaults(config)
+
+
+def _check_model(config) -> None:
+  # Each temporal x2 is folded into one of the len(channel_mult) - 1 spatial steps.
+  td = config.vae.temporal_downsample
+  max_td = 2 ** (len(config.vae.channel_mult) - 1)
+  allowed_td = tuple(t for t in TEMPORAL_DOWNSAMPLES if t <= max_td)
+  require(td in allowed_td, "vae.temporal_downsample", td,
+          f"one of {allowed_td} (at most 2 ** (len(vae.channel_mult) - 1) = {max_td})")
+  stride = spatial_stride(config)
+  for field in ("data.height", "data.width", "sample.resolution"):
+    value = get(config, field)
+    require(value % stride == 0, field, value,
+            f"a multiple of {stride} (VAE downsampling x dit.patch)")
+  frames = config.data.frames
+  require((frames - 1) % td == 0, "data.frames", frames,
+          f"1 + a multiple of vae.temporal_downsample={td}")
+  require(config.dit.width % config.dit.heads == 0, "dit.heads", config.dit.heads,
+          f"a divisor of dit.width={config.dit.width}")
+  require(config.text.width % config.text.heads == 0, "text.heads", config.text.heads,
+          f"a divisor of text.width={config.text.width}")
+  head_dim = config.dit.width // config.dit.heads
+  require(config.dit.position != "rope3d" or (head_dim % 2 == 0 and head_dim >= 6),
+          "dit.position", config.dit.position,
+          f"'sincos' for a head dimension dit.width / dit.heads = {head_dim} (rope3d splits it "
+          "into rotation pairs for frame, row and column: it must be even and >= 6)")
+  crop = config.train.vae.crop_frames
+  require(crop == 0 or (crop <= frames and (crop - 1) % td == 0), "train.vae.crop_frames", crop,
+          f"0 (whole clips) or 1 + a multiple of vae.temporal_downsample={td}, at most "
+          f"data.frames={frames}")
+  temporal_patch = config.dit.temporal_patch
+  if temporal_patch > 1:  # grouped frames: no chunked (KV-cached, block-causal) generation
+    grouped = tuple(m for m in pipeline_modes() if MODES[m].temporal_patch)
+    require(config.sample.mode in grouped, "sample.mode", config.sample.mode,
+            f"one of {grouped} with dit.temporal_patch={temporal_patch} (chunked modes need "
+            "dit.temporal_patch=1)")
+    require(config.diffusion.causal_prob == 0.0, "diffusion.causal_prob",
+            config.diffusion.causal_prob, f"0 with dit.temporal_patch={temporal_patch} "
+            "(block-causal training needs dit.temporal_patch=1)")
+
+
+def _check_level_schemes(config) -> None:
+  """Teacher forcing, causal training masks, motion supervision and extension training."""
+  d = config.diffusion
+  latent_frames = latent_frames_of(config, config.data.frames)
+  allowed = allowed_chunks(latent_frames)
+  require(all(k in allowed for k in d.causal_chunks), "diffusion.causal_chunks",
+          d.causal_chunks, f"a non-empty tuple of chunk sizes from {allowed} (the "
+          f"{latent_frames} latent frames of a training clip)")
+  teacher = d.teacher_forcing
+  require(not teacher or d.causal_prob == 1.0, "diffusion.teacher_forcing", teacher,
+          "False unless diffusion.causal_prob = 1 (a teacher-forced chunk must not see the "
+          "noisy chunks after it)")
+  require(not teacher or d.per_frame_levels_prob == 0.0, "diffusion.teacher_forcing", teacher,
+          "False unless diffusion.per_frame_levels_prob = 0 (two level schemes at once)")
+  kind = config.data.kind
+  require(not d.motion_supervision_weight or DATA_KINDS[kind].exact_flow,
+          "diffusion.motion_supervision_weight", d.motion_supervision_weight,
+          f"0 with data.kind={kind!r} (the exact latent flow is built for "
+          f"{tuple(k for k, v in DATA_KINDS.items() if v.exact_flow)})")
+  require(d.given_frames < latent_frames, "diffusion.given_frames", d.given_frames,
+          f"an integer in [0, {latent_frames - 1}] (latent frames pinned clean in extension "
+          f"training; a training clip has {latent_frames})")
+  require(d.given_prob == 0 or d.given_frames >= 1, "diffusion.given_prob", d.given_prob,
+          "0 unless diffusion.given_frames >= 1 (no frames to give)")
+  require(d.given_prob == 0 or not teacher, "diffusion.given_prob", d.given_prob,
+          "0 with diffusion.teacher_forcing=True (two level schemes at once)")
+  require(d.given_prob == 0 or config.dit.temporal_patch == 1, "diffusion.given_prob",
+          d.given_prob, "0 unless dit.temporal_patch=1 (given frames are whole token frames)")
+
+
+def _check_prediction(config) -> None:
+  """The video-prediction task (configs/moving_mnist.py): its given frames must be whole latent
+  frames, and extension training must pin exactly those."""
+  given, frames = config.prediction.given_frames, config.data.frames
+  if given == 0:
+    return
+  td = config.vae.temporal_downsample
+  require(given < frames, "prediction.given_frames", given,
+          f"an integer in [1, {frames - 1}] (data.frames={frames}: given + predicted)")
+  # With (frames - 1) % td == 0 as well, the predicted frames are then whole latent frames too.
+  require((given - 1) % td == 0, "prediction.given_frames", given,
+          f"1 + a multiple of vae.temporal_downsample={td}, so that the given frames are "
+          "exactly the first latent frames")
+  d = config.diffusion
+  latents = latent_frames_of(config, given)
+  require(d.given_prob == 0 or d.given_frames == latents, "diffusion.given_frames",
+          d.given_frames, f"{latents}: the latent frames of prediction.given_frames={given} "
+          f"(of {latent_frames_of(config, frames)})")
+
+
+def _check_text_pretrain(config) -> None:
+  """text.init_from and the text stage."""
+  import os
+  init_from = config.text.init_from
+  require(init_from == "" or os.path.exists(init_from), "text.init_from", init_from,
+          "'' or an existing encoder directory (from `vdm train --until text`) or T5 .npz")
+  if config.train.text.steps == 0:
+    return
+  require(init_from == "", "text.init_from", init_from,
+          "'' while train.text.steps > 0 (the text stage provides the initial encoder)")
+  p = config.text_pretrain
+  from vdm.text.span_corruption import max_noise_spans  # jax: only for text-stage configs
+  needed = max_noise_spans(config.text.max_length, p.noise_density, p.mean_span_length)
+  require(needed <= p.num_sentinels <= 1000, "text_pretrain.num_sentinels", p.num_sentinels,
+          f"an integer in [{needed}, 1000] ({needed}: the most spans a row of "
+          f"text.max_length={config.text.max_length} ids gets at this density and span length)")
+
+
+def _check_sampling_defaults(config) -> None:
+  """The defaults must make a valid request on their own: `vdm sample` with no options uses
+  them."""
+  s, td = config.sample, config.vae.temporal_downsample
+  require((s.max_frames - 1) % td == 0, "sample.max_frames", s.max_frames,
+          f"1 + a multiple of vae.temporal_downsample={td}")
+  frames = 1 + td * max(0, round((s.seconds * s.fps - 1) / td))
+  require(frames <= s.max_frames, "sample.seconds", s.seconds,
+          f"at most {s.max_frames / s.fps:.3g} (sample.max_frames={s.max_frames} at "
+          f"sample.fps={s.fps})")
+  latent_frames = (frames - 1) // td + 1
+  allowed = allowed_chunks(latent_frames)
+  require(s.chunk in allowed, "sample.chunk", s.chunk,
+          f"a chunk size for the {latent_frames} latent frames of the default clip: {allowed}")
+
+
+__all__ = ["ASPECTS", "SCHEMA", "ConfigError", "spatial_stride", "validate"]

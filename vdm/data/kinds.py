@@ -1,0 +1,120 @@
+"""The data kinds `config.data.kind` names, as a registry: name -> how to build its dataset.
+
+  simple        one coloured shape sliding over a flat background (vdm.data.synthetic; the
+                spine's data); captions from a grammar, so text-only stages need no clips.
+  scenes        1-3 objects, textures, camera motion, layered captions (vdm.data.scenes).
+  moving_mnist  bouncing MNIST digits (vdm.data.moving_mnist).
+  photo_pans    real photos under a virtual hand-held camera (vdm.data.photo_pans).
+  folder        a folder of the user's videos imported by `vdm data import` (vdm.data.importer).
+
+Adding a kind is one `register_data_kind(DataKind(...))` with a builder function and the
+config.data fields it reads (docs/add-a-data-kind.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class DataKind:
+  """A dataset `config.data.kind` can name.
+
+  build(fields, data_dir) -> a prepared TFDS builder, from the config.data `fields` it reads
+    (only those present are passed, so a partial data dict falls back to the builder defaults).
+  caption_corpus(seed, num, split) -> captions, for kinds whose captions can be drawn without
+    building clips (the tokenizer and text pretraining then need no dataset on disk); None: the
+    captions are read from the built dataset (`vdm.data.dataset_tokenizer.train_captions`).
+  exact_flow: its clips carry what `vdm.data.synthetic.latent_motion` needs (shape, center,
+    radius), so motion supervision can use the exact ground-truth flow.
+  """
+  name: str
+  doc: str
+  fields: tuple[str, ...]
+  build: Callable[[dict, str], Any]
+  caption_corpus: Callable[[int, int, str], list[str]] | None = None
+  exact_flow: bool = False
+
+
+DATA_KINDS: dict[str, DataKind] = {}
+
+
+def register_data_kind(kind: DataKind) -> DataKind:
+  """Adds a kind to the registry (config validation, `vdm train` and the docs read it)."""
+  DATA_KINDS[kind.name] = kind
+  return kind
+
+
+def frame_size(data) -> tuple[int, int]:
+  """(height, width) of a config.data: t2v configs name it directly; the upscaler's configs
+  (configs/sr.py) by aspect and short side, which is why this one reads which fields exist."""
+  if "short_side" in data:
+    from vdm.data.scenes_builder import aspect_size
+    return aspect_size(data["aspect"], data["short_side"])
+  return data["height"], data["width"]
+
+
+def build(data, data_dir: str):
+  """The prepared dataset of a config.data (ConfigDict or dict) under data_dir."""
+  name = data["kind"] if "kind" in data else "simple"
+  if name not in DATA_KINDS:
+    raise ValueError(f"config.data.kind must be one of {tuple(DATA_KINDS)}, got {name!r}")
+  kind = DATA_KINDS[name]
+  fields = {k: data[k] for k in kind.fields if k in data}
+  if "height" in kind.fields and ("short_side" in data or "height" in data):
+    fields["height"], fields["width"] = frame_size(data)
+  return kind.build(fields, data_dir)
+
+
+def _simple(fields, data_dir):
+  from vdm.data import tfds_builder
+  return tfds_builder.prepare(data_dir, **fields)
+
+
+def _simple_corpus(seed, num, split):
+  from vdm.data import synthetic
+  return synthetic.caption_corpus(seed, num, split=split)
+
+
+def _scenes(fields, data_dir):
+  from vdm.data import scenes_builder
+  return scenes_builder.prepare(scenes_builder.make_scenes_builder(data_dir, **fields))
+
+
+def _photo_pans(fields, data_dir):
+  from vdm.data import scenes_builder
+  return scenes_builder.prepare(scenes_builder.make_photo_pans_builder(data_dir, **fields))
+
+
+def _moving_mnist(fields, data_dir):
+  from vdm.data import scenes_builder
+  if "height" in fields:  # a training config names the frame size as height and width
+    height, width = fields.pop("height"), fields.pop("width")
+    if width != height:
+      raise ValueError(f"moving_mnist frames are square: data.height={height}, "
+                       f"data.width={width} must agree")
+    fields["size"] = height
+  return scenes_builder.prepare(scenes_builder.make_moving_mnist_builder(data_dir, **fields))
+
+
+def _folder(fields, data_dir):
+  from vdm.data import importer
+  return importer.load_builder(data_dir, fields["name"])
+
+
+_COMMON = ("frames", "fps", "num_train", "num_test", "seed")
+register_data_kind(DataKind(
+    "simple", "one coloured shape sliding over a flat background (the spine's data)",
+    ("height", "width") + _COMMON, _simple, caption_corpus=_simple_corpus, exact_flow=True))
+register_data_kind(DataKind(
+    "scenes", "1-3 objects, textured backgrounds, camera motion, layered captions",
+    ("height", "width", "long_factor", "max_objects", "num_long") + _COMMON, _scenes))
+register_data_kind(DataKind(
+    "moving_mnist", "bouncing MNIST digits (the classic 64x64, 2 digits, 20 frames)",
+    ("height", "width", "size", "num_digits") + _COMMON, _moving_mnist))
+register_data_kind(DataKind(
+    "photo_pans", "real photos under a virtual hand-held camera (natural-image clips)",
+    ("height", "width") + _COMMON, _photo_pans))
+register_data_kind(DataKind(
+    "folder", "a folder of your videos imported by `vdm data import DIR --out NAME`",
+    ("name",), _folder))
