@@ -151,13 +151,9 @@ def _load_config(cmd: Command, spec: str, overrides: list[str], produced: set[st
   return config
 
 
-def _allowed_modes() -> tuple[str, ...] | None:
-  from vdm.generate import pipeline as gp
-  from vdm.generate import modes
-  for holder, name in ((gp, "PIPELINE_MODES"), (modes, "MODES")):
-    if hasattr(holder, name):
-      return tuple(getattr(holder, name))
-  return None
+def _allowed_modes() -> tuple[str, ...]:
+  from vdm.generate.modes import pipeline_modes
+  return pipeline_modes()
 
 
 def _check_post_spec(cmd: Command, spec: str):
@@ -171,18 +167,19 @@ def _check_post_spec(cmd: Command, spec: str):
 def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
   from vdm.cli import EVAL_SUITES, build_parser
   args = _parse(build_parser(), argv, cmd)
-  if args.command in ("train", "tokenizer"):
+  if args.command in ("train", "tokenizer", "config"):
     _check_input(cmd, args.config.partition(":")[0], produced, "--config")
     _load_config(cmd, args.config, args.set, produced)
-    _produce(produced, args.workdir if args.command == "train" else args.out)
+    if args.command != "config":
+      _produce(produced, args.workdir if args.command == "train" else args.out)
   elif args.command == "sample":
     from vdm.diffusion.samplers import SAMPLERS
     from vdm.config import ASPECTS
     modes = _allowed_modes()
-    if args.mode is not None and modes is not None and args.mode not in modes:
+    if args.mode is not None and args.mode not in modes:
       _fail(cmd, f"--mode {args.mode!r}: allowed {modes}")
     if args.sampler is not None and args.sampler not in SAMPLERS:
-      _fail(cmd, f"--sampler {args.sampler!r}: allowed {SAMPLERS}")
+      _fail(cmd, f"--sampler {args.sampler!r}: allowed {tuple(SAMPLERS)}")
     if args.aspect is not None and args.aspect not in ASPECTS:
       _fail(cmd, f"--aspect {args.aspect!r}: allowed {tuple(ASPECTS)}")
     if args.post:
@@ -415,7 +412,7 @@ def test_marked_commands_run(name, tmp_path):
 # The check itself must be able to fail: each of these stale lines is refused.
 STALE = [
     ("vdm sample --prompt x --bogus-flag 1 --out outputs/x.mp4", "argparse refused"),
-    ("vdm sample --prompt x --mode sideways --out outputs/x.mp4", "--mode 'sideways'"),
+    ("vdm sample --prompt x --mode sideways --out outputs/x.mp4", "invalid choice: 'sideways'"),
     ("vdm sample --prompt x --post 'upscale(2)|blur()' --out outputs/x.mp4", "--post"),
     ("vdm sample --prompt x --checkpoint checkpoints/nowhere --out outputs/x.mp4",
      "checkpoints/nowhere"),
