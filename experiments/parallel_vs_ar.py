@@ -25,8 +25,8 @@ from vdm.config import load_config
 from vdm.data import synthetic
 from vdm.eval.metrics.drift import curve, plot_drift_curves
 from vdm.eval.rollout import markdown_table, sample_and_score, summary_entry
-from vdm.train.run import git_commit, run_training
-from vdm.video_io import write_json
+from vdm.provenance import git_commit, write_json
+from vdm.train.run import run_training
 
 # Absolute, so the script and the notebook (run from colabs/) find it from any directory.
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",

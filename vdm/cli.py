@@ -36,8 +36,8 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
-  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_json, write_video
+  from vdm.provenance import git_commit, write_sidecar
+  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_video
   if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:  # before any sampling
     raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
   if os.path.exists(args.out) and not args.overwrite:
@@ -63,8 +63,7 @@ def cmd_sample(args) -> int:
   else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
     with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
       result = pipe.generate(request, on_frames=writer.add)
-  sidecar = os.path.splitext(args.out)[0] + ".json"
-  write_json(sidecar, dict(
+  sidecar = write_sidecar(args.out, dict(
       request=dataclasses.asdict(request),
       checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),

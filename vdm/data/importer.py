@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 
 from vdm import video_io  # Sets mediapy's ffmpeg to imageio-ffmpeg's binary.
 from vdm.data import scenes_builder
+from vdm.provenance import write_json
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
 SIDECAR_SUFFIX = ".txt"
@@ -220,13 +221,13 @@ def import_folder(src_dir: str, name: str, data_dir: str,
         except SkipFile as e:
           entry.update(status="skipped", reason=str(e))
     files[rel] = entry
-    video_io.write_json(manifest_path, manifest)  # After every file: an interrupt loses none.
+    write_json(manifest_path, manifest)  # After every file: an interrupt loses none.
     log(f"{entry['status']:>8} {rel}" + (f": {entry['reason']}" if "reason" in entry else ""))
   # Files that disappeared since an earlier run are no longer part of the dataset.
   present = {os.path.relpath(p, src_dir) for p in _scan(src_dir)}
   for rel in [r for r in files if r not in present]:
     del files[rel]
-  video_io.write_json(manifest_path, manifest)
+  write_json(manifest_path, manifest)
   builder = _build(data_dir, name, manifest)
   report = dict(
       imported=[dict(path=r, split=e["split"], caption=e["caption"]) for r, e in
@@ -235,7 +236,7 @@ def import_folder(src_dir: str, name: str, data_dir: str,
                if e["status"] == "skipped"],
       splits=({s: i.num_examples for s, i in builder.info.splits.items()} if builder else {}),
       dataset_dir=str(builder.data_path) if builder else None)
-  video_io.write_json(os.path.join(stage, "report.json"), report)
+  write_json(os.path.join(stage, "report.json"), report)
   return report
 
 

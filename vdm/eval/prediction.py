@@ -132,7 +132,7 @@ def run_prediction(checkpoint: str, *, num: int = 100, samples: int = 4, seed: i
   beside `out`; returns the report."""
   from vdm.eval.run import write_report
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   if not isinstance(samples, int) or samples < 1:
     raise ValueError(f"--samples {samples!r} must be an integer >= 1")
   if not isinstance(batch_size, int) or batch_size < 1:

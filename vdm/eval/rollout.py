@@ -96,7 +96,7 @@ def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2
                 steps: int | None = None, out: str = "") -> dict:
   """Scores the model's clips in parallel and autoregressive mode at several lengths."""
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
   pipe = Pipeline.load(checkpoint)

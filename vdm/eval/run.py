@@ -13,14 +13,14 @@ from tqdm.auto import tqdm
 
 from vdm.data import synthetic
 from vdm.eval.adherence import score, summarize
-from vdm.video_io import write_json
+from vdm.provenance import write_json
 
 
 def run_adherence(checkpoint: str, *, num: int = 48, seed: int = 0, out: str = "",
                   steps: int | None = None, guidance: float | None = None) -> dict:
   """Scores `num` test prompts; writes JSON and a markdown table next to `out`; returns summary."""
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
   pipe = Pipeline.load(checkpoint)
@@ -92,7 +92,7 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
 
   from vdm.eval.metrics.image import psnr, ssim
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   from vdm.video_io import read_video
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
@@ -148,7 +148,7 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
   from vdm.eval.metrics.image import psnr, ssim
   from vdm.post import sr
   from vdm.post.upscale import upscale
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   from vdm.video_io import read_video
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")

@@ -118,7 +118,7 @@ def run_sr_training(config: ml_collections.ConfigDict, workdir: str) -> str:
   from vdm.data.scenes_builder import from_config
   from vdm.models import save_params
   from vdm.train.loop import train
-  from vdm.train.run import git_commit
+  from vdm.provenance import write_provenance
   builder = from_config(config.data, config.data.data_dir or os.path.join(workdir, "data"))
   loss_cfg = config.get("loss", {})
   loss_fn = functools.partial(sr_loss, temporal_weight=float(loss_cfg.get("temporal_weight", 0.0)),
@@ -133,8 +133,7 @@ def run_sr_training(config: ml_collections.ConfigDict, workdir: str) -> str:
   os.makedirs(model_dir)
   with open(os.path.join(model_dir, "config.json"), "w") as f:
     f.write(config.to_json(indent=2))
-  with open(os.path.join(model_dir, "provenance.json"), "w") as f:
-    json.dump(dict(git_commit=git_commit(), seed=config.seed), f, indent=2)
+  write_provenance(model_dir, config.seed)
   save_params(model, os.path.join(os.path.abspath(model_dir), "params"))
   return model_dir
 

@@ -10,7 +10,6 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +22,7 @@ from vdm.data.pipeline import make_caption_loader, make_loader
 from vdm.data.tfds_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
+from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
@@ -32,16 +32,6 @@ from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss, video_to_unit_range
 
 STAGES = ("tokenizer", "text", "vae", "dit", "export")
-
-
-def git_commit() -> str:
-  """The commit of the vdm source tree, or 'unknown' outside a git checkout."""
-  try:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                         cwd=os.path.dirname(os.path.abspath(__file__)))
-    return out.stdout.strip() or "unknown"
-  except (OSError, subprocess.SubprocessError):
-    return "unknown"
 
 
 def dataset_builder(config, workdir: str):
@@ -295,6 +285,5 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it whole
   save_model_dir(model_dir, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
                  latent_stats=stats)
-  with open(os.path.join(model_dir, "provenance.json"), "w") as f:
-    json.dump(dict(git_commit=git_commit(), seed=config.seed), f, indent=2)
+  write_provenance(model_dir, config.seed)
   return model_dir
