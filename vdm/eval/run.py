@@ -88,10 +88,10 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   frames (at most max_frames). SSIM needs frames of at least 11 x 11 pixels.
   """
   import jax
-  import jax.numpy as jnp
 
   from vdm.eval.metrics.image import psnr, ssim
   from vdm.generate.pipeline import Pipeline
+  from vdm.nn import denormalize_pixels, normalize_pixels
   from vdm.provenance import git_commit
   from vdm.video_io import read_video
   if num < 1:
@@ -101,8 +101,7 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   reconstruct = jax.jit(lambda v: vae.decode(vae.encode(v)[0]))
 
   def scores(video: np.ndarray) -> dict:
-    x = jnp.asarray(video, jnp.float32)[None] / 127.5 - 1.0
-    y = np.clip((np.asarray(reconstruct(x))[0] + 1.0) * 127.5, 0, 255).round()
+    y = np.asarray(denormalize_pixels(reconstruct(normalize_pixels(video)[None])))[0]
     return dict(psnr=float(np.mean(psnr(video, y, data_range=255.0))),
                 ssim=float(np.mean(ssim(video, y, data_range=255.0))))
 

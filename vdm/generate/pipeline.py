@@ -23,6 +23,7 @@ from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import allowed_chunks, generation_mode
 from vdm.generate.streaming import generate_autoregressive, prefill, sliding_window_mask
+from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
 
 # Modes the pipeline can drive from a prompt (+ an optional first-frame image). Keyframes needs a
@@ -287,7 +288,7 @@ class Pipeline:
     td = self.vae.temporal_downsample
     n = min(request.window, 1 + (len(video) - 1) // td)
     tail = video[len(video) - (1 + (n - 1) * td):]
-    pixels = jnp.asarray(tail, jnp.float32)[None] / 127.5 - 1.0
+    pixels = normalize_pixels(tail)[None]
     latents = self.vae.encode(pixels)[0]
     return video, (latents - self.latent_mean) / self.latent_std
 
@@ -299,7 +300,7 @@ class Pipeline:
                     f"{request.width}x{request.height}")
       image = jax.image.resize(image.astype(np.float32), (request.height, request.width, 3),
                                "bicubic")
-    pixels = jnp.clip(jnp.asarray(image, jnp.float32), 0, 255) / 127.5 - 1.0
+    pixels = normalize_pixels(jnp.clip(jnp.asarray(image, jnp.float32), 0, 255))
     latent = self.vae.encode(pixels[None, None])[0][:, 0]
     return (latent - self.latent_mean) / self.latent_std
 
@@ -340,28 +341,24 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset):
   return guided_velocity(both[:1], both[1:], guidance), kv
 
 
-def _to_uint8(video):
-  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(graphdef, state, video, mean, std):
   """Pixels [B, T, H, W, 3] in [0, 255] (uint8 or float) -> normalised latent means [B, T', h,
   w, C]: the inverse of `_decode`."""
-  pixels = video.astype(jnp.float32) / 127.5 - 1.0
+  pixels = normalize_pixels(video)
   return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _decode(graphdef, state, z, mean, std):
-  return _to_uint8(nnx.merge(graphdef, state).decode(z * std + mean))
+  return denormalize_pixels(nnx.merge(graphdef, state).decode(z * std + mean))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
-  return _to_uint8(video), cache
+  return denormalize_pixels(video), cache
 
 
 def load_image(path: str) -> np.ndarray:

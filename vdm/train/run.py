@@ -22,6 +22,7 @@ from vdm.data.pipeline import make_caption_loader, make_loader
 from vdm.data.tfds_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
+from vdm.nn import normalize_pixels
 from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
@@ -29,7 +30,7 @@ from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
-from vdm.vae.loss import vae_loss, video_to_unit_range
+from vdm.vae.loss import vae_loss
 
 STAGES = ("tokenizer", "text", "vae", "dit", "export")
 
@@ -168,7 +169,7 @@ def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
 
 def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
   """Per-channel mean and std of VAE latent means over a few training batches."""
-  encode = jax.jit(lambda video: vae.encode(video_to_unit_range(video))[0])
+  encode = jax.jit(lambda video: vae.encode(normalize_pixels(video))[0])
   iterator = iter(loader)
   latents = np.concatenate([np.asarray(encode(next(iterator)["video"]))
                             for _ in range(num_batches)])
@@ -239,7 +240,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   if config.text.get("freeze", False):  # train the DiT against a fixed text encoder
     dit_cfg = dit_cfg.copy_and_resolve_references()
     dit_cfg.frozen = tuple(dit_cfg.get("frozen", ())) + ("text",)
-  encode = jax.jit(lambda video: (vae.encode(video_to_unit_range(video))[0] - stats["mean"])
+  encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
