@@ -45,7 +45,7 @@ def test_clips_are_deterministic_and_stay_inside_the_photo():
   assert a["scale"] >= 1.0
   # The widest reach of the path (in photo pixels) fits in the photo around the chosen view.
   photo = assets.photo(photo_pans.PHOTOS["train"][int(a["photo"])])
-  reach = a["scale"] * photo_pans._extent(dict(shift=a["shift"], zoom=a["zoom"]), 24, 40)
+  reach = a["scale"] * photo_pans.view_extent(dict(shift=a["shift"], zoom=a["zoom"]), 24, 40)
   assert reach <= 0.5 * min(photo.shape[:2]) + 1e-3
 
 

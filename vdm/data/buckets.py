@@ -46,8 +46,8 @@ def make_bucketed_dataset(builder, splits=None, *, batch_size: int, seed: int,
       continue  # Too small to fill one batch on this process.
     weights.append(len(ds))
     # shuffle-then-repeat draws a new permutation every epoch.
-    ds = (ds.shuffle(seed=seed * 1009 + i).repeat().map(pipeline._ToNumpy(dtypes))
-          .batch(batch_size, drop_remainder=True, batch_fn=pipeline._stack_examples))
+    ds = (ds.shuffle(seed=seed * 1009 + i).repeat().map(pipeline.ToNumpy(dtypes))
+          .batch(batch_size, drop_remainder=True, batch_fn=pipeline.stack_examples))
     parts.append(ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                                       prefetch_buffer_size=prefetch)))
   if not parts:

@@ -156,7 +156,7 @@ def bucket_name(video: np.ndarray) -> str:
   return f"{h}x{w}_t{t}"
 
 
-def _load_manifest(path: str) -> dict:
+def load_manifest(path: str) -> dict:
   if os.path.isfile(path):
     with open(path) as f:
       return json.load(f)
@@ -184,7 +184,7 @@ def import_folder(src_dir: str, name: str, data_dir: str,
   stage = staging_dir(data_dir, name)
   os.makedirs(stage, exist_ok=True)
   manifest_path = os.path.join(stage, "manifest.json")
-  manifest = _load_manifest(manifest_path)
+  manifest = load_manifest(manifest_path)
   wanted = json.loads(json.dumps(dataclasses.asdict(options)))  # tuples as JSON lists
   if manifest.setdefault("options", wanted) != wanted:
     raise ValueError(f"{stage} was imported with other options {manifest['options']}; "
@@ -267,7 +267,7 @@ class FolderVideos(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    manifest = _load_manifest(os.path.join(self.builder_config.staging, "manifest.json"))
+    manifest = load_manifest(os.path.join(self.builder_config.staging, "manifest.json"))
     entries = sorted((r, e) for r, e in manifest["files"].items() if e["status"] == "imported")
     splits = sorted({e["split"] for _, e in entries})
     return {s: self._generate_examples([(r, e) for r, e in entries if e["split"] == s])

@@ -109,11 +109,11 @@ def reconstruct(pipe, clips: np.ndarray, batch_size: int) -> np.ndarray:
   from flax import nnx
 
   from vdm.generate.extension import encode_given
-  from vdm.generate.pipeline import _decode
+  from vdm.generate.pipeline import decode_latents
   vae_def, vae_state = nnx.split(pipe.vae)
-  return np.concatenate([np.asarray(_decode(vae_def, vae_state,
-                                            encode_given(pipe, clips[i:i + batch_size]),
-                                            pipe.latent_mean, pipe.latent_std))
+  return np.concatenate([np.asarray(decode_latents(vae_def, vae_state,
+                                                   encode_given(pipe, clips[i:i + batch_size]),
+                                                   pipe.latent_mean, pipe.latent_std))
                          for i in range(0, len(clips), batch_size)])
 
 

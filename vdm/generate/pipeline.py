@@ -221,10 +221,10 @@ class Pipeline:
     denoiser_def, denoiser_state = nnx.split(self.denoiser)
     mask = jnp.asarray(mask)
     # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
-    text = _encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
+    text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
     guidance = jnp.float32(request.guidance)
     vae_def, vae_state = nnx.split(self.vae)
-    decode = functools.partial(_decode, vae_def, vae_state, mean=self.latent_mean,
+    decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
     pieces = []
 
@@ -265,7 +265,7 @@ class Pipeline:
           pinned=(0,) if request.image is not None else ())
       if request.mode in ("autoregressive", "rolling"):  # the KV-cache path's context window
         temporal_mask = sliding_window_mask(latent_shape[1], request.chunk, request.window)
-      z = _sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
                          jnp.asarray(temporal_mask), guidance, sampler_key,
                          sampler_name=request.sampler)
       emit(decode(z))
@@ -309,13 +309,15 @@ class Pipeline:
 # one compilation per shape serves every call and the weights are never baked into the program.
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _encode_text(graphdef, state, ids, mask):
+def encode_text(graphdef, state, ids, mask):
+  """Text encoder of the denoiser `graphdef`/`state`: ids int32 [B, L], mask bool [B, L] ->
+  [B, L, D]."""
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
-def _sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                   sampler_name, guided=True):
+def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
+                  sampler_name, guided=True):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
   [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
   (guidance 1): the prompt's velocity alone, one DiT call a step."""
@@ -342,15 +344,17 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(graphdef, state, video, mean, std):
+def encode_video(graphdef, state, video, mean, std):
   """Pixels [B, T, H, W, 3] in [0, 255] (uint8 or float) -> normalised latent means [B, T', h,
-  w, C]: the inverse of `_decode`."""
+  w, C]: the inverse of `decode_latents`."""
   pixels = normalize_pixels(video)
   return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _decode(graphdef, state, z, mean, std):
+def decode_latents(graphdef, state, z, mean, std):
+  """Normalised latents [B, T', h, w, C] -> uint8 frames [B, T, H, W, 3] through the VAE
+  `graphdef`/`state` (mean, std: the latent statistics [C] the latents were normalised by)."""
   return denormalize_pixels(nnx.merge(graphdef, state).decode(z * std + mean))
 
 

@@ -54,7 +54,7 @@ ADDED_LATER = {"text.freeze": False, "text.init_from": "", "vae.disc_weight": 0.
                "dit.scan_layers": False, "dit.temporal_patch": 1, "vae.norm": "group"}
 
 
-def _check_workdir_config(config, workdir: str) -> None:
+def check_workdir_config(config, workdir: str) -> None:
   """A workdir belongs to one config: refuse to resume it with a different model or data."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
@@ -205,7 +205,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
     return run_sr_training(config, workdir)
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
-  _check_workdir_config(config, workdir)
+  check_workdir_config(config, workdir)
   # The spine's captions come from its grammar: text-only stages need no clips built for them.
   simple = config.data.get("kind", "simple") == "simple"
   builder = None if simple else dataset_builder(config, workdir)

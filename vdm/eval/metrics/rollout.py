@@ -42,7 +42,7 @@ def frame_scores(video, color: int, background: int) -> dict:
   for t in range(len(video)):
     if mask[t].any():
       rgb = np.median(pixels[t][mask[t]], axis=0)
-      object_ok[t] = float(adherence._nearest_color(rgb) == int(color))
+      object_ok[t] = float(adherence.nearest_color(rgb) == int(color))
 
   # Background = away from the object in both frames (dilated: blurred edges are not flicker).
   near_object = np.stack([ndimage.binary_dilation(m, iterations=2) for m in mask])
