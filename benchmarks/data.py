@@ -20,7 +20,7 @@ import numpy as np
 from benchmarks.common import write
 from vdm.data import moving_mnist
 from vdm.data import pipeline
-from vdm.data import scenes
+from vdm.data import scene_examples
 from vdm.data import scenes_builder
 
 SETTINGS = (
@@ -32,8 +32,8 @@ SETTINGS = (
 
 def _generate(kind: str, params: dict, index: int) -> dict:
   if kind == "scenes":
-    return scenes.make_example(0, "train", index, params["height"], params["width"],
-                               params["frames"])
+    return scene_examples.make_example(0, "train", index, params["height"], params["width"],
+                                       params["frames"])
   return moving_mnist.make_example(0, "train", index, **params)
 
 
@@ -56,7 +56,8 @@ def run(argv=None) -> None:
   parser.add_argument("--train-batch", type=int, default=32)
   args = parser.parse_args(argv)
   need = args.train_batch / args.train_step_s if args.train_step_s else None
-  scenes.make_example(0, "train", 0, 32, 32, 4)  # load digits and photos outside the timings
+  # Loads the digits and photos outside the timings.
+  scene_examples.make_example(0, "train", 0, 32, 32, 4)
   rows = []
   for label, kind, params in SETTINGS:
     n = args.clips

@@ -9,6 +9,7 @@ from vdm.data import assets
 from vdm.data import captions
 from vdm.data import moving_mnist
 from vdm.data import pipeline
+from vdm.data import scene_examples
 from vdm.data import scenes
 from vdm.data import scenes_builder
 
@@ -179,7 +180,7 @@ def test_held_out_compositions_never_in_train():
 
 def test_long_split():
   for i in range(5):
-    e = scenes.make_example(0, "long", i, 24, 24, 4, long_factor=6)
+    e = scene_examples.make_example(0, "long", i, 24, 24, 4, long_factor=6)
     assert e["video"].shape == (24, 24, 24, 3)
     assert (e["camera"] == [1, 0, 0]).all()
     assert all(scenes.MOTIONS[m] in scenes.LONG_MOTIONS for m in e["motion"][e["present"]])
@@ -187,16 +188,16 @@ def test_long_split():
 
 
 def test_same_seed_same_bytes():
-  a = list(scenes.generate_examples(5, "train", 3, 24, 32, 4))
-  b = list(scenes.generate_examples(5, "train", 3, 24, 32, 4))
-  c = list(scenes.generate_examples(6, "train", 3, 24, 32, 4))
+  a = list(scene_examples.generate_examples(5, "train", 3, 24, 32, 4))
+  b = list(scene_examples.generate_examples(5, "train", 3, 24, 32, 4))
+  c = list(scene_examples.generate_examples(6, "train", 3, 24, 32, 4))
   for (_, x), (_, y) in zip(a, b):
     assert x.keys() == y.keys()
     for key in x:
       assert np.asarray(x[key]).tobytes() == np.asarray(y[key]).tobytes(), key
   assert [x["video"].tobytes() for _, x in a] != [x["video"].tobytes() for _, x in c]
   # Example i depends only on (seed, split, i).
-  assert scenes.make_example(5, "train", 2, 24, 32, 4)["caption"] == a[2][1]["caption"]
+  assert scene_examples.make_example(5, "train", 2, 24, 32, 4)["caption"] == a[2][1]["caption"]
 
 
 def test_captions_name_every_object_speed_environment_and_camera():
@@ -252,7 +253,7 @@ def test_scene_builder_matches_generator(scene_builder):
   long = next(pipeline.make_loader(scene_builder, "long", batch_size=2, seed=0, shuffle=False,
                                    num_epochs=1).__iter__())
   assert long["video"].shape == (2, 8, 16, 24, 3) and long["visible"].dtype == bool
-  want = scenes.make_example(0, "long", 1, 16, 24, 4, long_factor=2)
+  want = scene_examples.make_example(0, "long", 1, 16, 24, 4, long_factor=2)
   np.testing.assert_array_equal(long["video"][1], want["video"])
   assert long["caption_long"][1] == want["caption_long"]
   # The stored datasets themselves: no held-out composition in train/long, test leads with one.

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vdm import video_io  # Sets mediapy's ffmpeg to imageio-ffmpeg's binary.
-from vdm.data import scenes_builder
+from vdm.data.aspect_ratios import ASPECTS, aspect_size
 from vdm.provenance import write_json
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
@@ -71,7 +71,7 @@ def nearest_aspect(height: int, width: int, aspects) -> str:
   """The aspect bucket closest to height x width in log aspect ratio."""
   ratio = np.log(width / height)
   return min(aspects, key=lambda a: abs(ratio - np.log(
-      scenes_builder.ASPECTS[a][1] / scenes_builder.ASPECTS[a][0])))
+      ASPECTS[a][1] / ASPECTS[a][0])))
 
 
 def resize_cover_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -115,7 +115,7 @@ def decode_clip(path: str, options: ImportOptions) -> tuple[np.ndarray, dict]:
       if h < 2 or w < 2 or src_fps <= 0:
         raise SkipFile(f"no usable video stream ({w}x{h} at {src_fps} fps)")
       aspect = nearest_aspect(h, w, options.aspects)
-      height, width = scenes_builder.aspect_size(aspect, options.short_side)
+      height, width = aspect_size(aspect, options.short_side)
       longest = max(options.lengths)
       # Source frame index shown at each output time k / fps.
       wanted = np.floor(np.arange(longest) * src_fps / options.fps + 1e-6).astype(np.int64)

@@ -19,21 +19,11 @@ import tensorflow_datasets as tfds
 
 from vdm.data import moving_mnist
 from vdm.data import photo_pans
+from vdm.data import scene_examples
 from vdm.data import scenes
+from vdm.data.aspect_ratios import aspect_size
 
-# Aspect name -> (height, width) for a given short side.
-ASPECTS = {"1:1": (1, 1), "16:9": (9, 16), "9:16": (16, 9)}
 KINDS = ("simple", "scenes", "moving_mnist", "photo_pans", "folder")
-
-
-def aspect_size(aspect: str, short_side: int) -> tuple[int, int]:
-  """(height, width) of an aspect at a short side, rounded to a multiple of 8 (e.g. 16:9 at 144
-  -> (144, 256))."""
-  if aspect not in ASPECTS:
-    raise ValueError(f"aspect must be one of {sorted(ASPECTS)}, got {aspect!r}")
-  h, w = ASPECTS[aspect]
-  unit = short_side / min(h, w)
-  return int(round(h * unit / 8) * 8), int(round(w * unit / 8) * 8)
 
 
 @dataclasses.dataclass(eq=False)
@@ -103,8 +93,9 @@ class SceneVideos(_NoTfBuilder):
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
-    yield from scenes.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
-                                        long_factor=c.long_factor, max_objects=c.max_objects)
+    yield from scene_examples.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
+                                                long_factor=c.long_factor,
+                                                max_objects=c.max_objects)
 
 
 @dataclasses.dataclass(eq=False)
