@@ -3,6 +3,8 @@ directory, each stage resumable.
 
 Every stage goes through the one loop in `vdm.train.loop`; a finished stage is not retrained (its
 last checkpoint is restored), so rerunning `vdm train` on a workdir continues where it stopped.
+`config.task` picks what is trained (`TASKS`): this text-to-video model, or the learned upscaler
+of `vdm.train.upscaler`.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, e
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
+from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss
 
@@ -195,14 +198,9 @@ def build_vae_critic(config) -> Critic:
   return Critic(disc, discriminator_loss, tx, start=config.vae.get("disc_start", 0))
 
 
-def run_training(config, workdir: str, *, until: str = "export") -> str:
-  """Runs the stages in order up to and including `until`; returns the model directory.
-
-  A config with task = 'sr' trains the learned upscaler instead (`vdm.post.sr`).
-  """
-  if config.get("task", "t2v") == "sr":
-    from vdm.post.sr import run_sr_training
-    return run_sr_training(config, workdir)
+def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
+  """The text-to-video task: runs the stages in order up to and including `until`; returns the
+  model directory ('' when it stops before the export)."""
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   check_workdir_config(config, workdir)
@@ -288,3 +286,17 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                  latent_stats=stats)
   write_provenance(model_dir, config.seed)
   return model_dir
+
+
+# config.task -> the function that trains it, (config, workdir, *, until) -> model directory.
+# A new task is one such function and one entry here.
+TASKS = {"t2v": run_t2v_training, "sr": run_sr_training}
+
+
+def run_training(config, workdir: str, *, until: str = "export") -> str:
+  """Trains what `config.task` names (`TASKS`: 't2v' the text-to-video model, the default; 'sr'
+  the learned upscaler, `vdm.train.upscaler`); returns the exported model directory."""
+  task = config.get("task", "t2v")
+  if task not in TASKS:
+    raise ValueError(f"config.task {task!r}: allowed {list(TASKS)}")
+  return TASKS[task](config, workdir, until=until)
