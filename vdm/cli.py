@@ -109,11 +109,13 @@ def cmd_eval(args) -> int:
 
 def cmd_tokenizer(args) -> int:
   from vdm.config import load_config
-  from vdm.data.synthetic import caption_corpus
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
+  from vdm.train.run import caption_builder, training_captions
   config = load_config(args.config, args.set)
-  tokenizer = Tokenizer(train_tokenizer(caption_corpus(config.data.seed, args.num_captions),
-                                        vocab_size=config.text.vocab_size,
+  # The captions `vdm train` trains its tokenizer on, for whichever dataset data.kind names.
+  workdir = args.workdir or os.path.dirname(os.path.abspath(args.out))
+  captions = training_captions(config, caption_builder(config, workdir), num=args.num_captions)
+  tokenizer = Tokenizer(train_tokenizer(captions, vocab_size=config.text.vocab_size,
                                         model_type=config.text.tokenizer))
   tokenizer.save(args.out)
   print(f"wrote {args.out} ({tokenizer.vocab_size} pieces)")
@@ -194,9 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
   p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))
   p.set_defaults(func=run_post_command)
 
-  p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on synthetic captions")
+  p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on the captions `vdm "
+                                       "train` would (those of the dataset data.kind names)")
   add_config(p)
-  p.add_argument("--num-captions", type=int, default=20_000)
+  p.add_argument("--num-captions", type=int, default=20_000,
+                 help="captions drawn from the spine's grammar (data.kind 'simple'); another "
+                      "dataset gives all its train captions, as in `vdm train`")
+  p.add_argument("--workdir", default=None,
+                 help="a dataset other than the spine's is read from (or built in) WORKDIR/data "
+                      "unless data.data_dir is set, as in `vdm train` (default: the folder of "
+                      "--out)")
   p.add_argument("--out", required=True)
   p.set_defaults(func=cmd_tokenizer)
   return parser

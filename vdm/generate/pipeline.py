@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from vdm.config import ASPECTS, spatial_stride
-from vdm.diffusion import guided_velocity
+from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import allowed_chunks, generation_mode
@@ -329,7 +329,7 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
     if not guided:
       return dit(x, t, text[:b], mask[:b], temporal_mask)
     both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
-    return guided_velocity(both[:b], both[b:], guidance)
+    return guide(both[:b], both[b:], scale=guidance)
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
@@ -340,7 +340,7 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset):
   dit = nnx.merge(graphdef, state).dit
   both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
                                 cache, frame_offset)
-  return guided_velocity(both[:1], both[1:], guidance), kv
+  return guide(both[:1], both[1:], scale=guidance), kv
 
 
 @functools.partial(jax.jit, static_argnums=0)

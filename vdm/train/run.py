@@ -82,11 +82,20 @@ def check_workdir_config(config, workdir: str) -> None:
   os.replace(path + ".tmp", path)
 
 
-def training_captions(config, builder=None) -> list[str]:
-  """The captions the tokenizer and the text pretraining learn from: the spine's caption grammar,
-  or the train captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`)."""
+def caption_builder(config, workdir: str):
+  """The dataset the text-only stages (tokenizer, text pretraining) read captions from: None for
+  the spine's, whose captions come from its grammar (no clips are built for them), else the
+  prepared `dataset_builder`."""
+  simple = config.data.get("kind", "simple") == "simple"
+  return None if simple else dataset_builder(config, workdir)
+
+
+def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
+  """The captions the tokenizer and the text pretraining learn from: `num` of the spine's caption
+  grammar, or the train captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`,
+  all of them)."""
   if config.data.get("kind", "simple") == "simple" or builder is None:
-    return synthetic.caption_corpus(config.data.seed, 20_000)
+    return synthetic.caption_corpus(config.data.seed, num)
   from vdm.data.dataset_tokenizer import train_captions
   return train_captions(builder)
 
@@ -204,9 +213,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   check_workdir_config(config, workdir)
-  # The spine's captions come from its grammar: text-only stages need no clips built for them.
-  simple = config.data.get("kind", "simple") == "simple"
-  builder = None if simple else dataset_builder(config, workdir)
+  builder = caption_builder(config, workdir)
   tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
