@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vdm.config import load_config
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval.metrics.drift import curve, plot_drift_curves
 from vdm.eval.rollout import markdown_table, sample_and_score, summary_entry
 from vdm.provenance import git_commit, write_json
@@ -101,7 +101,7 @@ def evaluate(models: dict[str, str], *, prompts: int, seeds: list[int], lengths:
   config = pipes[methods[0].variant].config
   d = config.data
   train_latents = 1 + (d.frames - 1) // config.vae.temporal_downsample
-  examples = [e for _, e in synthetic.generate_examples(d.seed, "test", prompts, d.height,
+  examples = [e for _, e in simple.generate_examples(d.seed, "test", prompts, d.height,
                                                         d.width, d.frames)]
   longest = 1 + (d.frames - 1) * max(lengths)
   for pipe in pipes.values():  # the experiment asks parallel/rolling for long clips on purpose

@@ -8,10 +8,10 @@ import pytest
 from vdm.data import assets
 from vdm.data import captions
 from vdm.data import moving_mnist
-from vdm.data import pipeline
 from vdm.data import scene_examples
 from vdm.data import scenes
 from vdm.data import scenes_builder
+from vdm.data.loader import make_loader
 
 
 def _scene(seed, split, index, height=32, width=32, frames=6, **kw):
@@ -250,8 +250,8 @@ def scene_builder(tmp_path_factory):
 def test_scene_builder_matches_generator(scene_builder):
   sources = scene_builder.as_data_source()
   assert {k: len(v) for k, v in sources.items()} == {"train": 12, "test": 4, "long": 2}
-  long = next(pipeline.make_loader(scene_builder, "long", batch_size=2, seed=0, shuffle=False,
-                                   num_epochs=1).__iter__())
+  long = next(make_loader(scene_builder, "long", batch_size=2, seed=0, shuffle=False,
+                          num_epochs=1).__iter__())
   assert long["video"].shape == (2, 8, 16, 24, 3) and long["visible"].dtype == bool
   want = scene_examples.make_example(0, "long", 1, 16, 24, 4, long_factor=2)
   np.testing.assert_array_equal(long["video"][1], want["video"])
@@ -270,7 +270,7 @@ def test_scene_builder_matches_generator(scene_builder):
 def test_loader_shards_by_process(scene_builder):
   seen = []
   for index in range(2):
-    loader = pipeline.make_loader(
+    loader = make_loader(
         scene_builder, "train", batch_size=2, seed=1, num_epochs=1,
         shard_options=grain.sharding.ShardOptions(shard_index=index, shard_count=2))
     seen.append([c for batch in loader for c in batch["caption"]])
@@ -281,7 +281,7 @@ def test_loader_shards_by_process(scene_builder):
 
 def test_resumed_loader_yields_the_same_next_batches(scene_builder):
   def loader():
-    return pipeline.make_loader(scene_builder, "train", batch_size=3, seed=4)
+    return make_loader(scene_builder, "train", batch_size=3, seed=4)
   uninterrupted = iter(loader())
   reference = [next(uninterrupted)["caption"].tolist() for _ in range(9)]  # spans 2+ epochs
   first = iter(loader())
@@ -320,7 +320,7 @@ def test_bucketed_loader_static_shapes_and_resume(scene_builder):
 
 def test_loader_state_round_trips_through_orbax(scene_builder, tmp_path):
   import orbax.checkpoint as ocp
-  loader = pipeline.make_loader(scene_builder, "train", batch_size=3, seed=9)
+  loader = make_loader(scene_builder, "train", batch_size=3, seed=9)
   it = iter(loader)
   for _ in range(3):
     next(it)
@@ -328,7 +328,7 @@ def test_loader_state_round_trips_through_orbax(scene_builder, tmp_path):
     manager.save(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
     manager.wait_until_finished()
   want = [next(it)["caption"].tolist() for _ in range(3)]
-  fresh = iter(pipeline.make_loader(scene_builder, "train", batch_size=3, seed=9))
+  fresh = iter(make_loader(scene_builder, "train", batch_size=3, seed=9))
   with ocp.CheckpointManager(str(tmp_path / "ckpt")) as manager:
     manager.restore(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
   assert [next(fresh)["caption"].tolist() for _ in range(3)] == want

@@ -61,7 +61,7 @@ def test_test_photos_are_unseen_in_training():
 def test_builder_through_from_config(tmp_path):
   import ml_collections
 
-  from vdm.data.pipeline import make_loader
+  from vdm.data.loader import make_loader
   from vdm.data.scenes_builder import from_config
   data = ml_collections.ConfigDict(dict(kind="photo_pans", aspect="16:9", short_side=16,
                                         frames=3, fps=8, num_train=4, num_test=2, seed=0))

@@ -10,7 +10,7 @@ from flax import nnx
 
 from vdm.config import ConfigError, load_config
 from vdm.post import sr
-from vdm.post.pipeline import parse_pipeline
+from vdm.post.chain import parse_pipeline
 from vdm.post.upscale import upscale
 from vdm.train.run import run_training
 from vdm.train.upscaler import temporal_difference_mse

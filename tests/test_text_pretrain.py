@@ -60,7 +60,7 @@ def test_causal_buckets_cover_only_the_past():
 
 
 def test_pretrained_encoder_loads_into_the_t2v_model_with_identical_outputs(tmp_path):
-  from vdm.data.synthetic import caption_corpus
+  from vdm.data.simple import caption_corpus
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
   config = load_config(TINY)
   tokenizer = Tokenizer(train_tokenizer(caption_corpus(0, 2000), vocab_size=config.text.vocab_size))

@@ -44,7 +44,7 @@ def cmd_sample(args) -> int:
     raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
   post_stages = None
   if args.post:
-    from vdm.post.pipeline import parse_pipeline
+    from vdm.post.chain import parse_pipeline
     post_stages = parse_pipeline(args.post)  # a typo fails here, before any sampling
   t0 = time.perf_counter()
   pipe = Pipeline.load(args.checkpoint)
@@ -56,7 +56,7 @@ def cmd_sample(args) -> int:
                          kv_cache=not args.no_kv_cache, extend=args.extend)
   load_seconds = time.perf_counter() - t0
   if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
-    from vdm.post.pipeline import apply_pipeline
+    from vdm.post.chain import apply_pipeline
     result = pipe.generate(request)
     result["frames"] = apply_pipeline(result["frames"], post_stages)
     write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)

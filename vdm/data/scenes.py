@@ -504,5 +504,5 @@ def sample_scene(rng: np.random.Generator, height: int, width: int, frames: int,
 def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
   """The generator for example `index`: depends only on (seed, split, index)."""
   _check_split(split)
-  # 1000 + split id keeps these streams apart from vdm.data.synthetic's [seed, split, index].
+  # 1000 + split id keeps these streams apart from vdm.data.simple's [seed, split, index].
   return np.random.default_rng([seed, 1000 + SPLITS.index(split), index])

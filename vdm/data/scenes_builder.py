@@ -47,7 +47,7 @@ def _tensor(shape, dtype, zlib=False):
 
 
 class _NoTfBuilder(tfds.core.GeneratorBasedBuilder):
-  """Shared settings: source folder named explicitly (see tfds_builder.SyntheticVideos), and
+  """Shared settings: source folder named explicitly (see simple_builder.SimpleVideos), and
   splits generated from the seed, `num_<split>` examples each (a split of 0 is left out)."""
   code_path = epath.Path(__file__)
   pkg_dir_path = epath.Path(__file__).parent
@@ -236,7 +236,7 @@ def from_config(data, data_dir: str):
 
   'scenes', 'moving_mnist' and 'photo_pans' read the fields of their make_*_builder
   (moving_mnist also takes height = width for its size, as training configs name it);
-  'simple' is the spine's vdm.data.tfds_builder; 'folder' opens a dataset made by
+  'simple' is the spine's vdm.data.simple_builder; 'folder' opens a dataset made by
   `vdm data import` (data.name).
   """
   kind = data.get("kind", "simple")
@@ -261,5 +261,5 @@ def from_config(data, data_dir: str):
   if kind == "folder":
     from vdm.data import importer
     return importer.load_builder(data_dir, data.name)
-  from vdm.data import tfds_builder
-  return tfds_builder.prepare(data_dir, **fields)
+  from vdm.data import simple_builder
+  return simple_builder.prepare(data_dir, **fields)

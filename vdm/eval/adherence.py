@@ -2,7 +2,7 @@
 
 A generated clip for "a red circle moving right on a blue background" adheres if the one object
 that differs from the background is nearest to red in the palette and its centroid moves right.
-The detector is calibrated on ground-truth clips from `vdm.data.synthetic` (see
+The detector is calibrated on ground-truth clips from `vdm.data.simple` (see
 tests/test_adherence.py), including blurred and noisy ones, because generated clips are both.
 """
 from typing import Sequence
@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from vdm.data import synthetic
+from vdm.data import simple
 
-_PALETTE = synthetic.PALETTE.astype(np.float32)  # [K, 3]
+_PALETTE = simple.PALETTE.astype(np.float32)  # [K, 3]
 # Palette colours differ by >= 255 in RGB distance; 0.4 of that separates object from background
 # with a wide margin against noise (std 15 per channel, ~26 in distance, before smoothing).
 _COARSE_THRESHOLD = 0.4 * 255.0
@@ -132,7 +132,7 @@ def motion_direction(centers: np.ndarray, *, min_displacement: float = 1.0,
     name = "right" if dx > 0 else "left"
   else:
     name = "down" if dy > 0 else "up"
-  return synthetic.DIRECTIONS.index(name)
+  return simple.DIRECTIONS.index(name)
 
 
 def score(video: np.ndarray, color: int, direction: int) -> dict:

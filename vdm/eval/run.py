@@ -11,7 +11,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval.adherence import score, summarize
 from vdm.provenance import write_json
 
@@ -25,7 +25,7 @@ def run_adherence(checkpoint: str, *, num: int = 48, seed: int = 0, out: str = "
     raise ValueError(f"--num {num} must be >= 1")
   pipe = Pipeline.load(checkpoint)
   d = pipe.config.data
-  examples = synthetic.generate_examples(d.seed, "test", num, d.height, d.width, d.frames)
+  examples = simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames)
   rows = []
   for i, (_, example) in enumerate(tqdm(examples, total=num, desc="adherence")):
     frames = pipe(example["caption"], seed=seed + i, steps=steps, guidance=guidance,
@@ -108,7 +108,7 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   d = Pipeline.load(checkpoint).config.data
   rows = {}
   synthetic_scores = [scores(e["video"]) for _, e in tqdm(
-      synthetic.generate_examples(d.seed, "test", num, d.height, d.width, d.frames), total=num,
+      simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames), total=num,
       desc="vae")]
   rows[f"synthetic test ({num} clips, {d.width}x{d.height}x{d.frames})"] = {
       k: float(np.mean([s[k] for s in synthetic_scores])) for k in ("psnr", "ssim")}

@@ -11,7 +11,7 @@ import sys
 import time
 
 from vdm.post import common
-from vdm.post.pipeline import PipelineError, apply_pipeline, format_pipeline, parse_pipeline
+from vdm.post.chain import PipelineError, apply_pipeline, format_pipeline, parse_pipeline
 
 
 def add_post_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

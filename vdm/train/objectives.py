@@ -139,7 +139,7 @@ def denoiser_loss(model, batch: dict, rng, *, kind: str = "logit_normal",
     consistency = temporal_consistency_loss(velocity, x_t, levels, x0)
     loss = loss + temporal_consistency_weight * consistency
     metrics["consistency_loss"] = consistency
-  if motion_weight:  # an ablation: needs the data's exact flow (vdm.data.synthetic.latent_motion)
+  if motion_weight:  # an ablation: needs the data's exact flow (vdm.data.simple.latent_motion)
     motion = temporal_consistency_loss(velocity, x_t, levels, x0, flow=batch["latent_flow"],
                                        valid=batch["flow_valid"])
     loss = loss + motion_weight * motion

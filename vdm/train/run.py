@@ -19,9 +19,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from vdm.data import synthetic
-from vdm.data.pipeline import make_caption_loader, make_loader
-from vdm.data.tfds_builder import prepare
+from vdm.data.loader import make_caption_loader, make_loader
+from vdm.data.simple import caption_corpus, latent_motion
+from vdm.data.simple_builder import prepare
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
 from vdm.nn import normalize_pixels
@@ -95,7 +95,7 @@ def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
   grammar, or the train captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`,
   all of them)."""
   if config.data.get("kind", "simple") == "simple" or builder is None:
-    return synthetic.caption_corpus(config.data.seed, num)
+    return caption_corpus(config.data.seed, num)
   from vdm.data.dataset_tokenizer import train_captions
   return train_captions(builder)
 
@@ -171,7 +171,7 @@ def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
   """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
   'test' split (none if it has no such split)."""
   if config.data.get("kind", "simple") == "simple" or builder is None:
-    return synthetic.caption_corpus(config.data.seed, num, split="test")
+    return caption_corpus(config.data.seed, num, split="test")
   sources = builder.as_data_source()
   if "test" not in sources:
     return []
@@ -259,7 +259,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       _, _, height, width, _ = batch["video"].shape
-      flows, valids = zip(*(synthetic.latent_motion(
+      flows, valids = zip(*(latent_motion(
           int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
           temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
           for i in range(n)))

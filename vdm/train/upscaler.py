@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vdm.data.pipeline import make_loader
+from vdm.data.loader import make_loader
 from vdm.data.scenes_builder import from_config
 from vdm.models import save_params
 from vdm.post import sr
