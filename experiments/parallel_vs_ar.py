@@ -102,7 +102,7 @@ def evaluate(models: dict[str, str], *, prompts: int, seeds: list[int], lengths:
   d = config.data
   train_latents = 1 + (d.frames - 1) // config.vae.temporal_downsample
   examples = [e for _, e in simple.generate_examples(d.seed, "test", prompts, d.height,
-                                                        d.width, d.frames)]
+                                                     d.width, d.frames)]
   longest = 1 + (d.frames - 1) * max(lengths)
   for pipe in pipes.values():  # the experiment asks parallel/rolling for long clips on purpose
     pipe.config.sample.max_frames = max(pipe.config.sample.max_frames, longest)

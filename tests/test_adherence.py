@@ -13,7 +13,7 @@ def _clips(num_per_size=30, seed=11):
     for i in range(num_per_size):
       split = ("train", "test")[i % 2]
       spec = simple.sample_spec(simple.example_rng(seed, split, i), height, width,
-                                   frames, split)
+                                frames, split)
       video, truth = simple.render_clip(spec, height, width, frames)
       out.append((video, spec, truth))
   return out

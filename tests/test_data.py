@@ -13,7 +13,7 @@ SIZES = [(16, 16, 5), (32, 32, 9), (64, 64, 9), (24, 40, 7)]
 
 def _specs(split, height, width, frames, num, seed=0):
   return [simple.sample_spec(simple.example_rng(seed, split, i), height, width, frames,
-                                split) for i in range(num)]
+                             split) for i in range(num)]
 
 
 def test_same_seed_same_bytes_other_seed_differs():
@@ -75,7 +75,7 @@ def test_truth_matches_pixels_and_object_stays_inside(height, width, frames):
       # The same shape on a padded canvas has no pixels outside the frame.
       cx, cy = truth["center"][t]
       full = simple.shape_mask(spec.shape, cx + pad, cy + pad, spec.radius,
-                                  height + 2 * pad, width + 2 * pad)
+                               height + 2 * pad, width + 2 * pad)
       assert full.sum() == mask.sum() > 0
     # The object's extent (radius around the centre) lies within the pixel grid.
     low = truth["center"] - spec.radius

@@ -265,8 +265,8 @@ _CHILDREN = textwrap.dedent("""
 def test_every_module_imports_alone_in_a_fresh_interpreter():
   third_party = sorted(set().union(*(_module_level_imports(_tree(p)) for p in MODULES.values())))
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
-  out = subprocess.run([sys.executable, "-c", _CHILDREN, json.dumps([third_party,
-                                                                      sorted(MODULES)])],
+  args = json.dumps([third_party, sorted(MODULES)])
+  out = subprocess.run([sys.executable, "-c", _CHILDREN, args],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
   assert out.returncode == 0, out.stderr[-4000:]
   failed = json.loads(out.stdout.strip().splitlines()[-1])

@@ -202,4 +202,4 @@ def test_a_workdir_from_before_init_from_still_resumes(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(old))
   with pytest.raises(ValueError, match=r"text\.init_from: None -> 'configs'"):
     check_workdir_config(load_config("configs/spine.py:tiny", ["text.init_from='configs'"]),
-                          str(tmp_path))
+                         str(tmp_path))

@@ -106,7 +106,7 @@ def test_latent_motion_of_a_rendered_clip_is_exact():
   spec = dataclasses.replace(spec, speed=2.0, start=(8.3, 15.6))
   video, truth = simple.render_clip(spec, 32, 32, 9)
   flow, valid = simple.latent_motion(truth["shape"], truth["center"], truth["radius"], 32, 32,
-                                        temporal_stride=2, spatial_stride=4)
+                                     temporal_stride=2, spatial_stride=4)
   assert flow.shape == (4, 8, 8, 2) and valid.shape == (4, 8, 8)
   # Pooled to the latent grid, each valid cell of frame l+1 equals frame l at the flow's source
   # (whole-cell moves only, so nearest sampling is exact).

@@ -102,7 +102,7 @@ def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2
   pipe = Pipeline.load(checkpoint)
   d = pipe.config.data
   examples = [e for _, e in simple.generate_examples(d.seed, "test", num, d.height, d.width,
-                                                        d.frames)]
+                                                     d.frames)]
   pipe.config.sample.max_frames = max(pipe.config.sample.max_frames,
                                       1 + (d.frames - 1) * max(lengths))
   summary = {}

@@ -58,7 +58,7 @@ def encode_given(pipe, given) -> jax.Array:
     raise ValueError(f"given must be uint8 [B, G, H, W, 3], got {given.dtype} {given.shape}")
   vae_def, vae_state = nnx.split(pipe.vae)
   return pipeline.encode_video(vae_def, vae_state, jnp.asarray(given), pipe.latent_mean,
-                          pipe.latent_std)
+                               pipe.latent_std)
 
 
 def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, seed: int = 0,
@@ -97,9 +97,9 @@ def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, s
   text_mask = jnp.asarray(text_mask)
   text = pipeline.encode_text(den_def, den_state, jnp.asarray(ids), text_mask)
   z = pipeline.sample_matrix(den_def, den_state, x_init.reshape((-1,) + x_init.shape[2:]), text,
-                              text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
-                              jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
-                              sampler_name=sampler, guided=float(guidance) != 1.0)
+                             text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
+                             jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
+                             sampler_name=sampler, guided=float(guidance) != 1.0)
   return z.reshape(x_init.shape)
 
 

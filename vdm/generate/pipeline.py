@@ -266,8 +266,8 @@ class Pipeline:
       if request.mode in ("autoregressive", "rolling"):  # the KV-cache path's context window
         temporal_mask = sliding_window_mask(latent_shape[1], request.chunk, request.window)
       z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
-                         jnp.asarray(temporal_mask), guidance, sampler_key,
-                         sampler_name=request.sampler)
+                        jnp.asarray(temporal_mask), guidance, sampler_key,
+                        sampler_name=request.sampler)
       emit(decode(z))
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
 
