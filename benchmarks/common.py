@@ -16,7 +16,7 @@ def machine() -> dict:
       cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
   except (OSError, StopIteration):
     pass
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   return dict(cpu=cpu, cores=os.cpu_count(), devices=[str(d) for d in jax.devices()],
               jax=jax.__version__, python=platform.python_version(), git_commit=git_commit(),
               date=time.strftime("%Y-%m-%d %H:%M:%S"))

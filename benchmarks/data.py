@@ -4,7 +4,7 @@
 
 Settings: scenes 64x64x16 (1:1), scenes 256x144x32 (16:9) and Moving MNIST 64x64x20.
 'generate' renders clips in this process (numpy, one core); 'prepare' adds TFDS encoding and the
-array_record write; 'load' reads a prepared split through `vdm.data.pipeline.make_loader`
+array_record write; 'load' reads a prepared split through `vdm.data.loader.make_loader`
 (shuffled, batched, worker_count=0). With --train-step-s, each row also shows the clips/s a
 training step of --train-batch clips needs and the loader's headroom over it.
 """
@@ -19,9 +19,9 @@ import numpy as np
 
 from benchmarks.common import write
 from vdm.data import moving_mnist
-from vdm.data import pipeline
-from vdm.data import scenes
+from vdm.data import scene_examples
 from vdm.data import scenes_builder
+from vdm.data.loader import make_loader
 
 SETTINGS = (
     ("scenes 1:1", "scenes", dict(height=64, width=64, frames=16)),
@@ -32,8 +32,8 @@ SETTINGS = (
 
 def _generate(kind: str, params: dict, index: int) -> dict:
   if kind == "scenes":
-    return scenes.make_example(0, "train", index, params["height"], params["width"],
-                               params["frames"])
+    return scene_examples.make_example(0, "train", index, params["height"], params["width"],
+                                       params["frames"])
   return moving_mnist.make_example(0, "train", index, **params)
 
 
@@ -56,7 +56,8 @@ def run(argv=None) -> None:
   parser.add_argument("--train-batch", type=int, default=32)
   args = parser.parse_args(argv)
   need = args.train_batch / args.train_step_s if args.train_step_s else None
-  scenes.make_example(0, "train", 0, 32, 32, 4)  # load digits and photos outside the timings
+  # Loads the digits and photos outside the timings.
+  scene_examples.make_example(0, "train", 0, 32, 32, 4)
   rows = []
   for label, kind, params in SETTINGS:
     n = args.clips
@@ -75,8 +76,7 @@ def run(argv=None) -> None:
       epochs = max(1, 64 // n)
 
       def read():
-        loader = pipeline.make_loader(builder, "train", batch_size=batch, seed=0,
-                                      num_epochs=epochs)
+        loader = make_loader(builder, "train", batch_size=batch, seed=0, num_epochs=epochs)
         for b in loader:
           np.asarray(b["video"]).sum(dtype=np.int64)  # touch the bytes
       load = _rate(read, (n // batch) * batch * epochs, args.repeats)

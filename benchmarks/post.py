@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import timed, write
 from vdm.post.lut import Lut, identity_table
-from vdm.post.pipeline import apply_pipeline, parse_pipeline
+from vdm.post.chain import apply_pipeline, parse_pipeline
 
 SIZES = ((144, 256), (720, 1280))
 

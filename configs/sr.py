@@ -1,4 +1,4 @@
-"""The learned upscaler (vdm/post/sr.py), trained through the one loop.
+"""The learned upscaler (vdm/post/sr.py), trained through the one loop (vdm/train/upscaler.py).
 
 Arguments (`configs/sr.py:FACTOR[,tiny][,scenes]`): FACTOR 2 or 4; tiny = seconds, for tests;
 scenes = train on the synthetic scenes instead of natural-image clips (photo_pans: real photos
@@ -31,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # temporal_weight: weight of the error in frame-to-frame change (up_t+1 - up_t vs the
   # original's), so the upscaler adds no flicker of its own.
   # input_noise: max std (8-bit levels) of per-frame noise on the training input only, so the
-  # model averages input flicker away instead of sharpening it (vdm.post.sr.sr_loss).
+  # model averages input flicker away instead of sharpening it (vdm.train.upscaler.sr_loss).
   config.loss = ml_collections.ConfigDict(dict(temporal_weight=1.0, input_noise=2.0))
   config.model = ml_collections.ConfigDict(dict(width=32, blocks=4, neighbours=1))
   config.train = ml_collections.ConfigDict(dict(

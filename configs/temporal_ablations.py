@@ -7,7 +7,7 @@
   consistency   + a loss on the predicted clip's frame-to-frame change
                 (diffusion.temporal_consistency_weight = 1; vdm.diffusion.temporal_consistency_loss)
   motion        + the same loss along the exact ground-truth flow, on the latent grid (motion
-                supervision: diffusion.motion_supervision_weight = 1; synthetic.latent_motion)
+                supervision: diffusion.motion_supervision_weight = 1; simple.latent_motion)
 
 Arguments (`configs/temporal_ablations.py:VARIANT[,small|tiny]`; small is the default). Run and
 compare them all with `python -m experiments.temporal_ablations`, or one by one with

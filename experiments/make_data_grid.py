@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vdm.data import moving_mnist  # noqa: E402
-from vdm.data import scenes  # noqa: E402
+from vdm.data import scene_examples  # noqa: E402
 
 ROW_WIDTH = 4 * 128 + 3 * 4
 WRAP = 84
@@ -57,10 +57,10 @@ def main(argv=None) -> None:
   rows = []
   for i in range(args.rows):
     split = "test" if i == args.rows - 1 else "train"
-    e = scenes.make_example(args.seed, split, i, 64, 64, 16)
+    e = scene_examples.make_example(args.seed, split, i, 64, 64, 16)
     rows.append(_row(e["video"], [f"[{split}] {e['caption']}", e["caption_long"]],
                      (0, 5, 10, 15)))
-  e = scenes.make_example(args.seed, "train", 100, 144, 256, 32)
+  e = scene_examples.make_example(args.seed, "train", 100, 144, 256, 32)
   rows.append(_row(e["video"], [f"[16:9] {e['caption']}"], (0, 31), height=144))
   m = moving_mnist.make_example(args.seed, "train", 0)
   rows.append(_row(m["video"], [f"[moving mnist] {m['caption']}"], (0, 6, 12, 19)))

@@ -22,11 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vdm.config import load_config
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval.metrics.drift import curve, plot_drift_curves
 from vdm.eval.rollout import markdown_table, sample_and_score, summary_entry
-from vdm.train.run import git_commit, run_training
-from vdm.video_io import write_json
+from vdm.provenance import git_commit, write_json
+from vdm.train.run import run_training
 
 # Absolute, so the script and the notebook (run from colabs/) find it from any directory.
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
@@ -101,8 +101,8 @@ def evaluate(models: dict[str, str], *, prompts: int, seeds: list[int], lengths:
   config = pipes[methods[0].variant].config
   d = config.data
   train_latents = 1 + (d.frames - 1) // config.vae.temporal_downsample
-  examples = [e for _, e in synthetic.generate_examples(d.seed, "test", prompts, d.height,
-                                                        d.width, d.frames)]
+  examples = [e for _, e in simple.generate_examples(d.seed, "test", prompts, d.height,
+                                                     d.width, d.frames)]
   longest = 1 + (d.frames - 1) * max(lengths)
   for pipe in pipes.values():  # the experiment asks parallel/rolling for long clips on purpose
     pipe.config.sample.max_frames = max(pipe.config.sample.max_frames, longest)

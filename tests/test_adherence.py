@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval import adherence
 
 
@@ -12,9 +12,9 @@ def _clips(num_per_size=30, seed=11):
   for height, width, frames in [(32, 32, 9), (64, 64, 9)]:
     for i in range(num_per_size):
       split = ("train", "test")[i % 2]
-      spec = synthetic.sample_spec(synthetic.example_rng(seed, split, i), height, width,
-                                   frames, split)
-      video, truth = synthetic.render_clip(spec, height, width, frames)
+      spec = simple.sample_spec(simple.example_rng(seed, split, i), height, width,
+                                frames, split)
+      video, truth = simple.render_clip(spec, height, width, frames)
       out.append((video, spec, truth))
   return out
 
@@ -70,8 +70,8 @@ def test_tiny_blurred_objects():
   scores = []
   for i in range(40):
     split = ("train", "test")[i % 2]
-    spec = synthetic.sample_spec(synthetic.example_rng(5, split, i), 16, 16, 5, split)
-    video, _ = synthetic.render_clip(spec, 16, 16, 5)
+    spec = simple.sample_spec(simple.example_rng(5, split, i), 16, 16, 5, split)
+    video, _ = simple.render_clip(spec, 16, 16, 5)
     scores.append(adherence.score(_degrade(video, rng), spec.color, spec.direction))
   summary = adherence.summarize(scores)
   assert summary["color_accuracy"] >= 0.9, summary
@@ -83,7 +83,7 @@ def test_stray_blobs_do_not_move_the_object(clips):
   for video, spec, truth in clips[::5]:
     frames, height, width, _ = video.shape
     speckled = video.copy()
-    stray = synthetic.PALETTE[(spec.background + 1) % len(synthetic.COLORS)]
+    stray = simple.PALETTE[(spec.background + 1) % len(simple.COLORS)]
     for t in range(frames):
       # 2x2 blobs: single pixels are already removed by the detector's smoothing.
       for y, x in zip(rng.integers(height - 1, size=3), rng.integers(width - 1, size=3)):
@@ -95,15 +95,15 @@ def test_stray_blobs_do_not_move_the_object(clips):
 
 def test_wrong_prompt_is_scored_wrong(clips):
   for video, spec, _ in clips[::6]:
-    other_color = (spec.color + 1) % len(synthetic.COLORS)
+    other_color = (spec.color + 1) % len(simple.COLORS)
     result = adherence.score(video, other_color, spec.direction)
     assert not result["color_ok"] and result["detected_color"] == spec.color
     # Played backwards the object moves the opposite way.
     opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}[
-        synthetic.DIRECTIONS[spec.direction]]
+        simple.DIRECTIONS[spec.direction]]
     result = adherence.score(video[::-1], spec.color, spec.direction)
     assert result["color_ok"] and not result["direction_ok"]
-    assert result["detected_direction"] == synthetic.DIRECTIONS.index(opposite)
+    assert result["detected_direction"] == simple.DIRECTIONS.index(opposite)
     # A frozen clip has no direction at all.
     frozen = np.repeat(video[:1], len(video), axis=0)
     assert adherence.score(frozen, spec.color, spec.direction)["detected_direction"] == -1
@@ -111,17 +111,17 @@ def test_wrong_prompt_is_scored_wrong(clips):
 
 def test_recoloured_object_is_detected_as_new_colour(clips):
   video, spec, truth = clips[0]
-  new_color = next(c for c in range(len(synthetic.COLORS))
+  new_color = next(c for c in range(len(simple.COLORS))
                    if c not in (spec.color, spec.background))
   recoloured = video.copy()
-  recoloured[np.all(video == synthetic.PALETTE[spec.color], axis=-1)] = (
-      synthetic.PALETTE[new_color])
+  recoloured[np.all(video == simple.PALETTE[spec.color], axis=-1)] = (
+      simple.PALETTE[new_color])
   assert adherence.detect_object(recoloured)["color"] == new_color
   assert not adherence.score(recoloured, spec.color, spec.direction)["color_ok"]
 
 
 def test_empty_video_finds_nothing():
-  video = np.zeros((6, 32, 32, 3), np.uint8) + synthetic.PALETTE[2]
+  video = np.zeros((6, 32, 32, 3), np.uint8) + simple.PALETTE[2]
   detected = adherence.detect_object(video)
   assert detected["color"] == -1 and detected["background"] == 2
   assert np.isnan(detected["centers"]).all() and not detected["mask"].any()
@@ -135,10 +135,10 @@ def test_motion_direction_on_tracks():
   for name, xy in [("right", (10 + t, still)), ("left", (10 - t, still)),
                    ("up", (still, 10 - t)), ("down", (still, 10 + t))]:
     centers = np.stack(xy, axis=-1)
-    assert adherence.motion_direction(centers) == synthetic.DIRECTIONS.index(name)
+    assert adherence.motion_direction(centers) == simple.DIRECTIONS.index(name)
   centers = np.stack([10 + t, still], axis=-1)
   centers[[1, 4]] = np.nan  # a few missed frames do not matter
-  assert adherence.motion_direction(centers) == synthetic.DIRECTIONS.index("right")
+  assert adherence.motion_direction(centers) == simple.DIRECTIONS.index("right")
   centers[2:] = np.nan  # too few frames found
   assert adherence.motion_direction(centers) == -1
   tiny = np.stack([10 + 0.05 * t, still], axis=-1)

@@ -4,22 +4,22 @@ import itertools
 import numpy as np
 import pytest
 
-from vdm.data import pipeline
-from vdm.data import synthetic
-from vdm.data import tfds_builder
+from vdm.data import simple
+from vdm.data import simple_builder
+from vdm.data.loader import make_loader
 
 SIZES = [(16, 16, 5), (32, 32, 9), (64, 64, 9), (24, 40, 7)]
 
 
 def _specs(split, height, width, frames, num, seed=0):
-  return [synthetic.sample_spec(synthetic.example_rng(seed, split, i), height, width, frames,
-                                split) for i in range(num)]
+  return [simple.sample_spec(simple.example_rng(seed, split, i), height, width, frames,
+                             split) for i in range(num)]
 
 
 def test_same_seed_same_bytes_other_seed_differs():
-  a = list(synthetic.generate_examples(3, "train", 4, 32, 32, 9))
-  b = list(synthetic.generate_examples(3, "train", 4, 32, 32, 9))
-  c = list(synthetic.generate_examples(4, "train", 4, 32, 32, 9))
+  a = list(simple.generate_examples(3, "train", 4, 32, 32, 9))
+  b = list(simple.generate_examples(3, "train", 4, 32, 32, 9))
+  c = list(simple.generate_examples(4, "train", 4, 32, 32, 9))
   for (ka, ea), (kb, eb) in zip(a, b):
     assert ka == kb
     assert ea["video"].tobytes() == eb["video"].tobytes()
@@ -29,32 +29,32 @@ def test_same_seed_same_bytes_other_seed_differs():
 
 
 def test_example_depends_only_on_seed_split_index():
-  short = list(synthetic.generate_examples(0, "test", 2, 16, 16, 5))
-  long = list(synthetic.generate_examples(0, "test", 5, 16, 16, 5))
+  short = list(simple.generate_examples(0, "test", 2, 16, 16, 5))
+  long = list(simple.generate_examples(0, "test", 5, 16, 16, 5))
   for (_, x), (_, y) in zip(short, long):
     assert x["video"].tobytes() == y["video"].tobytes()
-  train0 = next(synthetic.generate_examples(0, "train", 1, 16, 16, 5))[1]
+  train0 = next(simple.generate_examples(0, "train", 1, 16, 16, 5))[1]
   assert train0["video"].tobytes() != long[0][1]["video"].tobytes()
 
 
 def test_held_out_compositions_split_train_and_test():
   for spec in _specs("train", 32, 32, 9, 300):
-    assert not synthetic.is_held_out(spec.color, spec.shape, spec.direction, spec.background)
+    assert not simple.is_held_out(spec.color, spec.shape, spec.direction, spec.background)
     assert spec.color != spec.background
   for spec in _specs("test", 32, 32, 9, 100):
-    assert synthetic.is_held_out(spec.color, spec.shape, spec.direction, spec.background)
+    assert simple.is_held_out(spec.color, spec.shape, spec.direction, spec.background)
     assert spec.color != spec.background
 
-  compositions = [k for k in itertools.product(range(len(synthetic.COLORS)),
-                                               range(len(synthetic.SHAPES)),
-                                               range(len(synthetic.DIRECTIONS)),
-                                               range(len(synthetic.COLORS))) if k[0] != k[3]]
-  held_out = [k for k in compositions if synthetic.is_held_out(*k)]
+  compositions = [k for k in itertools.product(range(len(simple.COLORS)),
+                                               range(len(simple.SHAPES)),
+                                               range(len(simple.DIRECTIONS)),
+                                               range(len(simple.COLORS))) if k[0] != k[3]]
+  held_out = [k for k in compositions if simple.is_held_out(*k)]
   assert 0.1 < len(held_out) / len(compositions) < 0.2
-  train = [k for k in compositions if not synthetic.is_held_out(*k)]
+  train = [k for k in compositions if not simple.is_held_out(*k)]
   # Every single word value must still be seen in training.
-  for axis, size in enumerate([len(synthetic.COLORS), len(synthetic.SHAPES),
-                               len(synthetic.DIRECTIONS), len(synthetic.COLORS)]):
+  for axis, size in enumerate([len(simple.COLORS), len(simple.SHAPES),
+                               len(simple.DIRECTIONS), len(simple.COLORS)]):
     assert {k[axis] for k in train} == set(range(size))
 
 
@@ -62,10 +62,10 @@ def test_held_out_compositions_split_train_and_test():
 def test_truth_matches_pixels_and_object_stays_inside(height, width, frames):
   for spec in _specs("train", height, width, frames, 30) + _specs("test", height, width,
                                                                   frames, 10):
-    video, truth = synthetic.render_clip(spec, height, width, frames)
+    video, truth = simple.render_clip(spec, height, width, frames)
     assert video.shape == (frames, height, width, 3) and video.dtype == np.uint8
     assert truth["center"].shape == (frames, 2) and truth["center"].dtype == np.float32
-    color = synthetic.PALETTE[spec.color]
+    color = simple.PALETTE[spec.color]
     pad = int(np.ceil(spec.radius)) + 2
     for t in range(frames):
       mask = np.all(video[t] == color, axis=-1)
@@ -74,8 +74,8 @@ def test_truth_matches_pixels_and_object_stays_inside(height, width, frames):
       assert np.abs(centroid - truth["center"][t]).max() < 1.0, (spec, t)
       # The same shape on a padded canvas has no pixels outside the frame.
       cx, cy = truth["center"][t]
-      full = synthetic.shape_mask(spec.shape, cx + pad, cy + pad, spec.radius,
-                                  height + 2 * pad, width + 2 * pad)
+      full = simple.shape_mask(spec.shape, cx + pad, cy + pad, spec.radius,
+                               height + 2 * pad, width + 2 * pad)
       assert full.sum() == mask.sum() > 0
     # The object's extent (radius around the centre) lies within the pixel grid.
     low = truth["center"] - spec.radius
@@ -83,8 +83,8 @@ def test_truth_matches_pixels_and_object_stays_inside(height, width, frames):
     assert low.min() >= 0 and (high <= np.array([width - 1, height - 1])).all(), spec
     # Motion is along the named direction and clearly visible.
     displacement = truth["center"][-1] - truth["center"][0]
-    along = displacement @ synthetic.DIRECTION_VECTORS[spec.direction]
-    extent = width if synthetic.DIRECTIONS[spec.direction] in ("left", "right") else height
+    along = displacement @ simple.DIRECTION_VECTORS[spec.direction]
+    extent = width if simple.DIRECTIONS[spec.direction] in ("left", "right") else height
     assert 0.3 * extent < along <= 0.55 * extent + 1e-4
     np.testing.assert_allclose(np.abs(displacement).sum(), along, atol=1e-4)
     assert 0.12 * min(height, width) <= spec.radius <= 0.2 * min(height, width)
@@ -92,23 +92,23 @@ def test_truth_matches_pixels_and_object_stays_inside(height, width, frames):
 
 def test_caption_names_every_attribute():
   for spec in _specs("train", 32, 32, 9, 100) + _specs("test", 32, 32, 9, 30):
-    text = synthetic.caption(spec)
+    text = simple.caption(spec)
     words = text.split()
     assert text == text.lower()
-    assert words[:3] == ["a", synthetic.COLOR_NAMES[spec.color], synthetic.SHAPES[spec.shape]]
-    assert words[-3:] == ["a", synthetic.COLOR_NAMES[spec.background], "background"]
-    assert [w for w in words if w in synthetic.DIRECTIONS] == [
-        synthetic.DIRECTIONS[spec.direction]]
-    assert sorted(w for w in words if w in synthetic.COLOR_NAMES) == sorted(
-        [synthetic.COLOR_NAMES[spec.color], synthetic.COLOR_NAMES[spec.background]])
-    assert sum(w in synthetic.SHAPES for w in words) == 1
+    assert words[:3] == ["a", simple.COLOR_NAMES[spec.color], simple.SHAPES[spec.shape]]
+    assert words[-3:] == ["a", simple.COLOR_NAMES[spec.background], "background"]
+    assert [w for w in words if w in simple.DIRECTIONS] == [
+        simple.DIRECTIONS[spec.direction]]
+    assert sorted(w for w in words if w in simple.COLOR_NAMES) == sorted(
+        [simple.COLOR_NAMES[spec.color], simple.COLOR_NAMES[spec.background]])
+    assert sum(w in simple.SHAPES for w in words) == 1
 
 
 def test_caption_corpus_covers_phrasings_and_is_deterministic():
-  corpus = synthetic.caption_corpus(0, 40)
-  assert corpus == synthetic.caption_corpus(0, 40)
+  corpus = simple.caption_corpus(0, 40)
+  assert corpus == simple.caption_corpus(0, 40)
   assert len(corpus) == 40
-  for phrasing in synthetic.PHRASINGS:
+  for phrasing in simple.PHRASINGS:
     verb = phrasing.split()[0]
     assert any(f" {verb} " in text for text in corpus), phrasing
 
@@ -117,7 +117,7 @@ def test_caption_corpus_covers_phrasings_and_is_deterministic():
 def tiny_builder(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   params = dict(height=16, width=16, frames=5, fps=4, num_train=8, num_test=4, seed=0)
-  return tfds_builder.prepare(data_dir, **params), data_dir, params
+  return simple_builder.prepare(data_dir, **params), data_dir, params
 
 
 def test_builder_prepares_and_reuses(tiny_builder):
@@ -126,12 +126,12 @@ def test_builder_prepares_and_reuses(tiny_builder):
   assert builder.info.splits["train"].num_examples == 8
   assert builder.info.splits["test"].num_examples == 4
   assert builder.info.metadata["fps"] == 4
-  again = tfds_builder.prepare(data_dir, **params)
+  again = simple_builder.prepare(data_dir, **params)
   assert again.data_path == builder.data_path
-  other = tfds_builder.make_builder(data_dir, **{**params, "seed": 1})
+  other = simple_builder.make_builder(data_dir, **{**params, "seed": 1})
   assert other.data_path != builder.data_path and not other.is_prepared()
   with pytest.raises(ValueError, match="height"):
-    tfds_builder.make_builder(data_dir, **{**params, "height": 0})
+    simple_builder.make_builder(data_dir, **{**params, "height": 0})
 
 
 def _batches(loader):
@@ -141,10 +141,10 @@ def _batches(loader):
 @pytest.mark.parametrize("split,num", [("train", 8), ("test", 4)])
 def test_loader_in_order_equals_generator(tiny_builder, split, num):
   builder, _, params = tiny_builder
-  batches = _batches(pipeline.make_loader(builder, split, batch_size=2, seed=0, shuffle=False,
-                                          num_epochs=1))
+  batches = _batches(make_loader(builder, split, batch_size=2, seed=0, shuffle=False,
+                                 num_epochs=1))
   assert len(batches) == num // 2
-  expected = [e for _, e in synthetic.generate_examples(
+  expected = [e for _, e in simple.generate_examples(
       params["seed"], split, num, params["height"], params["width"], params["frames"])]
   for b, batch in enumerate(batches):
     assert batch["video"].shape == (2, 5, 16, 16, 3) and batch["video"].dtype == np.uint8
@@ -164,17 +164,17 @@ def test_shuffled_loader_is_deterministic(tiny_builder):
   builder, _, _ = tiny_builder
 
   def captions(seed):
-    loader = pipeline.make_loader(builder, "train", batch_size=4, seed=seed, num_epochs=2)
+    loader = make_loader(builder, "train", batch_size=4, seed=seed, num_epochs=2)
     return [tuple(batch["caption"]) for batch in loader]
 
   first = captions(7)
   assert len(first) == 4
   assert first == captions(7)
   assert first != captions(8)
-  in_order = [tuple(b["caption"]) for b in pipeline.make_loader(
+  in_order = [tuple(b["caption"]) for b in make_loader(
       builder, "train", batch_size=4, seed=7, shuffle=False, num_epochs=1)]
   # Each epoch is a permutation of the split.
   assert sorted(first[0] + first[1]) == sorted(in_order[0] + in_order[1])
   assert first[:2] != in_order
   with pytest.raises(ValueError, match="split"):
-    pipeline.make_loader(builder, "validation", batch_size=2, seed=0)
+    make_loader(builder, "validation", batch_size=2, seed=0)

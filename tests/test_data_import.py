@@ -9,7 +9,7 @@ import pytest
 
 from vdm import video_io
 from vdm.data import importer
-from vdm.data import pipeline
+from vdm.data.loader import make_loader
 
 
 def _package_file(package, *parts):
@@ -82,8 +82,7 @@ def test_import_reports_exactly_the_bad_files(folder):
   assert report["splits"] == {"32x32_t16": 1, "56x32_t8": 1}
 
   builder = importer.load_builder(data_dir, "mine")
-  batch = next(iter(pipeline.make_loader(builder, "32x32_t16", batch_size=1, seed=0,
-                                         num_epochs=1)))
+  batch = next(iter(make_loader(builder, "32x32_t16", batch_size=1, seed=0, num_epochs=1)))
   assert batch["video"].shape == (1, 16, 32, 32, 3) and batch["video"].dtype == np.uint8
   assert batch["caption"][0] == "a man talking in a car"
   assert batch["video"].std() > 10  # real content, not a blank frame

@@ -9,9 +9,10 @@ from vdm.data import assets
 from vdm.data import captions
 from vdm.data import kinds
 from vdm.data import moving_mnist
-from vdm.data import pipeline
+from vdm.data import scene_examples
 from vdm.data import scenes
 from vdm.data import scenes_builder
+from vdm.data.loader import make_loader
 
 
 def _scene(seed, split, index, height=32, width=32, frames=6, **kw):
@@ -180,7 +181,7 @@ def test_held_out_compositions_never_in_train():
 
 def test_long_split():
   for i in range(5):
-    e = scenes.make_example(0, "long", i, 24, 24, 4, long_factor=6)
+    e = scene_examples.make_example(0, "long", i, 24, 24, 4, long_factor=6)
     assert e["video"].shape == (24, 24, 24, 3)
     assert (e["camera"] == [1, 0, 0]).all()
     assert all(scenes.MOTIONS[m] in scenes.LONG_MOTIONS for m in e["motion"][e["present"]])
@@ -188,16 +189,16 @@ def test_long_split():
 
 
 def test_same_seed_same_bytes():
-  a = list(scenes.generate_examples(5, "train", 3, 24, 32, 4))
-  b = list(scenes.generate_examples(5, "train", 3, 24, 32, 4))
-  c = list(scenes.generate_examples(6, "train", 3, 24, 32, 4))
+  a = list(scene_examples.generate_examples(5, "train", 3, 24, 32, 4))
+  b = list(scene_examples.generate_examples(5, "train", 3, 24, 32, 4))
+  c = list(scene_examples.generate_examples(6, "train", 3, 24, 32, 4))
   for (_, x), (_, y) in zip(a, b):
     assert x.keys() == y.keys()
     for key in x:
       assert np.asarray(x[key]).tobytes() == np.asarray(y[key]).tobytes(), key
   assert [x["video"].tobytes() for _, x in a] != [x["video"].tobytes() for _, x in c]
   # Example i depends only on (seed, split, i).
-  assert scenes.make_example(5, "train", 2, 24, 32, 4)["caption"] == a[2][1]["caption"]
+  assert scene_examples.make_example(5, "train", 2, 24, 32, 4)["caption"] == a[2][1]["caption"]
 
 
 def test_captions_name_every_object_speed_environment_and_camera():
@@ -250,10 +251,10 @@ def scene_builder(tmp_path_factory):
 def test_scene_builder_matches_generator(scene_builder):
   sources = scene_builder.as_data_source()
   assert {k: len(v) for k, v in sources.items()} == {"train": 12, "test": 4, "long": 2}
-  long = next(pipeline.make_loader(scene_builder, "long", batch_size=2, seed=0, shuffle=False,
-                                   num_epochs=1).__iter__())
+  long = next(make_loader(scene_builder, "long", batch_size=2, seed=0, shuffle=False,
+                          num_epochs=1).__iter__())
   assert long["video"].shape == (2, 8, 16, 24, 3) and long["visible"].dtype == bool
-  want = scenes.make_example(0, "long", 1, 16, 24, 4, long_factor=2)
+  want = scene_examples.make_example(0, "long", 1, 16, 24, 4, long_factor=2)
   np.testing.assert_array_equal(long["video"][1], want["video"])
   assert long["caption_long"][1] == want["caption_long"]
   # The stored datasets themselves: no held-out composition in train/long, test leads with one.
@@ -270,7 +271,7 @@ def test_scene_builder_matches_generator(scene_builder):
 def test_loader_shards_by_process(scene_builder):
   seen = []
   for index in range(2):
-    loader = pipeline.make_loader(
+    loader = make_loader(
         scene_builder, "train", batch_size=2, seed=1, num_epochs=1,
         shard_options=grain.sharding.ShardOptions(shard_index=index, shard_count=2))
     seen.append([c for batch in loader for c in batch["caption"]])
@@ -281,7 +282,7 @@ def test_loader_shards_by_process(scene_builder):
 
 def test_resumed_loader_yields_the_same_next_batches(scene_builder):
   def loader():
-    return pipeline.make_loader(scene_builder, "train", batch_size=3, seed=4)
+    return make_loader(scene_builder, "train", batch_size=3, seed=4)
   uninterrupted = iter(loader())
   reference = [next(uninterrupted)["caption"].tolist() for _ in range(9)]  # spans 2+ epochs
   first = iter(loader())
@@ -320,7 +321,7 @@ def test_bucketed_loader_static_shapes_and_resume(scene_builder):
 
 def test_loader_state_round_trips_through_orbax(scene_builder, tmp_path):
   import orbax.checkpoint as ocp
-  loader = pipeline.make_loader(scene_builder, "train", batch_size=3, seed=9)
+  loader = make_loader(scene_builder, "train", batch_size=3, seed=9)
   it = iter(loader)
   for _ in range(3):
     next(it)
@@ -328,7 +329,7 @@ def test_loader_state_round_trips_through_orbax(scene_builder, tmp_path):
     manager.save(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
     manager.wait_until_finished()
   want = [next(it)["caption"].tolist() for _ in range(3)]
-  fresh = iter(pipeline.make_loader(scene_builder, "train", batch_size=3, seed=9))
+  fresh = iter(make_loader(scene_builder, "train", batch_size=3, seed=9))
   with ocp.CheckpointManager(str(tmp_path / "ckpt")) as manager:
     manager.restore(3, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(fresh)))
   assert [next(fresh)["caption"].tolist() for _ in range(3)] == want

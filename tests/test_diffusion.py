@@ -4,7 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vdm.diffusion import euler_sample, guided_velocity, interpolate, sample_levels, velocity_target
+from vdm.diffusion import interpolate, velocity_target
+from vdm.diffusion.guidance import guide
+from vdm.diffusion.objectives import sample_timesteps
+from vdm.diffusion.samplers import euler
 from vdm.generate.modes import noise_levels, parallel_levels, time_grid
 
 
@@ -33,7 +36,7 @@ def test_euler_reaches_the_gaussian_target():
   mu, sigma = 1.5, 0.4
   noise = jax.random.normal(jax.random.key(0), (20000, 3, 2))
   levels = jnp.asarray(parallel_levels(200, 3))
-  x = euler_sample(exact_velocity(mu, sigma), noise, levels)
+  x = euler(exact_velocity(mu, sigma), noise, levels)
   assert abs(float(x.mean()) - mu) < 0.01
   assert abs(float(x.std()) - sigma) < 0.01
 
@@ -46,7 +49,7 @@ def test_euler_error_shrinks_with_steps():
   exact = mu + sigma * x1
   errors = []
   for steps in (10, 20, 40):
-    x = euler_sample(exact_velocity(mu, sigma), x1, jnp.asarray(parallel_levels(steps, 1)))
+    x = euler(exact_velocity(mu, sigma), x1, jnp.asarray(parallel_levels(steps, 1)))
     errors.append(float(jnp.max(jnp.abs(x - exact))))
   assert errors[0] > errors[1] > errors[2]
   assert 1.6 < errors[0] / errors[1] < 2.5 and 1.6 < errors[1] / errors[2] < 2.5
@@ -57,16 +60,16 @@ def test_pinned_frames_are_untouched():
   levels = np.array(parallel_levels(5, 3))
   levels[:, 0] = 0.0
   x1 = jax.random.normal(jax.random.key(1), (2, 3, 4))
-  x = euler_sample(exact_velocity(0.0, 1.0), x1, jnp.asarray(levels))
+  x = euler(exact_velocity(0.0, 1.0), x1, jnp.asarray(levels))
   np.testing.assert_array_equal(x[:, 0], x1[:, 0])
   assert not np.allclose(x[:, 1], x1[:, 1])
 
 
 def test_guidance_combination():
   cond, uncond = jnp.array([2.0]), jnp.array([1.0])
-  np.testing.assert_allclose(guided_velocity(cond, uncond, 1.0), cond)
-  np.testing.assert_allclose(guided_velocity(cond, uncond, 0.0), uncond)
-  np.testing.assert_allclose(guided_velocity(cond, uncond, 3.0), 4.0)
+  np.testing.assert_allclose(guide(cond, uncond, scale=1.0), cond)
+  np.testing.assert_allclose(guide(cond, uncond, scale=0.0), uncond)
+  np.testing.assert_allclose(guide(cond, uncond, scale=3.0), 4.0)
 
 
 def test_levels_and_grid():
@@ -76,7 +79,7 @@ def test_levels_and_grid():
   assert levels.shape == (5, 3) and np.all(levels[:, 0:1] == levels)
   with pytest.raises(ValueError, match="mode"):
     noise_levels("sideways", steps=4, frames=3)
-  t = sample_levels(jax.random.key(0), (1000,), kind="logit_normal")
+  t = sample_timesteps(jax.random.key(0), (1000,), kind="logit_normal")
   assert float(t.min()) > 0 and float(t.max()) < 1 and abs(float(t.mean()) - 0.5) < 0.03
   with pytest.raises(ValueError, match="uniform"):
-    sample_levels(jax.random.key(0), (3,), kind="bogus")
+    sample_timesteps(jax.random.key(0), (3,), kind="bogus")

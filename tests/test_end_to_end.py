@@ -148,10 +148,10 @@ def test_cli_eval_adherence_writes_report(trained, tmp_path):
   assert report["summary"]["n"] == 2 and len(report["rows"]) == 2
   assert 0.0 <= report["summary"]["color_accuracy"] <= 1.0
   # The prompts are test-split compositions, never seen in training.
-  from vdm.data import synthetic
+  from vdm.data import simple
   for row in report["rows"]:
     words = row["caption"].split()
-    spec = (synthetic.COLOR_NAMES.index(words[1]), synthetic.SHAPES.index(words[2]))
+    spec = (simple.COLOR_NAMES.index(words[1]), simple.SHAPES.index(words[2]))
     assert spec[0] >= 0
   assert (tmp_path / "adherence.md").read_text().startswith("| metric | value |")
 
@@ -202,8 +202,8 @@ def test_image_to_video_keeps_the_given_first_frame_latent(pipe, tmp_path):
   that latent frame must reproduce what the VAE makes of the image itself."""
   import jax.numpy as jnp
   import mediapy
-  from vdm.data import synthetic
-  _, example = next(synthetic.generate_examples(0, "test", 1, 16, 16, 5))
+  from vdm.data import simple
+  _, example = next(simple.generate_examples(0, "test", 1, 16, 16, 5))
   path = str(tmp_path / "first.png")
   mediapy.write_image(path, example["video"][0])
   request = pipe.resolve("a red circle", mode="image_to_video", image=path, steps=3)
@@ -280,9 +280,9 @@ def test_long_autoregressive_clip_streams_in_pieces(pipe):
 
 
 def test_extend_continues_a_video(pipe, tmp_path, capsys):
-  from vdm.data import synthetic
+  from vdm.data import simple
   from vdm.video_io import read_video, write_video
-  _, example = next(synthetic.generate_examples(0, "test", 1, 16, 16, 5))
+  _, example = next(simple.generate_examples(0, "test", 1, 16, 16, 5))
   given_path = str(tmp_path / "given.mp4")
   write_video(given_path, example["video"], 8)
   given = read_video(given_path)

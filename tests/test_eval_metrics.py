@@ -5,25 +5,25 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from vdm.data import scenes
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval import adherence
 from vdm.eval.metrics import consistency, drift, image, motion, prediction
 
 
 def _synthetic(index=0, size=32, frames=12, split="train"):
-  spec = synthetic.sample_spec(synthetic.example_rng(3, split, index), size, size, frames, split)
-  return spec, *synthetic.render_clip(spec, size, size, frames)
+  spec = simple.sample_spec(simple.example_rng(3, split, index), size, size, frames, split)
+  return spec, *simple.render_clip(spec, size, size, frames)
 
 
 def _render_path(spec, path, size, radius=None, shapes=None):
   """Re-renders a synthetic clip along an arbitrary path [T, 2] (radius/shape per frame)."""
   frames = len(path)
   video = np.empty((frames, size, size, 3), np.uint8)
-  video[:] = synthetic.PALETTE[spec.background]
+  video[:] = simple.PALETTE[spec.background]
   for t, (cx, cy) in enumerate(path):
     r = spec.radius if radius is None else radius[t]
     s = spec.shape if shapes is None else shapes[t]
-    video[t][synthetic.shape_mask(s, cx, cy, r, size, size)] = synthetic.PALETTE[spec.color]
+    video[t][simple.shape_mask(s, cx, cy, r, size, size)] = simple.PALETTE[spec.color]
   return video
 
 
@@ -49,14 +49,14 @@ def test_identity_persistence_ground_truth_and_colour_drift():
   assert gt["color"] == 0.0 and gt["missing"] == 0.0
   assert gt["size"] < 0.15 and gt["shape"] < 0.2, gt
   # Wrong colour creeping in: object pixels blend toward another palette colour over time.
-  other = next(c for c in range(len(synthetic.COLORS)) if c not in (spec.color, spec.background))
+  other = next(c for c in range(len(simple.COLORS)) if c not in (spec.color, spec.background))
   ramp = np.linspace(0, 1, len(video))[:, None, None, None]
-  obj = np.stack([synthetic.shape_mask(spec.shape, cx, cy, spec.radius, 32, 32)
+  obj = np.stack([simple.shape_mask(spec.shape, cx, cy, spec.radius, 32, 32)
                   for cx, cy in truth["center"]])[..., None]
   scores = [gt["color"]]
   for strength in (0.3, 0.6, 1.0):
-    target = (1 - strength * ramp) * synthetic.PALETTE[spec.color] + \
-        strength * ramp * synthetic.PALETTE[other]
+    target = (1 - strength * ramp) * simple.PALETTE[spec.color] + \
+        strength * ramp * simple.PALETTE[other]
     bad = np.where(obj, np.round(target), video).astype(np.uint8)
     scores.append(consistency.identity_persistence(bad, obj[..., 0])["color"])
   assert np.all(np.diff(scores) > 0.02), scores
@@ -64,7 +64,7 @@ def test_identity_persistence_ground_truth_and_colour_drift():
 
 def test_identity_persistence_size_and_shape():
   spec, video, truth = _synthetic(index=1, size=48)
-  spec = synthetic.ClipSpec(**{**spec.__dict__, "shape": 0, "radius": 8.0})
+  spec = simple.ClipSpec(**{**spec.__dict__, "shape": 0, "radius": 8.0})
   path = truth["center"]
   base = consistency.identity_persistence(*_pair(_render_path(spec, path, 48)))
   sizes = [base["size"]]
@@ -88,7 +88,7 @@ def _pair(video):
 
 def test_identity_persistence_missing_object():
   spec, video, _ = _synthetic()
-  video[5:] = synthetic.PALETTE[spec.background]
+  video[5:] = simple.PALETTE[spec.background]
   out = consistency.identity_persistence(video, adherence.detect_object(video)["mask"])
   assert out["missing"] == pytest.approx(7 / 12)
   assert np.isnan(out["color_change"][5:]).all() and not out["found"][5:].any()

@@ -19,7 +19,7 @@ import pytest
 from flax import nnx
 
 from vdm.config import load_config
-from vdm.data.pipeline import make_loader
+from vdm.data.loader import make_loader
 from vdm.train import faults
 from vdm.train.loop import train
 from vdm.train.run import dataset_builder

@@ -123,7 +123,7 @@ def model_dir(tmp_path_factory):
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from vdm.data.synthetic import caption_corpus
+  from vdm.data.simple import caption_corpus
   from vdm.models import build_denoiser, build_vae, save_model_dir
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
   config = load_config(TINY)

@@ -45,7 +45,7 @@ def test_clips_are_deterministic_and_stay_inside_the_photo():
   assert a["scale"] >= 1.0
   # The widest reach of the path (in photo pixels) fits in the photo around the chosen view.
   photo = assets.photo(photo_pans.PHOTOS["train"][int(a["photo"])])
-  reach = a["scale"] * photo_pans._extent(dict(shift=a["shift"], zoom=a["zoom"]), 24, 40)
+  reach = a["scale"] * photo_pans.view_extent(dict(shift=a["shift"], zoom=a["zoom"]), 24, 40)
   assert reach <= 0.5 * min(photo.shape[:2]) + 1e-3
 
 
@@ -61,7 +61,7 @@ def test_test_photos_are_unseen_in_training():
 def test_builder_through_from_config(tmp_path):
   import ml_collections
 
-  from vdm.data.pipeline import make_loader
+  from vdm.data.loader import make_loader
   from vdm.data.kinds import build as from_config
   data = ml_collections.ConfigDict(dict(kind="photo_pans", aspect="16:9", short_side=16,
                                         frames=3, fps=8, num_train=4, num_test=2, seed=0))

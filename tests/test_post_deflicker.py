@@ -2,20 +2,20 @@
 import numpy as np
 import pytest
 
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.post.deflicker import deflicker
 
 T, H, W = 48, 64, 64
 
 
 def _clip():
-  spec = synthetic.sample_spec(np.random.default_rng(3), H, W, T, "train")
-  video, truth = synthetic.render_clip(spec, H, W, T)
+  spec = simple.sample_spec(np.random.default_rng(3), H, W, T, "train")
+  video, truth = simple.render_clip(spec, H, W, T)
   # Compress the range so flicker gains up to +-15 % never clip: clipping would destroy the
   # information deflicker needs, which is not what is tested here.
   clean = video.astype(np.float32) / 255 * 0.7 + 0.15
-  obj = synthetic.PALETTE[spec.color] / 255 * 0.7 + 0.15
-  bg = synthetic.PALETTE[spec.background] / 255 * 0.7 + 0.15
+  obj = simple.PALETTE[spec.color] / 255 * 0.7 + 0.15
+  bg = simple.PALETTE[spec.background] / 255 * 0.7 + 0.15
   return clean, truth, obj, bg
 
 

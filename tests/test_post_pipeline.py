@@ -7,8 +7,8 @@ import pytest
 from vdm.post.cli import add_post_arguments, run_post_command
 from vdm.post.grade import grade
 from vdm.post.lut import identity_table, write_cube
-from vdm.post.pipeline import (PipelineError, Stage, apply_pipeline, format_pipeline,
-                               parse_pipeline)
+from vdm.post.chain import (PipelineError, Stage, apply_pipeline, format_pipeline,
+                            parse_pipeline)
 from vdm.post.sharpen import sharpen
 from vdm.post.upscale import upscale
 

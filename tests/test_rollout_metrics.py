@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval.metrics.rollout import frame_scores, stall_fraction
 
 
 @pytest.fixture(scope="module")
 def clip():
-  _, example = next(synthetic.generate_examples(0, "test", 1, 32, 32, 9))
+  _, example = next(simple.generate_examples(0, "test", 1, 32, 32, 9))
   return example
 
 
@@ -20,9 +20,9 @@ def test_ground_truth_clips_score_near_perfect(clip):
 
 
 def test_wrong_colour_is_caught(clip):
-  wrong = (int(clip["color"]) + 1) % len(synthetic.PALETTE)
+  wrong = (int(clip["color"]) + 1) % len(simple.PALETTE)
   if wrong == int(clip["background"]):
-    wrong = (wrong + 1) % len(synthetic.PALETTE)
+    wrong = (wrong + 1) % len(simple.PALETTE)
   s = frame_scores(clip["video"], wrong, int(clip["background"]))
   assert not s["object_ok"].any() and s["colour_error"].min() > 0.0
 

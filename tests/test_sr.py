@@ -10,9 +10,10 @@ from flax import nnx
 
 from vdm.config import ConfigError, load_config
 from vdm.post import sr
-from vdm.post.pipeline import parse_pipeline
+from vdm.post.chain import parse_pipeline
 from vdm.post.upscale import upscale
 from vdm.train.run import run_training
+from vdm.train.upscaler import temporal_difference_mse
 
 
 def test_untrained_model_is_bicubic_and_sees_neighbours():
@@ -104,8 +105,8 @@ def test_temporal_loss_sees_flicker_not_steady_error():
   hr = jax.random.uniform(jax.random.key(0), (1, 4, 8, 8, 3))
   steady = hr + 0.1  # the same error in every frame: no flicker added
   flicker = hr + 0.1 * (-1.0) ** np.arange(4)[None, :, None, None, None]
-  assert float(sr.temporal_difference_mse(steady, hr)) < 1e-12
-  assert float(sr.temporal_difference_mse(flicker, hr)) == pytest.approx(0.04, rel=1e-5)
+  assert float(temporal_difference_mse(steady, hr)) < 1e-12
+  assert float(temporal_difference_mse(flicker, hr)) == pytest.approx(0.04, rel=1e-5)
   # Both have the same per-pixel error; only the temporal term tells them apart.
   np.testing.assert_allclose(np.mean((steady - hr) ** 2), np.mean((flicker - hr) ** 2),
                              rtol=1e-5)

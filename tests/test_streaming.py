@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from vdm.diffusion import euler_sample
+from vdm.diffusion.samplers import euler
 from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import block_causal_mask, chunk_ids, generation_mode, sliding_window_mask
 from vdm.generate.streaming import generate_autoregressive, prefill
@@ -38,8 +38,8 @@ def cached(model, noise, text, mask, *, slots, context_level, **kw):
 def full_matrix(model, noise, text, mask, *, context_level, temporal_mask):
   levels, _ = generation_mode("autoregressive", steps=STEPS, frames=FRAMES, chunk=CHUNK,
                               context_level=context_level)
-  return euler_sample(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
-                      jnp.asarray(levels))
+  return euler(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
+               jnp.asarray(levels))
 
 
 @pytest.mark.parametrize("context_level, attention, qk_norm", [
@@ -97,8 +97,8 @@ def test_chunks_with_frame_zero_alone_equal_the_full_matrix(randomized_dit):
   model, noise, text, mask = setup(randomized_dit)
   noise = noise[:, :5]
   levels, temporal_mask = generation_mode("autoregressive", steps=STEPS, frames=5, chunk=4)
-  want = euler_sample(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
-                      jnp.asarray(levels))
+  want = euler(lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)), noise,
+               jnp.asarray(levels))
   cache = empty_cache(depth=2, batch_tokens=2 * 4, slots=5, heads=4, head_dim=8)
   got = generate_autoregressive(_chunk_velocity(model, text, mask), nnx.state(model), noise,
                                 cache, chunk=4, steps=STEPS)
@@ -120,7 +120,7 @@ def test_extension_after_prefill_equals_the_matrix_with_pinned_context(randomize
   levels = np.concatenate([np.zeros((len(new_levels), 2), np.float32), new_levels], axis=1)
   ids = np.concatenate([chunk_ids(2, CHUNK), 1 + chunk_ids(FRAMES, CHUNK)])
   temporal_mask = jnp.asarray(ids[None, :] <= ids[:, None])
-  want = euler_sample(lambda x, t: model(x, t, text, mask, temporal_mask),
-                      jnp.concatenate([given, noise], axis=1), jnp.asarray(levels))
+  want = euler(lambda x, t: model(x, t, text, mask, temporal_mask),
+               jnp.concatenate([given, noise], axis=1), jnp.asarray(levels))
   np.testing.assert_array_equal(want[:, :2], given)
   np.testing.assert_allclose(got, want[:, 2:], atol=2e-4, rtol=2e-4)

@@ -69,8 +69,8 @@ def test_caption_tokenizer_learns_whole_words():
   """On the spine's repetitive captions the tokenizer must learn words, not characters: a
   character-level vocabulary (what unigram collapsed to) made captions ~30 tokens long and
   truncated them at the encoder's limit."""
-  from vdm.data import synthetic
-  corpus = synthetic.caption_corpus(0, 4000)
+  from vdm.data import simple
+  corpus = simple.caption_corpus(0, 4000)
   tokenizer = Tokenizer(train_tokenizer(corpus, vocab_size=256))
   for caption in corpus[:100]:
     assert tokenizer.num_pieces(caption) <= len(caption.split()) + 2, caption

@@ -60,7 +60,7 @@ def test_causal_buckets_cover_only_the_past():
 
 
 def test_pretrained_encoder_loads_into_the_t2v_model_with_identical_outputs(tmp_path):
-  from vdm.data.synthetic import caption_corpus
+  from vdm.data.simple import caption_corpus
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
   config = load_config(TINY)
   tokenizer = Tokenizer(train_tokenizer(caption_corpus(0, 2000), vocab_size=config.text.vocab_size))
@@ -193,13 +193,13 @@ def test_too_few_sentinels_for_the_density_are_refused():
 
 def test_a_workdir_from_before_init_from_still_resumes(tmp_path):
   """config.json written before text.init_from existed: same run at init_from=''; not another."""
-  from vdm.train.run import _check_workdir_config
+  from vdm.train.run import check_workdir_config
   config = load_config("configs/spine.py:tiny")
   old = json.loads(config.to_json())
   del old["text"]["init_from"], old["text"]["freeze"]
   (tmp_path / "config.json").write_text(json.dumps(old))
-  _check_workdir_config(config, str(tmp_path))
+  check_workdir_config(config, str(tmp_path))
   (tmp_path / "config.json").write_text(json.dumps(old))
   with pytest.raises(ValueError, match=r"text\.init_from: None -> 'configs'"):
-    _check_workdir_config(load_config("configs/spine.py:tiny", ["text.init_from='configs'"]),
-                          str(tmp_path))
+    check_workdir_config(load_config("configs/spine.py:tiny", ["text.init_from='configs'"]),
+                         str(tmp_path))

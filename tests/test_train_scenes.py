@@ -25,3 +25,19 @@ def test_train_on_scenes_and_sample(tmp_path, capsys):
   assert cli.main(["sample", "--checkpoint", str(model_dir), "--prompt", long, "--steps", "2",
                    "--out", str(out)]) == 0
   assert os.path.getsize(out) > 0
+
+
+def test_cli_tokenizer_trains_on_the_captions_of_vdm_train(tmp_path):
+  """`vdm tokenizer` follows data.kind as `vdm train` does: the same tokenizer bytes for the
+  scenes dataset (built under the folder of --out) and for the spine's grammar."""
+  tokenizers = {}
+  for name in ("scenes_t2v", "spine"):
+    (tmp_path / name).mkdir()
+    out = tmp_path / name / "tokenizer.model"
+    assert cli.main(["tokenizer", "--config", f"configs/{name}.py:tiny", "--out", str(out)]) == 0
+    workdir = tmp_path / f"{name}_train"
+    assert cli.main(["train", "--config", f"configs/{name}.py:tiny", "--workdir", str(workdir),
+                     "--until", "tokenizer"]) == 0
+    tokenizers[name] = out.read_bytes()
+    assert tokenizers[name] == (workdir / "tokenizer.model").read_bytes(), name
+  assert tokenizers["scenes_t2v"] != tokenizers["spine"]

@@ -102,14 +102,14 @@ def test_warp_previous_moves_content_by_the_flow():
 
 
 def test_latent_motion_of_a_rendered_clip_is_exact():
-  from vdm.data import synthetic
+  from vdm.data import simple
   import dataclasses
-  spec = synthetic.sample_spec(synthetic.example_rng(0, "train", 3), 32, 32, 9, "train")
+  spec = simple.sample_spec(simple.example_rng(0, "train", 3), 32, 32, 9, "train")
   # 2 px per frame: one latent cell (4 px) per latent frame (2 frames), so pooled cells move whole.
   spec = dataclasses.replace(spec, speed=2.0, start=(8.3, 15.6))
-  video, truth = synthetic.render_clip(spec, 32, 32, 9)
-  flow, valid = synthetic.latent_motion(truth["shape"], truth["center"], truth["radius"], 32, 32,
-                                        temporal_stride=2, spatial_stride=4)
+  video, truth = simple.render_clip(spec, 32, 32, 9)
+  flow, valid = simple.latent_motion(truth["shape"], truth["center"], truth["radius"], 32, 32,
+                                     temporal_stride=2, spatial_stride=4)
   assert flow.shape == (4, 8, 8, 2) and valid.shape == (4, 8, 8)
   # Pooled to the latent grid, each valid cell of frame l+1 equals frame l at the flow's source
   # (whole-cell moves only, so nearest sampling is exact).

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from vdm.config import load_config
-from vdm.data.pipeline import make_loader
+from vdm.data.loader import make_loader
 from vdm.train.loop import train
 from vdm.train.run import build_vae_critic, dataset_builder
 from vdm.vae.discriminator import PatchDiscriminator

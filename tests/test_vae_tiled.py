@@ -61,10 +61,10 @@ def test_overlap_shrinks_the_seam_error_on_the_shipped_vae():
   its statistics over the whole tile, and a tile of flat background has very different
   statistics from the frame. Overlap and ramps hide the border part of that error only.
   """
-  from vdm.data import synthetic
+  from vdm.data import simple
   from vdm.models import load_model_dir
   _, _, vae, _, _ = load_model_dir("checkpoints/spine")
-  clips = np.stack([e["video"] for _, e in synthetic.generate_examples(0, "test", 2, 64, 96, 9)])
+  clips = np.stack([e["video"] for _, e in simple.generate_examples(0, "test", 2, 64, 96, 9)])
   z = jax.jit(vae.encode)(jax.numpy.asarray(clips, np.float32) / 127.5 - 1.0)[0]
   whole = np.asarray(jit_decode_step(vae)(z, None)[0])
   err = {}

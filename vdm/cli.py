@@ -37,15 +37,15 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
-  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_json, write_video
+  from vdm.provenance import git_commit, write_sidecar
+  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_video
   if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:  # before any sampling
     raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
   if os.path.exists(args.out) and not args.overwrite:
     raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
   post_stages = None
   if args.post:
-    from vdm.post.pipeline import parse_pipeline
+    from vdm.post.chain import parse_pipeline
     post_stages = parse_pipeline(args.post)  # a typo fails here, before any sampling
   t0 = time.perf_counter()
   pipe = Pipeline.load(args.checkpoint)
@@ -57,15 +57,14 @@ def cmd_sample(args) -> int:
                          kv_cache=not args.no_kv_cache, extend=args.extend)
   load_seconds = time.perf_counter() - t0
   if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
-    from vdm.post.pipeline import apply_pipeline
+    from vdm.post.chain import apply_pipeline
     result = pipe.generate(request)
     result["frames"] = apply_pipeline(result["frames"], post_stages)
     write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
   else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
     with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
       result = pipe.generate(request, on_frames=writer.add)
-  sidecar = os.path.splitext(args.out)[0] + ".json"
-  write_json(sidecar, dict(
+  sidecar = write_sidecar(args.out, dict(
       request=dataclasses.asdict(request),
       checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),
@@ -119,11 +118,13 @@ def cmd_config(args) -> int:
 
 def cmd_tokenizer(args) -> int:
   from vdm.config import load_config
-  from vdm.data.synthetic import caption_corpus
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
+  from vdm.train.run import caption_builder, training_captions
   config = load_config(args.config, args.set)
-  tokenizer = Tokenizer(train_tokenizer(caption_corpus(config.data.seed, args.num_captions),
-                                        vocab_size=config.text.vocab_size,
+  # The captions `vdm train` trains its tokenizer on, for whichever dataset data.kind names.
+  workdir = args.workdir or os.path.dirname(os.path.abspath(args.out))
+  captions = training_captions(config, caption_builder(config, workdir), num=args.num_captions)
+  tokenizer = Tokenizer(train_tokenizer(captions, vocab_size=config.text.vocab_size,
                                         model_type=config.text.tokenizer))
   tokenizer.save(args.out)
   print(f"wrote {args.out} ({tokenizer.vocab_size} pieces)")
@@ -212,9 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
   add_config(p)
   p.set_defaults(func=cmd_config)
 
-  p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on synthetic captions")
+  p = sub.add_parser("tokenizer", help="train the sentencepiece tokenizer on the captions `vdm "
+                                       "train` would (those of the dataset data.kind names)")
   add_config(p)
-  p.add_argument("--num-captions", type=int, default=20_000)
+  p.add_argument("--num-captions", type=int, default=20_000,
+                 help="captions drawn from the spine's grammar (data.kind 'simple'); another "
+                      "dataset gives all its train captions, as in `vdm train`")
+  p.add_argument("--workdir", default=None,
+                 help="a dataset other than the spine's is read from (or built in) WORKDIR/data "
+                      "unless data.data_dir is set, as in `vdm train` (default: the folder of "
+                      "--out)")
   p.add_argument("--out", required=True)
   p.set_defaults(func=cmd_tokenizer)
   return parser

@@ -5,7 +5,6 @@ halfway never leaves a truncated video where a finished one is expected.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import imageio_ffmpeg
@@ -104,11 +103,3 @@ def probe_video(path: str) -> tuple[int, int, int]:
       return reader.num_images, first.shape[0], first.shape[1]
   except Exception as e:  # noqa: BLE001 - ffmpeg reports corrupt files in many ways
     raise ValueError(f"{path!r} is not a readable video ({e})") from None
-
-
-def write_json(path: str, payload: dict) -> None:
-  """Writes JSON atomically (temp file + rename)."""
-  partial = path + ".partial"
-  with open(partial, "w") as f:
-    json.dump(payload, f, indent=2, default=str)
-  os.replace(partial, path)

@@ -73,9 +73,9 @@ def cpu_name() -> str:
 
 def main() -> int:
   import tempfile
-  import subprocess
-  commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=ROOT).stdout.strip()
+
+  from vdm.provenance import git_commit
+  commit = git_commit()
   with tempfile.TemporaryDirectory() as tmp:
     image = golden_image(os.path.join(tmp, "first.png"))
     index = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vdm.config.fields import Field, integer, number, one_of, require, text
 from vdm.config.t2v import clip_fields, stage
+from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 
 POSITIVE = integer(1)
@@ -19,7 +20,7 @@ SCHEMA = dict(
         kind=Field("photo_pans", "the dataset (vdm.data.kinds)",
                    one_of(lambda: tuple(DATA_KINDS))),
         aspect=Field("1:1", "aspect ratio of the high-resolution clips",
-                     one_of(("1:1", "16:9", "9:16"))),
+                     one_of(tuple(ASPECTS))),
         short_side=Field(64, "short side of the high-resolution clips", POSITIVE),
         **clip_fields(frames=8, num_train=3000, num_test=64, long_factor=2, num_long=2),
     ),

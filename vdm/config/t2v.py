@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, number, one_of,
                                require, text)
+from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
 from vdm.generate.modes import MODES, allowed_chunks, pipeline_modes
@@ -16,7 +17,6 @@ from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
 from vdm.vae.model import TEMPORAL_DOWNSAMPLES
 
-ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
 POSITIVE = integer(1)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import grain
 import tensorflow_datasets as tfds
 
-from vdm.data import pipeline
+from vdm.data.loader import ToNumpy, stack_examples
 
 
 def make_bucketed_dataset(builder, splits=None, *, batch_size: int, seed: int,
                           shard_index: int | None = None,
                           shard_count: int | None = None,
                           read_threads: int = 1, prefetch: int = 4) -> grain.IterDataset:
-  """An endless grain IterDataset of batches (see pipeline.make_loader for the batch dict).
+  """An endless grain IterDataset of batches (see `vdm.data.loader.make_loader` for the batch dict).
 
   splits: bucket split names (default: all of the builder's splits); shard_index/shard_count
   default to jax.process_index()/jax.process_count(); read_threads/prefetch: background
@@ -46,8 +46,8 @@ def make_bucketed_dataset(builder, splits=None, *, batch_size: int, seed: int,
       continue  # Too small to fill one batch on this process.
     weights.append(len(ds))
     # shuffle-then-repeat draws a new permutation every epoch.
-    ds = (ds.shuffle(seed=seed * 1009 + i).repeat().map(pipeline._ToNumpy(dtypes))
-          .batch(batch_size, drop_remainder=True, batch_fn=pipeline._stack_examples))
+    ds = (ds.shuffle(seed=seed * 1009 + i).repeat().map(ToNumpy(dtypes))
+          .batch(batch_size, drop_remainder=True, batch_fn=stack_examples))
     parts.append(ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                                       prefetch_buffer_size=prefetch)))
   if not parts:

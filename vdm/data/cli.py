@@ -46,10 +46,10 @@ def run_data_command(args: argparse.Namespace) -> int:
   try:
     if args.data_command == "import":
       from vdm.data import importer
-      from vdm.data import scenes_builder
+      from vdm.data.aspect_ratios import aspect_size
       aspects = tuple(a.strip() for a in args.aspects.split(",") if a.strip())
       for a in aspects:
-        scenes_builder.aspect_size(a, 8)  # validates the name
+        aspect_size(a, 8)  # validates the name
       if args.short_side < 8:
         raise ValueError(f"--short-side must be >= 8, got {args.short_side}")
       if args.fps < 1:

@@ -31,7 +31,7 @@ def train_captions(builder) -> list[str]:
                                       num_digits=c.num_digits)["caption"]
             for i in range(c.num_train)]
   if isinstance(builder, importer.FolderVideos):
-    manifest = importer._load_manifest(os.path.join(c.staging, "manifest.json"))
+    manifest = importer.load_manifest(os.path.join(c.staging, "manifest.json"))
     return [e["caption"] for e in manifest["files"].values() if e["status"] == "imported"]
   sources = builder.as_data_source()
   split = "train" if "train" in sources else sorted(sources)[0]

@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vdm import video_io  # Sets mediapy's ffmpeg to imageio-ffmpeg's binary.
-from vdm.data import scenes_builder
+from vdm.data.aspect_ratios import ASPECTS, aspect_size
+from vdm.provenance import write_json
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
 SIDECAR_SUFFIX = ".txt"
@@ -70,7 +71,7 @@ def nearest_aspect(height: int, width: int, aspects) -> str:
   """The aspect bucket closest to height x width in log aspect ratio."""
   ratio = np.log(width / height)
   return min(aspects, key=lambda a: abs(ratio - np.log(
-      scenes_builder.ASPECTS[a][1] / scenes_builder.ASPECTS[a][0])))
+      ASPECTS[a][1] / ASPECTS[a][0])))
 
 
 def resize_cover_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -114,7 +115,7 @@ def decode_clip(path: str, options: ImportOptions) -> tuple[np.ndarray, dict]:
       if h < 2 or w < 2 or src_fps <= 0:
         raise SkipFile(f"no usable video stream ({w}x{h} at {src_fps} fps)")
       aspect = nearest_aspect(h, w, options.aspects)
-      height, width = scenes_builder.aspect_size(aspect, options.short_side)
+      height, width = aspect_size(aspect, options.short_side)
       longest = max(options.lengths)
       # Source frame index shown at each output time k / fps.
       wanted = np.floor(np.arange(longest) * src_fps / options.fps + 1e-6).astype(np.int64)
@@ -155,7 +156,7 @@ def bucket_name(video: np.ndarray) -> str:
   return f"{h}x{w}_t{t}"
 
 
-def _load_manifest(path: str) -> dict:
+def load_manifest(path: str) -> dict:
   if os.path.isfile(path):
     with open(path) as f:
       return json.load(f)
@@ -183,7 +184,7 @@ def import_folder(src_dir: str, name: str, data_dir: str,
   stage = staging_dir(data_dir, name)
   os.makedirs(stage, exist_ok=True)
   manifest_path = os.path.join(stage, "manifest.json")
-  manifest = _load_manifest(manifest_path)
+  manifest = load_manifest(manifest_path)
   wanted = json.loads(json.dumps(dataclasses.asdict(options)))  # tuples as JSON lists
   if manifest.setdefault("options", wanted) != wanted:
     raise ValueError(f"{stage} was imported with other options {manifest['options']}; "
@@ -220,13 +221,13 @@ def import_folder(src_dir: str, name: str, data_dir: str,
         except SkipFile as e:
           entry.update(status="skipped", reason=str(e))
     files[rel] = entry
-    video_io.write_json(manifest_path, manifest)  # After every file: an interrupt loses none.
+    write_json(manifest_path, manifest)  # After every file: an interrupt loses none.
     log(f"{entry['status']:>8} {rel}" + (f": {entry['reason']}" if "reason" in entry else ""))
   # Files that disappeared since an earlier run are no longer part of the dataset.
   present = {os.path.relpath(p, src_dir) for p in _scan(src_dir)}
   for rel in [r for r in files if r not in present]:
     del files[rel]
-  video_io.write_json(manifest_path, manifest)
+  write_json(manifest_path, manifest)
   builder = _build(data_dir, name, manifest)
   report = dict(
       imported=[dict(path=r, split=e["split"], caption=e["caption"]) for r, e in
@@ -235,7 +236,7 @@ def import_folder(src_dir: str, name: str, data_dir: str,
                if e["status"] == "skipped"],
       splits=({s: i.num_examples for s, i in builder.info.splits.items()} if builder else {}),
       dataset_dir=str(builder.data_path) if builder else None)
-  video_io.write_json(os.path.join(stage, "report.json"), report)
+  write_json(os.path.join(stage, "report.json"), report)
   return report
 
 
@@ -266,7 +267,7 @@ class FolderVideos(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    manifest = _load_manifest(os.path.join(self.builder_config.staging, "manifest.json"))
+    manifest = load_manifest(os.path.join(self.builder_config.staging, "manifest.json"))
     entries = sorted((r, e) for r, e in manifest["files"].items() if e["status"] == "imported")
     splits = sorted({e["split"] for _, e in entries})
     return {s: self._generate_examples([(r, e) for r, e in entries if e["split"] == s])

@@ -1,6 +1,6 @@
 """The data kinds `config.data.kind` names, as a registry: name -> how to build its dataset.
 
-  simple        one coloured shape sliding over a flat background (vdm.data.synthetic; the
+  simple        one coloured shape sliding over a flat background (vdm.data.simple; the
                 spine's data); captions from a grammar, so text-only stages need no clips.
   scenes        1-3 objects, textures, camera motion, layered captions (vdm.data.scenes).
   moving_mnist  bouncing MNIST digits (vdm.data.moving_mnist).
@@ -25,7 +25,7 @@ class DataKind:
   caption_corpus(seed, num, split) -> captions, for kinds whose captions can be drawn without
     building clips (the tokenizer and text pretraining then need no dataset on disk); None: the
     captions are read from the built dataset (`vdm.data.dataset_tokenizer.train_captions`).
-  exact_flow: its clips carry what `vdm.data.synthetic.latent_motion` needs (shape, center,
+  exact_flow: its clips carry what `vdm.data.simple.latent_motion` needs (shape, center,
     radius), so motion supervision can use the exact ground-truth flow.
   """
   name: str
@@ -49,7 +49,7 @@ def frame_size(data) -> tuple[int, int]:
   """(height, width) of a config.data: t2v configs name it directly; the upscaler's configs
   (configs/sr.py) by aspect and short side, which is why this one reads which fields exist."""
   if "short_side" in data:
-    from vdm.data.scenes_builder import aspect_size
+    from vdm.data.aspect_ratios import aspect_size
     return aspect_size(data["aspect"], data["short_side"])
   return data["height"], data["width"]
 
@@ -67,13 +67,13 @@ def build(data, data_dir: str):
 
 
 def _simple(fields, data_dir):
-  from vdm.data import tfds_builder
-  return tfds_builder.prepare(data_dir, **fields)
+  from vdm.data import simple_builder
+  return simple_builder.prepare(data_dir, **fields)
 
 
 def _simple_corpus(seed, num, split):
-  from vdm.data import synthetic
-  return synthetic.caption_corpus(seed, num, split=split)
+  from vdm.data import simple
+  return simple.caption_corpus(seed, num, split=split)
 
 
 def _scenes(fields, data_dir):

@@ -94,7 +94,7 @@ def render(photo: np.ndarray, height: int, width: int, *, scale: float, center: 
   return out
 
 
-def _extent(path: dict, height: int, width: int) -> float:
+def view_extent(path: dict, height: int, width: int) -> float:
   """Largest distance (frame pixels at zoom 1) from the photo centre point any pixel reaches."""
   radius = 0.5 * np.hypot(height, width)
   return float(np.max((np.linalg.norm(path["shift"], axis=1) + radius) / path["zoom"]))
@@ -112,7 +112,7 @@ def make_example(seed: int, split: str, index: int, *, height: int = 64, width: 
   photo = assets.photo(name)
   ph, pw = photo.shape[:2]
   path = camera_path(rng, frames)
-  extent = _extent(path, height, width)
+  extent = view_extent(path, height, width)
   # The widest view that keeps the whole path inside the photo, then a random zoom-in from it.
   max_scale = max(1.0, 0.5 * min(ph, pw) / extent)
   scale = float(np.exp(rng.uniform(0.0, np.log(max_scale))))

@@ -3,8 +3,9 @@ backgrounds, seen by a panning/zooming camera, with exact per-frame ground truth
 
 Pure numpy and deterministic from (seed, split, index). A clip is fully described by a `Scene`;
 `render_scene` turns it into pixels and ground truth, `captions.short_caption/long_caption` into
-text. Nothing is anti-aliased, so every pixel belongs to exactly one object or the background and
-the ground truth is exact (see `object_mask`, `render_background`, `optical_flow`).
+text, and `scene_examples` puts the two together into the dataset's examples. Nothing is
+anti-aliased, so every pixel belongs to exactly one object or the background and the ground
+truth is exact (see `object_mask`, `render_background`, `optical_flow`).
 
 Coordinates: x is the column, y the row, pixel (row i, column j) sits at (x=j, y=i), y grows
 downward. Objects move in *world* coordinates; the camera maps world to image by
@@ -13,7 +14,6 @@ downward. Objects move in *world* coordinates; the camera maps world to image by
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import numpy as np
 
@@ -504,27 +504,5 @@ def sample_scene(rng: np.random.Generator, height: int, width: int, frames: int,
 def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
   """The generator for example `index`: depends only on (seed, split, index)."""
   _check_split(split)
-  # 1000 + split id keeps these streams apart from vdm.data.synthetic's [seed, split, index].
+  # 1000 + split id keeps these streams apart from vdm.data.simple's [seed, split, index].
   return np.random.default_rng([seed, 1000 + SPLITS.index(split), index])
-
-
-def make_example(seed: int, split: str, index: int, height: int, width: int, frames: int,
-                 *, long_factor: int = 4, max_objects: int = MAX_OBJECTS,
-                 backgrounds=BACKGROUNDS, cameras=CAMERAS) -> dict:
-  """One example: 'video' uint8 [T, H, W, 3], 'caption' (short), 'caption_long', and the
-  render_scene truth. The 'long' split has long_factor * frames frames."""
-  from vdm.data import captions  # Local: captions imports this module.
-  length = frames * long_factor if split == "long" else frames
-  scene = sample_scene(example_rng(seed, split, index), height, width, length, split,
-                       motion_frames=frames, max_objects=max_objects, backgrounds=backgrounds,
-                       cameras=cameras)
-  video, truth = render_scene(scene)
-  return dict(video=video, caption=captions.short_caption(scene),
-              caption_long=captions.long_caption(scene), **truth)
-
-
-def generate_examples(seed: int, split: str, num: int, height: int, width: int, frames: int,
-                      **kwargs) -> Iterator[tuple[int, dict]]:
-  """Yields (index, example) for index in [0, num); see make_example."""
-  for i in range(num):
-    yield i, make_example(seed, split, i, height, width, frames, **kwargs)

@@ -19,20 +19,10 @@ import tensorflow_datasets as tfds
 
 from vdm.data import moving_mnist
 from vdm.data import photo_pans
+from vdm.data import scene_examples
 from vdm.data import scenes
+from vdm.data.aspect_ratios import aspect_size
 
-# Aspect name -> (height, width) for a given short side.
-ASPECTS = {"1:1": (1, 1), "16:9": (9, 16), "9:16": (16, 9)}
-
-
-def aspect_size(aspect: str, short_side: int) -> tuple[int, int]:
-  """(height, width) of an aspect at a short side, rounded to a multiple of 8 (e.g. 16:9 at 144
-  -> (144, 256))."""
-  if aspect not in ASPECTS:
-    raise ValueError(f"aspect must be one of {sorted(ASPECTS)}, got {aspect!r}")
-  h, w = ASPECTS[aspect]
-  unit = short_side / min(h, w)
-  return int(round(h * unit / 8) * 8), int(round(w * unit / 8) * 8)
 
 
 @dataclasses.dataclass(eq=False)
@@ -56,7 +46,7 @@ def _tensor(shape, dtype, zlib=False):
 
 
 class _NoTfBuilder(tfds.core.GeneratorBasedBuilder):
-  """Shared settings: source folder named explicitly (see tfds_builder.SyntheticVideos), and
+  """Shared settings: source folder named explicitly (see simple_builder.SimpleVideos), and
   splits generated from the seed, `num_<split>` examples each (a split of 0 is left out)."""
   code_path = epath.Path(__file__)
   pkg_dir_path = epath.Path(__file__).parent
@@ -102,8 +92,9 @@ class SceneVideos(_NoTfBuilder):
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
-    yield from scenes.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
-                                        long_factor=c.long_factor, max_objects=c.max_objects)
+    yield from scene_examples.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
+                                                long_factor=c.long_factor,
+                                                max_objects=c.max_objects)
 
 
 @dataclasses.dataclass(eq=False)

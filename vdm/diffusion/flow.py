@@ -5,7 +5,9 @@ Convention (the one SD3/Wan use): t = 0 is clean data, t = 1 is pure noise,
     x_t = (1 - t) * x0 + t * noise,        velocity v = dx_t/dt = noise - x0.
 
 The denoiser predicts v. Every frame carries its own level, so `t` is [B, T] and broadcasts over
-the trailing [h, w, c] axes of a latent video [B, T, h, w, c].
+the trailing [h, w, c] axes of a latent video [B, T, h, w, c]. Training levels are drawn by
+`vdm.diffusion.objectives.sample_timesteps`, the flow is integrated by `vdm.diffusion.samplers`
+and guided by `vdm.diffusion.guidance`.
 """
 from __future__ import annotations
 
@@ -27,20 +29,6 @@ def interpolate(x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
 def velocity_target(x0: jax.Array, noise: jax.Array) -> jax.Array:
   """The flow-matching regression target v = noise - x0, same shape as x0."""
   return noise - x0
-
-
-def sample_levels(rng: jax.Array, shape: tuple[int, ...], *, kind: str = "logit_normal",
-                  mean: float = 0.0, std: float = 1.0) -> jax.Array:
-  """Training noise levels in (0, 1).
-
-  `logit_normal` (SD3) concentrates training on the middle levels where the velocity is hardest
-  to predict; `uniform` is the plain rectified-flow choice.
-  """
-  if kind == "uniform":
-    return jax.random.uniform(rng, shape)
-  if kind == "logit_normal":
-    return jax.nn.sigmoid(mean + std * jax.random.normal(rng, shape))
-  raise ValueError(f"timestep sampling kind must be 'uniform' or 'logit_normal', got {kind!r}")
 
 
 def flow_matching_loss(predicted_velocity: jax.Array, x0: jax.Array, noise: jax.Array,
@@ -100,38 +88,3 @@ def temporal_consistency_loss(predicted_velocity: jax.Array, x_t: jax.Array, lev
     return jnp.mean(error)
   weight = valid.astype(error.dtype)[..., None]
   return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight) * error.shape[-1], 1.0)
-
-
-def guided_velocity(v_cond: jax.Array, v_uncond: jax.Array, scale: float | jax.Array) -> jax.Array:
-  """Classifier-free guidance: v_uncond + scale * (v_cond - v_uncond).
-
-  `v_uncond` is the prediction for the negative prompt (the empty prompt when none is given), so
-  the guidance pushes away from it; scale = 1 is the plain conditional model.
-  """
-  return v_uncond + scale * (v_cond - v_uncond)
-
-
-def euler_sample(velocity_fn, x_init: jax.Array, levels: jax.Array) -> jax.Array:
-  """Integrates the flow ODE with Euler steps along a noise-level matrix.
-
-  Args:
-    velocity_fn: (x [B, T, ...], t [B, T]) -> v [B, T, ...]. A plain function, so tests can pass
-      the exact closed-form velocity and the pipeline can pass a guided network.
-    x_init: [B, T, ...] the starting latents (noise at the frames whose first level is 1).
-    levels: [S + 1, T] noise level of each frame before each of the S steps; row S is the end
-      (0 for a finished clip). A frame whose level does not change in a step is left untouched,
-      which is how pinned (clean-context) frames stay exact.
-  Returns:
-    x at the levels of the last row, [B, T, ...].
-  """
-  batch = x_init.shape[0]
-
-  def step(x, level_pair):
-    t_now, t_next = level_pair
-    t = jnp.broadcast_to(t_now, (batch,) + t_now.shape)
-    dt = jnp.broadcast_to(t_next - t_now, (batch,) + t_now.shape)
-    v = velocity_fn(x, t)
-    return x + broadcast_levels(dt, x) * v, None
-
-  x, _ = jax.lax.scan(step, x_init, (levels[:-1], levels[1:]))
-  return x

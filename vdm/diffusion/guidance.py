@@ -9,11 +9,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vdm.diffusion.flow import broadcast_levels, guided_velocity
+from vdm.diffusion.flow import broadcast_levels
 
 RESCALE_SPACES = ("velocity", "x0")
-
-cfg = guided_velocity  # v_uncond + scale (v_cond - v_uncond); scale 1 is the conditional model
 
 
 def in_interval(t: jax.Array, interval: tuple[float, float] | None) -> jax.Array:
@@ -53,8 +51,10 @@ def guide(v_cond: jax.Array, v_uncond: jax.Array, *, scale, rescale: float = 0.0
           t: jax.Array | None = None, space: str = "velocity") -> jax.Array:
   """Guided velocity [B, T, ...] from conditional and negative-prompt velocities.
 
-  scale: CFG scale (1 = conditional). rescale: guidance rescale weight phi. interval (lo, hi):
-  frames whose level t is outside it use the conditional prediction (scale 1); needs t [B, T].
+  scale: classifier-free guidance, v_uncond + scale (v_cond - v_uncond): 1 is the conditional
+  model, and the negative prompt is pushed away from. rescale: guidance rescale weight phi.
+  interval (lo, hi): frames whose level t is outside it use the conditional prediction (scale 1);
+  needs t [B, T].
   space: where rescale measures the std, 'velocity' (what a v-model outputs, as diffusers does for
   its prediction) or 'x0' (the paper's choice for a v-model; x0 = x - t v, needs x and t; frames
   at t = 0 keep the velocity-space result).
@@ -63,7 +63,7 @@ def guide(v_cond: jax.Array, v_uncond: jax.Array, *, scale, rescale: float = 0.0
     raise ValueError(f"guidance rescale space must be one of {RESCALE_SPACES}, got {space!r}")
   if interval is not None and t is None:
     raise ValueError("a guidance interval needs the levels t [B, T]")
-  v = guided_velocity(v_cond, v_uncond, scale)
+  v = v_uncond + scale * (v_cond - v_uncond)
   if not (isinstance(rescale, (int, float)) and rescale == 0):
     if space == "velocity":
       v = rescale_guidance(v, v_cond, rescale)

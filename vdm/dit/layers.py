@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vdm.nn import RMSNorm
 from vdm.parallel.sharding import logical_axes
 
 
@@ -160,7 +161,6 @@ class Attention(nnx.Module):
                     **dense_kwargs)
     self.out = dense(width, width, ("heads", "embed"), rngs=rngs, **dense_kwargs)
     if qk_norm:
-      from vdm.text.encoder import RMSNorm
       self.q_norm, self.k_norm = RMSNorm(width // heads), RMSNorm(width // heads)
     else:
       self.q_norm = self.k_norm = None

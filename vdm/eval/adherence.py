@@ -2,7 +2,7 @@
 
 A generated clip for "a red circle moving right on a blue background" adheres if the one object
 that differs from the background is nearest to red in the palette and its centroid moves right.
-The detector is calibrated on ground-truth clips from `vdm.data.synthetic` (see
+The detector is calibrated on ground-truth clips from `vdm.data.simple` (see
 tests/test_adherence.py), including blurred and noisy ones, because generated clips are both.
 """
 from typing import Sequence
@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from vdm.data import synthetic
+from vdm.data import simple
 
-_PALETTE = synthetic.PALETTE.astype(np.float32)  # [K, 3]
+_PALETTE = simple.PALETTE.astype(np.float32)  # [K, 3]
 # Palette colours differ by >= 255 in RGB distance; 0.4 of that separates object from background
 # with a wide margin against noise (std 15 per channel, ~26 in distance, before smoothing).
 _COARSE_THRESHOLD = 0.4 * 255.0
@@ -20,7 +20,7 @@ _COARSE_THRESHOLD = 0.4 * 255.0
 _MIN_THRESHOLD = 40.0
 
 
-def _nearest_color(rgb: np.ndarray) -> int:
+def nearest_color(rgb: np.ndarray) -> int:
   """Index of the palette colour nearest to rgb [3]."""
   return int(np.argmin(np.linalg.norm(_PALETTE - rgb, axis=-1)))
 
@@ -70,7 +70,7 @@ def detect_object(video: np.ndarray) -> dict:
   border = np.concatenate([pixels[:, 0], pixels[:, -1], pixels[:, 1:-1, 0],
                            pixels[:, 1:-1, -1]], axis=1)  # [T, P, 3]
   background_rgb = np.median(border, axis=1)  # [T, 3]
-  background = _nearest_color(np.median(background_rgb, axis=0))
+  background = nearest_color(np.median(background_rgb, axis=0))
   distance = np.linalg.norm(_smooth3(pixels) - background_rgb[:, None, None], axis=-1)
 
   # Coarse pass with a fixed threshold estimates the object colour; the fine pass then cuts
@@ -84,7 +84,7 @@ def detect_object(video: np.ndarray) -> dict:
   if not mask.any():
     return dict(color=-1, centers=np.full((frames, 2), np.nan, np.float32), mask=mask,
                 background=background)
-  color = _nearest_color(_object_rgb(pixels, distance, mask))
+  color = nearest_color(_object_rgb(pixels, distance, mask))
 
   area = mask.sum(axis=(1, 2)).astype(np.float64)  # [T]
   ys, xs = np.arange(height), np.arange(width)
@@ -132,7 +132,7 @@ def motion_direction(centers: np.ndarray, *, min_displacement: float = 1.0,
     name = "right" if dx > 0 else "left"
   else:
     name = "down" if dy > 0 else "up"
-  return synthetic.DIRECTIONS.index(name)
+  return simple.DIRECTIONS.index(name)
 
 
 def score(video: np.ndarray, color: int, direction: int) -> dict:

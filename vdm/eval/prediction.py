@@ -109,11 +109,11 @@ def reconstruct(pipe, clips: np.ndarray, batch_size: int) -> np.ndarray:
   from flax import nnx
 
   from vdm.generate.extension import encode_given
-  from vdm.generate.pipeline import _decode
+  from vdm.generate.pipeline import decode_latents
   vae_def, vae_state = nnx.split(pipe.vae)
-  return np.concatenate([np.asarray(_decode(vae_def, vae_state,
-                                            encode_given(pipe, clips[i:i + batch_size]),
-                                            pipe.latent_mean, pipe.latent_std))
+  return np.concatenate([np.asarray(decode_latents(vae_def, vae_state,
+                                                   encode_given(pipe, clips[i:i + batch_size]),
+                                                   pipe.latent_mean, pipe.latent_std))
                          for i in range(0, len(clips), batch_size)])
 
 
@@ -132,7 +132,7 @@ def run_prediction(checkpoint: str, *, num: int = 100, samples: int = 4, seed: i
   beside `out`; returns the report."""
   from vdm.eval.run import write_report
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   if not isinstance(samples, int) or samples < 1:
     raise ValueError(f"--samples {samples!r} must be an integer >= 1")
   if not isinstance(batch_size, int) or batch_size < 1:

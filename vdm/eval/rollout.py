@@ -14,7 +14,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval.adherence import motion_direction
 from vdm.eval.metrics.rollout import frame_scores, stall_fraction
 
@@ -96,13 +96,13 @@ def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2
                 steps: int | None = None, out: str = "") -> dict:
   """Scores the model's clips in parallel and autoregressive mode at several lengths."""
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
   pipe = Pipeline.load(checkpoint)
   d = pipe.config.data
-  examples = [e for _, e in synthetic.generate_examples(d.seed, "test", num, d.height, d.width,
-                                                        d.frames)]
+  examples = [e for _, e in simple.generate_examples(d.seed, "test", num, d.height, d.width,
+                                                     d.frames)]
   pipe.config.sample.max_frames = max(pipe.config.sample.max_frames,
                                       1 + (d.frames - 1) * max(lengths))
   summary = {}

@@ -12,21 +12,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vdm.config import config_from_json
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval.adherence import score, summarize
-from vdm.video_io import write_json
+from vdm.provenance import write_json
 
 
 def run_adherence(checkpoint: str, *, num: int = 48, seed: int = 0, out: str = "",
                   steps: int | None = None, guidance: float | None = None) -> dict:
   """Scores `num` test prompts; writes JSON and a markdown table next to `out`; returns summary."""
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
   pipe = Pipeline.load(checkpoint)
   d = pipe.config.data
-  examples = synthetic.generate_examples(d.seed, "test", num, d.height, d.width, d.frames)
+  examples = simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames)
   rows = []
   for i, (_, example) in enumerate(tqdm(examples, total=num, desc="adherence")):
     frames = pipe(example["caption"], seed=seed + i, steps=steps, guidance=guidance,
@@ -89,11 +89,11 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   frames (at most max_frames). SSIM needs frames of at least 11 x 11 pixels.
   """
   import jax
-  import jax.numpy as jnp
 
   from vdm.eval.metrics.image import psnr, ssim
   from vdm.generate.pipeline import Pipeline
-  from vdm.train.run import git_commit
+  from vdm.nn import denormalize_pixels, normalize_pixels
+  from vdm.provenance import git_commit
   from vdm.video_io import read_video
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
@@ -102,15 +102,14 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   reconstruct = jax.jit(lambda v: vae.decode(vae.encode(v)[0]))
 
   def scores(video: np.ndarray) -> dict:
-    x = jnp.asarray(video, jnp.float32)[None] / 127.5 - 1.0
-    y = np.clip((np.asarray(reconstruct(x))[0] + 1.0) * 127.5, 0, 255).round()
+    y = np.asarray(denormalize_pixels(reconstruct(normalize_pixels(video)[None])))[0]
     return dict(psnr=float(np.mean(psnr(video, y, data_range=255.0))),
                 ssim=float(np.mean(ssim(video, y, data_range=255.0))))
 
   d = Pipeline.load(checkpoint).config.data
   rows = {}
   synthetic_scores = [scores(e["video"]) for _, e in tqdm(
-      synthetic.generate_examples(d.seed, "test", num, d.height, d.width, d.frames), total=num,
+      simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames), total=num,
       desc="vae")]
   rows[f"synthetic test ({num} clips, {d.width}x{d.height}x{d.frames})"] = {
       k: float(np.mean([s[k] for s in synthetic_scores])) for k in ("psnr", "ssim")}
@@ -149,7 +148,7 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
   from vdm.eval.metrics.image import psnr, ssim
   from vdm.post import sr
   from vdm.post.upscale import upscale
-  from vdm.train.run import git_commit
+  from vdm.provenance import git_commit
   from vdm.video_io import read_video
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")

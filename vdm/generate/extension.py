@@ -60,8 +60,8 @@ def encode_given(pipe, given) -> jax.Array:
   if given.ndim != 5 or given.shape[-1] != 3 or given.dtype != np.uint8:
     raise ValueError(f"given must be uint8 [B, G, H, W, 3], got {given.dtype} {given.shape}")
   vae_def, vae_state = nnx.split(pipe.vae)
-  return pipeline._encode(vae_def, vae_state, jnp.asarray(given), pipe.latent_mean,
-                          pipe.latent_std)
+  return pipeline.encode_video(vae_def, vae_state, jnp.asarray(given), pipe.latent_mean,
+                               pipe.latent_std)
 
 
 def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, seed: int = 0,
@@ -98,11 +98,11 @@ def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, s
   ids, text_mask = pipe.tokenizer.encode([prompt, negative_prompt], pipe.config.text.max_length)
   den_def, den_state = nnx.split(pipe.denoiser)
   text_mask = jnp.asarray(text_mask)
-  text = pipeline._encode_text(den_def, den_state, jnp.asarray(ids), text_mask)
-  z = pipeline._sample_matrix(den_def, den_state, x_init.reshape((-1,) + x_init.shape[2:]), text,
-                              text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
-                              jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
-                              sampler_name=sampler, guided=float(guidance) != 1.0)
+  text = pipeline.encode_text(den_def, den_state, jnp.asarray(ids), text_mask)
+  z = pipeline.sample_matrix(den_def, den_state, x_init.reshape((-1,) + x_init.shape[2:]), text,
+                             text_mask, jnp.asarray(levels), jnp.asarray(temporal_mask),
+                             jnp.float32(guidance), jax.random.fold_in(key, 1 << 20),
+                             sampler_name=sampler, guided=float(guidance) != 1.0)
   return z.reshape(x_init.shape)
 
 
@@ -122,7 +122,8 @@ def extend_clips(pipe, given, new_frames: int, **options) -> np.ndarray:
                                 pipe.vae.temporal_downsample)
   z = extend_latents(pipe, encode_given(pipe, given), n_new, **options)
   vae_def, vae_state = nnx.split(pipe.vae)
-  video = pipeline._decode(vae_def, vae_state, z.reshape((-1,) + z.shape[2:]), pipe.latent_mean,
-                           pipe.latent_std)  # [K * B, T, H, W, 3]; the causal decoder sees the context
+  # [K * B, T, H, W, 3]; the causal decoder sees the context.
+  video = pipeline.decode_latents(vae_def, vae_state, z.reshape((-1,) + z.shape[2:]),
+                                  pipe.latent_mean, pipe.latent_std)
   first_new = pipe.vae.pixel_frames(n_given)
   return np.asarray(video[:, first_new:]).reshape(z.shape[:2] + (new_frames,) + given.shape[2:])

@@ -18,11 +18,12 @@ import numpy as np
 from flax import nnx
 
 from vdm.config import ASPECTS, spatial_stride
-from vdm.diffusion import guided_velocity
+from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import MODES, allowed_chunks, generation_mode, pipeline_modes
 from vdm.generate.streaming import generate_autoregressive, prefill
+from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
 
 
@@ -59,9 +60,9 @@ def frame_size(aspect: str, resolution: int, stride: int) -> tuple[int, int]:
   if not isinstance(resolution, int) or resolution <= 0 or resolution % stride:
     raise ValueError(f"--resolution {resolution!r} must be a positive multiple of {stride} "
                      f"(the model's VAE downsampling x patch size)")
-  a, b = ASPECTS[aspect]
-  long_side = max(stride, int(round(resolution * max(a, b) / min(a, b) / stride)) * stride)
-  return (resolution, long_side) if a >= b else (long_side, resolution)
+  h, w = ASPECTS[aspect]  # (height, width) ratio
+  long_side = max(stride, int(round(resolution * max(h, w) / min(h, w) / stride)) * stride)
+  return (resolution, long_side) if w >= h else (long_side, resolution)
 
 
 def clip_frames(seconds: float, fps: int, temporal_downsample: int, max_frames: int) -> int:
@@ -211,10 +212,10 @@ class Pipeline:
     denoiser_def, denoiser_state = nnx.split(self.denoiser)
     mask = jnp.asarray(mask)
     # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
-    text = _encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
+    text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
     guidance = jnp.float32(request.guidance)
     vae_def, vae_state = nnx.split(self.vae)
-    decode = functools.partial(_decode, vae_def, vae_state, mean=self.latent_mean,
+    decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
     pieces = []
 
@@ -257,9 +258,9 @@ class Pipeline:
           context_level=request.context_noise, shift=self.config.sample.shift,
           pinned=(0,) if request.image is not None else (),
           window=request.window if spec.causal else None)
-      z = _sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
-                         jnp.asarray(temporal_mask), guidance, sampler_key,
-                         sampler_name=request.sampler)
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
+                        jnp.asarray(temporal_mask), guidance, sampler_key,
+                        sampler_name=request.sampler)
       emit(decode(z))
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
 
@@ -280,7 +281,7 @@ class Pipeline:
     td = self.vae.temporal_downsample
     n = min(request.window, 1 + (len(video) - 1) // td)
     tail = video[len(video) - (1 + (n - 1) * td):]
-    pixels = jnp.asarray(tail, jnp.float32)[None] / 127.5 - 1.0
+    pixels = normalize_pixels(tail)[None]
     latents = self.vae.encode(pixels)[0]
     return video, (latents - self.latent_mean) / self.latent_std
 
@@ -292,7 +293,7 @@ class Pipeline:
                     f"{request.width}x{request.height}")
       image = jax.image.resize(image.astype(np.float32), (request.height, request.width, 3),
                                "bicubic")
-    pixels = jnp.clip(jnp.asarray(image, jnp.float32), 0, 255) / 127.5 - 1.0
+    pixels = normalize_pixels(jnp.clip(jnp.asarray(image, jnp.float32), 0, 255))
     latent = self.vae.encode(pixels[None, None])[0][:, 0]
     return (latent - self.latent_mean) / self.latent_std
 
@@ -301,13 +302,15 @@ class Pipeline:
 # one compilation per shape serves every call and the weights are never baked into the program.
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _encode_text(graphdef, state, ids, mask):
+def encode_text(graphdef, state, ids, mask):
+  """Text encoder of the denoiser `graphdef`/`state`: ids int32 [B, L], mask bool [B, L] ->
+  [B, L, D]."""
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
-def _sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                   sampler_name, guided=True):
+def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
+                  sampler_name, guided=True):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
   [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
   (guidance 1): the prompt's velocity alone, one DiT call a step."""
@@ -319,7 +322,7 @@ def _sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, g
     if not guided:
       return dit(x, t, text[:b], mask[:b], temporal_mask)
     both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
-    return guided_velocity(both[:b], both[b:], guidance)
+    return guide(both[:b], both[b:], scale=guidance)
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
@@ -330,31 +333,29 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset):
   dit = nnx.merge(graphdef, state).dit
   both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
                                 cache, frame_offset)
-  return guided_velocity(both[:1], both[1:], guidance), kv
-
-
-def _to_uint8(video):
-  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
+  return guide(both[:1], both[1:], scale=guidance), kv
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(graphdef, state, video, mean, std):
+def encode_video(graphdef, state, video, mean, std):
   """Pixels [B, T, H, W, 3] in [0, 255] (uint8 or float) -> normalised latent means [B, T', h,
-  w, C]: the inverse of `_decode`."""
-  pixels = video.astype(jnp.float32) / 127.5 - 1.0
+  w, C]: the inverse of `decode_latents`."""
+  pixels = normalize_pixels(video)
   return (nnx.merge(graphdef, state).encode(pixels)[0] - mean) / std
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _decode(graphdef, state, z, mean, std):
-  return _to_uint8(nnx.merge(graphdef, state).decode(z * std + mean))
+def decode_latents(graphdef, state, z, mean, std):
+  """Normalised latents [B, T', h, w, C] -> uint8 frames [B, T, H, W, 3] through the VAE
+  `graphdef`/`state` (mean, std: the latent statistics [C] the latents were normalised by)."""
+  return denormalize_pixels(nnx.merge(graphdef, state).decode(z * std + mean))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
-  return _to_uint8(video), cache
+  return denormalize_pixels(video), cache
 
 
 def load_image(path: str) -> np.ndarray:

@@ -7,4 +7,4 @@ Each stage is a function in the module of the same name (`from vdm.post.grade im
 they are not re-exported here, where they would shadow their modules.
 """
 from vdm.post.lut import Lut, read_cube, write_cube
-from vdm.post.pipeline import PipelineError, Stage, apply_pipeline, format_pipeline, parse_pipeline
+from vdm.post.chain import PipelineError, Stage, apply_pipeline, format_pipeline, parse_pipeline

@@ -11,7 +11,7 @@ import sys
 import time
 
 from vdm.post import common
-from vdm.post.pipeline import PipelineError, apply_pipeline, format_pipeline, parse_pipeline
+from vdm.post.chain import PipelineError, apply_pipeline, format_pipeline, parse_pipeline
 
 
 def add_post_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -61,9 +61,8 @@ def run_post_command(args: argparse.Namespace) -> int:
   seconds = time.perf_counter() - t0
   video_io.write_video(args.out, out, fps=int(round(fps)), overwrite=args.overwrite)
   # Written beside the output (same convention as `vdm sample`) so the result can be reproduced.
-  from vdm.train.run import git_commit
-  sidecar = os.path.splitext(args.out)[0] + ".json"
-  video_io.write_json(sidecar, dict(
+  from vdm.provenance import git_commit, write_sidecar
+  sidecar = write_sidecar(args.out, dict(
       input=os.path.abspath(args.input), post=args.post, stages=format_pipeline(stages),
       git_commit=git_commit(),
       frames=int(frames.shape[0]), input_size=list(frames.shape[1:3]),

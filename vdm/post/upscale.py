@@ -1,6 +1,7 @@
 """Upscaling: bicubic and Lanczos resampling (jax.image.resize) per frame, and the learned,
 temporally aware model of `vdm.post.sr` (`method=learned`, x2 or x4; `model=DIR` picks weights,
-default checkpoints/sr_x<factor>). The classical methods are the baselines it has to beat.
+default checkpoints/sr_x<factor>; `upscale_learned`). The classical methods are the baselines
+it has to beat, and bicubic is the reference that steadies the learned one.
 """
 from __future__ import annotations
 
@@ -73,9 +74,40 @@ def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "",
   frames = common.check_frames(frames, "upscale")
   chunk = common.check_chunk(chunk)
   if p["method"] == "learned":
-    from vdm.post import sr
-    return sr.upscale_learned(frames, p["factor"], p["model"], steady=p["steady"], chunk=chunk)
+    return upscale_learned(frames, p["factor"], p["model"], steady=p["steady"], chunk=chunk)
   _, h, w, _ = frames.shape
   height, width = int(round(h * p["factor"])), int(round(w * p["factor"]))
   fn = functools.partial(_resize, height=height, width=width, method=METHODS[p["method"]])
   return common.map_chunks(fn, frames, chunk)
+
+
+def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
+                    steady: float = 0.0, steady_tolerance: float = 0.015,
+                    chunk: int = 16) -> np.ndarray:
+  """Upscales frames [T, H, W, 3] (uint8 or float in [0, 1]) with a trained model; the output
+  has the input's dtype. Chunks overlap by one frame each side so every frame sees its
+  neighbours, as in training.
+
+  steady > 0: the result's frame-to-frame change follows bicubic's wherever bicubic's pixels
+  are still (`vdm.post.steady`), so the model's sharpening of the input's per-frame noise does
+  not show as flicker; 0 returns the model's output as it is.
+  """
+  from flax import nnx
+
+  from vdm.post import sr, steady as steady_lib
+  model = sr.load(model_dir or sr.default_model_dir(factor))
+  if model.factor != factor:
+    raise ValueError(f"upscale: model {model_dir!r} is x{model.factor}, asked for x{factor}")
+  graphdef, state = nnx.split(model)
+  halo = model.neighbours
+
+  def fn(x):
+    return sr.predict(graphdef, state, x)[halo:x.shape[0] - halo]
+
+  out = common.map_chunks(fn, frames, chunk, halo=halo)
+  if steady == 0:
+    return out
+  # The reference: the classical bicubic upscale, the model's own base before its residual.
+  reference = upscale(frames, factor, method="bicubic", chunk=chunk)
+  return steady_lib.follow_reference(out, reference, steady, steady_tolerance, chunk=chunk)
+

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vdm.nn import RMSNorm
 from vdm.parallel.sharding import constrain, logical_axes
-from vdm.text.encoder import (RMSNorm, T5Encoder, gated_gelu, multi_head_attention,
-                              position_bias)
+from vdm.text.encoder import T5Encoder, gated_gelu, multi_head_attention, position_bias
 
 
 def _linear(din: int, dout: int, axes: tuple[str, str], rngs: nnx.Rngs) -> nnx.Linear:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vdm.nn import RMSNorm
 from vdm.parallel.sharding import constrain, logical_axes
 
 
@@ -63,16 +64,6 @@ def gated_gelu(wi: nnx.Linear, wo: nnx.Linear, x: jax.Array) -> jax.Array:
   """T5 v1.1's feed-forward: wo(gelu(gate) * up), with [gate, up] = wi(x) in one matmul."""
   gate, up = jnp.split(wi(x), 2, axis=-1)
   return wo(jax.nn.gelu(gate) * up)
-
-
-class RMSNorm(nnx.Module):
-  def __init__(self, dim: int, *, eps: float = 1e-6):
-    self.scale = nnx.Param(jnp.ones((dim,)), **logical_axes("norm"))
-    self.eps = eps
-
-  def __call__(self, x):
-    var = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(var + self.eps) * self.scale[...]
 
 
 class T5Layer(nnx.Module):

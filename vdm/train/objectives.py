@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm.diffusion import (flow_matching_loss, interpolate, sample_levels,
-                           temporal_consistency_loss)
+from vdm.diffusion import flow_matching_loss, interpolate, temporal_consistency_loss
+from vdm.diffusion.objectives import sample_timesteps
 from vdm.dit.layers import token_frame_of
 from vdm.generate.modes import block_causal_mask, chunk_ids
 
@@ -42,9 +42,9 @@ def training_levels(rng, batch: int, frames: int, *, kind: str, per_frame_prob: 
   latent frames the DiT groups into one token get one level.
   """
   r_shared, r_frames, r_choice = jax.random.split(rng, 3)
-  shared = jnp.broadcast_to(sample_levels(r_shared, (batch, 1), kind=kind), (batch, frames))
+  shared = jnp.broadcast_to(sample_timesteps(r_shared, (batch, 1), kind=kind), (batch, frames))
   group = token_frame_of(frames, temporal_patch)  # [T]; the identity when temporal_patch = 1
-  independent = sample_levels(r_frames, (batch, int(group[-1]) + 1), kind=kind)[:, group]
+  independent = sample_timesteps(r_frames, (batch, int(group[-1]) + 1), kind=kind)[:, group]
   use_independent = jax.random.bernoulli(r_choice, per_frame_prob, (batch, 1))
   return jnp.where(use_independent, independent, shared)
 
@@ -58,7 +58,7 @@ def teacher_forcing_levels(rng, batch: int, ids: jax.Array, *, kind: str):
   r_chunk, r_level = jax.random.split(rng)
   num_chunks = ids.max() + 1
   target = jax.random.randint(r_chunk, (batch, 1), 0, num_chunks)
-  level = sample_levels(r_level, (batch, 1), kind=kind)
+  level = sample_timesteps(r_level, (batch, 1), kind=kind)
   levels = jnp.where(ids[None] < target, 0.0, jnp.where(ids[None] == target, level, 1.0))
   return levels, (ids[None] == target).astype(jnp.float32)
 
@@ -140,7 +140,7 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
     metrics["consistency_loss"] = consistency
   if cfg.motion_supervision_weight:  # an ablation: needs the data's exact flow
     motion = temporal_consistency_loss(velocity, x_t, levels, x0, flow=batch["latent_flow"],
-                                       valid=batch["flow_valid"])  # vdm.data.synthetic.latent_motion
+                                       valid=batch["flow_valid"])  # vdm.data.simple.latent_motion
     loss = loss + cfg.motion_supervision_weight * motion
     metrics["motion_loss"] = motion
   return loss, metrics

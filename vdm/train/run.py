@@ -3,6 +3,8 @@ directory, each stage resumable.
 
 Every stage goes through the one loop in `vdm.train.loop`; a finished stage is not retrained (its
 last checkpoint is restored), so rerunning `vdm train` on a workdir continues where it stopped.
+`config.task` picks what is trained (`TASKS`): this text-to-video model, or the learned upscaler
+of `vdm.train.upscaler`.
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -19,29 +20,23 @@ import optax
 from flax import nnx
 
 from vdm.config import config_from_json
-from vdm.data import kinds, synthetic
-from vdm.data.pipeline import make_caption_loader, make_loader
+from vdm.data import kinds
+from vdm.data.loader import make_caption_loader, make_loader
+from vdm.data.simple import latent_motion
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
+from vdm.nn import normalize_pixels
+from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
+from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
-from vdm.vae.loss import vae_loss, video_to_unit_range
+from vdm.vae.loss import vae_loss
 
 STAGES = ("tokenizer", "text", "vae", "dit", "export")
-
-
-def git_commit() -> str:
-  """The commit of the vdm source tree, or 'unknown' outside a git checkout."""
-  try:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                         cwd=os.path.dirname(os.path.abspath(__file__)))
-    return out.stdout.strip() or "unknown"
-  except (OSError, subprocess.SubprocessError):
-    return "unknown"
 
 
 def dataset_builder(config, workdir: str):
@@ -49,7 +44,7 @@ def dataset_builder(config, workdir: str):
   return kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
 
 
-def _check_workdir_config(config, workdir: str) -> None:
+def check_workdir_config(config, workdir: str) -> None:
   """A workdir belongs to one config: refuse to resume it with a different model or data.
 
   The stored config is upgraded first (`vdm.config.upgrade`), so a workdir written before a
@@ -79,12 +74,26 @@ def _check_workdir_config(config, workdir: str) -> None:
   os.replace(path + ".tmp", path)
 
 
-def training_captions(config, builder=None) -> list[str]:
-  """The captions the tokenizer and the text pretraining learn from: the spine's caption grammar,
-  or the train captions of any other dataset (`vdm.data.dataset_tokenizer.train_captions`)."""
-  corpus = kinds.DATA_KINDS[config.data.kind].caption_corpus
-  if corpus is not None or builder is None:
-    return (corpus or kinds.DATA_KINDS['simple'].caption_corpus)(config.data.seed, 20_000, "train")
+def caption_builder(config, workdir: str):
+  """The dataset the text-only stages (tokenizer, text pretraining) read captions from: None for
+  a kind whose captions come from a grammar (the spine's; no clips are built for them), else the
+  prepared `dataset_builder`."""
+  from_grammar = kinds.DATA_KINDS[config.data.kind].caption_corpus is not None
+  return None if from_grammar else dataset_builder(config, workdir)
+
+
+def _grammar_corpus(config):
+  # A kind without a grammar of its own, asked without its dataset, falls back to the spine's.
+  return (kinds.DATA_KINDS[config.data.kind].caption_corpus
+          or kinds.DATA_KINDS["simple"].caption_corpus)
+
+
+def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
+  """The captions the tokenizer and the text pretraining learn from: `num` of the kind's caption
+  grammar (the spine's), or the train captions of any other dataset
+  (`vdm.data.dataset_tokenizer.train_captions`, all of them)."""
+  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
+    return _grammar_corpus(config)(config.data.seed, num, "train")
   from vdm.data.dataset_tokenizer import train_captions
   return train_captions(builder)
 
@@ -159,9 +168,8 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
 def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
   """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
   'test' split (none if it has no such split)."""
-  corpus = kinds.DATA_KINDS[config.data.kind].caption_corpus
-  if corpus is not None or builder is None:
-    return (corpus or kinds.DATA_KINDS['simple'].caption_corpus)(config.data.seed, num, "test")
+  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
+    return _grammar_corpus(config)(config.data.seed, num, "test")
   sources = builder.as_data_source()
   if "test" not in sources:
     return []
@@ -171,7 +179,7 @@ def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
 
 def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
   """Per-channel mean and std of VAE latent means over a few training batches."""
-  encode = jax.jit(lambda video: vae.encode(video_to_unit_range(video))[0])
+  encode = jax.jit(lambda video: vae.encode(normalize_pixels(video))[0])
   iterator = iter(loader)
   latents = np.concatenate([np.asarray(encode(next(iterator)["video"]))
                             for _ in range(num_batches)])
@@ -197,20 +205,13 @@ def build_vae_critic(config) -> Critic:
   return Critic(disc, discriminator_loss, tx, start=config.vae.disc_start)
 
 
-def run_training(config, workdir: str, *, until: str = "export") -> str:
-  """Runs the stages in order up to and including `until`; returns the model directory.
-
-  A config with task = 'sr' trains the learned upscaler instead (`vdm.post.sr`).
-  """
-  if config.task == "sr":
-    from vdm.post.sr import run_sr_training
-    return run_sr_training(config, workdir)
+def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
+  """The text-to-video task: runs the stages in order up to and including `until`; returns the
+  model directory ('' when it stops before the export)."""
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
-  _check_workdir_config(config, workdir)
-  # Kinds whose captions come from a grammar (the spine's) need no clips for text-only stages.
-  from_grammar = kinds.DATA_KINDS[config.data.kind].caption_corpus is not None
-  builder = None if from_grammar else dataset_builder(config, workdir)
+  check_workdir_config(config, workdir)
+  builder = caption_builder(config, workdir)
   tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
@@ -240,7 +241,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
 
   dit_cfg = config.train.dit
   frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
-  encode = jax.jit(lambda video: (vae.encode(video_to_unit_range(video))[0] - stats["mean"])
+  encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
@@ -254,7 +255,7 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       _, _, height, width, _ = batch["video"].shape
-      flows, valids = zip(*(synthetic.latent_motion(
+      flows, valids = zip(*(latent_motion(
           int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
           temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
           for i in range(n)))
@@ -276,6 +277,19 @@ def run_training(config, workdir: str, *, until: str = "export") -> str:
   shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it whole
   save_model_dir(model_dir, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
                  latent_stats=stats)
-  with open(os.path.join(model_dir, "provenance.json"), "w") as f:
-    json.dump(dict(git_commit=git_commit(), seed=config.seed), f, indent=2)
+  write_provenance(model_dir, config.seed)
   return model_dir
+
+
+# config.task -> the function that trains it, (config, workdir, *, until) -> model directory.
+# A new task is one such function and one entry here.
+TASKS = {"t2v": run_t2v_training, "sr": run_sr_training}
+
+
+def run_training(config, workdir: str, *, until: str = "export") -> str:
+  """Trains what `config.task` names (`TASKS`: 't2v' the text-to-video model, the default; 'sr'
+  the learned upscaler, `vdm.train.upscaler`); returns the exported model directory."""
+  task = config.task
+  if task not in TASKS:
+    raise ValueError(f"config.task {task!r}: allowed {list(TASKS)}")
+  return TASKS[task](config, workdir, until=until)

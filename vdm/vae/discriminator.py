@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vdm.vae.loss import hinge_discriminator_loss, video_to_unit_range
+from vdm.nn import normalize_pixels
+from vdm.vae.loss import hinge_discriminator_loss
 
 
 class PatchDiscriminator(nnx.Module):
@@ -46,7 +47,7 @@ def discriminator_loss(disc, vae, batch: dict, rng: jax.Array
   The reconstruction is recomputed with the same `rng` as the VAE's own loss, so it is the same
   sample the generator term scored; `stop_gradient` keeps the VAE out of this step.
   """
-  video = video_to_unit_range(batch["video"])
+  video = normalize_pixels(batch["video"])
   recon = jax.lax.stop_gradient(vae(video, rng=rng)[0])
   real, fake = disc(video), disc(recon)
   loss = hinge_discriminator_loss(real, fake)

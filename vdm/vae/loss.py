@@ -4,10 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def video_to_unit_range(video_uint8: jax.Array) -> jax.Array:
-  """uint8 [..., 3] in [0, 255] -> float32 in [-1, 1]."""
-  return video_uint8.astype(jnp.float32) / 127.5 - 1.0
+from vdm.nn import normalize_pixels
 
 
 def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
@@ -51,7 +48,7 @@ def vae_loss(model, batch: dict, rng: jax.Array, critic=None, critic_active=True
     'kl' (nats per clip), 'psnr' (dB, of the reconstruction clipped to [-1, 1], peak-to-peak 2)
     and 'latent_std' (std of the posterior means, useful for choosing the diffusion latent scale).
   """
-  video = video_to_unit_range(batch["video"])
+  video = normalize_pixels(batch["video"])
   recon, mean, logvar = model(video, rng=rng)
   err = recon.astype(jnp.float32) - video
   recon_l1 = jnp.mean(jnp.abs(err))

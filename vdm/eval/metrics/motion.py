@@ -2,7 +2,7 @@
 ground-truth continuation, and physical plausibility of bounces.
 
 Centres are float [T, 2] (x, y) pixels with nan where the object was not found, as
-`adherence.detect_object` returns them; ground truth comes from `synthetic.centers` or
+`adherence.detect_object` returns them; ground truth comes from `simple.centers` or
 `scenes.render_scene(...)[1]['center'][:, k]`.
 """
 from __future__ import annotations

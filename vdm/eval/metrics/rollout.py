@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from vdm.data import synthetic
+from vdm.data import simple
 from vdm.eval import adherence
 from vdm.eval.metrics.motion import stalls
 
@@ -31,7 +31,7 @@ def frame_scores(video, color: int, background: int) -> dict:
   """
   video = np.asarray(video)
   pixels = video.astype(np.float64)
-  palette = synthetic.PALETTE.astype(np.float64)
+  palette = simple.PALETTE.astype(np.float64)
   to_bg = np.linalg.norm(pixels - palette[background], axis=-1)
   to_obj = np.linalg.norm(pixels - palette[color], axis=-1)
   colour_error = np.minimum(to_bg, to_obj).mean(axis=(1, 2)) / _RGB_DIAGONAL
@@ -42,7 +42,7 @@ def frame_scores(video, color: int, background: int) -> dict:
   for t in range(len(video)):
     if mask[t].any():
       rgb = np.median(pixels[t][mask[t]], axis=0)
-      object_ok[t] = float(adherence._nearest_color(rgb) == int(color))
+      object_ok[t] = float(adherence.nearest_color(rgb) == int(color))
 
   # Background = away from the object in both frames (dilated: blurred edges are not flicker).
   near_object = np.stack([ndimage.binary_dilation(m, iterations=2) for m in mask])
@@ -68,6 +68,6 @@ def stall_fraction(centers, direction: int, *, speed: float, frames: int | None 
     return 1.0
   start = c[found[0]]
   steps = np.arange(len(c), dtype=np.float64)[:, None] - found[0]
-  expected = start + steps * speed * synthetic.DIRECTION_VECTORS[direction]
+  expected = start + steps * speed * simple.DIRECTION_VECTORS[direction]
   result = stalls(c, expected, ratio=0.25, min_speed=0.5 * speed, window=2)
   return float(result["fraction"]) if np.isfinite(result["fraction"]) else 0.0

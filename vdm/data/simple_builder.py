@@ -1,4 +1,5 @@
-"""TFDS builder for the synthetic captioned videos of `vdm.data.synthetic`, without TensorFlow.
+"""TFDS builder (`SimpleVideos`) of the `simple` dataset, the clips of `vdm.data.simple`,
+without TensorFlow.
 
 Only features that encode in numpy are used (`Tensor` with ZLIB encoding, `Text`), and the data
 is written as array_record so `builder.as_data_source()` gives random access for grain.
@@ -10,11 +11,11 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from vdm.data import synthetic
+from vdm.data import simple
 
 
 @dataclasses.dataclass(eq=False)
-class SyntheticVideosConfig(tfds.core.BuilderConfig):
+class SimpleVideosConfig(tfds.core.BuilderConfig):
   """Resolution, clip length and split sizes; the name must encode them (see `config_name`)."""
   height: int = 32
   width: int = 32
@@ -31,13 +32,17 @@ def config_name(*, height: int, width: int, frames: int, fps: int, num_train: in
   return f"{height}x{width}_t{frames}_fps{fps}_train{num_train}_test{num_test}_seed{seed}"
 
 
-class SyntheticVideos(tfds.core.GeneratorBasedBuilder):
+class SimpleVideos(tfds.core.GeneratorBasedBuilder):
   """One coloured shape sliding over a flat background, with a caption and ground truth."""
 
+  # The TFDS name is the folder prepared datasets are written to and part of the source path a
+  # checkpointed loader records; fixed so that data prepared and checkpoints written under it
+  # stay valid.
+  name = "synthetic_videos"
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   # Configs are built on demand by make_builder; this default only makes the class usable alone.
-  BUILDER_CONFIGS = [SyntheticVideosConfig(name=config_name(
+  BUILDER_CONFIGS = [SimpleVideosConfig(name=config_name(
       height=32, width=32, frames=9, fps=8, num_train=1024, num_test=128, seed=0))]
   # tfds 4.9.10 finds a builder's source folder through importlib resources, which fails here
   # twice: it needs the `importlib_resources` backport (not installed), and it breaks on
@@ -48,7 +53,7 @@ class SyntheticVideos(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     c = self.builder_config
     return self.dataset_info_from_configs(
-        description=synthetic.__doc__,
+        description=simple.__doc__,
         features=tfds.features.FeaturesDict({
             "video": tfds.features.Tensor(
                 shape=(c.frames, c.height, c.width, 3), dtype=np.uint8,
@@ -75,11 +80,11 @@ class SyntheticVideos(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
-    yield from synthetic.generate_examples(c.seed, split, num, c.height, c.width, c.frames)
+    yield from simple.generate_examples(c.seed, split, num, c.height, c.width, c.frames)
 
 
 def make_builder(data_dir: str, *, height: int, width: int, frames: int, fps: int,
-                 num_train: int, num_test: int, seed: int) -> SyntheticVideos:
+                 num_train: int, num_test: int, seed: int) -> SimpleVideos:
   """A builder for these settings under `data_dir` (not prepared; see `prepare`)."""
   params = dict(height=height, width=width, frames=frames, fps=fps, num_train=num_train,
                 num_test=num_test, seed=seed)
@@ -89,12 +94,12 @@ def make_builder(data_dir: str, *, height: int, width: int, frames: int, fps: in
                        f"int, got {value!r}")
   if frames < 2:
     raise ValueError(f"frames must be >= 2 to show motion, got {frames}")
-  config = SyntheticVideosConfig(name=config_name(**params), **params)
-  return SyntheticVideos(config=config, data_dir=data_dir, file_format="array_record")
+  config = SimpleVideosConfig(name=config_name(**params), **params)
+  return SimpleVideos(config=config, data_dir=data_dir, file_format="array_record")
 
 
 def prepare(data_dir: str, *, height: int, width: int, frames: int, fps: int, num_train: int,
-            num_test: int, seed: int) -> SyntheticVideos:
+            num_test: int, seed: int) -> SimpleVideos:
   """Like make_builder, but generates the dataset first if it is not on disk yet."""
   builder = make_builder(data_dir, height=height, width=width, frames=frames, fps=fps,
                          num_train=num_train, num_test=num_test, seed=seed)

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 
-class _ToNumpy(grain.transforms.Map):
+class ToNumpy(grain.transforms.Map):
   """Restores declared dtypes and decodes text.
 
   The data source returns scalars as python int/float (which would stack to int64/float64) and
@@ -28,7 +28,7 @@ class _ToNumpy(grain.transforms.Map):
     return out
 
 
-def _stack_examples(examples) -> dict:
+def stack_examples(examples) -> dict:
   """Stacks example dicts into a batch; captions become an object array of python str [B]."""
   text = [k for k, v in examples[0].items() if isinstance(v, str)]
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k not in text}
@@ -68,8 +68,8 @@ def make_loader(builder, split: str, *, batch_size: int, seed: int, shuffle: boo
       shard_options=shard_options or grain.sharding.NoSharding())
   return grain.DataLoader(
       data_source=source, sampler=sampler, worker_count=worker_count,
-      operations=[_ToNumpy(dtypes), grain.transforms.Batch(
-          batch_size, drop_remainder=drop_remainder, batch_fn=_stack_examples)])
+      operations=[ToNumpy(dtypes), grain.transforms.Batch(
+          batch_size, drop_remainder=drop_remainder, batch_fn=stack_examples)])
 
 
 class CaptionSource(grain.sources.RandomAccessDataSource):
@@ -101,4 +101,4 @@ def make_caption_loader(captions: list[str], *, batch_size: int, seed: int) -> g
                                         num_epochs=None, shard_options=grain.sharding.NoSharding())
   return grain.DataLoader(data_source=CaptionSource(captions), sampler=sampler, worker_count=0,
                           operations=[grain.transforms.Batch(batch_size, drop_remainder=True,
-                                                             batch_fn=_stack_examples)])
+                                                             batch_fn=stack_examples)])

@@ -1,4 +1,8 @@
-"""Synthetic captioned videos: one coloured shape sliding over a flat background.
+"""The `simple` dataset, the spine's data (`data.kind = 'simple'`, configs/spine.py): one
+coloured shape sliding over a flat background, with a caption and ground truth.
+
+`simple` is the dataset's one name: this module generates its clips and captions,
+`vdm.data.simple_builder.SimpleVideos` stores them as a TFDS dataset.
 
 Pure numpy and deterministic from a seed, so the same clips can be regenerated anywhere (TFDS
 builder, tests, evaluation) without storing them. Every clip is fully described by a `ClipSpec`;

@@ -1,0 +1,78 @@
+"""The learned upscaler's training: the `sr` task of `vdm train` (configs/sr.py).
+
+Through the one training loop (`vdm.train.loop.train`) on natural-image clips (real photos
+under a hand-held camera, vdm/data/photo_pans.py; or the synthetic scenes): a high-resolution
+clip, its `vdm.post.sr.degrade` (bicubic antialiased downscale quantised to 8 bits) as the
+input, MSE to the original plus a weighted MSE of the frame-to-frame change. `vdm train --config
+configs/sr.py:2 --workdir W` trains and exports W/model, which `vdm.post.sr.load` reads.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from vdm.data.loader import make_loader
+from vdm.data import kinds
+from vdm.models import save_params
+from vdm.post import sr
+from vdm.provenance import write_provenance
+from vdm.train.loop import train
+
+
+def temporal_difference_mse(up: jax.Array, hr: jax.Array) -> jax.Array:
+  """Mean squared error of the frame-to-frame change, [B, T, H, W, C] each: the flicker an
+  upscaler adds (zero when its errors are the same in every frame)."""
+  return jnp.mean(jnp.square(jnp.diff(up, axis=1) - jnp.diff(hr, axis=1)))
+
+
+def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 0.0,
+            input_noise: float = 0.0) -> tuple[jax.Array, dict]:
+  """MSE of the upscaled degraded clip against the original, plus temporal_weight x the MSE of
+  its frame-to-frame change; batch['video'] uint8 [B, T, H, W, 3].
+
+  input_noise > 0: each clip's input gets fresh per-frame noise of a std drawn in
+  [0, input_noise] levels while the target stays clean. Real low-resolution footage flickers
+  (sensor, codec); without this the model learns to sharpen that flicker rather than average it
+  away with the neighbouring frames.
+  """
+  hr = batch["video"].astype(jnp.float32) / 255.0
+  r_std, r_noise = jax.random.split(rng)
+  std = input_noise * jax.random.uniform(r_std, (hr.shape[0],))
+  lr = sr.degrade(hr, model.factor, noise_std=std, rng=r_noise if input_noise else None)
+  up = model(lr)
+  mse = jnp.mean(jnp.square(up - hr))
+  temporal = temporal_difference_mse(up, hr)
+  baseline = jnp.mean(jnp.square(jnp.clip(sr.bicubic(lr, model.factor), 0, 1) - hr))
+  return mse + temporal_weight * temporal, dict(mse=mse, temporal_mse=temporal,
+                                                bicubic_mse=baseline)
+
+
+def run_sr_training(config: ml_collections.ConfigDict, workdir: str, *,
+                    until: str = "export") -> str:
+  """Trains the upscaler through the one loop and exports WORKDIR/model; returns its path.
+
+  The `sr` task of `vdm train` (`vdm.train.run.TASKS`). It is one stage, so `until` (the
+  text-to-video task's last stage) does not apply to it.
+  """
+  del until
+  builder = kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
+  loss_fn = functools.partial(sr_loss, temporal_weight=float(config.loss.temporal_weight),
+                              input_noise=float(config.loss.input_noise))
+  model = train(sr.build(config, config.seed), loss_fn,
+                make_loader(builder, "train", batch_size=config.train.batch_size,
+                            seed=config.seed),
+                config.train, os.path.join(workdir, "sr"), seed=config.seed,
+                prepare_batch=lambda batch: dict(video=batch["video"]), desc="sr")
+  model_dir = os.path.join(workdir, "model")
+  shutil.rmtree(model_dir, ignore_errors=True)
+  os.makedirs(model_dir)
+  with open(os.path.join(model_dir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+  write_provenance(model_dir, config.seed)
+  save_params(model, os.path.join(os.path.abspath(model_dir), "params"))
+  return model_dir
