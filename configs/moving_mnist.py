@@ -34,7 +34,7 @@ def get_config(arg: str | None = None):
   tiny = arg == "tiny"
   config = spine.get_config("tiny" if tiny else None)
   config.name = "moving_mnist"
-  # height = width: the generator's `size` (vdm.data.scenes_builder.from_config maps it).
+  # height = width: the generator's `size` (vdm.data.kinds.build maps it).
   config.data.update(dict(kind="moving_mnist", height=64, width=64, frames=20, num_digits=2,
                           fps=10, num_train=10000, num_test=100, seed=0))
   config.prediction = dict(given_frames=10)  # pixel frames given; data.frames - 10 predicted

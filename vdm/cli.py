@@ -3,9 +3,13 @@
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
   vdm eval --suite adherence|rollout|vae|upscale|prediction --checkpoint DIR
-  vdm data import DIR --out NAME
+  vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
+  vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
   vdm config show --config configs/spine.py   # every field, its value and its doc
+  vdm tokenizer --config configs/spine.py --out tokenizer.model
+
+Bad input exits with 2 and one line, 'vdm <command>: error: ...'.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import os
 import sys
 import time
 
+from vdm.cli_common import check_output_path, error_line
+
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                   "checkpoints", "spine")
 
@@ -23,10 +29,17 @@ def _default_checkpoint() -> str:
   return os.environ.get("VDM_CHECKPOINT", DEFAULT_CHECKPOINT)
 
 
-def cmd_train(args) -> int:
+def _load_config(args):
   from vdm.config import load_config
+  return load_config(args.config, args.set)
+
+
+def cmd_train(args) -> int:
   from vdm.train.run import run_training
-  config = load_config(args.config, args.set)
+  if args.seed is not None and not 0 <= args.seed < 2**32:
+    raise ValueError(f"--seed {args.seed} must be an integer in [0, 2**32)")
+  config = _load_config(args)
+  check_output_path(args.workdir, "--workdir", folder=True)
   if args.seed is not None:
     config.seed = args.seed
   model_dir = run_training(config, args.workdir, until=args.until)
@@ -43,6 +56,7 @@ def cmd_sample(args) -> int:
     raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
   if os.path.exists(args.out) and not args.overwrite:
     raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
+  check_output_path(args.out, "--out")
   post_stages = None
   if args.post:
     from vdm.post.chain import parse_pipeline
@@ -56,6 +70,16 @@ def cmd_sample(args) -> int:
                          context_noise=args.context_noise, image=args.image,
                          kv_cache=not args.no_kv_cache, extend=args.extend)
   load_seconds = time.perf_counter() - t0
+  # Options of the chunked modes do nothing in the others: refuse them rather than drop them.
+  chunked = ("autoregressive", "rolling")
+  unused = [flag for flag, given, modes in (
+      ("--chunk", args.chunk is not None, chunked),
+      ("--context-noise", args.context_noise is not None, chunked),
+      ("--no-kv-cache", args.no_kv_cache, ("autoregressive",)))
+            if given and request.mode not in modes]
+  if unused:
+    raise ValueError(f"{', '.join(unused)}: not used by --mode {request.mode} (they apply to "
+                     "autoregressive; --chunk and --context-noise also to rolling)")
   if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
     from vdm.post.chain import apply_pipeline
     result = pipe.generate(request)
@@ -77,6 +101,12 @@ def cmd_sample(args) -> int:
 
 
 EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction")
+EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100)  # --num defaults
+# The options each suite reads besides --checkpoint, --num and --out (the others must not be
+# given: they would change nothing).
+EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
+                    vae=(), upscale=(), prediction=("seed", "steps", "samples"))
+EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
 
 
 def cmd_eval(args) -> int:
@@ -85,26 +115,44 @@ def cmd_eval(args) -> int:
     raise ValueError(f"eval suite {suite!r}: allowed {list(EVAL_SUITES)}")
   if args.suite and args.suite_option and args.suite != args.suite_option:
     raise ValueError(f"eval suite given twice: {args.suite!r} and --suite {args.suite_option!r}")
+  unused = [name for name in ("seed", "steps", "guidance", "lengths", "samples")
+            if getattr(args, name) is not None and name not in EVAL_OPTIONS[suite]]
+  if unused:
+    raise ValueError(f"{', '.join('--' + n for n in unused)}: not used by the {suite} suite "
+                     f"(it reads {', '.join('--' + n for n in EVAL_OPTIONS[suite]) or 'none'} "
+                     "besides --checkpoint, --num and --out)")
+  for name, value in EVAL_DEFAULTS.items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
   out = args.out or f"outputs/eval_{suite}.json"
+  check_output_path(out, "--out")
+  # None means the suite's default; any number given (0 included) is checked by the suite.
+  num = args.num if args.num is not None else EVAL_NUM[suite]
   if suite == "adherence":
     from vdm.eval.run import run_adherence
-    run_adherence(args.checkpoint, num=args.num or 48, seed=args.seed, out=out,
+    run_adherence(args.checkpoint, num=num, seed=args.seed, out=out,
                   steps=args.steps, guidance=args.guidance)
   elif suite == "rollout":
     from vdm.eval.rollout import run_rollout
-    run_rollout(args.checkpoint, num=args.num or 8, seeds=tuple(range(args.seed, args.seed + 3)),
-                lengths=tuple(int(n) for n in args.lengths.split(",")), steps=args.steps,
-                out=out)
+    try:
+      lengths = tuple(int(n) for n in args.lengths.split(","))
+    except ValueError:
+      lengths = ()
+    if not lengths or min(lengths) < 1:
+      raise ValueError(f"--lengths must be comma-separated integers >= 1 (multiples of the "
+                       f"training length), got {args.lengths!r}")
+    run_rollout(args.checkpoint, num=num, seeds=tuple(range(args.seed, args.seed + 3)),
+                lengths=lengths, steps=args.steps, out=out)
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
-    run_vae_reconstruction(args.checkpoint, num=args.num or 32, out=out)
+    run_vae_reconstruction(args.checkpoint, num=num, out=out)
   elif suite == "prediction":  # a model trained with configs/moving_mnist.py
     from vdm.eval.prediction import run_prediction
-    run_prediction(args.checkpoint, num=args.num or 100, samples=args.samples, seed=args.seed,
+    run_prediction(args.checkpoint, num=num, samples=args.samples, seed=args.seed,
                    steps=args.steps, out=out)
   else:  # --checkpoint is an upscaler directory (checkpoints/sr_x2)
     from vdm.eval.run import run_upscale_eval
-    run_upscale_eval(args.checkpoint, num=args.num or 32, out=out)
+    run_upscale_eval(args.checkpoint, num=num, out=out)
   return 0
 
 
@@ -117,15 +165,18 @@ def cmd_config(args) -> int:
 
 
 def cmd_tokenizer(args) -> int:
-  from vdm.config import load_config
   from vdm.text.tokenizer import Tokenizer, train_tokenizer
   from vdm.train.run import caption_builder, training_captions
-  config = load_config(args.config, args.set)
+  if args.num_captions < 1:
+    raise ValueError(f"--num-captions must be an integer >= 1, got {args.num_captions}")
+  config = _load_config(args)
+  check_output_path(args.out, "--out")
   # The captions `vdm train` trains its tokenizer on, for whichever dataset data.kind names.
   workdir = args.workdir or os.path.dirname(os.path.abspath(args.out))
   captions = training_captions(config, caption_builder(config, workdir), num=args.num_captions)
   tokenizer = Tokenizer(train_tokenizer(captions, vocab_size=config.text.vocab_size,
                                         model_type=config.text.tokenizer))
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   tokenizer.save(args.out)
   print(f"wrote {args.out} ({tokenizer.vocab_size} pieces)")
   return 0
@@ -192,12 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--num", type=int, default=None,
                  help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
                       "prediction 100)")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--guidance", type=float, default=None)
-  p.add_argument("--lengths", default="1,2,4", help="rollout: multiples of the training length")
-  p.add_argument("--samples", type=int, default=4,
-                 help="prediction: samples per clip (scored per sample and best-of-K)")
+  p.add_argument("--seed", type=int, default=None, help="adherence, rollout, prediction (0)")
+  p.add_argument("--steps", type=int, default=None, help="adherence, rollout, prediction")
+  p.add_argument("--guidance", type=float, default=None, help="adherence")
+  p.add_argument("--lengths", default=None,
+                 help="rollout: multiples of the training length (1,2,4)")
+  p.add_argument("--samples", type=int, default=None,
+                 help="prediction: samples per clip, scored per sample and best-of-K (4)")
   p.add_argument("--out", default="", help="default outputs/eval_<suite>.json")
   p.set_defaults(func=cmd_eval)
 
@@ -232,8 +284,10 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:  # includes PipelineError
-    print(f"vdm {args.command}: error: {e}", file=sys.stderr)
+  # ValueError includes PipelineError and ConfigError; OSError is what the filesystem raises
+  # for a path the checks above cannot foresee (a disk that fills, a file removed meanwhile).
+  except (ValueError, OSError) as e:
+    print(error_line(args.command, e), file=sys.stderr)
     return 2
 
 

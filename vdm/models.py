@@ -21,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from vdm.config import ConfigError, config_from_json, validate
+from vdm.config import ConfigError, upgrade, validate
 from vdm.pytree import leaf_names
 from vdm.dit.model import DiT
 from vdm.text.encoder import T5Encoder
@@ -101,7 +101,8 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
   with ocp.StandardCheckpointer() as checkpointer:
-    saved = _shapes(checkpointer.metadata(os.path.abspath(path)).item_metadata)
+    saved = _shapes(_read_checkpoint(path, lambda: checkpointer.metadata(
+        os.path.abspath(path)).item_metadata))
     wanted = _shapes(abstract)
     if saved != wanted:
       differ = sorted(set(saved) ^ set(wanted)) + sorted(
@@ -111,8 +112,20 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
       raise ValueError(f"{path}: the checkpoint does not fit the model its config.json builds; "
                        f"{len(differ)} parameters differ: {detail} (was config.json edited, or "
                        "the weights copied from another run?)")
-    restored = checkpointer.restore(os.path.abspath(path), abstract)
+    restored = _read_checkpoint(path, lambda: checkpointer.restore(os.path.abspath(path),
+                                                                   abstract))
   return nnx.merge(graphdef, restored, rest)
+
+
+def _read_checkpoint(path: str, read):
+  """read() of an orbax checkpoint; a damaged one (orbax and TensorStore report truncated or
+  missing files as KeyError, ValueError or a bare Exception) becomes a ValueError naming it."""
+  try:
+    return read()
+  except Exception as e:  # noqa: BLE001 - see the docstring; the cause stays chained
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    raise ValueError(f"{path}: the checkpoint cannot be read ({type(e).__name__}: {first}); "
+                     "it is damaged or incomplete") from e
 
 
 def write_latent_stats(path: str, latent_stats: dict) -> None:
@@ -157,20 +170,37 @@ def load_model_dir(directory: str, *, scan_layers: bool | None = None):
   E.g. a model trained unrolled on CPU samples at depth with a compile time flat in depth.
   """
   check_model_dir(directory)
-  with open(os.path.join(directory, "config.json")) as f:
-    config = config_from_json(f.read())
+  where = f"--checkpoint {directory!r}"
+  try:
+    with open(os.path.join(directory, "config.json")) as f:
+      stored = json.load(f)
+    lacking = [k for k in ("data", "text", "vae", "dit") if k not in stored]
+    config = upgrade(ml_collections.ConfigDict(stored)) if not lacking else None
+  except (ValueError, TypeError, AttributeError) as e:  # not JSON, or JSON that is no mapping
+    raise ValueError(f"{where}: config.json is not a readable config ({e})") from None
+  if lacking:  # upgrade would fill them with defaults: a different model than the weights'
+    raise ValueError(f"{where}: config.json lacks the sections {lacking}")
   try:
     validate(config)
   except ConfigError as e:
-    raise ConfigError(f"--checkpoint {directory!r}: its config.json is not a valid model config: "
-                      f"{e}") from None
-  tokenizer = Tokenizer.load(os.path.join(directory, "tokenizer.model"))
+    raise ConfigError(f"{where}: its config.json is not a valid model config: {e}") from None
+  try:
+    tokenizer = Tokenizer.load(os.path.join(directory, "tokenizer.model"))
+  except (RuntimeError, OSError) as e:  # sentencepiece's report of an unreadable model
+    raise ValueError(f"{where}: tokenizer.model is not a sentencepiece model "
+                     f"({str(e).strip()[:120]})") from None
   vae = load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
   denoiser = load_params(nnx.eval_shape(lambda: build_denoiser(config, tokenizer.vocab_size)),
                          os.path.join(directory, "denoiser"))
   if scan_layers is not None and bool(scan_layers) != config.dit.scan_layers:
     denoiser = _convert_layout(denoiser, config, tokenizer.vocab_size, bool(scan_layers))
-  latent_stats = read_latent_stats(os.path.join(directory, "latent_stats.json"))
+  try:
+    latent_stats = read_latent_stats(os.path.join(directory, "latent_stats.json"))
+    if not {"mean", "std"} <= set(latent_stats):
+      raise ValueError(f"keys {sorted(latent_stats)}")
+  except (ValueError, AttributeError) as e:
+    raise ValueError(f"{where}: latent_stats.json is not {{'mean': [C], 'std': [C]}} "
+                     f"({e})") from None
   return config, tokenizer, vae, denoiser, latent_stats
 
 

@@ -112,6 +112,7 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"--config: no such file {path!r} (expected configs/<name>.py[:arg])")
+  _check_config_file(path)
   module_spec = importlib.util.spec_from_file_location("vdm_user_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -124,6 +125,21 @@ def load_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> ml_co
     apply_override(config, item)
   validate(config)
   return config
+
+
+def _check_config_file(path: str) -> None:
+  """A config file is the user's own Python: a syntax error or a missing get_config() in it is
+  bad input, reported as such instead of as a traceback from the import."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read(), filename=path)
+  except UnicodeDecodeError:
+    raise ConfigError(f"--config {path!r} is not a Python text file") from None
+  except SyntaxError as e:
+    raise ConfigError(f"--config {path!r} is not valid Python: {e.msg} (line {e.lineno})") from None
+  if not any(isinstance(node, ast.FunctionDef) and node.name == "get_config"
+             for node in tree.body):
+    raise ConfigError(f"--config {path!r} defines no get_config(arg) (see configs/spine.py)")
 
 
 def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
@@ -143,10 +159,14 @@ def apply_override(config: ml_collections.ConfigDict, item: str) -> None:
     node = node[name]
   if leaf not in node:
     raise ConfigError(f"--set {key}: unknown field; known: {sorted(node.keys())}")
+  if isinstance(node[leaf], ml_collections.ConfigDict):
+    raise ConfigError(f"--set {key}: {key} is a section; set one of its fields: "
+                      f"{sorted(node[leaf].keys())}")
   try:
     node[leaf] = value
-  except TypeError as e:
-    raise ConfigError(f"--set {key}={raw}: {e}") from None
+  except (TypeError, ValueError):
+    raise ConfigError(f"--set {key}={raw}: expected {type(node[leaf]).__name__} like "
+                      f"{node[leaf]!r}, got {type(value).__name__} {value!r}") from None
 
 
 def config_from_json(text: str) -> ml_collections.ConfigDict:

@@ -3,7 +3,7 @@ between them. Its data section names frames by aspect and short side."""
 from __future__ import annotations
 
 from vdm.config.fields import Field, integer, number, one_of, require, text
-from vdm.config.t2v import clip_fields, stage
+from vdm.config.t2v import SEED, clip_fields, stage
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 
@@ -14,7 +14,7 @@ SCHEMA = dict(
     name=Field("sr_x2", "the run's name", text()),
     task=Field("sr", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
                one_of(("t2v", "sr"))),
-    seed=Field(0, "seed of model init and training randomness", NON_NEGATIVE),
+    seed=Field(0, "seed of model init and training randomness", SEED),
     factor=Field(2, "upscaling factor", integer(2, 4)),
     data=dict(
         kind=Field("photo_pans", "the dataset (vdm.data.kinds)",

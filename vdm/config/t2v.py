@@ -21,6 +21,7 @@ TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
 POSITIVE = integer(1)
 NON_NEGATIVE = integer(0)
+SEED = integer(0, 2**32 - 1, what="grain and numpy take 32-bit seeds")
 
 
 def stage(*, min_steps: int = 1, **defaults) -> dict:
@@ -60,7 +61,7 @@ def clip_fields(*, frames: int, num_train: int, num_test: int, long_factor: int,
       fps=Field(8, "frames per second of the clips", POSITIVE),
       num_train=Field(num_train, "clips in the train split", POSITIVE),
       num_test=Field(num_test, "clips in the test split", POSITIVE),
-      seed=Field(0, "seed the clips are generated from", NON_NEGATIVE),
+      seed=Field(0, "seed the clips are generated from", SEED),
       data_dir=Field("", "where the dataset is built ('' for <workdir>/data)",
                      text("a directory path string ('' for <workdir>/data)")),
       long_factor=Field(long_factor, "scenes: the long split's clips are this many times "
@@ -74,7 +75,7 @@ SCHEMA = dict(
     name=Field("spine", "the run's name (outputs and reports carry it)", text()),
     task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
                one_of(("t2v", "sr"))),
-    seed=Field(0, "seed of model init and training randomness", NON_NEGATIVE),
+    seed=Field(0, "seed of model init and training randomness", SEED),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
         height=Field(32, "frame height in pixels", POSITIVE),

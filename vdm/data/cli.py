@@ -7,6 +7,7 @@ import os
 import sys
 
 DEFAULT_DATA_DIR = os.environ.get("VDM_DATA_DIR", "data")
+MAX_SHORT_SIDE = 2160  # 4K's short side: beyond it every clip's frames only get bigger
 
 
 def add_data_arguments(subparsers) -> argparse.ArgumentParser:
@@ -15,8 +16,8 @@ def add_data_arguments(subparsers) -> argparse.ArgumentParser:
                                               "synthetic benchmark")
   sub = parser.add_subparsers(dest="data_command", required=True)
   p = sub.add_parser("import", help="turn a folder of videos into a TFDS dataset")
-  p.add_argument("folder", metavar="DIR", help="folder of .mp4/.webm/.avi/.mov/.mkv/.gif files "
-                                               "(captions from sidecar .txt or file names)")
+  p.add_argument("folder", metavar="DIR", help="folder of .mp4/.webm/.avi/.mov/.mkv/.m4v/.gif "
+                                               "files (captions from sidecar .txt or file names)")
   p.add_argument("--out", required=True, metavar="NAME", help="dataset name (letters, digits, _)")
   p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where TFDS datasets live")
   p.add_argument("--short-side", type=int, default=64, help="pixels of each clip's short side")
@@ -43,17 +44,26 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 def run_data_command(args: argparse.Namespace) -> int:
   """Runs `vdm data ...`; returns the exit code (0 ok, 2 bad arguments or input)."""
+  from vdm.cli_common import check_output_path, error_line
   try:
+    check_output_path(args.data_dir, "--data-dir", folder=True)
     if args.data_command == "import":
       from vdm.data import importer
-      from vdm.data.aspect_ratios import aspect_size
+      from vdm.data.aspect_ratios import ASPECTS, aspect_size
       aspects = tuple(a.strip() for a in args.aspects.split(",") if a.strip())
+      if not aspects:
+        raise ValueError(f"--aspects must name at least one of "
+                         f"{sorted(ASPECTS)}, got {args.aspects!r}")
       for a in aspects:
-        aspect_size(a, 8)  # validates the name
-      if args.short_side < 8:
-        raise ValueError(f"--short-side must be >= 8, got {args.short_side}")
-      if args.fps < 1:
-        raise ValueError(f"--fps must be >= 1, got {args.fps}")
+        try:
+          aspect_size(a, 8)  # validates the name
+        except ValueError as e:
+          raise ValueError(f"--aspects: {e}") from None
+      if not 8 <= args.short_side <= MAX_SHORT_SIDE:
+        raise ValueError(f"--short-side must be an integer in [8, {MAX_SHORT_SIDE}], got "
+                         f"{args.short_side}")
+      if not 1 <= args.fps <= 240:
+        raise ValueError(f"--fps must be an integer in [1, 240], got {args.fps}")
       options = importer.ImportOptions(short_side=args.short_side, fps=args.fps,
                                        lengths=_ints(args.lengths, "--lengths"), aspects=aspects)
       report = importer.import_folder(args.folder, args.out, args.data_dir, options)
@@ -75,6 +85,6 @@ def run_data_command(args: argparse.Namespace) -> int:
     print(f"{builder.data_path}: " + ", ".join(
         f"{s} {i.num_examples}" for s, i in builder.info.splits.items()))
     return 0
-  except (ValueError, FileNotFoundError) as e:
-    print(f"vdm data {args.data_command}: error: {e}", file=sys.stderr)
+  except (ValueError, OSError) as e:
+    print(error_line(f"data {args.data_command}", e), file=sys.stderr)
     return 2

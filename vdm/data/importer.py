@@ -1,17 +1,20 @@
 """`vdm data import DIR --out NAME`: a folder of the user's videos -> a TFDS dataset.
 
 Each video file (mp4, webm, avi, mov, mkv, m4v, gif) is decoded with ffmpeg (the binary that
-imageio-ffmpeg ships, through mediapy), resampled to `fps`, put in the nearest aspect bucket
-(1:1, 16:9, 9:16) at `short_side`, resized to cover it and centre-cropped, and cut to the longest
-duration bucket (`lengths`) it fills; its caption is the sidecar `<name>.txt` beside it, or the
-file name. Byte-identical files are imported once.
+imageio-ffmpeg ships), resampled to `fps` along its frames' own timestamps (a frame is shown
+until the next one's: variable-frame-rate files keep their real duration), put in the nearest
+aspect bucket (1:1, 16:9, 9:16) at `short_side`, resized to cover it and centre-cropped, and cut
+to the longest duration bucket (`lengths`) it fills; its caption is the sidecar `<name>.txt`
+beside it, or the file name. Byte-identical files are imported once.
 
-Robust by construction: a file that cannot be read, is empty, truncated, too short, a duplicate
-or not a video is skipped and listed with its reason in the report; nothing raises. Each clip
-is staged under `<data_dir>/<name>_staging/` (written atomically, recorded in a manifest after
-every file), so an interrupted import loses nothing: a rerun skips what is staged and then
-(re)builds the TFDS dataset from the staging folder. Each bucket becomes one split named
-`<height>x<width>_t<frames>`, so every split has static shapes.
+Robust by construction: a file that cannot be read, is empty, truncated (judged as a player
+would see it: its data stops before the duration its container declares, or the demuxer reports
+missing or corrupt data), too short, a duplicate or not a video is skipped and listed with its
+reason in the report; nothing raises. Each clip is staged under `<data_dir>/<name>_staging/`
+(written atomically, recorded in a manifest after every file), so an interrupted import loses
+nothing: a rerun skips what is staged and then (re)builds the TFDS dataset from the staging
+folder. Each bucket becomes one split named `<height>x<width>_t<frames>`, so every split has
+static shapes.
 """
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ from vdm.provenance import write_json
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".gif")
 SIDECAR_SUFFIX = ".txt"
-# A decode that yields fewer frames than the container declares (times this) is truncated.
-_TRUNCATED_BELOW = 0.9
+# Raised whenever the rules that skip a file change, so that files an earlier version skipped
+# are judged again on a rerun (imported clips stay valid).
+JUDGE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,69 +89,108 @@ def resize_cover_crop(frame: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.asarray(image)[top:top + height, left:left + width]
 
 
-def declared_seconds(path: str) -> float | None:
-  """The duration the container header declares (ffmpeg's 'Duration:'), None if it has none."""
-  import re
-  import subprocess
-  import imageio_ffmpeg
-  proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
-                        capture_output=True, text=True, errors="replace", timeout=60)
-  match = re.search(r"Duration: (\d+):(\d+):([\d.]+)", proc.stderr)
-  if not match:
-    return None
-  h, m, sec = match.groups()
-  return 3600 * int(h) + 60 * int(m) + float(sec)
-
-
 class SkipFile(Exception):
   """A file that cannot be imported; the message is the reason shown in the report."""
 
 
+def _tolerance(timeline: video_io.Timeline) -> float:
+  """How far before the container's declared end a complete file's frames may stop: a frame and
+  a half (the last frame's own duration or the header's rate, whichever is longer) plus the
+  10 ms that ffmpeg rounds the declared duration to."""
+  return 1.5 * max(timeline.frame_period, float(timeline.durations[-1])) + 0.01
+
+
+def judge(timeline: video_io.Timeline) -> float:
+  """The time (seconds) at which what a player shows of the file ends; raises SkipFile with the
+  reason when nothing decodes, or the data is cut short or damaged.
+
+  A file is truncated when its data (decoded frames, stored video packets, audio) stops short of
+  the duration its container declares, or when the demuxer reports missing or corrupt data. The
+  frame count the header implies is no measure: a variable-frame-rate file holds frames for
+  several ticks, so it decodes to fewer frames than its duration times its header's rate.
+  """
+  t = timeline
+  count = int(t.pts.size)
+  if not count:
+    if t.container and not t.has_video:
+      raise SkipFile(f"no video stream (a {t.container} file)")
+    if t.damage:
+      raise SkipFile(f"truncated or corrupt: {t.damage[0]} (no frame decodes)")
+    raise SkipFile(f"cannot decode: {(t.failure or 'no frames')[:200]}")
+  h, w = t.size
+  if h < 2 or w < 2:
+    raise SkipFile(f"no usable video stream ({w}x{h})")
+  declared = t.container_seconds
+  data_end = max(t.end, t.packets_end or 0.0, t.audio_end or 0.0)
+  if declared and data_end < declared - _tolerance(t):
+    why = f" ({t.damage[0]})" if t.damage else ""
+    raise SkipFile(f"truncated: decoded {count} frames ending at {t.end:.2f} s of the "
+                   f"{declared:.2f} s its header declares{why}")
+  if t.damage:
+    raise SkipFile(f"truncated or corrupt: {t.damage[0]} ({count} frames decode, up to "
+                   f"{t.end:.2f} s)")
+  if t.failure:  # ffmpeg stopped with an error after some frames
+    raise SkipFile(f"truncated or corrupt: {t.failure[:200]} ({count} frames decode)")
+  # The last frame stays on screen while the video stream's packets go on (held frames), but
+  # not past the declared duration (an edit list may hide the packets after it) nor under audio.
+  held = min(t.packets_end or 0.0, declared or np.inf)
+  return max(t.end, held)
+
+
+def resampled_indices(pts: np.ndarray, end: float, fps: float) -> np.ndarray:
+  """Which source frame is on screen at each output time pts[0] + k / fps before `end`.
+
+  A frame stays on screen until the next frame's timestamp (nearest previous frame), so frames
+  held for several ticks repeat and frames closer together than 1 / fps are dropped.
+  pts: float [N] seconds, in display order; returns int64 [round((end - pts[0]) * fps)] (>= 1).
+  """
+  pts = np.maximum.accumulate(np.asarray(pts, np.float64))  # a step back in time shows nothing new
+  count = max(1, int(np.floor((end - pts[0]) * fps + 0.5)))
+  times = pts[0] + np.arange(count) / fps
+  # 1e-9 s: a frame exactly at an output time is the one shown then, despite float rounding.
+  return np.searchsorted(pts, times + 1e-9, side="right") - 1
+
+
 def decode_clip(path: str, options: ImportOptions) -> tuple[np.ndarray, dict]:
-  """Decodes one file into its bucket: (uint8 [T, H, W, 3], info). Raises SkipFile."""
-  import mediapy
+  """Decodes one file into its bucket: (uint8 [T, H, W, 3], info). Raises SkipFile.
+
+  The file is resampled to `options.fps` along its frames' own timestamps, so a variable-frame-
+  rate clip keeps its real duration; the clip is its first T frames, T the longest bucket length
+  that fits.
+  """
   if os.path.getsize(path) == 0:
     raise SkipFile("empty file (0 bytes)")
-  try:
-    with mediapy.VideoReader(path) as reader:
-      src_fps = float(reader.fps or 0)
-      h, w = reader.shape
-      if h < 2 or w < 2 or src_fps <= 0:
-        raise SkipFile(f"no usable video stream ({w}x{h} at {src_fps} fps)")
-      aspect = nearest_aspect(h, w, options.aspects)
-      height, width = aspect_size(aspect, options.short_side)
-      longest = max(options.lengths)
-      # Source frame index shown at each output time k / fps.
-      wanted = np.floor(np.arange(longest) * src_fps / options.fps + 1e-6).astype(np.int64)
-      frames, count = [], 0
-      for i, frame in enumerate(reader):
-        count += 1
-        while len(frames) < longest and wanted[len(frames)] == i:
-          frames.append(resize_cover_crop(np.asarray(frame), height, width))
-  except SkipFile:
-    raise
-  except Exception as e:  # ffmpeg's own message says what is wrong with the file.
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    # Demuxer/decoder lines ('[mov,mp4,... @ 0x..] moov atom not found') name the actual fault;
-    # ffmpeg's closing 'Error opening input' lines are generic.
-    specific = [l.split("] ", 1)[1] for l in lines if " @ 0x" in l and "] " in l]
-    generic = [l for l in lines if "rror" in l or "invalid" in l.lower()]
-    detail = "; ".join(dict.fromkeys(specific)) or (generic or lines or [type(e).__name__])[-1]
-    raise SkipFile(f"cannot decode: {detail[:200]}") from None
-  if count == 0:
-    raise SkipFile("cannot decode: no frames")
-  # mediapy's num_images counts what decodes; the header's duration says what should.
-  seconds = declared_seconds(path)
-  expected = int(round(seconds * src_fps)) if seconds else 0
-  if expected and count < _TRUNCATED_BELOW * expected:
-    raise SkipFile(f"truncated: decoded {count} of the {expected} frames its header declares")
-  fits = [L for L in options.lengths if L <= len(frames)]
+  timeline = video_io.probe_timeline(path)
+  end = judge(timeline)
+  pts = timeline.pts
+  source_seconds = end - float(pts[0])
+  shown = resampled_indices(pts, end, options.fps)
+  fits = [L for L in options.lengths if L <= len(shown)]
   if not fits:
-    raise SkipFile(f"too short: {count} frames at {src_fps:g} fps give {len(frames)} at "
-                   f"{options.fps} fps, the shortest bucket is {min(options.lengths)}")
+    raise SkipFile(f"too short: {pts.size} frames over {source_seconds:.2f} s give {len(shown)} "
+                   f"at {options.fps} fps, the shortest bucket is {min(options.lengths)}")
   length = max(fits)
-  return np.stack(frames[:length]), dict(aspect=aspect, source_fps=src_fps, source_frames=count,
-                                         source_size=[int(h), int(w)])
+  shown = shown[:length]
+  h, w = timeline.size
+  aspect = nearest_aspect(h, w, options.aspects)
+  height, width = aspect_size(aspect, options.short_side)
+  wanted, last = set(shown.tolist()), int(shown[-1])
+  picked = {}
+  for i, frame in enumerate(video_io.iter_frames(path, timeline.size)):
+    if i in wanted:
+      picked[i] = resize_cover_crop(frame, height, width)
+    if i >= last:
+      break  # the rest of the file is not part of the clip
+  if len(picked) < len(wanted):
+    raise SkipFile(f"cannot decode: frame {min(wanted - picked.keys())} did not decode on the "
+                   f"second read")
+  video = np.stack([picked[i] for i in shown.tolist()])
+  info = dict(aspect=aspect, source_fps=timeline.fps or round(pts.size / source_seconds, 3),
+              source_frames=int(pts.size), source_seconds=round(source_seconds, 3),
+              source_size=[int(h), int(w)], frames=length, seconds=length / options.fps)
+  if timeline.decoder_errors:  # kept as a warning: valid streams log some (see Timeline)
+    info["decoder_errors"] = list(timeline.decoder_errors[:3])
+  return video, info
 
 
 def bucket_name(video: np.ndarray) -> str:
@@ -171,11 +214,18 @@ def _scan(src_dir: str) -> list[str]:
   return sorted(paths)
 
 
+# What the report says of each imported clip beside its split and caption.
+_REPORTED = ("frames", "seconds", "source_frames", "source_seconds", "source_fps",
+             "decoder_errors")
+
+
 def import_folder(src_dir: str, name: str, data_dir: str,
                   options: ImportOptions = ImportOptions(), log=print) -> dict:
   """Imports every video under src_dir into dataset `name` under data_dir; returns the report:
-  {'imported': [{path, split, caption, ...}], 'skipped': [{path, reason}], 'splits': {split: n},
-  'dataset_dir': str}. Also written to <staging>/report.json. Rerunning resumes.
+  {'imported': [{path, split, caption, frames, seconds, source_frames, source_seconds,
+  source_fps}], 'skipped': [{path, reason}], 'splits': {split: n}, 'dataset_dir': str} (frames
+  and seconds: the clip at `options.fps`; source_*: what the file shows). Also written to
+  <staging>/report.json. Rerunning resumes.
   """
   if not os.path.isdir(src_dir):
     raise FileNotFoundError(f"not a folder: {src_dir}")
@@ -198,9 +248,11 @@ def import_folder(src_dir: str, name: str, data_dir: str,
       continue
     stat = os.stat(path)
     key = [stat.st_size, stat.st_mtime_ns]
-    if rel in files and files[rel].get("key") == key:
-      continue  # Staged (or judged) by an earlier run.
-    entry = dict(key=key)
+    earlier = files.get(rel)
+    if earlier and earlier.get("key") == key and (
+        earlier["status"] == "imported" or earlier.get("judge") == JUDGE_VERSION):
+      continue  # Staged (or judged by the same rules) in an earlier run.
+    entry = dict(key=key, judge=JUDGE_VERSION)
     if suffix not in VIDEO_SUFFIXES:
       entry.update(status="skipped", reason=f"not a video file type ({suffix or 'no suffix'})")
     else:
@@ -222,7 +274,9 @@ def import_folder(src_dir: str, name: str, data_dir: str,
           entry.update(status="skipped", reason=str(e))
     files[rel] = entry
     write_json(manifest_path, manifest)  # After every file: an interrupt loses none.
-    log(f"{entry['status']:>8} {rel}" + (f": {entry['reason']}" if "reason" in entry else ""))
+    note = entry.get("reason") or (entry.get("decoder_errors") and
+                                   "decoder reported " + "; ".join(entry["decoder_errors"]))
+    log(f"{entry['status']:>8} {rel}" + (f": {note}" if note else ""))
   # Files that disappeared since an earlier run are no longer part of the dataset.
   present = {os.path.relpath(p, src_dir) for p in _scan(src_dir)}
   for rel in [r for r in files if r not in present]:
@@ -230,8 +284,9 @@ def import_folder(src_dir: str, name: str, data_dir: str,
   write_json(manifest_path, manifest)
   builder = _build(data_dir, name, manifest)
   report = dict(
-      imported=[dict(path=r, split=e["split"], caption=e["caption"]) for r, e in
-                sorted(files.items()) if e["status"] == "imported"],
+      imported=[dict(path=r, split=e["split"], caption=e["caption"],
+                     **{k: e[k] for k in _REPORTED if k in e})
+                for r, e in sorted(files.items()) if e["status"] == "imported"],
       skipped=[dict(path=r, reason=e["reason"]) for r, e in sorted(files.items())
                if e["status"] == "skipped"],
       splits=({s: i.num_examples for s, i in builder.info.splits.items()} if builder else {}),
@@ -243,6 +298,9 @@ def import_folder(src_dir: str, name: str, data_dir: str,
 @dataclasses.dataclass(eq=False)
 class FolderVideosConfig(tfds.core.BuilderConfig):
   staging: str = ""
+  # The bucket that `as_data_source()` also offers as 'train' (what the training loop reads);
+  # '' offers the buckets alone.
+  train_split: str = ""
 
 
 class FolderVideos(tfds.core.GeneratorBasedBuilder):
@@ -273,6 +331,18 @@ class FolderVideos(tfds.core.GeneratorBasedBuilder):
     return {s: self._generate_examples([(r, e) for r, e in entries if e["split"] == s])
             for s in splits}
 
+  def as_data_source(self, split=None, **kwargs):
+    """TFDS's data sources; with no split asked for, the configured bucket is also 'train'."""
+    sources = super().as_data_source(split, **kwargs)
+    alias = self.builder_config.train_split
+    if split is None and alias:
+      if alias not in sources:
+        raise ValueError(f"imported dataset {self.builder_config.name!r} has no bucket "
+                         f"{alias!r} (data.height x data.width, data.frames); it has "
+                         f"{sorted(sources)}")
+      sources = dict(sources, train=sources[alias])
+    return sources
+
   def _generate_examples(self, entries):
     for rel, entry in entries:
       with np.load(os.path.join(self.builder_config.staging, entry["clip"])) as clip:
@@ -280,9 +350,11 @@ class FolderVideos(tfds.core.GeneratorBasedBuilder):
       yield rel, dict(video=video, caption=entry["caption"], source=rel)
 
 
-def load_builder(data_dir: str, name: str) -> FolderVideos:
-  """The FolderVideos builder of an imported dataset `name` (as written by import_folder)."""
-  config = FolderVideosConfig(name=name, staging=staging_dir(data_dir, name))
+def load_builder(data_dir: str, name: str, train_split: str = "") -> FolderVideos:
+  """The FolderVideos builder of an imported dataset `name` (as written by import_folder);
+  `train_split` (a bucket, e.g. '32x32_t17') is also offered as its 'train' split."""
+  config = FolderVideosConfig(name=name, staging=staging_dir(data_dir, name),
+                              train_split=train_split)
   return FolderVideos(config=config, data_dir=data_dir, file_format="array_record")
 
 

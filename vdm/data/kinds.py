@@ -99,7 +99,17 @@ def _moving_mnist(fields, data_dir):
 
 def _folder(fields, data_dir):
   from vdm.data import importer
-  return importer.load_builder(data_dir, fields["name"])
+  name = fields["name"]
+  builder = importer.load_builder(data_dir, name)
+  if not builder.is_prepared():
+    raise ValueError(f"data.name={name!r}: no dataset imported under {data_dir!r} (run "
+                     f"`vdm data import DIR --out {name} --data-dir {data_dir}`)")
+  # A training config names its clip size; the bucket of that size is what it trains on.
+  if all(k in fields for k in ("height", "width", "frames")):
+    builder = importer.load_builder(
+        data_dir, name, train_split=f"{fields['height']}x{fields['width']}_t{fields['frames']}")
+    builder.as_data_source()  # a size no bucket has fails here, naming the buckets there are
+  return builder
 
 
 _COMMON = ("frames", "fps", "num_train", "num_test", "seed")
@@ -116,5 +126,6 @@ register_data_kind(DataKind(
     "photo_pans", "real photos under a virtual hand-held camera (natural-image clips)",
     ("height", "width") + _COMMON, _photo_pans))
 register_data_kind(DataKind(
-    "folder", "a folder of your videos imported by `vdm data import DIR --out NAME`",
-    ("name",), _folder))
+    "folder", "a folder of your videos imported by `vdm data import DIR --out NAME` (a training "
+    "config trains on the bucket of its data.height x data.width, data.frames)",
+    ("name", "height", "width", "frames"), _folder))

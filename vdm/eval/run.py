@@ -152,7 +152,10 @@ def run_upscale_eval(model_dir: str, *, num: int = 32, out: str = "") -> dict:
   from vdm.video_io import read_video
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
-  model = sr.load(model_dir)
+  try:
+    model = sr.load(model_dir)
+  except (ValueError, FileNotFoundError) as e:  # name the option the directory came from
+    raise type(e)(f"--checkpoint: {e}") from None
   factor = model.factor
   with open(os.path.join(model_dir, "config.json")) as f:
     data = config_from_json(f.read()).data

@@ -363,8 +363,12 @@ def load_image(path: str) -> np.ndarray:
   import mediapy
   if not isinstance(path, str) or not os.path.isfile(path):
     raise ValueError(f"--image {path!r}: no such file")
+  from PIL import UnidentifiedImageError
   try:
     image = np.asarray(mediapy.read_image(path))
+  except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
+    raise ValueError(f"--image {path!r} is not a readable image: not an image format PIL "
+                     "reads (PNG, JPEG, ...)") from None
   except Exception as e:  # any decoder failure is a bad input file, reported as such
     raise ValueError(f"--image {path!r} is not a readable image: {e}") from None
   if image.ndim == 2:

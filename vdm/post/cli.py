@@ -35,29 +35,44 @@ def _input_fps(path: str) -> float:
     return float(reader.metadata.fps)
 
 
+def _fail(error: BaseException) -> int:
+  from vdm.cli_common import error_line
+  print(error_line("post", error), file=sys.stderr)
+  return 2
+
+
 def run_post_command(args: argparse.Namespace) -> int:
   """Runs `vdm post`; returns the process exit code (0 ok, 2 bad arguments or input)."""
   from vdm import video_io  # sets up the bundled ffmpeg
+  from vdm.cli_common import check_output_path
   try:
     stages = parse_pipeline(args.post)
   except PipelineError as e:
-    print(f"vdm post: --post: {e}", file=sys.stderr)
-    return 2
-  if os.path.exists(args.out) and not args.overwrite:
-    print(f"vdm post: --out {args.out!r} exists; pass --overwrite to replace it", file=sys.stderr)
-    return 2
-  if os.path.abspath(args.out) == os.path.abspath(args.input):
-    print("vdm post: --out must differ from the input file", file=sys.stderr)
-    return 2
-  try:
-    common.check_chunk(args.chunk)
+    return _fail(e)
+  try:  # every check that needs no pixels, before the video is read
+    if os.path.splitext(args.out)[1].lower() not in video_io.VIDEO_SUFFIXES:
+      raise ValueError(f"--out {args.out!r}: the file name must end in one of "
+                       f"{video_io.VIDEO_SUFFIXES}")
+    if os.path.exists(args.out) and not args.overwrite:
+      raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
+    if os.path.abspath(args.out) == os.path.abspath(args.input):
+      raise ValueError("--out must differ from the input file")
+    check_output_path(args.out, "--out")
+    if args.fps is not None:
+      common.check_number("--fps", "frames per second", args.fps, 1, 1000)
+    try:
+      common.check_chunk(args.chunk)
+    except ValueError as e:  # 'chunk: chunk must be ...': name the option instead
+      raise ValueError(f"--chunk: {str(e).split(': ', 1)[-1]}") from None
     frames = video_io.read_video(args.input)
     fps = args.fps or _input_fps(args.input)
   except (OSError, ValueError) as e:
-    print(f"vdm post: {e}", file=sys.stderr)
-    return 2
+    return _fail(e)
   t0 = time.perf_counter()
-  out = apply_pipeline(frames, stages, chunk=args.chunk)
+  try:
+    out = apply_pipeline(frames, stages, chunk=args.chunk)  # e.g. a model= that is no upscaler
+  except ValueError as e:
+    return _fail(e)
   seconds = time.perf_counter() - t0
   video_io.write_video(args.out, out, fps=int(round(fps)), overwrite=args.overwrite)
   # Written beside the output (same convention as `vdm sample`) so the result can be reproduced.

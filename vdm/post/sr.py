@@ -90,6 +90,10 @@ def load(model_dir: str) -> TemporalSR:
                             "train one with `vdm train --config configs/sr.py:2`")
   with open(os.path.join(model_dir, "config.json")) as f:
     config = config_from_json(f.read())
+  if config.get("task") != "sr" or "model" not in config:
+    raise ValueError(f"{model_dir!r} is not an upscaler directory: its config.json is the "
+                     f"{config.get('name', 'unnamed')!r} model's; use checkpoints/sr_x2 or "
+                     "train one with `vdm train --config configs/sr.py:2`")
   abstract = nnx.eval_shape(lambda: build(config))
   return load_params(abstract, os.path.join(os.path.abspath(model_dir), "params"))
 

@@ -44,11 +44,12 @@ def dataset_builder(config, workdir: str):
   return kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
 
 
-def check_workdir_config(config, workdir: str) -> None:
+def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
   """A workdir belongs to one config: refuse to resume it with a different model or data.
 
   The stored config is upgraded first (`vdm.config.upgrade`), so a workdir written before a
-  field existed compares at the value that reproduces it."""
+  field existed compares at the value that reproduces it.
+  record: also write the config into the workdir (once its dataset is known to load)."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     try:
@@ -67,6 +68,8 @@ def check_workdir_config(config, workdir: str) -> None:
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
                        f"differ: {differ}. Use a new --workdir.")
+  if not record:
+    return
   os.makedirs(workdir, exist_ok=True)
   # Write then rename: a kill mid-write must not leave a half file that blocks every resume.
   with open(path + ".tmp", "w") as f:
@@ -210,8 +213,11 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   model directory ('' when it stops before the export)."""
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
-  check_workdir_config(config, workdir)
+  check_workdir_config(config, workdir, record=False)
   builder = caption_builder(config, workdir)
+  # Recorded only now: a run whose dataset does not load (a wrong data.name) trained nothing
+  # and must not tie the workdir to the config that named it.
+  check_workdir_config(config, workdir)
   tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
