@@ -100,14 +100,14 @@ def _moving_mnist(fields, data_dir):
 def _folder(fields, data_dir):
   from vdm.data import importer
   name = fields["name"]
-  builder = importer.load_builder(data_dir, name)
+  # A training config names its clip size; the bucket of that size is what it trains on.
+  sized = all(k in fields for k in ("height", "width", "frames"))
+  bucket = f"{fields['height']}x{fields['width']}_t{fields['frames']}" if sized else ""
+  builder = importer.load_builder(data_dir, name, train_split=bucket)
   if not builder.is_prepared():
     raise ValueError(f"data.name={name!r}: no dataset imported under {data_dir!r} (run "
                      f"`vdm data import DIR --out {name} --data-dir {data_dir}`)")
-  # A training config names its clip size; the bucket of that size is what it trains on.
-  if all(k in fields for k in ("height", "width", "frames")):
-    builder = importer.load_builder(
-        data_dir, name, train_split=f"{fields['height']}x{fields['width']}_t{fields['frames']}")
+  if sized:
     builder.as_data_source()  # a size no bucket has fails here, naming the buckets there are
   return builder
 

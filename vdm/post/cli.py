@@ -60,10 +60,7 @@ def run_post_command(args: argparse.Namespace) -> int:
     check_output_path(args.out, "--out")
     if args.fps is not None:
       common.check_number("--fps", "frames per second", args.fps, 1, 1000)
-    try:
-      common.check_chunk(args.chunk)
-    except ValueError as e:  # 'chunk: chunk must be ...': name the option instead
-      raise ValueError(f"--chunk: {str(e).split(': ', 1)[-1]}") from None
+    common.check_chunk(args.chunk, "--chunk")
     frames = video_io.read_video(args.input)
     fps = args.fps or _input_fps(args.input)
   except (OSError, ValueError) as e:

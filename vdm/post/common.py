@@ -59,8 +59,9 @@ def check_choice(stage: str, field: str, value, choices) -> str:
   return value
 
 
-def check_chunk(chunk) -> int:
-  return check_number("chunk", "chunk", chunk, 1, 4096, integer=True)
+def check_chunk(chunk, stage: str = "chunk") -> int:
+  """Frames per chunk, 1..4096; `stage` names where it came from in the error (a CLI flag)."""
+  return check_number(stage, "chunk", chunk, 1, 4096, integer=True)
 
 
 def map_chunks(fn: Callable[..., jax.Array], frames: np.ndarray, chunk: int,

@@ -49,7 +49,7 @@ def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
 
   The stored config is upgraded first (`vdm.config.upgrade`), so a workdir written before a
   field existed compares at the value that reproduces it.
-  record: also write the config into the workdir (once its dataset is known to load)."""
+  record: also write the config into the workdir (`record_workdir_config`)."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     try:
@@ -68,8 +68,13 @@ def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
                        f"differ: {differ}. Use a new --workdir.")
-  if not record:
-    return
+  if record:
+    record_workdir_config(config, workdir)
+
+
+def record_workdir_config(config, workdir: str) -> None:
+  """Writes the config a workdir is trained with to WORKDIR/config.json."""
+  path = os.path.join(workdir, "config.json")
   os.makedirs(workdir, exist_ok=True)
   # Write then rename: a kill mid-write must not leave a half file that blocks every resume.
   with open(path + ".tmp", "w") as f:
@@ -217,7 +222,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   builder = caption_builder(config, workdir)
   # Recorded only now: a run whose dataset does not load (a wrong data.name) trained nothing
   # and must not tie the workdir to the config that named it.
-  check_workdir_config(config, workdir)
+  record_workdir_config(config, workdir)
   tokenizer = train_tokenizer_stage(config, workdir, builder)
   if until == "tokenizer":
     return ""
