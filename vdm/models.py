@@ -56,21 +56,27 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   """
   t, d = config.text, config.dit
   dense = lambda i, o: i * o + o  # noqa: E731
-  text = (vocab_size * t.width + 32 * t.heads + t.width  # embeddings, position buckets, final norm
-          + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
+  biases = t.depth if t.position_bias == "per_layer" else 1  # relative-position tables
+  text_params = (vocab_size * t.width + 32 * t.heads * biases + t.width  # + final norm
+                 + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
   w, c, p = d.width, config.vae.latent_channels, d.patch
   patch_dim = d.temporal_patch * p * p * c  # latent values per token
-  hidden = int(w * d.mlp_ratio)
+  hidden = d.mlp_width or int(w * d.mlp_ratio)
   attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
-  if d.qk_norm:  # a learned RMSNorm scale per head dimension on q and on k
-    attention += 2 * (w // d.heads)
+  if d.qk_norm:  # a learned RMSNorm scale on q and on k, per head dimension or over the width
+    attention += 2 * (w if d.qk_norm_over == "width" else w // d.heads)
   # factorized: spatial + temporal + cross attention, 9 modulations; full: 3D + cross, 6.
   attentions = 3 if d.attention == "factorized" else 2
+  mods = 3 * attentions * w
+  table = d.modulation == "table"  # a [mods] table per block, one shared projection
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
-           + dense(w, 3 * attentions * w))
-  dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
-         + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim))
-  return text + dit
+           + (mods if table else dense(w, mods)) + (2 * w if d.cross_norm else 0))
+  freq = d.time_freq_dim or w
+  time = dense(freq, w) + dense(w, w) + (dense(w, mods) if table else 0)
+  text_embed = (dense(t.width, w) + dense(w, w))  # text_proj + pooled_text, or the text MLP
+  head = (2 * w if table else dense(w, 2 * w)) + dense(w, patch_dim)
+  dit = dense(patch_dim, w) + time + text_embed + d.depth * block + head
+  return text_params + dit
 
 
 def build_vae(config, seed: int = 0) -> CausalVAE:

@@ -93,6 +93,11 @@ SCHEMA = dict(
         depth=Field(2, "T5 encoder layers", POSITIVE),
         heads=Field(4, "T5 encoder attention heads", POSITIVE),
         mlp=Field(256, "T5 encoder MLP width", POSITIVE),
+        position_bias=Field("shared", "relative-position bias: shared by all layers (T5) | "
+                            "per_layer (UMT5, Wan's text encoder)",
+                            one_of(("shared", "per_layer"))),
+        vocab_rows=Field(0, "rows of the token embedding (0: the tokenizer's vocabulary; UMT5 "
+                         "pads its 256,300 pieces to 256,384)", NON_NEGATIVE),
         freeze=Field(False, "True: the denoiser stage leaves the text encoder's weights as they "
                      "are", BOOL),
         init_from=Field("", "a pretrained encoder to start from: a directory of `vdm train "
@@ -125,6 +130,9 @@ SCHEMA = dict(
         norm=Field("group", "group: GroupNorm per frame | rms: per-position RMS norm (Wan's; "
                    "spatial tiles of a decode then equal the whole decode beyond the "
                    "convolutions' reach, vdm/vae/tiled.py)", one_of(("group", "rms"))),
+        layout=Field("vdm", "vdm: this project's causal VAE | wan: Wan2.1's (zero causal "
+                     "padding, per-frame resampling plus temporal convs, middle attention, "
+                     "quant convs; docs/wan.md)", one_of(("vdm", "wan"))),
         disc_weight=Field(0.0, "weight of the hinge loss of a 3D patch discriminator "
                           "(vdm/vae/discriminator.py); 0: off, nothing built",
                           number(0.0, 100.0)),
@@ -157,6 +165,22 @@ SCHEMA = dict(
                            "master weights", one_of(("float32", "bfloat16"))),
         fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
                          "on CPU; vdm/dit/fast_ops.py)", BOOL),
+        # Options Wan2.1's layout needs (configs/wan.py sets them; docs/wan.md).
+        mlp_width=Field(0, "MLP hidden width (0: width x mlp_ratio)", NON_NEGATIVE),
+        qk_norm_over=Field("head", "qk_norm per head | over the whole width before the head "
+                           "split (Wan)", one_of(("head", "width"))),
+        cross_norm=Field(False, "a LayerNorm with scale and bias before cross-attention (Wan)",
+                         BOOL),
+        modulation=Field("per_block", "per_block: each block maps the conditioning to its "
+                         "(shift, scale, gate) | table: one shared projection plus a learned "
+                         "table per block (Wan)", one_of(("per_block", "table"))),
+        time_freq_dim=Field(0, "width of the level's sinusoid (0: dit.width; Wan: 256)",
+                            integer(0, what="an even width, 0 for dit.width")),
+        text_embed=Field("linear", "linear: a projection whose token mean joins the level's "
+                         "embedding | mlp: Linear-GELU-Linear, no pooled text (Wan)",
+                         one_of(("linear", "mlp"))),
+        cross_mask=Field(True, "cross-attention masks padded text; False: padded positions are "
+                         "zeroed and attended (Wan)", BOOL),
     ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at

@@ -146,30 +146,42 @@ def unpatchify(tokens: jax.Array, patch: int, h: int, w: int, temporal_patch: in
   return z[:, token_frame_of(frames, temporal_patch), np.where(f == 0, 0, (f - 1) % temporal_patch)]
 
 
+QK_NORM_AXES = ("head", "width")
+
+
 class Attention(nnx.Module):
   """Multi-head attention; self-attention when `context` is None, else cross-attention.
 
-  qk_norm: RMS-normalise queries and keys per head (learned scale) before the dot product, which
-  bounds the attention logits and keeps large models' training stable.
+  qk_norm: RMS-normalise queries and keys (learned scale) before the dot product, which
+  bounds the attention logits and keeps large models' training stable; qk_norm_over 'head'
+  normalises each head on its own, 'width' all heads together before the head split (Wan's).
   """
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
-               qk_norm: bool = False, rngs: nnx.Rngs, **dense_kwargs):
-    self.heads = heads
+               qk_norm: bool = False, qk_norm_over: str = "head", rngs: nnx.Rngs,
+               **dense_kwargs):
+    if qk_norm_over not in QK_NORM_AXES:
+      raise ValueError(f"dit.qk_norm_over must be one of {QK_NORM_AXES}, got {qk_norm_over!r}")
+    self.heads, self.qk_norm_over = heads, qk_norm_over
     self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
     self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
                     **dense_kwargs)
     self.out = dense(width, width, ("heads", "embed"), rngs=rngs, **dense_kwargs)
     if qk_norm:
-      self.q_norm, self.k_norm = RMSNorm(width // heads), RMSNorm(width // heads)
+      size = width if qk_norm_over == "width" else width // heads
+      self.q_norm, self.k_norm = RMSNorm(size), RMSNorm(size)
     else:
       self.q_norm = self.k_norm = None
 
   def _heads(self, x: jax.Array, norm, rope=None) -> jax.Array:
-    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on, then rotated when
-    `rope` (cos, sin [B, L, D/H/2]) is given."""
+    """[B, L, D] -> [B, L, H, D/H], normalised when qk_norm is on (over the whole width before
+    the split, or per head after it), then rotated when `rope` (cos, sin [B, L, D/H/2]) is
+    given."""
+    if norm is not None and self.qk_norm_over == "width":
+      x = norm(x)
     x = x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads)
-    x = x if norm is None else norm(x)
+    if norm is not None and self.qk_norm_over == "head":
+      x = norm(x)
     return x if rope is None else apply_rope(x, rope)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
@@ -211,10 +223,22 @@ class Attention(nnx.Module):
     return self.out(y.reshape(b, length, d)), k, v
 
 
+# Activations of an Mlp by name: GELU in its tanh form (jax's default; Wan's FFN and text MLP),
+# SiLU (Wan's time MLP).
+ACTIVATIONS = {"gelu_tanh": jax.nn.gelu, "silu": jax.nn.silu}
+
+
 class Mlp(nnx.Module):
-  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, **dense_kwargs):
-    self.fc1 = dense(width, hidden, ("embed", "mlp"), rngs=rngs, **dense_kwargs)
-    self.fc2 = dense(hidden, width, ("mlp", "embed"), rngs=rngs, **dense_kwargs)
+  """fc2(act(fc1(x))): [..., width] -> [..., out] (out defaults to width) through `hidden`.
+  in_axis names the input's logical axis ('embed'; 'text_embed' for the text encoder's width,
+  None for a sinusoid's)."""
+
+  def __init__(self, width: int, hidden: int, *, out: int | None = None,
+               act: str = "gelu_tanh", in_axis: str | None = "embed", rngs: nnx.Rngs,
+               **dense_kwargs):
+    self.act = act
+    self.fc1 = dense(width, hidden, (in_axis, "mlp"), rngs=rngs, **dense_kwargs)
+    self.fc2 = dense(hidden, out or width, ("mlp", "embed"), rngs=rngs, **dense_kwargs)
 
   def __call__(self, x):
-    return self.fc2(jax.nn.gelu(self.fc1(x)))
+    return self.fc2(ACTIVATIONS[self.act](self.fc1(x)))

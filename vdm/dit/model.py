@@ -16,7 +16,7 @@ from vdm.dit import fast_ops
 from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
                             sincos_embedding, spacetime_position_embedding, temporal_groups,
                             unpatchify)
-from vdm.parallel.sharding import constrain
+from vdm.parallel.sharding import constrain, logical_axes
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
 _TOKENS = ("batch", "frames", "tokens", "act_embed")  # x [B, T, N, D]
@@ -53,6 +53,10 @@ def _speed_options(matmul_dtype: str, fast_grads: bool):
 
 
 ATTENTION_LAYOUTS = ("factorized", "full")
+MODULATIONS = ("per_block", "table")
+# 'linear': one projection of the text, whose mean over its tokens is added to the level's
+# embedding; 'mlp': Linear-GELU-Linear (Wan's), the conditioning then being the level's alone.
+TEXT_EMBEDS = ("linear", "mlp")
 # 'sincos': a fixed 3D sinusoid added to the tokens (absolute positions); 'rope3d': queries and
 # keys of every self-attention rotated by their (frame, row, col) (relative positions).
 POSITIONS = ("sincos", "rope3d")
@@ -85,27 +89,47 @@ class DiTBlock(nnx.Module):
 
   def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
                attention: str = "factorized", qk_norm: bool = False,
+               qk_norm_over: str = "head", cross_norm: bool = False,
+               modulation: str = "per_block", mlp_width: int = 0,
                matmul_dtype: str = "float32", fast_grads: bool = True):
     if attention not in ATTENTION_LAYOUTS:
       raise ValueError(f"dit.attention must be one of {ATTENTION_LAYOUTS}, got {attention!r}")
+    if modulation not in MODULATIONS:
+      raise ValueError(f"dit.modulation must be one of {MODULATIONS}, got {modulation!r}")
     # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
     self.norm, kw = _speed_options(matmul_dtype, fast_grads)
     self.attention = attention
-    attn = lambda: Attention(width, heads, qk_norm=qk_norm, rngs=rngs, **kw)  # noqa: E731
+    attn = lambda: Attention(width, heads, qk_norm=qk_norm, qk_norm_over=qk_norm_over,  # noqa: E731
+                             rngs=rngs, **kw)
     if attention == "factorized":
       self.spatial, self.temporal = attn(), attn()
     else:
       self.joint = attn()
     self.cross = attn()
-    self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs, **kw)
-    # (shift, scale, gate) per self-attention and for the MLP. Zero-initialised modulation makes
-    # every block start as the identity (adaLN-zero).
+    # cross_norm: a LayerNorm with its own scale and bias before cross-attention (Wan's; that
+    # input is not modulated), instead of the plain norm.
+    self.cross_norm = (nnx.LayerNorm(width, epsilon=1e-6, use_fast_variance=False,
+                                     scale_metadata=logical_axes("norm"),
+                                     bias_metadata=logical_axes("norm"), rngs=rngs)
+                       if cross_norm else None)
+    self.mlp = Mlp(width, mlp_width or int(width * mlp_ratio), rngs=rngs, **kw)
+    # (shift, scale, gate) per self-attention and for the MLP. 'per_block': this block's own
+    # linear map of the conditioning, zero-initialised so that every block starts as the
+    # identity (adaLN-zero). 'table': the DiT projects the conditioning once for all blocks and
+    # each block adds its learned table (Wan's), a few numbers per block instead of a matrix.
     self.num_modulations = 3 * (3 if attention == "factorized" else 2)
-    self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
-                            kernel_init=_zeros, rngs=rngs, **kw)
+    self.modulation_kind = modulation
+    if modulation == "per_block":
+      self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
+                              kernel_init=_zeros, rngs=rngs, **kw)
+    else:
+      self.modulation = nnx.Param(
+          jax.random.normal(rngs.params(), (self.num_modulations, width)) / width**0.5,
+          **logical_axes(None, "embed"))
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
+    """x [B, T, N, D]; cond [B, T, D] (with dit.modulation='table': the shared projection
+    [B, T, M * D] of M modulations); text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
     rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
     With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
@@ -113,7 +137,11 @@ class DiTBlock(nnx.Module):
     [B*N, T, H, D/H]) then. Both layouts cache in that shape.
     """
     b, t, n, d = x.shape
-    mods = jnp.split(self.modulation(jax.nn.silu(cond)), self.num_modulations, axis=-1)
+    if self.modulation_kind == "per_block":
+      mods = self.modulation(jax.nn.silu(cond))
+    else:
+      mods = cond + self.modulation[...].reshape(-1).astype(cond.dtype)
+    mods = jnp.split(mods, self.num_modulations, axis=-1)
     gate = lambda g: g[:, :, None, :]  # noqa: E731
     if self.attention == "factorized":
       (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t), mlp_mods = mods[:6], mods[6:]
@@ -142,7 +170,8 @@ class DiTBlock(nnx.Module):
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
-    h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+    h = self.norm(x) if self.cross_norm is None else self.cross_norm(x)
+    h = self.cross(h.reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
     shift_m, scale_m, gate_m = mlp_mods
@@ -231,6 +260,9 @@ class DiT(nnx.Module):
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True,
                position: str = "sincos", scan_layers: bool = False, temporal_patch: int = 1,
+               qk_norm_over: str = "head", cross_norm: bool = False,
+               modulation: str = "per_block", time_freq_dim: int = 0,
+               text_embed: str = "linear", cross_mask: bool = True, mlp_width: int = 0,
                rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
@@ -240,27 +272,49 @@ class DiT(nnx.Module):
       rope3d_split(width // heads)  # raises for a head dimension the split cannot serve
     if not isinstance(temporal_patch, int) or temporal_patch < 1:
       raise ValueError(f"dit.temporal_patch must be an integer >= 1, got {temporal_patch!r}")
+    if text_embed not in TEXT_EMBEDS:
+      raise ValueError(f"dit.text_embed must be one of {TEXT_EMBEDS}, got {text_embed!r}")
+    if time_freq_dim % 2:
+      raise ValueError(f"dit.time_freq_dim must be even (sin and cos halves), got {time_freq_dim}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
+    self.modulation, self.text_embed, self.cross_mask = modulation, text_embed, bool(cross_mask)
+    self.time_freq_dim = time_freq_dim or width
     self.position, self.head_dim = position, width // heads
     self.temporal_patch = temporal_patch
     patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
-    self.time_mlp = Mlp(width, width, rngs=rngs)
-    self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
-    self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
+    if modulation == "per_block":
+      self.time_mlp = Mlp(width, width, rngs=rngs)
+    else:  # Wan's: SiLU, from a sinusoid of its own width; one projection for all blocks
+      self.time_mlp = Mlp(self.time_freq_dim, width, out=width, act="silu", in_axis=None,
+                          rngs=rngs)
+    if text_embed == "linear":
+      self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
+      self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
+    else:
+      self.text_mlp = Mlp(text_width, width, out=width, in_axis="text_embed", rngs=rngs)
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
     blocks = [DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention, qk_norm=qk_norm,
-                       matmul_dtype=matmul_dtype, fast_grads=fast_grads) for _ in range(depth)]
+                       qk_norm_over=qk_norm_over, cross_norm=cross_norm, modulation=modulation,
+                       mlp_width=mlp_width, matmul_dtype=matmul_dtype, fast_grads=fast_grads)
+              for _ in range(depth)]
+    if modulation == "table":
+      self.time_projection = dense(width, blocks[0].num_modulations * width, ("embed", "mlp"),
+                                   rngs=rngs)
     # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
     # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
     # the same weights either way.
     self.scan_layers, self.depth = bool(scan_layers), depth
     self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
-    self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
-                                  rngs=rngs)
+    if modulation == "per_block":
+      self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
+                                    rngs=rngs)
+    else:  # (shift, scale) = this table + the level's embedding
+      self.final_modulation = nnx.Param(
+          jax.random.normal(rngs.params(), (2, width)) / width**0.5, **logical_axes(None, "embed"))
     self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
 
   @classmethod
@@ -271,7 +325,10 @@ class DiT(nnx.Module):
                remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
                qk_norm=cfg.qk_norm, matmul_dtype=cfg.matmul_dtype, fast_grads=cfg.fast_grads,
                position=cfg.position, scan_layers=cfg.scan_layers,
-               temporal_patch=cfg.temporal_patch, rngs=rngs)
+               temporal_patch=cfg.temporal_patch, qk_norm_over=cfg.qk_norm_over,
+               cross_norm=cfg.cross_norm, modulation=cfg.modulation,
+               time_freq_dim=cfg.time_freq_dim, text_embed=cfg.text_embed,
+               cross_mask=cfg.cross_mask, mlp_width=cfg.mlp_width, rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
@@ -330,20 +387,35 @@ class DiT(nnx.Module):
       rope = (jnp.cos(angles), jnp.sin(angles))
     x = constrain(x, _TOKENS)
 
-    text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
-    weights = text_mask[..., None].astype(text.dtype)
-    pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    if not self.cross_mask:
+      # Wan's convention: the text encoder's output past each prompt's length is zeroed and
+      # every one of the L positions is attended.
+      text = text * text_mask[..., None].astype(text.dtype)
+      text_mask = jnp.ones_like(text_mask)
     # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
-    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width).astype(x.dtype))
-    cond = cond + self.pooled_text(pooled)[:, None, :]
+    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.time_freq_dim).astype(x.dtype))
+    if self.text_embed == "linear":
+      text = self.text_proj(text)
+      weights = text_mask[..., None].astype(text.dtype)
+      pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+      cond = cond + self.pooled_text(pooled)[:, None, :]
+    else:
+      text = self.text_mlp(text)
+    text = constrain(text, ("batch", "text_tokens", "act_embed"))
     cond = constrain(cond, ("batch", "frames", "act_embed"))
+    block_cond = cond if self.modulation == "per_block" else self.time_projection(
+        jax.nn.silu(cond))
 
     if self.scan_layers:
-      x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+      x, kv = self._scan_blocks(x, block_cond, text, text_mask, temporal_mask, rope, cache)
     else:
-      x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+      x, kv = self._unrolled_blocks(x, block_cond, text, text_mask, temporal_mask, rope, cache)
 
-    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    if self.modulation == "per_block":
+      shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    else:
+      table = self.final_modulation[...].astype(cond.dtype)
+      shift, scale = table[0] + cond, table[1] + cond
     x = self.final(modulate(self.final_norm(x), shift, scale))
     return unpatchify(x, self.patch, h, w, self.temporal_patch, frames), kv
 
