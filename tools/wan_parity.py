@@ -43,7 +43,7 @@ VAE = dict(base_dim=3, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_sc
            temperal_downsample=[False, True, True],
            latents_mean=[-0.7571, -0.7089, -0.9113, 0.1075],
            latents_std=[2.8184, 1.4541, 2.3275, 2.6558])
-UMT5 = dict(vocab_size=160, d_model=16, d_kv=4, num_heads=4, d_ff=40, num_layers=2,
+UMT5 = dict(vocab_size=160, d_model=24, d_kv=4, num_heads=6, d_ff=40, num_layers=2,
             relative_attention_num_buckets=32, relative_attention_max_distance=128,
             feed_forward_proj="gated-gelu", dropout_rate=0.0, layer_norm_epsilon=1e-6)
 

@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("sample", help="generate a video from a prompt")
   p.add_argument("--prompt", required=True)
-  p.add_argument("--negative-prompt", default="")
+  p.add_argument("--negative-prompt", default=None,
+                 help="default: the model's sample.negative_prompt ('' for the spine)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--seconds", type=float, default=None)
   p.add_argument("--fps", type=int, default=None)

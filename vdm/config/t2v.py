@@ -216,6 +216,8 @@ SCHEMA = dict(
     sample=dict(
         steps=Field(25, "sampler steps", POSITIVE),
         guidance=Field(4.0, "classifier-free guidance scale (1: none)", number(0.0, 100.0)),
+        negative_prompt=Field("", "the prompt guidance steers away from when a request gives "
+                              "none ('' : unconditional)", text()),
         mode=Field("parallel", "generation mode (vdm.generate.modes)",
                    one_of(pipeline_modes)),
         sampler=Field("euler", "sampler (vdm.diffusion.samplers)", one_of(lambda: SAMPLERS)),

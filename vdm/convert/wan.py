@@ -7,7 +7,9 @@ Layouts (`detect_layout`):
                Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/spiece.model.
 The .pth files are read by `vdm.convert.readers.read_pth` (an allow-list unpickler: tensors only).
 Original names are renamed to diffusers' (`dit_name`, `vae_name`, `umt5_name`); one set of
-recipes then builds each vdm parameter from diffusers-named tensors:
+recipes (jax.numpy functions of the tensors they read, so `jax.eval_shape` checks a full-size
+model's conversion without reading or allocating anything) builds each vdm parameter from
+diffusers-named tensors:
   - the patch embedding's Conv3d [D, C, pt, p, p] -> a dense over patchified tokens;
   - Wan's RoPE rotates interleaved pairs (2i, 2i + 1); vdm's rotates (i, i + Dh/2). Permuting
     each head's query and key rows [0, 2, 4, .., 1, 3, 5, ..] (and the q/k RMSNorm scales, whose
@@ -24,6 +26,8 @@ import json
 import math
 import os
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -201,8 +205,8 @@ def open_component(directory: str, layout: str, component: str):
 
 # ----------------------------------------------------------------------------- recipes
 
-def _t(a: np.ndarray) -> np.ndarray:
-  return np.ascontiguousarray(np.asarray(a).T)
+def _t(a) -> jax.Array:
+  return jnp.asarray(a).T
 
 
 def rope_permutation(width: int, head_dim: int) -> np.ndarray:
@@ -234,13 +238,13 @@ def dit_recipes(get, *, depth: int, width: int, head_dim: int, prefix: str = "")
   perm = rope_permutation(width, head_dim)
 
   def patch_kernel():
-    w = np.asarray(get("patch_embedding.weight"))  # [D, C, pt, ph, pw]
-    return np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0).reshape(-1, w.shape[0]))
+    w = jnp.asarray(get("patch_embedding.weight"))  # [D, C, pt, ph, pw]
+    return w.transpose(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
   r[f"{p}embed.kernel"] = patch_kernel
   r[f"{p}embed.bias"] = lambda: get("patch_embedding.bias")
 
   def time_rows():  # [cos, sin] -> [sin, cos]
-    freq = np.asarray(get("condition_embedder.time_embedder.linear_1.weight")).shape[1]
+    freq = jnp.asarray(get("condition_embedder.time_embedder.linear_1.weight")).shape[1]
     return np.roll(np.arange(freq), freq // 2)
   ce = "condition_embedder"
   r[f"{p}time_mlp.fc1.kernel"] = lambda: _t(get(f"{ce}.time_embedder.linear_1.weight"))[
@@ -258,23 +262,23 @@ def dit_recipes(get, *, depth: int, width: int, head_dim: int, prefix: str = "")
 
       def kv_kernel(s=s, theirs=theirs, order=order):
         k = _t(get(f"{s}.{theirs}.to_k.weight"))
-        return np.concatenate([k if order is None else k[:, order],
+        return jnp.concatenate([k if order is None else k[:, order],
                                _t(get(f"{s}.{theirs}.to_v.weight"))], axis=1)
 
       def kv_bias(s=s, theirs=theirs, order=order):
-        k = np.asarray(get(f"{s}.{theirs}.to_k.bias"))
-        return np.concatenate([k if order is None else k[order], get(f"{s}.{theirs}.to_v.bias")])
+        k = jnp.asarray(get(f"{s}.{theirs}.to_k.bias"))
+        return jnp.concatenate([k if order is None else k[order], get(f"{s}.{theirs}.to_v.bias")])
       r[f"{b}.{mine}.kv.kernel"], r[f"{b}.{mine}.kv.bias"] = kv_kernel, kv_bias
       for qk in ("q", "k"):
         r[f"{b}.{mine}.{qk}_norm.scale"] = (
             lambda s=s, theirs=theirs, qk=qk, order=order:
-            np.asarray(get(f"{s}.{theirs}.norm_{qk}.weight"))[
+            jnp.asarray(get(f"{s}.{theirs}.norm_{qk}.weight"))[
                 slice(None) if order is None else order])
     r[f"{b}.cross_norm.scale"] = lambda s=s: get(f"{s}.norm2.weight")
     r[f"{b}.cross_norm.bias"] = lambda s=s: get(f"{s}.norm2.bias")
     _mlp(r, f"{b}.mlp", get, f"{s}.ffn.net.0.proj", f"{s}.ffn.net.2")
-    r[f"{b}.modulation"] = lambda s=s: np.asarray(get(f"{s}.scale_shift_table"))[0]
-  r[f"{p}final_modulation"] = lambda: np.asarray(get("scale_shift_table"))[0]
+    r[f"{b}.modulation"] = lambda s=s: jnp.asarray(get(f"{s}.scale_shift_table"))[0]
+  r[f"{p}final_modulation"] = lambda: jnp.asarray(get("scale_shift_table"))[0]
   _dense(r, f"{p}final", get, "proj_out")
   return r
 
@@ -292,11 +296,11 @@ def umt5_recipes(get, *, depth: int, head_dim: int, prefix: str = "") -> dict:
 
     def qkv(attn=attn):
       q = attn("q")
-      q = (np.asarray(q, np.float32) * scale).astype(q.dtype)
-      return np.concatenate([q, attn("k"), attn("v")], axis=1)
+      q = (jnp.asarray(q, jnp.float32) * scale).astype(q.dtype)
+      return jnp.concatenate([q, attn("k"), attn("v")], axis=1)
     r[f"{layer}.qkv.kernel"] = qkv
     r[f"{layer}.out.kernel"] = lambda attn=attn: attn("o")
-    r[f"{layer}.wi.kernel"] = lambda mlp=mlp: np.concatenate([mlp("wi_0"), mlp("wi_1")], axis=1)
+    r[f"{layer}.wi.kernel"] = lambda mlp=mlp: jnp.concatenate([mlp("wi_0"), mlp("wi_1")], axis=1)
     r[f"{layer}.wo.kernel"] = lambda mlp=mlp: mlp("wo")
     r[f"{layer}.attn_norm.scale"] = lambda s=s: get(f"{s}.0.layer_norm.weight")
     r[f"{layer}.mlp_norm.scale"] = lambda s=s: get(f"{s}.1.layer_norm.weight")
@@ -368,14 +372,14 @@ def _vae_source(name: str, num_res_blocks: int) -> str:
 def _vae_value(name: str, shape: tuple, tensor: np.ndarray) -> np.ndarray:
   """A torch tensor in vdm's layout: Conv3d [O, I, t, h, w] / Conv2d [O, I, h, w] -> [t, h, w,
   I, O]; a 1x1 conv as a dense [I, O]; norm gammas [C, 1, ...] -> [C]."""
-  a = np.asarray(tensor)
+  a = jnp.asarray(tensor)
   if name.endswith(".kernel") and len(shape) == 5:
     a = a.transpose(2, 3, 4, 1, 0) if a.ndim == 5 else a.transpose(2, 3, 1, 0)[None]
   elif name.endswith(".kernel"):  # the attention's 1x1 convs
     a = a.reshape(a.shape[0], a.shape[1]).T
   elif name.endswith(".scale"):
     a = a.reshape(-1)
-  return np.ascontiguousarray(a)
+  return a
 
 
 def vae_recipes(get, names_and_shapes, *, num_res_blocks: int) -> dict:
@@ -383,3 +387,37 @@ def vae_recipes(get, names_and_shapes, *, num_res_blocks: int) -> dict:
   names_and_shapes: the vdm model's (name, shape) pairs (`param_shapes`)."""
   return {name: (lambda name=name, shape=shape: _vae_value(
       name, shape, get(_vae_source(name, num_res_blocks)))) for name, shape in names_and_shapes}
+
+
+# The released models: the DiT's shape (diffusers' config names), with UMT5-XXL and Wan2.1's VAE.
+SIZES = {
+    "t2v-1.3b": dict(heads=12, head_dim=128, ffn_dim=8960, layers=30),
+    "t2v-14b": dict(heads=40, head_dim=128, ffn_dim=13824, layers=40),
+}
+UMT5_XXL = dict(width=4096, depth=24, heads=64, mlp=10240, vocab_rows=256384)
+# Wan's default negative prompt (its shared config, sample_neg_prompt).
+NEGATIVE_PROMPT = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
+                   "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，"
+                   "毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+
+
+def wan_config(size: str = "t2v-1.3b") -> ml_collections.ConfigDict:
+  """vdm's config of a released Wan2.1 T2V model: its modules' shapes and options, and Wan's
+  sampling defaults (50 steps, shift 5, guidance 5, its negative prompt, 81 frames at 16 fps,
+  480p); the config schema's defaults elsewhere."""
+  from vdm.config import defaults
+  if size not in SIZES:
+    raise ValueError(f"unknown Wan size {size!r}; allowed {list(SIZES)}")
+  config = defaults()
+  config.name = f"wan2.1-{size}"
+  wan_model_fields(config)
+  apply_dit_dims(config, dict(SIZES[size], in_channels=16, text_dim=4096, freq_dim=256,
+                              patch=[1, 2, 2]))
+  config.text.update(UMT5_XXL, max_length=512, freeze=True)
+  config.vae.update(base_channels=96, channel_mult=(1, 2, 4, 4), latent_channels=16,
+                    num_res_blocks=2)
+  config.data.update(frames=81, fps=16, height=480, width=832)
+  config.sample.update(steps=50, shift=5.0, guidance=5.0, fps=16, seconds=81 / 16,
+                       max_frames=81, resolution=480, aspect="16:9",
+                       negative_prompt=NEGATIVE_PROMPT, chunk=1)
+  return config

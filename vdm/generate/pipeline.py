@@ -96,7 +96,7 @@ class Pipeline:
     from vdm.models import load_model_dir
     return cls(*load_model_dir(directory, scan_layers=scan_layers), directory=directory)
 
-  def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
+  def resolve(self, prompt: str, *, negative_prompt: str | None = None, seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
               resolution: int | None = None, steps: int | None = None,
               guidance: float | None = None, mode: str | None = None,
@@ -111,6 +111,8 @@ class Pipeline:
     s = self.config.sample
     if not isinstance(prompt, str) or not prompt.strip():
       raise ValueError("--prompt must be a non-empty string")
+    if negative_prompt is None:  # the model's own (Wan's configs carry Wan's)
+      negative_prompt = self.config.sample.negative_prompt
     if not isinstance(negative_prompt, str):
       raise ValueError("--negative-prompt must be a string")
     if not isinstance(seed, int) or seed < 0:
