@@ -8,6 +8,7 @@
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
   vdm config show --config configs/spine.py   # every field, its value and its doc
   vdm tokenizer --config configs/spine.py --out tokenizer.model
+  vdm convert WAN_DIR --out MODEL_DIR   # a downloaded Wan2.1 directory -> a vdm model directory
 
 Bad input exits with 2 and one line, 'vdm <command>: error: ...'.
 """
@@ -156,6 +157,21 @@ def cmd_eval(args) -> int:
   return 0
 
 
+def cmd_convert(args) -> int:
+  from vdm.convert.wan import load_wan
+  from vdm.models import save_model_dir
+  from vdm.provenance import write_provenance
+  if os.path.exists(args.out):
+    raise FileExistsError(f"--out {args.out!r} exists; choose a new directory")
+  check_output_path(args.out, "--out", folder=True)
+  config, tokenizer, vae, denoiser, stats = load_wan(args.directory)
+  save_model_dir(args.out, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
+                 latent_stats=stats)
+  write_provenance(args.out, config.seed)
+  print(f"wrote {args.out} ({config.name}: a vdm model directory)")
+  return 0
+
+
 def cmd_config(args) -> int:
   from vdm.config import describe, load_config
   config = load_config(args.config, args.set)
@@ -260,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
   from vdm.post.cli import add_post_arguments, run_post_command
   p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))
   p.set_defaults(func=run_post_command)
+
+  p = sub.add_parser("convert", help="a downloaded Wan2.1 directory (diffusers or original "
+                                     "layout) -> a vdm model directory")
+  p.add_argument("directory", help="the Wan2.1 directory (its layout is detected)")
+  p.add_argument("--out", required=True, help="the vdm model directory to write (must not exist)")
+  p.set_defaults(func=cmd_convert)
 
   p = sub.add_parser("config", help="print a config field by field, with each field's doc")
   p.add_argument("action", choices=("show",))

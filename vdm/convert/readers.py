@@ -144,6 +144,15 @@ class Weights(Mapping):
     with jax.default_device(jax.devices("cpu")[0]), safe_open(source, framework="flax") as f:
       return np.asarray(f.get_tensor(name))
 
+  def shape(self, name: str) -> tuple:
+    """A tensor's shape, without reading it."""
+    kind, source = self._where[name]
+    if kind == "pth":
+      return source.shape
+    from safetensors import safe_open
+    with safe_open(source, framework="numpy") as f:
+      return tuple(f.get_slice(name).get_shape())
+
   def __iter__(self):
     return iter(self._where)
 

@@ -183,6 +183,9 @@ class Renamed:
 
   __call__ = __getitem__
 
+  def shape(self, name: str) -> tuple:
+    return self.weights.shape(self.names[name])
+
   def __contains__(self, name: str) -> bool:
     return name in self.names
 
@@ -421,3 +424,66 @@ def wan_config(size: str = "t2v-1.3b") -> ml_collections.ConfigDict:
                        max_frames=81, resolution=480, aspect="16:9",
                        negative_prompt=NEGATIVE_PROMPT, chunk=1)
   return config
+
+
+def _text_dims(text) -> dict:
+  """UMT5's shape from its tensors (transformers' names)."""
+  depth = len({n.split(".")[2] for n in text if n.startswith("encoder.block.")})
+  vocab, width = text.shape("shared.weight")
+  heads = text.shape("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")[1]
+  mlp = text.shape("encoder.block.0.layer.1.DenseReluDense.wi_0.weight")[0]
+  return dict(width=width, depth=depth, heads=heads, mlp=mlp, vocab_rows=vocab)
+
+
+def _vae_dims(directory: str, layout: str, vae) -> tuple[dict, dict]:
+  """(config.vae fields, latent statistics) of a Wan2.1 VAE."""
+  if layout == "diffusers":
+    c = _read_json(os.path.join(directory, "vae", "config.json"))
+    fields = dict(base_channels=c["base_dim"], channel_mult=tuple(c["dim_mult"]),
+                  latent_channels=c["z_dim"], num_res_blocks=c["num_res_blocks"],
+                  temporal_downsample=2 ** sum(c["temperal_downsample"]))
+    return fields, dict(mean=c["latents_mean"], std=c["latents_std"])
+  z = vae.shape("post_quant_conv.weight")[0]  # Wan2.1_VAE.pth: the release's layout
+  fields = dict(base_channels=vae.shape("encoder.conv_in.weight")[0], channel_mult=(1, 2, 4, 4),
+                latent_channels=z, num_res_blocks=2, temporal_downsample=4)
+  return fields, dict(mean=LATENTS_MEAN[:z], std=LATENTS_STD[:z])
+
+
+def load_wan(directory: str, *, dtype=None):
+  """A Wan2.1 directory (either layout) as (config, tokenizer, vae, denoiser, latent_stats), what
+  `vdm.models.load_model_dir` returns for a vdm model directory. Tensors are read one at a time
+  onto the default device; dtype None keeps the checkpoint's (bf16 stays bf16)."""
+  from flax import nnx
+
+  from vdm.config import validate
+  from vdm.convert.assemble import materialize, param_shapes
+  from vdm.models import build_denoiser, build_vae
+  from vdm.text.tokenizer import Tokenizer
+  layout = detect_layout(directory)
+  if layout is None:
+    raise ValueError(f"{directory!r} is not a Wan2.1 directory (diffusers: model_index.json; "
+                     f"original: config.json and {ORIGINAL_VAE})")
+  dit, vae, text = (open_component(directory, layout, c)
+                    for c in ("transformer", "vae", "text_encoder"))
+  config = wan_config("t2v-1.3b")
+  config.name = f"wan2.1-{os.path.basename(os.path.normpath(directory))}"
+  apply_dit_dims(config, dit_dims(directory, layout))
+  config.text.update(_text_dims(text))
+  vae_fields, stats = _vae_dims(directory, layout, vae)
+  config.vae.update(vae_fields)
+  validate(config)
+  spiece = os.path.join(directory, "tokenizer", "spiece.model") if layout == "diffusers" else (
+      os.path.join(directory, ORIGINAL_TOKENIZER))
+  tokenizer = Tokenizer.load(spiece)
+  d, t = config.dit, config.text
+  abstract = nnx.eval_shape(lambda: build_denoiser(config, t.vocab_rows))
+  recipes = dit_recipes(dit, depth=d.depth, width=d.width, head_dim=d.width // d.heads,
+                        prefix="dit.")
+  recipes.update(umt5_recipes(text, depth=t.depth, head_dim=t.width // t.heads, prefix="text."))
+  denoiser = materialize(abstract, recipes, dtype=dtype, where=directory)
+  abstract_vae = nnx.eval_shape(lambda: build_vae(config))
+  vae_model = materialize(abstract_vae, vae_recipes(vae, param_shapes(abstract_vae),
+                                                    num_res_blocks=config.vae.num_res_blocks),
+                          dtype=dtype, where=directory)
+  latent_stats = {k: jnp.asarray(v, jnp.float32) for k, v in stats.items()}
+  return config, tokenizer, vae_model, denoiser, latent_stats

@@ -93,6 +93,9 @@ class Pipeline:
   def load(cls, directory: str, *, scan_layers: bool | None = None) -> "Pipeline":
     """Loads a model directory written by `vdm train` (see vdm.models); scan_layers=True/False
     runs its DiT in the other layer layout than it was trained with (same weights)."""
+    from vdm.convert.wan import detect_layout, load_wan
+    if detect_layout(directory) is not None:  # a downloaded Wan2.1 directory, either layout
+      return cls(*load_wan(directory), directory=directory)
     from vdm.models import load_model_dir
     return cls(*load_model_dir(directory, scan_layers=scan_layers), directory=directory)
 
