@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU benchmark for when an accelerator is lent (<= 6 min): a Wan-1.3B-shaped DiT in bf16, with the
-# two remat policies. Writes benchmarks/results/gpu_dit.json (the last run) and prints tables.
+# GPU benchmarks for when an accelerator is lent (<= 13 min): a Wan-1.3B-shaped DiT in bf16 with the
+# two remat policies, then Wan2.1-T2V-1.3B itself (benchmarks/wan.py). Writes
+# benchmarks/results/{gpu_dit,wan}.json and prints tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -8,3 +9,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv || true
 for remat in dots full; do
   timeout 170 "$PY" -m benchmarks gpu_dit --remat "$remat" --repeats 5 || echo "remat=$remat failed"
 done
+# Wan2.1-T2V-1.3B at full size (random bf16 weights): a 480x832x81 video, 50 steps, and the
+# Self-Forcing-style chunk latency (benchmarks/wan.py; about 5 minutes on one H100, estimated).
+timeout 420 "$PY" -m benchmarks wan --repeats 1 || echo "wan failed"

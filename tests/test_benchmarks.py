@@ -77,3 +77,13 @@ def test_vae_decode_benchmark_runs(bench_dir):
   rows = json.load(open(bench_dir / "vae_decode_tiny.json"))["rows"]
   assert rows[1]["whole_peak_mb"] > rows[0]["whole_peak_mb"]
   assert rows[1]["chunked_peak_mb"] < rows[1]["whole_peak_mb"]
+
+
+def test_wan_benchmark_runs_at_toy_size_on_cpu(bench_dir):
+  """benchmarks/wan.py (Wan2.1-T2V-1.3B, random bf16 weights, on a lent GPU) at the tiny size."""
+  from benchmarks import wan
+  wan.run(["--tiny", "--repeats", "1"])
+  result = json.load(open(bench_dir / "wan_tiny.json"))
+  video, chunk = result["rows"]
+  assert video["best_s"] > 0 and chunk["median_s"] > 0 and result["ar_frames_per_second"] > 0
+  assert result["attention_kernel"] == "xla" and result["weights"] == "random, bf16"

@@ -138,10 +138,12 @@ def _parse(parser, argv: list[str], cmd: Command):
 
 def _load_config(cmd: Command, spec: str, overrides: list[str], produced: set[str]):
   """Loads --config with its --set overrides; an override whose value is a path that an earlier
-  command writes is applied after validation (its target does not exist before that command)."""
+  command writes, or the reader's own ($NAME), is applied after validation (its target does not
+  exist here)."""
   from vdm.config import apply_override, load_config
   later = [o for o in overrides
-           if _is_produced(o.partition("=")[2].strip("'\""), produced)]
+           if _is_produced(o.partition("=")[2].strip("'\""), produced)
+           or _placeholder(o.partition("=")[2].strip("'\""))]
   try:
     config = load_config(spec, [o for o in overrides if o not in later])
     for item in later:
@@ -208,6 +210,10 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
       except ValueError as e:
         _fail(cmd, f"vdm data prepare {args.arg!r}: {e}")
     _produce(produced, args.data_dir)
+  elif args.command == "convert":
+    _check_input(cmd, args.directory, produced, "directory")
+    _check_input(cmd, args.generator, produced, "--generator")
+    _produce(produced, args.out)
   else:
     _fail(cmd, f"no check for `vdm {args.command}` yet: add one to tests/test_docs.py")
 

@@ -4,10 +4,12 @@ The fixtures in tests/fixtures/wan come from tools/wan_parity.py (diffusers' Wan
 and AutoencoderKLWan, transformers' UMT5EncoderModel; `make wan-fixtures`): the weights in both
 public layouts and the reference outputs, fp32 on CPU. Nothing here needs torch.
 """
+import functools
 import os
 import pickle
 import zipfile
 
+import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
@@ -34,9 +36,27 @@ def io():
     return {k: f[k] for k in f.files}
 
 
-def relative_error(out, ref) -> float:
-  """max |out - ref| / max |ref|."""
-  return float(np.abs(np.asarray(out) - ref).max() / np.abs(ref).max())
+def relative_error(out, ref, what: str = "") -> float:
+  """max |out - ref| / max |ref|; printed as `parity WHAT: ...` when `what` is given (the figures
+  in docs/wan.md: `pytest tests/test_wan.py -s | grep parity`)."""
+  error = float(np.abs(np.asarray(out) - ref).max() / np.abs(ref).max())
+  if what:
+    print(f"parity {what}: {error:.1e} relative")
+  return error
+
+
+def absolute_error(out, ref, what: str) -> float:
+  """max |out - ref|, printed as `parity WHAT: ...`."""
+  error = float(np.abs(np.asarray(out) - ref).max())
+  print(f"parity {what}: {error:.1e} absolute")
+  return error
+
+
+def jitted(module: nnx.Module, method: str = "__call__"):
+  """module.method(*args) compiled once per input shape, the weights passed as arguments."""
+  graphdef, state = nnx.split(module)
+  call = jax.jit(lambda state, *args: getattr(nnx.merge(graphdef, state), method)(*args))
+  return functools.partial(call, state)
 
 
 def tiny_dit():
@@ -48,6 +68,7 @@ def tiny_dit():
              text_embed="mlp", cross_mask=False, mlp_width=dims["ffn_dim"], rngs=nnx.Rngs(0))
 
 
+@functools.cache  # each layout read and built once per session
 def load_dit(layout: str) -> DiT:
   dims = dit_dims(ROOTS[layout], layout)
   recipes = dit_recipes(open_component(ROOTS[layout], layout, "transformer"),
@@ -61,6 +82,7 @@ def tiny_umt5():
                    rngs=nnx.Rngs(0))
 
 
+@functools.cache
 def load_umt5(layout: str, dtype=None) -> T5Encoder:
   recipes = umt5_recipes(open_component(ROOTS[layout], layout, "text_encoder"), depth=2,
                          head_dim=4)
@@ -84,28 +106,44 @@ def test_layouts_are_detected():
   assert detect_layout(os.path.dirname(__file__)) is None
 
 
+@functools.cache
+def dit_forward():
+  """The diffusers-layout fixture DiT, jitted once: (x, levels, text, mask, temporal_mask)."""
+  return jitted(load_dit("diffusers"))
+
+
+def everything(frames: int):
+  """A temporal mask under which every frame sees every frame (the DiT's default, None)."""
+  return jnp.ones((frames, frames), bool)
+
+
 def test_dit_matches_diffusers_at_a_shared_timestep(io):
   x, text, mask = dit_inputs(io)
-  out = load_dit("diffusers")(x, jnp.full(x.shape[:2], float(io["dit_t_shared"]) / 1000), text,
-                              mask)
-  assert relative_error(out, channels_last(io["dit_out_shared"])) < 1e-5
+  t = np.full(x.shape[:2], io["dit_t_shared"] / 1000, np.float32)
+  out = dit_forward()(x, t, text, mask,
+                      everything(x.shape[1]))
+  assert relative_error(out, channels_last(io["dit_out_shared"]), "DiT shared timestep") < 1e-5
 
 
 def test_dit_matches_diffusers_with_a_timestep_per_frame(io):
   x, text, mask = dit_inputs(io)
-  out = load_dit("diffusers")(x, jnp.asarray(io["dit_t_frames"]) / 1000, text, mask)
-  assert relative_error(out, channels_last(io["dit_out_frames"])) < 1e-5
+  out = dit_forward()(x, jnp.asarray(io["dit_t_frames"]) / 1000, text, mask,
+                      everything(x.shape[1]))
+  assert relative_error(out, channels_last(io["dit_out_frames"]), "DiT per-frame timesteps") < 1e-5
 
 
 def test_dit_block_causal_matches_diffusers_under_the_same_mask(io):
   """diffusers' own attention with a block-causal mask (chunks of 3 latent frames) injected."""
   x, text, mask = dit_inputs(io)
-  out = load_dit("diffusers")(x, jnp.asarray(io["dit_t_frames"]) / 1000, text, mask,
-                              jnp.asarray(block_causal_mask(x.shape[1], 3)))
-  assert relative_error(out, channels_last(io["dit_out_block_causal"])) < 1e-5
-  # ... and its first chunk is diffusers' full attention run on those 3 frames alone.
+  out = dit_forward()(x, jnp.asarray(io["dit_t_frames"]) / 1000, text, mask,
+                      jnp.asarray(block_causal_mask(x.shape[1], 3)))
+  assert relative_error(out, channels_last(io["dit_out_block_causal"]),
+                        "DiT block-causal") < 1e-5
+  # ... and its first chunk is diffusers' full attention run on those 3 frames alone, not what
+  # the same frames give when they see the whole clip.
   first = channels_last(io["dit_out_first_chunk"])
-  assert relative_error(out[:, :3], first) < 1e-5
+  assert relative_error(out[:, :3], first, "DiT first chunk alone") < 1e-5
+  assert relative_error(out[:, :3], channels_last(io["dit_out_frames"])[:, :3]) > 1e-3
 
 
 def test_both_dit_layouts_load_the_same_parameters():
@@ -118,8 +156,8 @@ def test_both_dit_layouts_load_the_same_parameters():
 
 
 def test_umt5_matches_transformers(io):
-  out = load_umt5("diffusers")(jnp.asarray(io["umt5_ids"]), jnp.asarray(io["umt5_mask"]))
-  assert relative_error(out, io["umt5_hidden"]) < 1e-5
+  out = jitted(load_umt5("diffusers"))(io["umt5_ids"], io["umt5_mask"])
+  assert relative_error(out, io["umt5_hidden"], "UMT5") < 1e-5
 
 
 def test_the_released_bf16_umt5_loads_as_bf16_with_the_same_parameters():
@@ -198,6 +236,7 @@ def tiny_vae():
                    temporal_downsample=4, num_res_blocks=2, layout="wan", rngs=nnx.Rngs(0))
 
 
+@functools.cache
 def load_vae(layout: str):
   from vdm.convert.assemble import param_shapes
   from vdm.convert.wan import vae_recipes
@@ -210,12 +249,12 @@ def test_vae_encode_matches_diffusers_on_a_17_frame_clip(io):
   from vdm.vae.chunked import encode_chunked
   vae = load_vae("diffusers")
   video = jnp.asarray(io["vae_video"]).transpose(0, 2, 3, 4, 1)
-  mean, logvar = vae.encode(video)
-  assert np.abs(np.asarray(mean) - channels_last(io["vae_mean"])).max() < 1e-4
-  assert np.abs(np.asarray(logvar) - channels_last(io["vae_logvar"])).max() < 1e-4
+  mean, logvar = jitted(vae, "encode")(video)
+  assert absolute_error(mean, channels_last(io["vae_mean"]), "VAE encode mean") < 1e-4
+  assert absolute_error(logvar, channels_last(io["vae_logvar"]), "VAE encode logvar") < 1e-4
   # Wan's own chunks (1 frame, then 4 at a time) carried by vdm's cache.
   chunked, _ = encode_chunked(vae, video, chunk=1)
-  assert np.abs(chunked - channels_last(io["vae_mean"])).max() < 1e-4
+  assert absolute_error(chunked, channels_last(io["vae_mean"]), "VAE encode chunked") < 1e-4
 
 
 def test_vae_decode_matches_diffusers_whole_and_in_chunks(io):
@@ -223,11 +262,12 @@ def test_vae_decode_matches_diffusers_whole_and_in_chunks(io):
   vae = load_vae("original")  # the .pth layout, read by the safe reader
   z = jnp.asarray(io["vae_z"]).transpose(0, 2, 3, 4, 1)
   ref = channels_last(io["vae_decoded"])  # diffusers clamps to [-1, 1]
-  whole = np.clip(np.asarray(vae.decode(z)), -1, 1)
+  whole = np.clip(np.asarray(jitted(vae, "decode")(z)), -1, 1)
   assert whole.shape == ref.shape == (1, 17, 16, 16, 3)
-  assert np.abs(whole - ref).max() < 1e-4
-  for chunk in (1, 2):  # 1: Wan's per-latent-frame decode
-    assert np.abs(np.clip(decode_chunked(vae, z, chunk=chunk), -1, 1) - ref).max() < 1e-4
+  assert absolute_error(whole, ref, "VAE decode") < 1e-4
+  # Wan's own decode: one latent frame at a time, carried by vdm's cache.
+  assert absolute_error(np.clip(decode_chunked(vae, z, chunk=1), -1, 1), ref,
+                        "VAE decode chunked") < 1e-4
 
 
 def test_both_vae_layouts_load_the_same_parameters():
@@ -242,30 +282,40 @@ def test_both_vae_layouts_load_the_same_parameters():
 def test_full_size_dits_match_the_reference_state_dicts_key_for_key(size):
   """configs/wan.py:SIZE's DiT against the reference's own state dict (shapes dumped from
   diffusers' class on the meta device): every reference tensor is read, every vdm parameter is
-  built with its shape, and the counts agree. Only shapes are traced (jax.eval_shape)."""
+  built with its shape, and the counts agree. Only shapes are traced (jax.eval_shape).
+
+  The DiT's blocks are one class built `depth` times with the same arguments, so one block is
+  traced and its parameters named for every layer (tracing 40 blocks of the 14B model costs a
+  minute of Python); everything else is the full-size model's own."""
   import json
 
   import jax
   from vdm.config import load_config
   from vdm.convert.assemble import param_shapes
-  from vdm.models import build_denoiser
   with open(os.path.join(FIXTURES, f"shapes_{size}.json")) as f:
     reference = json.load(f)
   shapes = {k: tuple(v) for k, v in reference["shapes"].items()}
   config = load_config(f"configs/wan.py:{size}")
-  dit = nnx.eval_shape(lambda: build_denoiser(config, config.text.vocab_rows)).dit
-  ours = dict(param_shapes(dit))
+  d = config.dit
+  one_block = nnx.eval_shape(lambda: DiT.from_config(
+      dict_with(d, depth=1), latent_channels=config.vae.latent_channels,
+      text_width=config.text.width, rngs=nnx.Rngs(0)))
+  ours = {}
+  for name, shape in param_shapes(one_block):
+    layers = range(d.depth) if name.startswith("blocks.0.") else [None]
+    for i in layers:
+      ours[name if i is None else f"blocks.{i}." + name[len("blocks.0."):]] = shape
   read = set()
 
   def get(name):
     read.add(name)
     return jnp.zeros(shapes[name], jnp.bfloat16)  # KeyError: a name the reference lacks
 
-  d = config.dit
   recipes = dit_recipes(get, depth=d.depth, width=d.width, head_dim=d.width // d.heads)
   assert recipes.keys() == ours.keys()
-  for name, recipe in recipes.items():
-    assert jax.eval_shape(recipe).shape == ours[name], name
+  built = jax.eval_shape(lambda: {name: recipe() for name, recipe in recipes.items()})
+  for name, value in built.items():
+    assert value.shape == ours[name], name
   assert read == set(shapes)
   count = sum(int(np.prod(s)) for s in ours.values())
   print(f"{size}: {len(shapes)} reference tensors, {len(ours)} vdm parameters, "
@@ -273,20 +323,170 @@ def test_full_size_dits_match_the_reference_state_dicts_key_for_key(size):
   assert count == reference["count"]
 
 
-def test_a_wan_directory_converts_loads_and_samples_in_parallel_and_autoregressive_modes(
-    tmp_path):
+def dict_with(section, **values):
+  """A copy of a config section with some fields replaced."""
+  copy = section.copy_and_resolve_references()
+  copy.update(values)
+  return copy
+
+
+def flat_params(module: nnx.Module) -> dict:
+  return {k: np.asarray(v.get_value())
+          for k, v in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def test_a_wan_directory_converts_loads_and_samples(tmp_path):
   """`vdm convert` writes an orbax model directory equal to what Pipeline.load reads from the
-  Wan directory itself (layout detected); both sample, chunk by chunk with the KV cache too."""
+  Wan directory itself (layout detected): same config, tokenizer, latent statistics and
+  parameters bit for bit; it samples. (Every mode, the KV-cached one included, is sampled from
+  a Wan-layout model in tests/test_wan_train.py; the KV cache on these weights is checked
+  against the full block-causal forward below.)"""
+  import json
+
   from vdm.cli import main
   from vdm.generate.pipeline import Pipeline
   out = str(tmp_path / "wan_tiny")
   assert main(["convert", ROOTS["original"], "--out", out]) == 0
   direct, converted = Pipeline.load(ROOTS["original"]), Pipeline.load(out)
-  import json
   assert json.loads(converted.config.to_json()) == json.loads(direct.config.to_json())
-  options = dict(seed=0, steps=2, resolution=32, aspect="1:1", seconds=9 / 16)
-  frames = direct("a red fox runs", mode="parallel", **options)
-  assert frames.shape == (9, 32, 32, 3)
-  np.testing.assert_array_equal(converted("a red fox runs", mode="parallel", **options), frames)
-  ar = direct("a red fox runs", mode="autoregressive", chunk=1, **options)
-  assert ar.shape == (9, 32, 32, 3) and ar.std() > 0
+  assert converted.tokenizer.encode(["a red fox runs"], 16)[0].tolist() == (
+      direct.tokenizer.encode(["a red fox runs"], 16)[0].tolist())
+  np.testing.assert_array_equal(converted.latent_mean, direct.latent_mean)
+  np.testing.assert_array_equal(converted.latent_std, direct.latent_std)
+  for a, b in ((direct.denoiser, converted.denoiser), (direct.vae, converted.vae)):
+    a, b = flat_params(a), flat_params(b)
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=str(k))
+  options = dict(seed=0, steps=2, resolution=32, aspect="1:1", seconds=5 / 16)  # 2 latents
+  frames = converted("a red fox runs", mode="parallel", **options)
+  assert frames.shape == (5, 32, 32, 3) and frames.std() > 0
+
+
+# ----------------------------------------------------------------------------- block-causal
+# generation and few-step generators (Self-Forcing / CausVid) on Wan weights
+
+GENERATOR = os.path.join(FIXTURES, "self_forcing.pt")  # tools/wan_parity.py build_generator
+
+
+def cached_sampler(dit: DiT, text, mask, *, frames: int, chunk: int):
+  """(noise, **generate_autoregressive options) -> latents: `dit` chunk by chunk with the KV
+  cache, as `vdm sample --mode autoregressive` runs it."""
+  from vdm.generate.kv_cache import empty_cache
+  from vdm.generate.streaming import generate_autoregressive
+  graphdef, state = nnx.split(dit)
+
+  def chunk_velocity(params, x, t, cache, offset):
+    return nnx.merge(graphdef, params).forward_cached(x, t, text, mask, cache, offset)
+
+  def run(noise, **options):
+    tokens = (noise.shape[2] // dit.patch) * (noise.shape[3] // dit.patch)
+    cache = empty_cache(depth=dit.depth, batch_tokens=noise.shape[0] * tokens, slots=frames,
+                        heads=dit.width // dit.head_dim, head_dim=dit.head_dim)
+    return generate_autoregressive(chunk_velocity, state, noise, cache, chunk=chunk, **options)
+  return run
+
+
+def test_kv_cached_sampling_equals_the_full_block_causal_forward_on_wan_weights(io):
+  """Chunks of 3 latent frames (CausVid's and Self-Forcing's), each sampled with the earlier
+  ones read from the KV cache, equal the sampler over the whole noise-level matrix with the
+  full forward under the block-causal mask."""
+  from vdm.diffusion.samplers import euler
+  from vdm.generate.modes import generation_mode
+  x, text, mask = dit_inputs(io)
+  frames = x.shape[1]
+  levels, causal = generation_mode("autoregressive", steps=3, frames=frames, chunk=3, shift=5.0)
+  forward = dit_forward()  # built here, not inside the sampler's trace
+  full = euler(lambda z, t: forward(z, t, text, mask, jnp.asarray(causal)), x,
+               jnp.asarray(levels))
+  got = cached_sampler(load_dit("diffusers"), text, mask, frames=frames, chunk=3)(
+      x, steps=3, shift=5.0)
+  assert relative_error(got, np.asarray(full), "KV-cached vs block-causal sampling") < 1e-5
+
+
+def self_forcing_reference(velocity, noise, levels, *, chunk: int, rng):
+  """Self-Forcing's CausalInferencePipeline.inference, written out with the full forward on the
+  frames generated so far (block-causal mask) where it reads its KV cache: chunk c starts from
+  noise; each step predicts x0 = x - sigma v and re-noises it to the next level with fresh noise
+  (the last step keeps x0); the finished chunk is then context at level 0. The noise of step i
+  of chunk c is vdm's draw, normal(fold_in(fold_in(rng, c), i)).
+
+  velocity(z [B, n, ...], levels [B, n], temporal_mask [n, n]) -> v; levels [S + 1] ending at 0.
+  """
+  noise = np.asarray(noise)
+  out = noise[:, :0]
+  for c, start in enumerate(range(0, noise.shape[1], chunk)):
+    x = noise[:, start:start + chunk]
+    key = jax.random.fold_in(rng, c)
+    for i, (now, after) in enumerate(zip(levels[:-1], levels[1:])):
+      t = np.concatenate([np.zeros((1, start)), np.full((1, chunk), now)], axis=1)
+      v = np.asarray(velocity(np.concatenate([out, x], axis=1), t.astype(np.float32),
+                              block_causal_mask(start + chunk, chunk)))[:, start:]
+      x0 = x - np.float32(now) * v
+      z = np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape))
+      x = np.float32(1 - after) * x0 + np.float32(after) * z
+    out = np.concatenate([out, x], axis=1)
+  return out
+
+
+def test_self_forcing_schedules_are_their_warped_timesteps():
+  """GENERATORS' levels are the public configs' denoising_step_list / 1000 as their pipelines
+  use them: Self-Forcing's [1000, 750, 500, 250] warped with shift 5 (timesteps[1000 - t] of a
+  1000-step flow-matching scheduler), CausVid's [1000, 757, 522] unwarped and its 4-step list
+  warped with shift 8."""
+  from vdm.convert.wan import GENERATORS
+  from vdm.generate.modes import time_grid
+
+  def warped(steps, shift):  # Self-Forcing's FlowMatchScheduler(shift, sigma_min=0) lookup
+    sigmas = np.linspace(1.0, 0.0, 1001)[:-1]
+    sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+    return np.append(sigmas[1000 - np.asarray(steps)], 0.0)
+
+  want = {"self-forcing": warped([1000, 750, 500, 250], 5.0),
+          "causvid": np.array([1.0, 0.757, 0.522, 0.0]),
+          "causvid-4step": warped([1000, 750, 500, 250], 8.0)}
+  assert want.keys() == GENERATORS.keys()
+  for name, g in GENERATORS.items():
+    grid = time_grid(len(g["timesteps"]), shift=g["shift"], spacing=g["timesteps"])
+    np.testing.assert_allclose(grid, want[name], atol=1e-6, err_msg=name)
+  np.testing.assert_allclose(want["self-forcing"], [1.0, 0.9375, 0.833333, 0.625, 0.0], atol=1e-6)
+
+
+def test_a_self_forcing_checkpoint_loads_and_samples_with_its_few_step_schedule(io, tmp_path):
+  """A generator checkpoint as Self-Forcing saves one ({'generator', 'generator_ema',
+  'critic'}, keys 'model.' + Wan's, the EMA's with FSDP wrappers' names) loads into vdm's DiT;
+  sampled chunk by chunk with the KV cache and its 4-step schedule (the `consistency` sampler),
+  it equals Self-Forcing's own loop run with the full block-causal forward."""
+  from vdm.cli import main
+  from vdm.convert.wan import GENERATORS, load_wan, open_generator
+  config, _, _, denoiser, _ = load_wan(ROOTS["original"], generator=GENERATOR)
+  s = config.sample
+  assert (s.mode, s.chunk, s.sampler, s.guidance, s.context_noise) == (
+      "autoregressive", 3, "consistency", 1.0, 0.0)
+  assert (tuple(s.timesteps), s.shift, s.steps) == ((1.0, 0.75, 0.5, 0.25), 5.0, 4)
+  # 'generator' is the fixture's DiT itself ...
+  base, loaded = flat_params(load_dit("original")), flat_params(denoiser.dit)
+  assert base.keys() == loaded.keys()
+  for k in base:
+    np.testing.assert_array_equal(loaded[k], base[k], err_msg=str(k))
+  # ... 'generator_ema' is it plus noise of std 0.01, under the wrappers' names.
+  ema = open_generator(GENERATOR, "generator_ema")
+  original = open_component(ROOTS["original"], "original", "transformer")
+  assert set(ema) == set(original)
+  gaps = [np.abs(ema[k] - original[k]).max() for k in original]
+  assert 0 < min(gaps) and max(gaps) < 0.1
+  # A key the file lacks is refused naming the ones it has; nothing is written.
+  assert main(["convert", ROOTS["original"], "--generator", GENERATOR, "--generator-key",
+               "model", "--out", str(tmp_path / "bad")]) == 2
+  assert not os.path.exists(tmp_path / "bad")
+
+  x, text, mask = dit_inputs(io)
+  rng = jax.random.key(7)
+  got = cached_sampler(denoiser.dit, text, mask, frames=x.shape[1], chunk=3)(
+      x, steps=4, shift=5.0, sampler="consistency", spacing=s.timesteps, rng=rng)
+  levels = np.append(GENERATORS["self-forcing"]["timesteps"], 0.0)
+  levels = 5 * levels / (1 + 4 * levels)
+  forward = dit_forward()
+  want = self_forcing_reference(lambda z, t, m: forward(z, t, text, mask, m), x, levels,
+                                chunk=3, rng=rng)
+  assert relative_error(got, np.asarray(want), "Self-Forcing sampling vs its loop") < 1e-5

@@ -19,6 +19,11 @@ Writes, from one seed:
                17-frame clip and its decode; UMT5 encoder hidden states with padding
   shapes_t2v-1.3b.json, shapes_t2v-14b.json  every tensor of the full-size DiTs (diffusers
                names -> shapes), from the reference classes on the meta device
+  self_forcing.pt  a generator checkpoint laid out as Self-Forcing's trainers save one
+               (torch.save of {'generator', 'generator_ema', 'critic'}, keys 'model.' + Wan's
+               names, the EMA's with the FSDP / activation-checkpointing wrappers' names in
+               them): 'generator' is the original DiT above, 'generator_ema' and 'critic' it
+               plus small noise (`--only generator` writes just this file)
 """
 from __future__ import annotations
 
@@ -275,11 +280,38 @@ def dump_full_shapes(out: str) -> None:
                      shapes=shapes), f, indent=0, sort_keys=True)
 
 
+def build_generator(out: str) -> None:
+  """self_forcing.pt from the original-layout DiT (see the module docstring)."""
+  from safetensors.torch import load_file
+  base = load_file(os.path.join(out, "original", "diffusion_pytorch_model.safetensors"))
+  g = torch.Generator().manual_seed(SEED + 5)
+
+  def noisy(state):
+    return {k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in state.items()}
+
+  def wrapped(name):  # what named_parameters() gives under FSDP + activation checkpointing
+    if name.startswith("blocks."):
+      _, i, rest = name.split(".", 2)
+      return f"model.blocks.{i}._fsdp_wrapped_module._checkpoint_wrapped_module.{rest}"
+    return f"model.{name}"
+
+  generator = {f"model.{k}": v.clone() for k, v in base.items()}
+  ema = {wrapped(k): v.float() for k, v in noisy(base).items()}
+  critic = {f"model.{k}": v for k, v in noisy(base).items()}
+  torch.save(dict(generator=generator, critic=critic, generator_ema=ema),
+             os.path.join(out, "self_forcing.pt"))
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default="tests/fixtures/wan")
+  parser.add_argument("--only", choices=("generator",), default=None,
+                      help="write only this part (from the fixtures already in --out)")
   args = parser.parse_args()
   torch.set_num_threads(2)
+  if args.only == "generator":
+    build_generator(args.out)
+    return
   shutil.rmtree(args.out, ignore_errors=True)
   for sub in ("diffusers", "original"):
     os.makedirs(os.path.join(args.out, sub), exist_ok=True)
@@ -296,6 +328,7 @@ def main() -> None:
                "transformer": ["diffusers", "WanTransformer3DModel"],
                "vae": ["diffusers", "AutoencoderKLWan"]}, f, indent=2)
   np.savez_compressed(os.path.join(args.out, "io.npz"), **arrays)
+  build_generator(args.out)
   dump_full_shapes(args.out)
   total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.out) for f in fs)
   print(f"wrote {args.out} ({total / 1e6:.2f} MB)")

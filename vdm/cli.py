@@ -164,7 +164,11 @@ def cmd_convert(args) -> int:
   if os.path.exists(args.out):
     raise FileExistsError(f"--out {args.out!r} exists; choose a new directory")
   check_output_path(args.out, "--out", folder=True)
-  config, tokenizer, vae, denoiser, stats = load_wan(args.directory)
+  if args.generator is not None and not os.path.isfile(args.generator):
+    raise ValueError(f"--generator {args.generator!r}: no such file")
+  config, tokenizer, vae, denoiser, stats = load_wan(
+      args.directory, generator=args.generator, generator_key=args.generator_key,
+      schedule=args.schedule)
   save_model_dir(args.out, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
                  latent_stats=stats)
   write_provenance(args.out, config.seed)
@@ -281,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "layout) -> a vdm model directory")
   p.add_argument("directory", help="the Wan2.1 directory (its layout is detected)")
   p.add_argument("--out", required=True, help="the vdm model directory to write (must not exist)")
+  from vdm.convert.wan import GENERATORS
+  p.add_argument("--generator", default=None, help="a Self-Forcing or CausVid checkpoint (.pt) "
+                 "whose DiT replaces the directory's (docs/wan.md)")
+  p.add_argument("--generator-key", default="generator",
+                 help="the state dict to read from --generator (generator | generator_ema)")
+  p.add_argument("--schedule", default="self-forcing", choices=tuple(GENERATORS),
+                 help="how the --generator samples (its few-step levels and shift)")
   p.set_defaults(func=cmd_convert)
 
   p = sub.add_parser("config", help="print a config field by field, with each field's doc")

@@ -87,6 +87,24 @@ def build_denoiser(config, vocab_size: int, seed: int = 0) -> Denoiser:
   return Denoiser(config, vocab_size=vocab_size, rngs=nnx.Rngs(seed))
 
 
+def without_lora(config, denoiser: Denoiser, vocab_size: int):
+  """(config, denoiser) with LoRA folded into the weights, W + (alpha / r) A B
+  (`vdm.dit.lora.merge_lora`): a copy of the config with dit.lora_rank = 0 and a plain Denoiser
+  of it. Returned as given when the config has no LoRA."""
+  if not config.dit.lora_rank:
+    return config, denoiser
+  from vdm.convert.assemble import materialize
+  from vdm.dit.lora import merge_lora
+  plain = config.copy_and_resolve_references()
+  plain.dit.lora_rank = 0
+  flat = {path: var.get_value()
+          for path, var in nnx.to_flat_state(nnx.state(denoiser, nnx.Param))}
+  merged = merge_lora(flat, config.dit.lora_alpha / config.dit.lora_rank)
+  abstract = nnx.eval_shape(lambda: build_denoiser(plain, vocab_size))
+  return plain, materialize(abstract, {".".join(map(str, path)): (lambda v=value: v)
+                                       for path, value in merged.items()})
+
+
 def save_params(model: nnx.Module, path: str) -> None:
   """Writes the module's Params as an orbax checkpoint at `path` (must not exist)."""
   with ocp.StandardCheckpointer() as checkpointer:

@@ -86,6 +86,20 @@ def int_tuple(low: int = 1, *, non_empty: bool = True) -> Check:
                f"a {'non-empty ' if non_empty else ''}tuple of integers >= {low}")
 
 
+def str_tuple(what: str) -> Check:
+  """A tuple (or JSON list) of strings."""
+  return Check(lambda v: isinstance(v, (tuple, list)) and all(isinstance(x, str) for x in v),
+               what)
+
+
+def decreasing_levels() -> Check:
+  """A tuple (or JSON list) of numbers in (0, 1], strictly decreasing; empty allowed."""
+  def ok(v):
+    return (isinstance(v, (tuple, list)) and all(_is_number(x) and 0 < x <= 1 for x in v)
+            and all(a > b for a, b in zip(v, v[1:])))
+  return Check(ok, "a tuple of decreasing levels in (0, 1] (empty: none)")
+
+
 _UNSET = object()
 
 

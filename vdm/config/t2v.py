@@ -7,11 +7,12 @@ The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps,
 """
 from __future__ import annotations
 
-from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, number, one_of,
-                               require, text)
+from vdm.config.fields import (BOOL, ConfigError, Field, decreasing_levels, get, int_tuple,
+                               integer, number, one_of, require, str_tuple, text)
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
+from vdm.dit.lora import allowed_targets
 from vdm.generate.modes import MODES, allowed_chunks, pipeline_modes
 from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
@@ -76,6 +77,11 @@ SCHEMA = dict(
     task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
                one_of(("t2v", "sr"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
+    init_from=Field("", "fine-tuning: a pretrained model to start from, a vdm model directory "
+                    "or a downloaded Wan2.1 directory (docs/wan.md); its tokenizer, text encoder, "
+                    "VAE (not retrained) and latent statistics are kept and the denoiser starts "
+                    "from its weights; '' trains from scratch",
+                    text("a directory path string ('' for training from scratch)")),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
         height=Field(32, "frame height in pixels", POSITIVE),
@@ -165,6 +171,10 @@ SCHEMA = dict(
                            "master weights", one_of(("float32", "bfloat16"))),
         fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
                          "on CPU; vdm/dit/fast_ops.py)", BOOL),
+        attention_kernel=Field("xla", "xla: attention on any backend (holds the full score "
+                               "matrices) | cudnn: cuDNN flash attention on a GPU for unmasked "
+                               "attention, q, k, v in bf16 (Wan's 32,760-token clips)",
+                               one_of(("xla", "cudnn"))),
         # Options Wan2.1's layout needs (configs/wan.py sets them; docs/wan.md).
         mlp_width=Field(0, "MLP hidden width (0: width x mlp_ratio)", NON_NEGATIVE),
         qk_norm_over=Field("head", "qk_norm per head | over the whole width before the head "
@@ -181,6 +191,15 @@ SCHEMA = dict(
                          one_of(("linear", "mlp"))),
         cross_mask=Field(True, "cross-attention masks padded text; False: padded positions are "
                          "zeroed and attended (Wan)", BOOL),
+        # LoRA (vdm/dit/lora.py): fine-tuning trains only the low-rank matrices; the export
+        # folds them into the weights.
+        lora_rank=Field(0, "rank of LoRA on the blocks' target layers (0: no LoRA; > 0: only "
+                        "the LoRA matrices train)", NON_NEGATIVE),
+        lora_alpha=Field(16.0, "LoRA scale numerator: the low-rank update is scaled by "
+                         "lora_alpha / lora_rank", number(1e-6, 1e6)),
+        lora_targets=Field(("q", "kv", "out"), "the layers that get LoRA: q | kv | out | fc1 | "
+                           "fc2 in every module, or module.layer (joint, spatial, temporal, "
+                           "cross, mlp), e.g. joint.q", str_tuple("a tuple of layer names")),
     ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
@@ -226,6 +245,10 @@ SCHEMA = dict(
                             "Forcing)", number(0.0, 1.0, open_high=True)),
         shift=Field(3.0, "time-grid shift: more of the steps at high noise, where layout and "
                     "motion are decided", number(0.01, 100.0)),
+        timesteps=Field((), "the steps' levels given outright, before the shift (a few-step "
+                        "generator's list / 1000, e.g. CausVid's (1, 0.757, 0.522)); then "
+                        "sample.steps must be their number. (): the even grid of sample.steps",
+                        decreasing_levels()),
         aspect=Field("1:1", "aspect ratio", one_of(tuple(ASPECTS))),
         resolution=Field(32, "short side in pixels", POSITIVE),
         seconds=Field(1.0, "clip duration", number(1e-6, 1e6)),
@@ -301,6 +324,11 @@ def _check_model(config) -> None:
   require(crop == 0 or (crop <= frames and (crop - 1) % td == 0), "train.vae.crop_frames", crop,
           f"0 (whole clips) or 1 + a multiple of vae.temporal_downsample={td}, at most "
           f"data.frames={frames}")
+  if config.dit.lora_rank:
+    allowed = allowed_targets(config.dit.attention)
+    targets = tuple(config.dit.lora_targets)
+    require(targets and all(t in allowed for t in targets), "dit.lora_targets", targets,
+            f"a non-empty tuple of names from {allowed} (dit.attention={config.dit.attention!r})")
   temporal_patch = config.dit.temporal_patch
   if temporal_patch > 1:  # grouped frames: no chunked (KV-cached, block-causal) generation
     grouped = tuple(m for m in pipeline_modes() if MODES[m].temporal_patch)
@@ -363,8 +391,15 @@ def _check_prediction(config) -> None:
 
 
 def _check_text_pretrain(config) -> None:
-  """text.init_from and the text stage."""
+  """init_from, text.init_from and the text stage."""
   import os
+  if config.init_from:
+    require(os.path.isdir(config.init_from), "init_from", config.init_from,
+            "'' or an existing model directory (vdm's, or a downloaded Wan2.1 one)")
+    require(config.text.init_from == "", "text.init_from", config.text.init_from,
+            "'' with init_from set (the pretrained model brings its text encoder)")
+    require(config.train.text.steps == 0, "train.text.steps", config.train.text.steps,
+            "0 with init_from set (the pretrained model brings its text encoder)")
   init_from = config.text.init_from
   require(init_from == "" or os.path.exists(init_from), "text.init_from", init_from,
           "'' or an existing encoder directory (from `vdm train --until text`) or T5 .npz")
@@ -394,6 +429,8 @@ def _check_sampling_defaults(config) -> None:
   allowed = allowed_chunks(latent_frames)
   require(s.chunk in allowed, "sample.chunk", s.chunk,
           f"a chunk size for the {latent_frames} latent frames of the default clip: {allowed}")
+  require(not s.timesteps or s.steps == len(s.timesteps), "sample.steps", s.steps,
+          f"{len(s.timesteps)}: the number of sample.timesteps {tuple(s.timesteps)}")
 
 
 __all__ = ["ASPECTS", "SCHEMA", "ConfigError", "spatial_stride", "validate"]

@@ -50,7 +50,7 @@ def materialize(abstract: nnx.Module, recipes: Mapping[str, Recipe], *, dtype=No
       raise ValueError(f"{where}: {name} has shape {tuple(value.shape)}, the model wants "
                        f"{tuple(var.get_value().shape)}")
     if dtype is not None:
-      value = jnp.asarray(value).astype(jnp.dtype(dtype))
+      value = value.astype(jnp.dtype(dtype))
     array = jax.device_put(value, sharding_of.get(name))
     out.append((path, var.replace(array)))
   return nnx.merge(graphdef, nnx.from_flat_state(out), rest)

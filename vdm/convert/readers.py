@@ -64,11 +64,15 @@ class _LazyTensor:
     return np.ascontiguousarray(view)
 
 
-def read_pth(path: str) -> dict[str, _LazyTensor]:
+def read_pth(path: str, key: str | None = None) -> dict[str, _LazyTensor]:
   """The tensors of a PyTorch zip checkpoint (a flat dict of name -> tensor), lazily.
 
+  key: the state dict to read from a file that holds several under names (a training
+  checkpoint such as Self-Forcing's {'generator', 'generator_ema', 'critic'}); None for a file
+  that is one state dict.
   Raises UnsafeCheckpointError for any pickled global outside the state-dict allow-list, and
-  ValueError for a file that is not PyTorch's zip format (the legacy pre-1.6 format included).
+  ValueError for a file that is not PyTorch's zip format (the legacy pre-1.6 format included)
+  or a key it does not hold.
   """
   if not zipfile.is_zipfile(path):
     raise ValueError(f"{path}: not a PyTorch zip checkpoint (torch.save since 1.6)")
@@ -107,6 +111,13 @@ def read_pth(path: str) -> dict[str, _LazyTensor]:
     state = Unpickler(f).load()
   if not isinstance(state, Mapping):
     raise ValueError(f"{path}: holds a {type(state).__name__}, not a dict of tensors")
+  named = sorted(k for k, v in state.items() if isinstance(v, Mapping))
+  if key is not None:
+    if key not in named:
+      raise ValueError(f"{path}: has no state dict {key!r}; it holds {named or 'one state dict'}")
+    state = state[key]
+  elif named:
+    raise ValueError(f"{path}: holds several state dicts {named}; name the one to read")
   bad = [k for k, v in state.items() if not isinstance(v, _LazyTensor)]
   if bad:
     raise ValueError(f"{path}: entries that are not tensors: {bad[:5]}")
@@ -116,7 +127,8 @@ def read_pth(path: str) -> dict[str, _LazyTensor]:
 class Weights(Mapping):
   """name -> numpy array, read on access from safetensors files or .pth archives."""
 
-  def __init__(self, paths: Iterable[str]):
+  def __init__(self, paths: Iterable[str], key: str | None = None):
+    """key: the state dict to read from .pth files that hold several (`read_pth`)."""
     self.paths = [os.fspath(p) for p in paths]
     self._where: dict[str, tuple] = {}  # name -> (kind, source)
     for path in self.paths:
@@ -126,7 +138,7 @@ class Weights(Mapping):
           names = list(f.keys())
         self._where.update({n: ("safetensors", path) for n in names})
       elif path.endswith((".pth", ".pt", ".bin")):
-        self._where.update({n: ("pth", t) for n, t in read_pth(path).items()})
+        self._where.update({n: ("pth", t) for n, t in read_pth(path, key).items()})
       else:
         raise ValueError(f"{path}: not a .safetensors or .pth weights file")
 
@@ -180,5 +192,5 @@ def safetensors_files(directory: str, stem: str = "diffusion_pytorch_model") -> 
   return [os.path.join(directory, n) for n in files]
 
 
-def open_weights(paths: Iterable[str]) -> Weights:
-  return Weights(paths)
+def open_weights(paths: Iterable[str], key: str | None = None) -> Weights:
+  return Weights(paths, key)

@@ -7,7 +7,8 @@ Layouts (`detect_layout`):
                Wan2.1_VAE.pth, models_t5_umt5-xxl-enc-bf16.pth, google/umt5-xxl/spiece.model.
 The .pth files are read by `vdm.convert.readers.read_pth` (an allow-list unpickler: tensors only).
 Original names are renamed to diffusers' (`dit_name`, `vae_name`, `umt5_name`); one set of
-recipes (jax.numpy functions of the tensors they read, so `jax.eval_shape` checks a full-size
+recipes (array functions of the tensors they read: numpy on tensors read from a file, so
+loading compiles nothing; jax.numpy on traced ones, so `jax.eval_shape` checks a full-size
 model's conversion without reading or allocating anything) builds each vdm parameter from
 diffusers-named tensors:
   - the patch embedding's Conv3d [D, C, pt, p, p] -> a dense over patchified tokens;
@@ -87,10 +88,18 @@ def dit_dims(directory: str, layout: str) -> dict:
 
 # ----------------------------------------------------------------------------- names
 
+# Wrappers' names in the keys of a state dict saved from a wrapped model (torch FSDP, activation
+# checkpointing, torch.compile): Self-Forcing's EMA weights carry them, and its trainers drop
+# exactly these when they name parameters.
+WRAPPER_NAMES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
 def dit_name(name: str) -> str:
   """A Wan release DiT key -> diffusers' (the rename diffusers' converter applies), with a
-  Self-Forcing / CausVid generator's prefixes ('model.', '_fsdp_wrapped_module.') dropped."""
-  name = name.replace("_fsdp_wrapped_module.", "")
+  Self-Forcing / CausVid generator's prefix ('model.': their wrapper holds the Wan model as
+  `.model`) and wrappers' names (`WRAPPER_NAMES`) dropped."""
+  for wrapper in WRAPPER_NAMES:
+    name = name.replace(wrapper, "")
   for prefix in ("model.diffusion_model.", "model."):
     if name.startswith(prefix):
       name = name[len(prefix):]
@@ -193,6 +202,15 @@ class Renamed:
     return iter(self.names)
 
 
+def open_generator(path: str, key: str = "generator"):
+  """The DiT tensors of a Self-Forcing or CausVid checkpoint under diffusers' names.
+
+  Those are training checkpoints (torch.save of {'generator', 'critic'[, 'generator_ema']}, read
+  by the same allow-list reader as Wan's .pth files): `key` picks the state dict, whose keys are
+  'model.' + Wan's own names (the generator wraps a Wan model as `.model`)."""
+  return Renamed(open_weights([path], key=key), dit_name)
+
+
 def open_component(directory: str, layout: str, component: str):
   """The tensors of 'transformer', 'vae' or 'text_encoder' under diffusers / transformers names."""
   if layout == "diffusers":
@@ -208,8 +226,14 @@ def open_component(directory: str, layout: str, component: str):
 
 # ----------------------------------------------------------------------------- recipes
 
-def _t(a) -> jax.Array:
-  return jnp.asarray(a).T
+def _xp(*arrays):
+  """numpy for tensors read from a file (a load compiles no XLA program per shape), jax.numpy
+  for traced ones (`jax.eval_shape` of a full-size conversion)."""
+  return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
+def _t(a):
+  return a.T
 
 
 def rope_permutation(width: int, head_dim: int) -> np.ndarray:
@@ -241,13 +265,13 @@ def dit_recipes(get, *, depth: int, width: int, head_dim: int, prefix: str = "")
   perm = rope_permutation(width, head_dim)
 
   def patch_kernel():
-    w = jnp.asarray(get("patch_embedding.weight"))  # [D, C, pt, ph, pw]
+    w = get("patch_embedding.weight")  # [D, C, pt, ph, pw]
     return w.transpose(2, 3, 4, 1, 0).reshape(-1, w.shape[0])
   r[f"{p}embed.kernel"] = patch_kernel
   r[f"{p}embed.bias"] = lambda: get("patch_embedding.bias")
 
   def time_rows():  # [cos, sin] -> [sin, cos]
-    freq = jnp.asarray(get("condition_embedder.time_embedder.linear_1.weight")).shape[1]
+    freq = get("condition_embedder.time_embedder.linear_1.weight").shape[1]
     return np.roll(np.arange(freq), freq // 2)
   ce = "condition_embedder"
   r[f"{p}time_mlp.fc1.kernel"] = lambda: _t(get(f"{ce}.time_embedder.linear_1.weight"))[
@@ -265,23 +289,23 @@ def dit_recipes(get, *, depth: int, width: int, head_dim: int, prefix: str = "")
 
       def kv_kernel(s=s, theirs=theirs, order=order):
         k = _t(get(f"{s}.{theirs}.to_k.weight"))
-        return jnp.concatenate([k if order is None else k[:, order],
-                               _t(get(f"{s}.{theirs}.to_v.weight"))], axis=1)
+        v = _t(get(f"{s}.{theirs}.to_v.weight"))
+        return _xp(k, v).concatenate([k if order is None else k[:, order], v], axis=1)
 
       def kv_bias(s=s, theirs=theirs, order=order):
-        k = jnp.asarray(get(f"{s}.{theirs}.to_k.bias"))
-        return jnp.concatenate([k if order is None else k[order], get(f"{s}.{theirs}.to_v.bias")])
+        k, v = get(f"{s}.{theirs}.to_k.bias"), get(f"{s}.{theirs}.to_v.bias")
+        return _xp(k, v).concatenate([k if order is None else k[order], v])
       r[f"{b}.{mine}.kv.kernel"], r[f"{b}.{mine}.kv.bias"] = kv_kernel, kv_bias
       for qk in ("q", "k"):
         r[f"{b}.{mine}.{qk}_norm.scale"] = (
             lambda s=s, theirs=theirs, qk=qk, order=order:
-            jnp.asarray(get(f"{s}.{theirs}.norm_{qk}.weight"))[
+            get(f"{s}.{theirs}.norm_{qk}.weight")[
                 slice(None) if order is None else order])
     r[f"{b}.cross_norm.scale"] = lambda s=s: get(f"{s}.norm2.weight")
     r[f"{b}.cross_norm.bias"] = lambda s=s: get(f"{s}.norm2.bias")
     _mlp(r, f"{b}.mlp", get, f"{s}.ffn.net.0.proj", f"{s}.ffn.net.2")
-    r[f"{b}.modulation"] = lambda s=s: jnp.asarray(get(f"{s}.scale_shift_table"))[0]
-  r[f"{p}final_modulation"] = lambda: jnp.asarray(get("scale_shift_table"))[0]
+    r[f"{b}.modulation"] = lambda s=s: get(f"{s}.scale_shift_table")[0]
+  r[f"{p}final_modulation"] = lambda: get("scale_shift_table")[0]
   _dense(r, f"{p}final", get, "proj_out")
   return r
 
@@ -299,11 +323,13 @@ def umt5_recipes(get, *, depth: int, head_dim: int, prefix: str = "") -> dict:
 
     def qkv(attn=attn):
       q = attn("q")
-      q = (jnp.asarray(q, jnp.float32) * scale).astype(q.dtype)
-      return jnp.concatenate([q, attn("k"), attn("v")], axis=1)
+      q = (q.astype(np.float32) * scale).astype(q.dtype)
+      k, v = attn("k"), attn("v")
+      return _xp(q, k, v).concatenate([q, k, v], axis=1)
     r[f"{layer}.qkv.kernel"] = qkv
     r[f"{layer}.out.kernel"] = lambda attn=attn: attn("o")
-    r[f"{layer}.wi.kernel"] = lambda mlp=mlp: jnp.concatenate([mlp("wi_0"), mlp("wi_1")], axis=1)
+    r[f"{layer}.wi.kernel"] = lambda mlp=mlp: _xp(mlp("wi_0")).concatenate(
+        [mlp("wi_0"), mlp("wi_1")], axis=1)
     r[f"{layer}.wo.kernel"] = lambda mlp=mlp: mlp("wo")
     r[f"{layer}.attn_norm.scale"] = lambda s=s: get(f"{s}.0.layer_norm.weight")
     r[f"{layer}.mlp_norm.scale"] = lambda s=s: get(f"{s}.1.layer_norm.weight")
@@ -375,7 +401,7 @@ def _vae_source(name: str, num_res_blocks: int) -> str:
 def _vae_value(name: str, shape: tuple, tensor: np.ndarray) -> np.ndarray:
   """A torch tensor in vdm's layout: Conv3d [O, I, t, h, w] / Conv2d [O, I, h, w] -> [t, h, w,
   I, O]; a 1x1 conv as a dense [I, O]; norm gammas [C, 1, ...] -> [C]."""
-  a = jnp.asarray(tensor)
+  a = tensor
   if name.endswith(".kernel") and len(shape) == 5:
     a = a.transpose(2, 3, 4, 1, 0) if a.ndim == 5 else a.transpose(2, 3, 1, 0)[None]
   elif name.endswith(".kernel"):  # the attention's 1x1 convs
@@ -402,6 +428,35 @@ UMT5_XXL = dict(width=4096, depth=24, heads=64, mlp=10240, vocab_rows=256384)
 NEGATIVE_PROMPT = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，"
                    "低质量，JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，"
                    "毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+
+
+# Few-step autoregressive generators fine-tuned from Wan2.1-T2V-1.3B, sampled as their public
+# inference code does (CausalInferencePipeline): chunks of 3 latent frames under a block-causal
+# mask with a KV cache; each step predicts x0 = x_t - sigma v and re-noises it to the next level
+# with fresh noise (the `consistency` sampler); after a chunk's last step the model runs once more
+# on its clean output at level 0 (`context_noise`) to write the cache; no classifier-free
+# guidance. `timesteps` are their `denoising_step_list` / 1000, `shift` the scheduler shift the
+# list is warped with (1: not warped).
+GENERATORS = {
+    # Self-Forcing (Huang et al. 2025), configs/self_forcing_dmd.yaml: [1000, 750, 500, 250]
+    # warped with shift 5 -> levels 1, 0.9375, 0.8333, 0.625.
+    "self-forcing": dict(timesteps=(1.0, 0.75, 0.5, 0.25), shift=5.0),
+    # CausVid (Yin et al. 2025), configs/wan_causal_dmd.yaml: [1000, 757, 522], not warped.
+    "causvid": dict(timesteps=(1.0, 0.757, 0.522), shift=1.0),
+    # CausVid, configs/wan_causal_dmd_warp_4step_cfg2.yaml: [1000, 750, 500, 250] warped with
+    # shift 8 -> levels 1, 0.96, 0.8889, 0.7273.
+    "causvid-4step": dict(timesteps=(1.0, 0.75, 0.5, 0.25), shift=8.0),
+}
+
+
+def generator_sampling(config: ml_collections.ConfigDict, name: str) -> None:
+  """Sets config.sample to how generator `name` (`GENERATORS`) samples."""
+  if name not in GENERATORS:
+    raise ValueError(f"unknown generator schedule {name!r}; allowed {list(GENERATORS)}")
+  g = GENERATORS[name]
+  config.sample.update(mode="autoregressive", chunk=3, sampler="consistency", guidance=1.0,
+                       context_noise=0.0, steps=len(g["timesteps"]), timesteps=g["timesteps"],
+                       shift=g["shift"], negative_prompt="")
 
 
 def wan_config(size: str = "t2v-1.3b") -> ml_collections.ConfigDict:
@@ -449,10 +504,15 @@ def _vae_dims(directory: str, layout: str, vae) -> tuple[dict, dict]:
   return fields, dict(mean=LATENTS_MEAN[:z], std=LATENTS_STD[:z])
 
 
-def load_wan(directory: str, *, dtype=None):
+def load_wan(directory: str, *, dtype=None, generator: str | None = None,
+             generator_key: str = "generator", schedule: str = "self-forcing"):
   """A Wan2.1 directory (either layout) as (config, tokenizer, vae, denoiser, latent_stats), what
   `vdm.models.load_model_dir` returns for a vdm model directory. Tensors are read one at a time
-  onto the default device; dtype None keeps the checkpoint's (bf16 stays bf16)."""
+  onto the default device; dtype None keeps the checkpoint's (bf16 stays bf16).
+
+  generator: a Self-Forcing / CausVid checkpoint (`open_generator`, state dict `generator_key`)
+  whose DiT replaces the directory's; the text encoder, VAE and tokenizer stay the directory's,
+  and config.sample becomes the generator's (`GENERATORS[schedule]`)."""
   from flax import nnx
 
   from vdm.config import validate
@@ -468,6 +528,10 @@ def load_wan(directory: str, *, dtype=None):
   config = wan_config("t2v-1.3b")
   config.name = f"wan2.1-{os.path.basename(os.path.normpath(directory))}"
   apply_dit_dims(config, dit_dims(directory, layout))
+  if generator is not None:
+    dit = open_generator(generator, generator_key)
+    generator_sampling(config, schedule)
+    config.name = f"{schedule}-{os.path.splitext(os.path.basename(generator))[0]}"
   config.text.update(_text_dims(text))
   vae_fields, stats = _vae_dims(directory, layout, vae)
   config.vae.update(vae_fields)
@@ -480,7 +544,8 @@ def load_wan(directory: str, *, dtype=None):
   recipes = dit_recipes(dit, depth=d.depth, width=d.width, head_dim=d.width // d.heads,
                         prefix="dit.")
   recipes.update(umt5_recipes(text, depth=t.depth, head_dim=t.width // t.heads, prefix="text."))
-  denoiser = materialize(abstract, recipes, dtype=dtype, where=directory)
+  denoiser = materialize(abstract, recipes, dtype=dtype,
+                        where=directory if generator is None else f"{directory} + {generator}")
   abstract_vae = nnx.eval_shape(lambda: build_vae(config))
   vae_model = materialize(abstract_vae, vae_recipes(vae, param_shapes(abstract_vae),
                                                     num_res_blocks=config.vae.num_res_blocks),

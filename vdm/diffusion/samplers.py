@@ -35,7 +35,8 @@ import jax.numpy as jnp
 # name -> sampler function, filled by `register_sampler` at the bottom of this file. Adding a
 # sampler is one function with the signature above and one registration.
 SAMPLERS: dict = {}
-STOCHASTIC_SAMPLERS = ("euler_ancestral",)  # plus euler/heun with churn > 0 and ddim with eta > 0
+# Plus euler/heun with churn > 0 and ddim with eta > 0.
+STOCHASTIC_SAMPLERS = ("euler_ancestral", "consistency")
 UNIPC_VARIANTS = ("bh1", "bh2")
 
 
@@ -229,6 +230,33 @@ def euler_ancestral(velocity_fn, x_init: jax.Array, levels, *, eta: float = 1.0,
   return ddim(velocity_fn, x_init, levels, eta=eta, rng=_need_rng(rng, "euler_ancestral", "eta"))
 
 
+def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None) -> jax.Array:
+  """Multistep consistency sampling (Song et al. 2023, Alg. 1): the few-step sampler of
+  distilled generators (CausVid, Self-Forcing). Each step predicts the clean sample
+  x0 = x - t v and puts it at the next level with fresh noise,
+
+      x_next = (1 - t_next) x0 + t_next z,
+
+  so a step ending at 0 returns x0. Unlike the ODE samplers it keeps nothing of the noise it was
+  given: a generator trained to map any level straight to data needs no integration. Needs rng
+  (z of step i is drawn from fold_in(rng, i)). Shapes as in `euler`.
+  """
+  levels = _check(x_init, levels)
+  rng = _need_rng(rng, "consistency", "fresh noise every step")
+
+  def step(x, inputs):
+    t_now, t_next, i = inputs
+    moving = t_next < t_now
+    v = velocity_fn(x, _levels_for_batch(t_now, x))
+    x0 = x - _per_frame(t_now, x) * v
+    z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
+    x_new = _per_frame(1.0 - t_next, x) * x0 + _per_frame(t_next, x) * z
+    return jnp.where(_per_frame(moving, x), x_new, x), None
+
+  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  return x
+
+
 # ----------------------------------------------------------------------------- multistep methods
 
 def _phi2(z):
@@ -367,7 +395,7 @@ def register_sampler(name: str, fn) -> None:
 
 
 for _name, _fn in dict(euler=euler, heun=heun, ddim=ddim, euler_ancestral=euler_ancestral,
-                       dpmpp_2m=dpmpp_2m, unipc=unipc).items():
+                       dpmpp_2m=dpmpp_2m, unipc=unipc, consistency=consistency).items():
   register_sampler(_name, _fn)
 
 

@@ -147,6 +147,20 @@ def unpatchify(tokens: jax.Array, patch: int, h: int, w: int, temporal_patch: in
 
 
 QK_NORM_AXES = ("head", "width")
+# How attention is computed: 'xla' (jax.nn.dot_product_attention's XLA path, any backend; it
+# holds every head's full score matrix) or 'cudnn' (cuDNN's fused flash attention on a GPU, q, k
+# and v in bf16: memory linear in the sequence; used where there is no mask).
+ATTENTION_KERNELS = ("xla", "cudnn")
+
+
+def attend(q, k, v, mask=None, kernel: str = "xla"):
+  """Scaled dot-product attention of q [B, L, H, Dh] over k, v [B, S, H, Dh] (mask
+  broadcastable to [B, H, L, S]) -> [B, L, H, Dh] in q's dtype, by `kernel`."""
+  if kernel == "cudnn" and mask is None:
+    bf16 = jnp.bfloat16
+    return jax.nn.dot_product_attention(q.astype(bf16), k.astype(bf16), v.astype(bf16),
+                                        implementation="cudnn").astype(q.dtype)
+  return jax.nn.dot_product_attention(q, k, v, mask=mask)
 
 
 class Attention(nnx.Module):
@@ -158,11 +172,13 @@ class Attention(nnx.Module):
   """
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
-               qk_norm: bool = False, qk_norm_over: str = "head", rngs: nnx.Rngs,
-               **dense_kwargs):
+               qk_norm: bool = False, qk_norm_over: str = "head", kernel: str = "xla",
+               rngs: nnx.Rngs, **dense_kwargs):
     if qk_norm_over not in QK_NORM_AXES:
       raise ValueError(f"dit.qk_norm_over must be one of {QK_NORM_AXES}, got {qk_norm_over!r}")
-    self.heads, self.qk_norm_over = heads, qk_norm_over
+    if kernel not in ATTENTION_KERNELS:
+      raise ValueError(f"dit.attention_kernel must be one of {ATTENTION_KERNELS}, got {kernel!r}")
+    self.heads, self.qk_norm_over, self.kernel = heads, qk_norm_over, kernel
     self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
     self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
                     **dense_kwargs)
@@ -196,7 +212,7 @@ class Attention(nnx.Module):
     q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
     k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    y = attend(q, k, v, mask, self.kernel)
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,

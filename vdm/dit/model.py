@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vdm.dit import fast_ops
+from vdm.dit.lora import add_lora
 from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
                             sincos_embedding, spacetime_position_embedding, temporal_groups,
                             unpatchify)
@@ -91,7 +92,8 @@ class DiTBlock(nnx.Module):
                attention: str = "factorized", qk_norm: bool = False,
                qk_norm_over: str = "head", cross_norm: bool = False,
                modulation: str = "per_block", mlp_width: int = 0,
-               matmul_dtype: str = "float32", fast_grads: bool = True):
+               matmul_dtype: str = "float32", fast_grads: bool = True,
+               attention_kernel: str = "xla"):
     if attention not in ATTENTION_LAYOUTS:
       raise ValueError(f"dit.attention must be one of {ATTENTION_LAYOUTS}, got {attention!r}")
     if modulation not in MODULATIONS:
@@ -100,7 +102,7 @@ class DiTBlock(nnx.Module):
     self.norm, kw = _speed_options(matmul_dtype, fast_grads)
     self.attention = attention
     attn = lambda: Attention(width, heads, qk_norm=qk_norm, qk_norm_over=qk_norm_over,  # noqa: E731
-                             rngs=rngs, **kw)
+                             kernel=attention_kernel, rngs=rngs, **kw)
     if attention == "factorized":
       self.spatial, self.temporal = attn(), attn()
     else:
@@ -263,7 +265,8 @@ class DiT(nnx.Module):
                qk_norm_over: str = "head", cross_norm: bool = False,
                modulation: str = "per_block", time_freq_dim: int = 0,
                text_embed: str = "linear", cross_mask: bool = True, mlp_width: int = 0,
-               rngs: nnx.Rngs):
+               lora_rank: int = 0, lora_alpha: float = 1.0, lora_targets=(),
+               attention_kernel: str = "xla", rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
@@ -298,16 +301,12 @@ class DiT(nnx.Module):
     # the embeddings and the output layer stay in fp32.
     blocks = [DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention, qk_norm=qk_norm,
                        qk_norm_over=qk_norm_over, cross_norm=cross_norm, modulation=modulation,
-                       mlp_width=mlp_width, matmul_dtype=matmul_dtype, fast_grads=fast_grads)
+                       mlp_width=mlp_width, matmul_dtype=matmul_dtype, fast_grads=fast_grads,
+                       attention_kernel=attention_kernel)
               for _ in range(depth)]
     if modulation == "table":
       self.time_projection = dense(width, blocks[0].num_modulations * width, ("embed", "mlp"),
                                    rngs=rngs)
-    # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
-    # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
-    # the same weights either way.
-    self.scan_layers, self.depth = bool(scan_layers), depth
-    self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
     self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
     if modulation == "per_block":
       self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
@@ -316,6 +315,17 @@ class DiT(nnx.Module):
       self.final_modulation = nnx.Param(
           jax.random.normal(rngs.params(), (2, width)) / width**0.5, **logical_axes(None, "embed"))
     self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
+    # LoRA (vdm.dit.lora) on the blocks' target layers, drawn after every base weight so the
+    # base weights are those of the same seed without LoRA.
+    if lora_rank:
+      for block in blocks:
+        add_lora(block, rank=lora_rank, alpha=lora_alpha, targets=tuple(lora_targets),
+                 rngs=rngs)
+    # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
+    # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
+    # the same weights either way.
+    self.scan_layers, self.depth = bool(scan_layers), depth
+    self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
@@ -328,7 +338,9 @@ class DiT(nnx.Module):
                temporal_patch=cfg.temporal_patch, qk_norm_over=cfg.qk_norm_over,
                cross_norm=cfg.cross_norm, modulation=cfg.modulation,
                time_freq_dim=cfg.time_freq_dim, text_embed=cfg.text_embed,
-               cross_mask=cfg.cross_mask, mlp_width=cfg.mlp_width, rngs=rngs)
+               cross_mask=cfg.cross_mask, mlp_width=cfg.mlp_width, lora_rank=cfg.lora_rank,
+               lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets,
+               attention_kernel=cfg.attention_kernel, rngs=rngs)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];

@@ -37,7 +37,7 @@ SPACINGS = ("linear", "leading", "trailing")
 
 # ----------------------------------------------------------------------------- time grids
 
-def time_grid(steps: int, *, shift: float = 1.0, spacing: str = "linear",
+def time_grid(steps: int, *, shift: float = 1.0, spacing: str | tuple = "linear",
               train_steps: int = 1000) -> np.ndarray:
   """Levels from (about) 1 down to 0 for `steps` sampler steps, [steps + 1], decreasing.
 
@@ -48,20 +48,24 @@ def time_grid(steps: int, *, shift: float = 1.0, spacing: str = "linear",
       Coincides with 'linear' whenever N is a multiple of steps.
     'leading':  timesteps k (N // S) counted up from 0; the top level is below 1, so sampling
       never starts from pure noise (the flaw the paper names); kept to reproduce older samplers.
+    a tuple of `steps` levels, decreasing in (0, 1]: the steps' levels given outright, as a
+      few-step generator lists its timesteps / 1000 (CausVid's (1, 0.757, 0.522);
+      `sample.timesteps`).
   The last level is always 0. `shift` > 1 then spends more steps at high noise,
   t' = s t / (1 + (s - 1) t) (SD3), which helps at larger resolutions and lengths where more of
-  the structure is decided early.
+  the structure is decided early. (Self-Forcing "warps" its list (1, 0.75, 0.5, 0.25) with
+  shift 5 in exactly this way.)
   """
   if not isinstance(steps, (int, np.integer)) or steps < 1:
     raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-  if spacing not in SPACINGS:
-    raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
   if not shift > 0:
     raise ValueError(f"shift must be > 0, got {shift!r}")
   n = train_steps
-  if spacing == "linear":
+  if not isinstance(spacing, str):
+    t = np.append(explicit_levels(spacing, steps), 0.0)
+  elif spacing == "linear":
     t = np.linspace(1.0, 0.0, steps + 1)
-  else:
+  elif spacing in SPACINGS:
     if steps > n:
       raise ValueError(f"steps={steps} must be <= train_steps={n} for spacing {spacing!r}")
     if spacing == "trailing":
@@ -69,11 +73,23 @@ def time_grid(steps: int, *, shift: float = 1.0, spacing: str = "linear",
     else:
       timesteps = (np.arange(steps) * (n // steps))[::-1]
     t = np.append((timesteps + 1.0) / n, 0.0)
+  else:
+    raise ValueError(f"spacing must be one of {SPACINGS} or a tuple of levels, got {spacing!r}")
   return shift * t / (1.0 + (shift - 1.0) * t)
 
 
+def explicit_levels(levels, steps: int) -> np.ndarray:
+  """A given list of step levels, checked: `steps` of them, decreasing, in (0, 1]. [steps]"""
+  t = np.asarray(levels, np.float64)
+  if t.ndim != 1 or len(t) != steps or not np.all((t > 0) & (t <= 1)) or np.any(
+      np.diff(t) >= 0):
+    raise ValueError(f"explicit levels must be {steps} decreasing numbers in (0, 1] (one per "
+                     f"step), got {tuple(levels)!r}")
+  return t
+
+
 def shifted_grid_from(top: float, steps: int, *, shift: float = 1.0,
-                      spacing: str = "linear") -> np.ndarray:
+                      spacing: str | tuple = "linear") -> np.ndarray:
   """`time_grid` rescaled to end at `top` instead of 0: top + (1 - top) * grid, [steps + 1]."""
   return top + (1.0 - top) * time_grid(steps, shift=shift, spacing=spacing)
 
@@ -151,7 +167,7 @@ def pin_frames(levels: np.ndarray, pinned) -> np.ndarray:
 # ----------------------------------------------------------------------------- modes
 
 def parallel_levels(steps: int, frames: int, *, shift: float = 1.0,
-                    spacing: str = "linear") -> np.ndarray:
+                    spacing: str | tuple = "linear") -> np.ndarray:
   """Full-sequence generation: every frame shares one level per step. Returns [steps + 1, frames]."""
   _check_frames(frames)
   grid = time_grid(steps, shift=shift, spacing=spacing)
@@ -159,7 +175,7 @@ def parallel_levels(steps: int, frames: int, *, shift: float = 1.0,
 
 
 def autoregressive_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                          shift: float = 1.0, spacing: str = "linear") -> np.ndarray:
+                          shift: float = 1.0, spacing: str | tuple = "linear") -> np.ndarray:
   """Chunks of `chunk` frames generated one after another, each through all `steps` steps.
 
   Chunk k waits at the top level while chunks < k are generated, goes 1 -> context_level in its
@@ -184,7 +200,7 @@ def autoregressive_levels(steps: int, frames: int, *, chunk: int, context_level:
 
 
 def rolling_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                   shift: float = 1.0, spacing: str = "linear") -> np.ndarray:
+                   shift: float = 1.0, spacing: str | tuple = "linear") -> np.ndarray:
   """Diagonal / pyramid denoising (Diffusion Forcing): chunk k runs the same S-step schedule as
   chunk k - 1, one step later, so levels rise with frame index and the pattern slides by one chunk
   per step. R = steps + chunks rows (one model call per row, against autoregressive's
@@ -204,20 +220,20 @@ def rolling_levels(steps: int, frames: int, *, chunk: int, context_level: float 
 
 
 def image_to_video_levels(steps: int, frames: int, *, shift: float = 1.0,
-                          spacing: str = "linear") -> np.ndarray:
+                          spacing: str | tuple = "linear") -> np.ndarray:
   """Parallel generation with frame 0 (the given image's latent) pinned at level 0."""
   return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing), (0,))
 
 
 def keyframes_levels(steps: int, frames: int, *, shift: float = 1.0,
-                     spacing: str = "linear") -> np.ndarray:
+                     spacing: str | tuple = "linear") -> np.ndarray:
   """Parallel generation between two given keyframes: the first and last frames pinned at 0."""
   return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing),
                     (0, frames - 1))
 
 
 def keyframes_first_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                           shift: float = 1.0, spacing: str = "linear") -> np.ndarray:
+                           shift: float = 1.0, spacing: str | tuple = "linear") -> np.ndarray:
   """Coarse to fine: the keyframes (the first frame of each chunk, and the last frame) are
   generated first, all together, while the frames between them wait at pure noise; then the
   frames between are generated around the finished keyframes, which sit at context_level.
@@ -310,7 +326,7 @@ def pipeline_modes() -> tuple[str, ...]:
 
 
 def generation_mode(mode: str, *, steps: int, frames: int, chunk: int = 1,
-                    context_level: float = 0.0, shift: float = 1.0, spacing: str = "linear",
+                    context_level: float = 0.0, shift: float = 1.0, spacing: str | tuple = "linear",
                     pinned=(), window: int | None = None):
   """(levels [R, T] float32, mask [T, T] bool) of a registered mode.
 

@@ -123,6 +123,10 @@ class Pipeline:
     steps = s.steps if steps is None else steps
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
       raise ValueError(f"--steps {steps!r} must be an integer in [1, 1000]")
+    if s.timesteps and steps != len(s.timesteps):
+      raise ValueError(f"--steps {steps} does not fit this model: it samples at the "
+                       f"{len(s.timesteps)} levels of its sample.timesteps "
+                       f"{tuple(s.timesteps)}; allowed: {len(s.timesteps)}")
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
@@ -231,28 +235,36 @@ class Pipeline:
         on_frames(frames)
 
     spec = MODES[request.mode]
+    # A few-step generator lists its steps' levels (sample.timesteps); others use the even grid.
+    spacing = tuple(self.config.sample.timesteps) or "linear"
     if spec.streams and request.image is None and request.kv_cache:
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
-      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
+      # Guidance 1 is the prompt's velocity alone: one DiT pass per step, not two (distilled
+      # few-step generators such as Self-Forcing's sample this way).
+      guided = request.guidance != 1.0
+      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=(1 + guided) * (
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
           slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
-      params = (denoiser_def, denoiser_state, text, mask, guidance)
+      chunk_velocity = _guided_chunk_velocity if guided else _chunk_velocity
+      params = (denoiser_def, denoiser_state, text if guided else text[:1],
+                mask if guided else mask[:1], guidance)
       context = None
       if request.extend is not None:
         given, context = self._encode_tail(request)
         emit(given[None])
-        cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
+        cache = prefill(chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
       stream = StreamingDecoder(functools.partial(
           _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
           context=context)
       generate_autoregressive(
-          _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
+          chunk_velocity, params, x_init, cache, chunk=request.chunk,
           steps=request.steps, context_level=request.context_noise,
           shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
+          spacing=spacing,
           first_frame=0 if context is None else context.shape[1],
           on_chunk=lambda offset, x: emit(stream.push(x)))
     else:
@@ -260,11 +272,15 @@ class Pipeline:
       # one request give the same frames.
       levels, temporal_mask = generation_mode(
           request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
-          context_level=request.context_noise, shift=self.config.sample.shift,
+          context_level=request.context_noise, shift=self.config.sample.shift, spacing=spacing,
           pinned=(0,) if request.image is not None else (),
           window=request.window if spec.causal else None)
+      # A fused attention kernel (dit.attention_kernel) runs only without a mask: a bidirectional
+      # mode then passes none (every frame sees every frame either way).
+      fused = self.config.dit.attention_kernel != "xla"
       z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
-                        jnp.asarray(temporal_mask), guidance, sampler_key,
+                        None if fused and not spec.causal else jnp.asarray(temporal_mask),
+                        guidance, sampler_key,
                         sampler_name=request.sampler)
       emit(decode(z))
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
@@ -317,7 +333,8 @@ def encode_text(graphdef, state, ids, mask):
 def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
                   sampler_name, guided=True):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
-  [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
+  [2, L] are the prompt's and the negative prompt's rows, shared by the batch; temporal_mask
+  [T, T] bool, or None (every frame sees every frame). guided=False
   (guidance 1): the prompt's velocity alone, one DiT call a step."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
@@ -330,6 +347,13 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
     return guide(both[:b], both[b:], scale=guidance)
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
+
+
+def _chunk_velocity(params, x, t, cache, frame_offset):
+  """`vdm.generate.streaming` chunk function without guidance: the DiT on one chunk with the KV
+  cache, conditioned on the prompt alone (params' text and mask hold its row only)."""
+  graphdef, state, text, mask, _ = params
+  return nnx.merge(graphdef, state).dit.forward_cached(x, t, text, mask, cache, frame_offset)
 
 
 def _guided_chunk_velocity(params, x, t, cache, frame_offset):

@@ -28,13 +28,14 @@ ChunkVelocity = Callable[..., tuple[jax.Array, tuple[jax.Array, jax.Array]]]
 
 @functools.lru_cache(maxsize=32)  # one compiled step per (model function, schedule, sampler)
 def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level: float,
-                    shift: float = 1.0, sampler: str = "euler"):
+                    shift: float = 1.0, sampler: str = "euler", spacing: str | tuple = "linear"):
   """Returns step(params, x_noise [B, k, ...], cache, frame_offset, rng, last) -> (x, cache).
 
   Shapes are static (the chunk and the cache), so one compilation serves every chunk; `last`
   (the final chunk, whose own last step ends at 0) is a traced flag, not a recompilation.
   """
-  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift), jnp.float32)
+  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift, spacing=spacing),
+                     jnp.float32)
 
   @jax.jit
   def step(params, x, cache: KVCache, frame_offset, rng, last):
@@ -54,7 +55,7 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
                             cache: KVCache, *,
                             chunk: int, steps: int, context_level: float = 0.0,
                             shift: float = 1.0, sampler: str = "euler", rng=None,
-                            first_frame: int = 0,
+                            first_frame: int = 0, spacing: str | tuple = "linear",
                             on_chunk: Callable[[int, jax.Array], None] | None = None):
   """Generates noise.shape[1] frames in chunks of `chunk`; returns latents like `noise`.
 
@@ -66,10 +67,12 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
     cache: a `KVCache` whose slots bound how many earlier frames each chunk sees; empty, or
       holding `first_frame` frames written by `prefill` (extending a clip).
     first_frame: position of noise's frame 0 in the whole clip (the number of prefilled frames).
+    spacing: the time grid's spacing, or the steps' levels given outright
+      (`vdm.generate.modes.time_grid`).
     on_chunk: called with (first frame index, clean chunk) as each chunk finishes (streaming).
   """
   step = make_chunk_step(chunk_velocity, steps=steps, context_level=context_level, shift=shift,
-                         sampler=sampler)
+                         sampler=sampler, spacing=spacing)
   rng = jax.random.key(0) if rng is None else rng
   out = []
   bounds = chunk_bounds(noise.shape[1], chunk)

@@ -80,8 +80,12 @@ def ema_update(ema, params, decay):
 
 
 def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed: int,
-                     critic: Critic | None = None, critic_def=None):
-  """The jitted step: (state, batch) -> (state, metrics, finite, per-leaf gradient finiteness)."""
+                     critic: Critic | None = None, critic_def=None, trainable=None):
+  """The jitted step: (state, batch) -> (state, metrics, finite, per-leaf gradient finiteness).
+
+  trainable: a tree of bools like the params (None: all); the others are held by
+  stop_gradient, so no gradient is computed for them at all (their gradient is 0): a LoRA
+  fine-tune computes no gradient of the base weights."""
   base_rng = jax.random.key(seed)
 
   def train_step(state, batch):
@@ -93,6 +97,9 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
       extra = (nnx.merge(critic_def, state["critic_params"]), active)
 
     def loss_of(params):
+      if trainable is not None:
+        params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params,
+                              trainable)
       return loss_fn(nnx.merge(graphdef, params, rest), batch, rng, *extra)
 
     (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
@@ -188,7 +195,8 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
     prepare_batch: host-side transform of each batch (e.g. tokenizing captions).
     critic: an optional adversary trained alongside (see `Critic`); its parameters and optimizer
       state are checkpointed with the model's. None leaves the step exactly as without one.
-    frozen: prefixes of parameter names that get no update (`make_optimizer`).
+    frozen: prefixes of parameter names that get no update (`make_optimizer`) and no gradient
+      (held by stop_gradient).
   Returns:
     the model with its parameters replaced by the EMA parameters.
   Raises:
@@ -252,8 +260,12 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
                     "is kept and will be restored")
       raise
 
+  trainable = None
+  if frozen:
+    names_left = iter(names)
+    trainable = jax.tree.map(lambda _: not next(names_left).startswith(tuple(frozen)), params)
   train_step = _make_train_step(graphdef, rest, tx, loss_fn, cfg.ema_decay, seed, critic,
-                                critic_def)
+                                critic_def, trainable)
   # purge_step: TensorBoard drops events a killed run logged after the restored step.
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,

@@ -23,8 +23,10 @@ from vdm.config import config_from_json
 from vdm.data import kinds
 from vdm.data.loader import make_caption_loader, make_loader
 from vdm.data.simple import latent_motion
+from vdm.dit.lora import is_lora
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
-                        write_latent_stats)
+                        without_lora, write_latent_stats)
+from vdm.pytree import leaf_names
 from vdm.nn import normalize_pixels
 from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
@@ -32,6 +34,7 @@ from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, e
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
+from vdm.train.pretrained import load_pretrained
 from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss
@@ -82,6 +85,15 @@ def record_workdir_config(config, workdir: str) -> None:
   os.replace(path + ".tmp", path)
 
 
+def frozen_parameters(config, denoiser) -> tuple[str, ...]:
+  """Prefixes of the denoiser's parameter names the dit stage leaves as they are: with LoRA
+  (dit.lora_rank > 0) every parameter but the LoRA matrices; else the text encoder when
+  text.freeze; else none."""
+  if config.dit.lora_rank:
+    return tuple(n for n in leaf_names(nnx.state(denoiser, nnx.Param)) if not is_lora(n))
+  return ("text",) if config.text.freeze else ()
+
+
 def caption_builder(config, workdir: str):
   """The dataset the text-only stages (tokenizer, text pretraining) read captions from: None for
   a kind whose captions come from a grammar (the spine's; no clips are built for them), else the
@@ -106,20 +118,26 @@ def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
   return train_captions(builder)
 
 
-def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
+def train_tokenizer_stage(config, workdir: str, builder=None,
+                          pretrained: Tokenizer | None = None) -> Tokenizer:
   """The workdir's tokenizer, trained once on `training_captions`, or the one a pretrained
-  encoder came with (`text.init_from`): its rows are indexed by that tokenizer's ids."""
+  encoder came with (`text.init_from`) or the pretrained model's (`init_from`, given as
+  `pretrained`): the text encoder's rows are indexed by that tokenizer's ids."""
   path = os.path.join(workdir, "tokenizer.model")
-  init_from = config.text.init_from
-  given = init_paths(init_from)[1] if init_from else None
+  init_from = config.text.init_from or config.init_from
+  given = init_paths(config.text.init_from)[1] if config.text.init_from else None
+  proto = None
   if given is not None:
     with open(given, "rb") as f:
       proto = f.read()
+  elif pretrained is not None:
+    proto = pretrained.model_proto
+  if proto is not None:
     if os.path.exists(path):
       with open(path, "rb") as f:
         if f.read() != proto:
           raise ValueError(f"workdir {workdir} has a tokenizer other than the one of "
-                           f"text.init_from={init_from!r}; use a new --workdir")
+                           f"{init_from!r}; use a new --workdir")
     else:
       Tokenizer(proto).save(path)
   if not os.path.exists(path):
@@ -223,7 +241,11 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   # Recorded only now: a run whose dataset does not load (a wrong data.name) trained nothing
   # and must not tie the workdir to the config that named it.
   record_workdir_config(config, workdir)
-  tokenizer = train_tokenizer_stage(config, workdir, builder)
+  # Fine-tuning (init_from): the pretrained model brings tokenizer, text encoder, VAE and latent
+  # statistics; its denoiser is where the dit stage starts (vdm.train.pretrained).
+  pretrained = load_pretrained(config) if config.init_from else None
+  tokenizer = train_tokenizer_stage(config, workdir, builder,
+                                    pretrained=pretrained[0] if pretrained else None)
   if until == "tokenizer":
     return ""
   text_init = text_pretrain_stage(config, workdir, tokenizer, builder)
@@ -234,24 +256,27 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
   vae_cfg = config.train.vae
   disc_weight = config.vae.disc_weight
-  vae = train(build_vae(config, config.seed), functools.partial(
-      vae_loss, kl_weight=config.vae.kl_weight, **(
-          dict(disc_weight=disc_weight) if disc_weight else {})),
-      make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
-      vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
-      prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
-      critic=build_vae_critic(config) if disc_weight else None)
+  if pretrained is not None:
+    print(f"[vae] init_from {config.init_from!r}: its VAE, as it is")
+    vae = pretrained[1]
+  else:
+    vae = train(build_vae(config, config.seed), functools.partial(
+        vae_loss, kl_weight=config.vae.kl_weight, **(
+            dict(disc_weight=disc_weight) if disc_weight else {})),
+        make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
+        vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
+        prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
+        critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
 
   stats_path = os.path.join(workdir, "latent_stats.json")
   if not os.path.exists(stats_path):
-    write_latent_stats(stats_path, latent_statistics(
-        vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
+    write_latent_stats(stats_path, pretrained[3] if pretrained is not None else (
+        latent_statistics(vae, make_loader(builder, "train", batch_size=32, seed=config.seed))))
   stats = read_latent_stats(stats_path)
 
   dit_cfg = config.train.dit
-  frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
@@ -274,9 +299,14 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     return out
 
   loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch)
-  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
-  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
+  # A resumed run's checkpoint overrides these starting weights, as it does the random init.
+  if pretrained is not None:
+    denoiser = pretrained[2]
+  else:
+    denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
+  if text_init:
     init_text_encoder(denoiser.text, text_init)
+  frozen = frozen_parameters(config, denoiser)
   denoiser = train(denoiser, loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1),
@@ -286,6 +316,12 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     return ""
   model_dir = os.path.join(workdir, "model")
   shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it whole
+  # The model directory stands alone: LoRA is folded into the weights (a plain model of the same
+  # config) and init_from, whose weights it now holds, is cleared.
+  config, denoiser = without_lora(config, denoiser, tokenizer.vocab_size)
+  if config.init_from:
+    config = config.copy_and_resolve_references()
+    config.init_from = ""
   save_model_dir(model_dir, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
                  latent_stats=stats)
   write_provenance(model_dir, config.seed)
