@@ -2,7 +2,7 @@
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
-  vdm eval --suite adherence|rollout|vae|upscale|prediction --checkpoint DIR
+  vdm eval --suite adherence|rollout|vae|upscale|prediction|control --checkpoint DIR
   vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
   vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
@@ -68,7 +68,9 @@ def cmd_sample(args) -> int:
                          resolution=args.resolution, steps=args.steps, guidance=args.guidance,
                          mode=args.mode, sampler=args.sampler, chunk=args.chunk,
                          context_noise=args.context_noise, image=args.image,
-                         kv_cache=not args.no_kv_cache, extend=args.extend)
+                         kv_cache=not args.no_kv_cache, extend=args.extend,
+                         trajectory=args.trajectory, camera=args.camera, prompts=args.prompts,
+                         switch=args.switch)
   load_seconds = time.perf_counter() - t0
   # Options of the chunked modes do nothing in the others: refuse them rather than drop them.
   chunked = ("autoregressive", "rolling")
@@ -100,12 +102,14 @@ def cmd_sample(args) -> int:
   return 0
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction")
-EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100)  # --num defaults
+EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction", "control")
+EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100,
+                control=16)  # --num defaults
 # The options each suite reads besides --checkpoint, --num and --out (the others must not be
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
-                    vae=(), upscale=(), prediction=("seed", "steps", "samples"))
+                    vae=(), upscale=(), prediction=("seed", "steps", "samples"),
+                    control=("seed", "steps"))
 EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
 
 
@@ -146,6 +150,9 @@ def cmd_eval(args) -> int:
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=num, out=out)
+  elif suite == "control":  # a model trained with configs/control.py
+    from vdm.eval.control import run_control
+    run_control(args.checkpoint, num=num, seed=args.seed, steps=args.steps, out=out)
   elif suite == "prediction":  # a model trained with configs/moving_mnist.py
     from vdm.eval.prediction import run_prediction
     run_prediction(args.checkpoint, num=num, samples=args.samples, seed=args.seed,
@@ -203,7 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("sample", help="generate a video from a prompt")
-  p.add_argument("--prompt", required=True)
+  prompt = p.add_mutually_exclusive_group(required=True)
+  prompt.add_argument("--prompt")
+  prompt.add_argument("--prompts", metavar="TIMELINE",
+                      help='a prompt timeline instead of --prompt: "0s: a red circle moving '
+                           'right; 2s: a blue circle moving right" or a JSON file '
+                           "(autoregressive, rolling; docs/control.md)")
+  from vdm.control.timeline import SWITCHES
+  p.add_argument("--switch", default=None, choices=SWITCHES,
+                 help="--prompts: what a switch does to the earlier frames (default: the "
+                      "model's sample.switch)")
+  p.add_argument("--trajectory", default=None, metavar="JSON",
+                 help="object paths to follow: points or keypoints per object (docs/control.md)")
+  p.add_argument("--camera", default=None, metavar="MOVES",
+                 help='camera path: moves like "pan(2,0)+zoom(1.3)" or a JSON file')
   p.add_argument("--negative-prompt", default="")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--seconds", type=float, default=None)
@@ -242,9 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--num", type=int, default=None,
                  help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
-                      "prediction 100)")
-  p.add_argument("--seed", type=int, default=None, help="adherence, rollout, prediction (0)")
-  p.add_argument("--steps", type=int, default=None, help="adherence, rollout, prediction")
+                      "prediction 100, control 16 per part)")
+  p.add_argument("--seed", type=int, default=None,
+                 help="adherence, rollout, prediction, control (0)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="adherence, rollout, prediction, control")
   p.add_argument("--guidance", type=float, default=None, help="adherence")
   p.add_argument("--lengths", default=None,
                  help="rollout: multiples of the training length (1,2,4)")
