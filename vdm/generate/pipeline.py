@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
+import threading
 import time
 import warnings
 
@@ -21,7 +23,8 @@ from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import MODES, allowed_chunks, generation_mode, pipeline_modes
+from vdm.generate.modes import (MODES, allowed_chunks, chunk_bounds, generation_mode,
+                                pipeline_modes)
 from vdm.generate.streaming import generate_autoregressive, prefill
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
@@ -51,6 +54,63 @@ class Request:
   @property
   def seconds(self) -> float:
     return self.frames / self.fps
+
+
+class Cancelled(Exception):
+  """Raised by an `on_step` or `on_frames` callback of `Pipeline.generate` to stop a generation
+  (`vdm ui`'s cancel); generate re-raises it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where a generation is, given to `on_step`: sampler step `step` of `steps` (1-based) of chunk
+  `chunk` of `chunks`. The chunked streaming path runs `steps` per chunk; every other path runs
+  the whole noise-level matrix (one row a step) as chunk 1 of 1."""
+  step: int
+  steps: int
+  chunk: int
+  chunks: int
+
+
+class _StepListener:
+  """The on_step of the generate call in progress, fed by `_report_step` from inside the jitted
+  sampler; keeps what it raised so generate can re-raise it in place of XLA's wrapper."""
+
+  def __init__(self, on_step):
+    self.on_step, self.error = on_step, None
+    self.step_count, self.chunk, self.chunks = 0, 1, 1  # sized by the path generate takes
+
+  def size(self, steps: int, chunks: int) -> None:
+    self.step_count, self.chunk, self.chunks = steps, 1, chunks
+
+  def __call__(self, step) -> None:
+    try:
+      self.on_step(Progress(int(step) + 1, self.step_count, self.chunk, self.chunks))
+    except BaseException as e:  # noqa: BLE001 - whatever it is, generate raises it again
+      self.error = e
+      raise
+
+
+# One module-level function is what the jitted samplers call, so that a new on_step per request
+# neither recompiles nor enters a cache key; it forwards to the listener of the call in progress.
+# The lock makes generate calls that report steps take turns (one device runs them anyway).
+_listener: _StepListener | None = None
+_listener_lock = threading.Lock()
+
+
+def _report_step(step) -> None:
+  if _listener is not None:
+    _listener(step)
+
+
+class _QuietCancel(logging.Filter):
+  """jax logs every exception a callback raises with its traceback; a cancel is no failure."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], Cancelled))
+
+
+logging.getLogger("jax._src.debugging").addFilter(_QuietCancel())
 
 
 def frame_size(aspect: str, resolution: int, stride: int) -> tuple[int, int]:
@@ -190,13 +250,36 @@ class Pipeline:
     """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
     return self.generate(self.resolve(prompt, **options))["frames"]
 
-  def generate(self, request: Request, on_frames=None) -> dict:
+  def generate(self, request: Request, on_frames=None, on_step=None) -> dict:
     """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
     ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
     bounded memory), once with the whole clip otherwise.
+    on_step(Progress) is called on the host at each sampler step. The frames are the same bits
+    with or without it (the step callback reads only the step index). An exception either
+    callback raises (`Cancelled`) stops the generation there and is raised from here.
     """
+    if on_step is None:
+      return self._generate(request, on_frames, None)
+    global _listener
+    with _listener_lock:
+      _listener = _StepListener(on_step)
+      try:
+        return self._generate(request, on_frames, _listener)
+      except jax.errors.JaxRuntimeError:
+        if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
+          raise _listener.error from None
+        raise
+      finally:
+        _listener = None
+
+  @staticmethod
+  def _streams(request: Request) -> bool:
+    """Whether the request runs chunk by chunk with the KV cache (else: one matrix)."""
+    return MODES[request.mode].streams and request.image is None and request.kv_cache
+
+  def _generate(self, request: Request, on_frames, listener: _StepListener | None) -> dict:
     t0 = time.perf_counter()
     ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
                                       self.config.text.max_length)
@@ -226,7 +309,7 @@ class Pipeline:
         on_frames(frames)
 
     spec = MODES[request.mode]
-    if spec.streams and request.image is None and request.kv_cache:
+    if self._streams(request):
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
@@ -241,6 +324,13 @@ class Pipeline:
         cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
+      def next_chunk(video):
+        emit(video)
+        if listener is not None:
+          listener.chunk += 1
+
+      if listener is not None:
+        listener.size(request.steps, len(chunk_bounds(latent_shape[1], request.chunk)))
       stream = StreamingDecoder(functools.partial(
           _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
           context=context)
@@ -249,7 +339,8 @@ class Pipeline:
           steps=request.steps, context_level=request.context_noise,
           shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
           first_frame=0 if context is None else context.shape[1],
-          on_chunk=lambda offset, x: emit(stream.push(x)))
+          on_chunk=lambda offset, x: next_chunk(stream.push(x)),
+          on_step=None if listener is None else _report_step)
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
       # one request give the same frames.
@@ -258,9 +349,11 @@ class Pipeline:
           context_level=request.context_noise, shift=self.config.sample.shift,
           pinned=(0,) if request.image is not None else (),
           window=request.window if spec.causal else None)
+      if listener is not None:
+        listener.size(len(levels) - 1, 1)
       z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
                         jnp.asarray(temporal_mask), guidance, sampler_key,
-                        sampler_name=request.sampler)
+                        sampler_name=request.sampler, report_steps=listener is not None)
       emit(decode(z))
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
 
@@ -308,12 +401,13 @@ def encode_text(graphdef, state, ids, mask):
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided", "report_steps"))
 def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                  sampler_name, guided=True):
+                  sampler_name, guided=True, report_steps=False):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
   [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
-  (guidance 1): the prompt's velocity alone, one DiT call a step."""
+  (guidance 1): the prompt's velocity alone, one DiT call a step. report_steps: each step is
+  reported to the on_step of the `Pipeline.generate` call in progress."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
   text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
@@ -324,7 +418,8 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
     both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
     return guide(both[:b], both[b:], scale=guidance)
 
-  return sample(sampler_name, velocity, x_init, levels, rng=rng)
+  return sample(sampler_name, velocity, x_init, levels, rng=rng,
+                on_step=_report_step if report_steps else None)
 
 
 def _guided_chunk_velocity(params, x, t, cache, frame_offset):
