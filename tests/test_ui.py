@@ -98,7 +98,7 @@ def cli_bytes(command: str, out: str) -> bytes:
 
 
 def test_page_options_and_files_are_served_and_nothing_else(page, models):
-  url, _ = page
+  url, runner = page
   status, html = call(url, "/")
   assert status == 200 and b'id="run-compare"' in html and b'id="sweep-axis"' in html
   assert call(url, "/static/app.js")[0] == 200
@@ -107,7 +107,10 @@ def test_page_options_and_files_are_served_and_nothing_else(page, models):
   assert options["models"][0]["sample"]["steps"] == 4  # configs/spine.py:tiny's default
   assert {"parallel", "autoregressive"} <= {m["name"] for m in options["modes"]}
   assert options["sweep_axes"] == ["seed", "guidance", "steps", "mode", "chunk"]
-  for path in ("/static/../jobs.py", "/files/../../etc/passwd", "/files/x/job.json", "/api/x"):
+  with open(os.path.join(os.path.dirname(runner.out), "secret.txt"), "w") as f:
+    f.write("not the page's")
+  for path in ("/static/../jobs.py", "/files/../secret.txt", "/files/../../etc/passwd",
+               "/files/x/job.json", "/api/x"):
     assert call(url, path)[0] == 404, path
 
 
@@ -252,6 +255,37 @@ def test_request_folders_are_never_reused(models, tmp_path, monkeypatch):
   finally:
     runner.close()
   assert (out / f"{stamp}-001" / "mine.txt").read_text() == "keep"
+
+
+def test_a_clip_finished_but_not_yet_recorded_is_listed_after_a_restart(models, tmp_path):
+  """The window between a clip getting its name and job.json listing it: a video whose sidecar
+  exists is complete, and the next server lists it."""
+  import numpy as np
+  from vdm.provenance import write_json, write_sidecar
+  from vdm.video_io import write_video
+  out = tmp_path / "out"
+  folder = out / "20260101-000000-001"
+  folder.mkdir(parents=True)
+  request = compare(models, steps="2")
+  write_json(str(folder / "job.json"), dict(
+      id=folder.name, kind="compare", request=request, status="running", created=0.0,
+      started=0.0, finished=None, progress=dict(clip=2, clips=2, step=1, steps=2, chunk=1,
+                                                chunks=1),
+      clips=[], grid=None, error=None, commands=[]))
+  write_video(str(folder / "a.mp4"), np.zeros((5, 16, 16, 3), np.uint8), 8)
+  write_sidecar(str(folder / "a.mp4"), dict(request=dict(seed=0)))
+  write_video(str(folder / "b.mp4.partial.mp4"), np.zeros((3, 16, 16, 3), np.uint8), 8)
+  runner = Runner(str(out), models)
+  try:
+    job = runner.get(folder.name)
+  finally:
+    runner.close()
+  assert job["status"] == "interrupted"
+  assert [(c["label"], c["file"], c["sidecar"]) for c in job["clips"]] == [("A", "a.mp4",
+                                                                           "a.json")]
+  assert sorted(os.listdir(folder)) == ["a.json", "a.mp4", "job.json"]
+  with open(folder / "job.json") as f:
+    assert json.load(f)["clips"][0]["file"] == "a.mp4"  # and the record says so
 
 
 def _serve_in_process(models, out):

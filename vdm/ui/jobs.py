@@ -181,6 +181,11 @@ class Runner:
         job.cancel_requested.set()
       return self._snapshot(job)
 
+  def has(self, job_id: str) -> bool:
+    """Whether job_id is a request of this output folder."""
+    with self.lock:
+      return job_id in self.jobs
+
   def get(self, job_id: str) -> dict:
     with self.lock:
       return self._snapshot(self.jobs[job_id])
@@ -325,6 +330,29 @@ class Runner:
   def _snapshot(self, job: Job) -> dict:
     return json.loads(json.dumps(job.state, default=str))
 
+  def _adopt_unlisted_clips(self, job: Job) -> None:
+    """Lists the clips a stopped server finished but had not yet recorded: a video whose sidecar
+    exists is complete (the sidecar is written after the video has its name)."""
+    listed = {c["file"] for c in job.state["clips"]}
+    sweep = job.state["request"].get("sweep")
+    for video in sorted(glob.glob(os.path.join(job.folder, "*.mp4"))):
+      name = os.path.basename(video)
+      sidecar = os.path.splitext(video)[0] + ".json"
+      if name in listed or not os.path.isfile(sidecar):
+        continue
+      try:
+        with open(sidecar) as f:
+          record = json.load(f)
+      except (OSError, ValueError):
+        continue
+      if sweep:
+        axis = sweep.partition("=")[0]
+        label, value = f"sweep {axis}", record["request"].get(axis)
+      else:
+        label, value = os.path.splitext(name)[0].upper(), None
+      job.state["clips"].append(dict(label=label, value=value, file=name,
+                                     sidecar=os.path.basename(sidecar), record=record))
+
   def _recover(self) -> None:
     """Lists the requests already in the output folder; those a stopped server left queued or
     running are marked interrupted, their partial files removed, their finished clips kept."""
@@ -340,6 +368,7 @@ class Runner:
       if state["status"] not in FINISHED:
         for partial in glob.glob(os.path.join(folder, "*.partial*")):
           os.remove(partial)
+        self._adopt_unlisted_clips(job)
         state.update(status="interrupted", finished=None, progress=None,
                      error="vdm ui: the server stopped before this request finished; its "
                            "finished clips are kept")

@@ -86,7 +86,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
       except KeyError:
         return self._error(404, f"vdm ui: error: no request {match.group(1)!r}")
     match = _FILE.fullmatch(path)
-    if match:
+    if match and runner.has(match.group(1)) and not match.group(2).startswith("."):
       return self._file(os.path.join(runner.out, match.group(1), match.group(2)))
     self._error(404, f"vdm ui: error: no page {path!r}")
 
