@@ -296,7 +296,7 @@ def _serve_in_process(models, out):
   process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                              env=dict(os.environ, VDM_NO_PROGRESS="1"))
   line = process.stdout.readline()
-  assert "serving http://" in line, line
+  assert "serving http://127.0.0.1:" in line, line  # this machine only, by default
   return process, line.split("serving ")[1].split("/ ")[0]
 
 
