@@ -34,7 +34,7 @@ import threading
 import time
 import traceback
 
-from vdm.cli_common import error_line
+from vdm.cli_common import UsageError, error_line
 
 # The page's fields: `vdm sample` options shared by the panes, and those each pane sets.
 FIELDS = ("prompt", "negative_prompt", "seed", "seconds", "fps", "aspect", "resolution", "steps",
@@ -142,9 +142,7 @@ class Runner:
         raise RequestError(f"vdm sample: error: --checkpoint {pane.get('checkpoint')!r} is not "
                            f"one of the models this page offers: {self.checkpoints}")
     with self.lock:
-      if len(self.waiting) >= self.queue_size:
-        raise QueueFull(f"vdm ui: error: {len(self.waiting)} requests are waiting, the most "
-                        f"--queue allows; cancel one or wait for one to finish")
+      self._check_room()
       job_id, folder = self._new_folder()
     try:
       if request["kind"] == "sweep":
@@ -157,17 +155,27 @@ class Runner:
       parser = sample_parser()
       for argv in argvs:  # everything `vdm sample` checks before it loads the model
         plan(parser.parse_args(argv[1:]))
-    except ValueError as e:  # UsageError, or what plan refuses: the command's own line
+    except ValueError as e:  # argparse's line, or what plan refuses: the command's own line
       os.rmdir(folder)
-      raise RequestError(str(e) if str(e).startswith("vdm ") else error_line("sample", e)) \
+      raise RequestError(str(e) if isinstance(e, UsageError) else error_line("sample", e)) \
           from None
     job = Job(job_id, folder, request, argvs)
     with self.lock:
+      try:
+        self._check_room()  # again: another request may have taken the last place meanwhile
+      except QueueFull:
+        os.rmdir(folder)
+        raise
       self.jobs[job.id] = job
       self.waiting.append(job)
       self._save(job)
       self.lock.notify_all()
       return self._snapshot(job)
+
+  def _check_room(self) -> None:
+    if len(self.waiting) >= self.queue_size:
+      raise QueueFull(f"vdm ui: error: {len(self.waiting)} requests are waiting, the most "
+                      f"--queue allows; cancel one or wait for one to finish")
 
   def cancel(self, job_id: str) -> dict:
     """Cancels a waiting request, or stops a running one at its next sampler step (its
