@@ -274,11 +274,6 @@ class Pipeline:
       finally:
         _listener = None
 
-  @staticmethod
-  def _streams(request: Request) -> bool:
-    """Whether the request runs chunk by chunk with the KV cache (else: one matrix)."""
-    return MODES[request.mode].streams and request.image is None and request.kv_cache
-
   def _generate(self, request: Request, on_frames, listener: _StepListener | None) -> dict:
     t0 = time.perf_counter()
     ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
@@ -309,7 +304,7 @@ class Pipeline:
         on_frames(frames)
 
     spec = MODES[request.mode]
-    if self._streams(request):
+    if spec.streams and request.image is None and request.kv_cache:
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
@@ -324,6 +319,7 @@ class Pipeline:
         cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
+
       def next_chunk(video):
         emit(video)
         if listener is not None:
