@@ -206,7 +206,19 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
     _check_input(cmd, args.image, produced, "--image")
     _check_input(cmd, args.extend, produced, "--extend")
     _check_controls(cmd, args, produced)
-    _produce(produced, args.out)
+    if args.sweep:  # the clips and grids it writes instead of --out
+      from vdm.generate.sweep import parse_sweep, sweep_paths
+      try:
+        paths = sweep_paths(args.out, *parse_sweep(args.sweep))
+      except ValueError as e:
+        _fail(cmd, str(e))
+      for path in paths["clips"] + [paths["png"], paths["gif"], paths["json"]]:
+        _produce(produced, path)
+    else:
+      _produce(produced, args.out)
+  elif args.command in ("models", "ui"):
+    for checkpoint in args.checkpoint:
+      _check_input(cmd, checkpoint, produced, "--checkpoint")
   elif args.command == "eval":
     suite = args.suite_option or args.suite
     if suite not in EVAL_SUITES:

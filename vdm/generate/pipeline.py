@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
+import threading
 import time
 import warnings
 
@@ -60,6 +62,63 @@ class Request:
   @property
   def seconds(self) -> float:
     return self.frames / self.fps
+
+
+class Cancelled(Exception):
+  """Raised by an `on_step` or `on_frames` callback of `Pipeline.generate` to stop a generation
+  (`vdm ui`'s cancel); generate re-raises it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where a generation is, given to `on_step`: sampler step `step` of `steps` (1-based) of chunk
+  `chunk` of `chunks`. The chunked streaming path runs `steps` per chunk; every other path runs
+  the whole noise-level matrix (one row a step) as chunk 1 of 1."""
+  step: int
+  steps: int
+  chunk: int
+  chunks: int
+
+
+class _StepListener:
+  """The on_step of the generate call in progress, fed by `_report_step` from inside the jitted
+  sampler; keeps what it raised so generate can re-raise it in place of XLA's wrapper."""
+
+  def __init__(self, on_step):
+    self.on_step, self.error = on_step, None
+    self.step_count, self.chunk, self.chunks = 0, 1, 1  # sized by the path generate takes
+
+  def size(self, steps: int, chunks: int) -> None:
+    self.step_count, self.chunk, self.chunks = steps, 1, chunks
+
+  def __call__(self, step) -> None:
+    try:
+      self.on_step(Progress(int(step) + 1, self.step_count, self.chunk, self.chunks))
+    except BaseException as e:  # noqa: BLE001 - whatever it is, generate raises it again
+      self.error = e
+      raise
+
+
+# One module-level function is what the jitted samplers call, so that a new on_step per request
+# neither recompiles nor enters a cache key; it forwards to the listener of the call in progress.
+# The lock makes generate calls that report steps take turns (one device runs them anyway).
+_listener: _StepListener | None = None
+_listener_lock = threading.Lock()
+
+
+def _report_step(step) -> None:
+  if _listener is not None:
+    _listener(step)
+
+
+class _QuietCancel(logging.Filter):
+  """jax logs every exception a callback raises with its traceback; a cancel is no failure."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], Cancelled))
+
+
+logging.getLogger("jax._src.debugging").addFilter(_QuietCancel())
 
 
 def frame_size(aspect: str, resolution: int, stride: int) -> tuple[int, int]:
@@ -270,13 +329,31 @@ class Pipeline:
     trajectory=, camera=, or prompts= a timeline instead of the prompt)."""
     return self.generate(self.resolve(prompt, **options))["frames"]
 
-  def generate(self, request: Request, on_frames=None) -> dict:
+  def generate(self, request: Request, on_frames=None, on_step=None) -> dict:
     """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
     ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
     bounded memory), once with the whole clip otherwise.
+    on_step(Progress) is called on the host at each sampler step. The frames are the same bits
+    with or without it (the step callback reads only the step index). An exception either
+    callback raises (`Cancelled`) stops the generation there and is raised from here.
     """
+    if on_step is None:
+      return self._generate(request, on_frames, None)
+    global _listener
+    with _listener_lock:
+      _listener = _StepListener(on_step)
+      try:
+        return self._generate(request, on_frames, _listener)
+      except jax.errors.JaxRuntimeError:
+        if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
+          raise _listener.error from None
+        raise
+      finally:
+        _listener = None
+
+  def _generate(self, request: Request, on_frames, listener: _StepListener | None) -> dict:
     t0 = time.perf_counter()
     timeline = request.timeline
     prompts = [request.prompt] if timeline is None else list(timeline["prompts"])
@@ -308,6 +385,7 @@ class Pipeline:
 
     def rows(prompt_row):  # text and mask [2, ...] of one prompt and the negative prompt
       return text[jnp.array([prompt_row, negative])], mask[jnp.array([prompt_row, negative])]
+
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
@@ -343,6 +421,8 @@ class Pipeline:
         cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
+      if listener is not None:
+        listener.size(request.steps, len(chunk_bounds(latent_shape[1], request.chunk)))
       decode_step = functools.partial(_decode_step, vae_def, vae_state, mean=self.latent_mean,
                                       std=self.latent_std)
       stream = [StreamingDecoder(decode_step, context=context)]
@@ -351,12 +431,15 @@ class Pipeline:
         if offset in cut_starts:  # a new shot: the decoder sees nothing of the last one
           stream[0] = StreamingDecoder(decode_step, context=x[:, :1])
         emit(stream[0].push(x))
+        if listener is not None:
+          listener.chunk += 1
 
       generate_autoregressive(
           _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
           steps=request.steps, context_level=request.context_noise,
           shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
           first_frame=0 if context is None else context.shape[1], on_chunk=on_chunk,
+          on_step=None if listener is None else _report_step,
           params_of_chunk=params_of_chunk if (plan or control is not None) else None,
           switches=plan.switch if plan else None)
     else:
@@ -374,9 +457,12 @@ class Pipeline:
         prompt_text = jnp.stack([text[of_frame], text[neg]])  # [2, T', L, D]
         prompt_mask = jnp.stack([mask[of_frame], mask[neg]])
         temporal_mask = temporal_mask & shot_mask(plan.shots(bounds))
+      if listener is not None:
+        listener.size(len(levels) - 1, 1)
       z = sample_matrix(denoiser_def, denoiser_state, x_init, prompt_text, prompt_mask,
                         jnp.asarray(levels), jnp.asarray(temporal_mask), guidance, sampler_key,
-                        sampler_name=request.sampler, control=control)
+                        sampler_name=request.sampler, report_steps=listener is not None,
+                        control=control)
       if plan is None or "cut" not in plan.switch:
         emit(decode(z))
       else:  # shot by shot, each decoded as if its first latent frame came before it
@@ -461,14 +547,15 @@ def encode_text(graphdef, state, ids, mask):
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided", "report_steps"))
 def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                  sampler_name, guided=True, control=None):
+                  sampler_name, guided=True, report_steps=False, control=None):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
   [2, L] are the prompt's and the negative prompt's rows, shared by the batch (or [2, T, L, D]
   and [2, T, L]: a prompt per frame). guided=False (guidance 1): the prompt's velocity alone,
-  one DiT call a step. control: a `vdm.dit.model.Control` [1, T, ...] shared by the batch and by
-  both guidance branches (guidance is on the text only), or None."""
+  one DiT call a step. report_steps: each step is reported to the on_step of the
+  `Pipeline.generate` call in progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by
+  the batch and by both guidance branches (guidance is on the text only), or None."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
   text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
@@ -483,7 +570,8 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
                control=control)
     return guide(both[:b], both[b:], scale=guidance)
 
-  return sample(sampler_name, velocity, x_init, levels, rng=rng)
+  return sample(sampler_name, velocity, x_init, levels, rng=rng,
+                on_step=_report_step if report_steps else None)
 
 
 def _guided_chunk_velocity(params, x, t, cache, frame_offset):

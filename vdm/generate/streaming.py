@@ -28,11 +28,13 @@ ChunkVelocity = Callable[..., tuple[jax.Array, tuple[jax.Array, jax.Array]]]
 
 @functools.lru_cache(maxsize=32)  # one compiled step per (model function, schedule, sampler)
 def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level: float,
-                    shift: float = 1.0, sampler: str = "euler"):
+                    shift: float = 1.0, sampler: str = "euler", on_step=None):
   """Returns step(params, x_noise [B, k, ...], cache, frame_offset, rng, last) -> (x, cache).
 
   Shapes are static (the chunk and the cache), so one compilation serves every chunk; `last`
   (the final chunk, whose own last step ends at 0) is a traced flag, not a recompilation.
+  on_step(i): a host function called at each sampler step of a chunk (`samplers.sample`); it is
+  part of the cache key, so pass one long-lived function, not a new closure per call.
   """
   turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift), jnp.float32)
 
@@ -43,7 +45,7 @@ def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level:
 
     end = jnp.where(last, 0.0, context_level)
     levels = jnp.broadcast_to(turn.at[-1].set(end)[:, None], (turn.shape[0], x.shape[1]))
-    x = sample(sampler, velocity, x, levels, rng=rng)
+    x = sample(sampler, velocity, x, levels, rng=rng, on_step=on_step)
     v, (k, v_cache) = chunk_velocity(params, x, jnp.full(x.shape[:2], end), cache, frame_offset)
     return x - end * v, write_frames(cache, k, v_cache, frame_offset)
 
@@ -56,6 +58,7 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
                             shift: float = 1.0, sampler: str = "euler", rng=None,
                             first_frame: int = 0,
                             on_chunk: Callable[[int, jax.Array], None] | None = None,
+                            on_step: Callable[[jax.Array], None] | None = None,
                             params_of_chunk: Callable[[int], object] | None = None,
                             switches=None):
   """Generates noise.shape[1] frames in chunks of `chunk`; returns latents like `noise`.
@@ -69,6 +72,8 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
       holding `first_frame` frames written by `prefill` (extending a clip).
     first_frame: position of noise's frame 0 in the whole clip (the number of prefilled frames).
     on_chunk: called with (first frame index, clean chunk) as each chunk finishes (streaming).
+    on_step: called with the sampler step index at each step of each chunk (as in
+      `make_chunk_step`).
     params_of_chunk: c -> the params of chunk c (a prompt timeline: each chunk its own prompt
       and control inputs); None: `params` for every chunk.
     switches: per chunk, what happens to the cache before it (`vdm.control.timeline`): '' or
@@ -76,7 +81,7 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
       the clean frames generated so far (LongLive's recache); 'cut' the cache is emptied.
   """
   step = make_chunk_step(chunk_velocity, steps=steps, context_level=context_level, shift=shift,
-                         sampler=sampler)
+                         sampler=sampler, on_step=on_step)
   rng = jax.random.key(0) if rng is None else rng
   out = []
   bounds = chunk_bounds(noise.shape[1], chunk)
