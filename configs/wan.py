@@ -30,6 +30,10 @@ import os
 
 from vdm.convert.wan import GENERATORS, SIZES, generator_sampling, wan_config
 
+# The arguments `vdm models` lists.
+NAMES = (*SIZES, "tiny", *GENERATORS, "finetune-forcing", "finetune-lora", "tiny-finetune-forcing",
+         "tiny-finetune-lora")
+
 # The tiny fine-tunes start from the parity fixtures' Wan directory (original layout).
 TINY_WAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
                         "fixtures", "wan", "original")
@@ -57,6 +61,7 @@ def finetune(config, *, chunk: int, lora: bool):
   config.train.dit.update(steps=2000, batch_size=8, learning_rate=1e-5, warmup_steps=100,
                           weight_decay=0.0, ema_decay=0.999, checkpoint_every=250)
   config.sample.update(mode="autoregressive", chunk=chunk)
+  config.train.vae.steps = 0  # Wan's VAE as it is
   if lora:
     config.dit.update(lora_rank=32, lora_alpha=32.0,
                       lora_targets=("q", "kv", "out", "fc1", "fc2"))
@@ -91,7 +96,5 @@ def get_config(arg: str | None = None):
   if name in ("tiny-finetune-forcing", "tiny-finetune-lora"):
     return tiny_finetune(lora=name == "tiny-finetune-lora")
   if name not in SIZES:
-    allowed = [*SIZES, "tiny", *GENERATORS, "finetune-forcing", "finetune-lora",
-               "tiny-finetune-forcing", "tiny-finetune-lora"]
-    raise ValueError(f"configs/wan.py: unknown argument {name!r}; allowed {allowed}")
+    raise ValueError(f"configs/wan.py: unknown argument {name!r}; allowed {list(NAMES)}")
   return wan_config(name)

@@ -79,9 +79,12 @@ def test_finetuning_starts_from_the_wan_weights_and_trains_only_lora(finetuned):
   bit (DiT and text encoder), and the LoRA matrices moved."""
   import orbax.checkpoint as ocp
 
-  from vdm.train.pretrained import load_pretrained
+  from vdm.train.pretrained import load_pretrained, start_denoiser
   config, workdir, _ = finetuned
-  start = flat(load_pretrained(config)[2])
+  pretrained = load_pretrained(config)
+  model = build_denoiser(config, pretrained.tokenizer.vocab_size, config.seed + 1)
+  assert all(is_lora(n) for n in start_denoiser(config, model, pretrained))  # all else given
+  start = flat(model)
   step = max(int(s) for s in os.listdir(os.path.join(workdir, "dit", "checkpoints")))
   with ocp.StandardCheckpointer() as checkpointer:
     state = checkpointer.restore(os.path.join(workdir, "dit", "checkpoints", str(step), "state"))

@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from vdm.config import ConfigError, upgrade, validate
+from vdm.control.features import dit_inputs
 from vdm.pytree import leaf_names
 from vdm.dit.model import DiT
 from vdm.text.encoder import T5Encoder
@@ -37,10 +38,12 @@ class Denoiser(nnx.Module):
   def __init__(self, config: ml_collections.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs):
     self.text = T5Encoder.from_config(config.text, vocab_size=vocab_size, rngs=rngs)
     self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
-                               text_width=config.text.width, rngs=rngs)
+                               text_width=config.text.width, rngs=rngs, **dit_inputs(config))
 
-  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0):
-    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset)
+  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, control=None):
+    """control: a `vdm.dit.model.Control` for a model with control inputs (None: not given)."""
+    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset,
+                    control)
 
 
 def count_params(module: nnx.Module) -> int:
@@ -57,7 +60,8 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   t, d = config.text, config.dit
   dense = lambda i, o: i * o + o  # noqa: E731
   biases = t.depth if t.position_bias == "per_layer" else 1  # relative-position tables
-  text_params = (vocab_size * t.width + 32 * t.heads * biases + t.width  # + final norm
+  text_params = ((t.vocab_rows or vocab_size) * t.width + 32 * t.heads * biases
+                 + t.width  # the final norm
                  + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
   w, c, p = d.width, config.vae.latent_channels, d.patch
   patch_dim = d.temporal_patch * p * p * c  # latent values per token
@@ -71,11 +75,23 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   table = d.modulation == "table"  # a [mods] table per block, one shared projection
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
            + (mods if table else dense(w, mods)) + (2 * w if d.cross_norm else 0))
+  if d.lora_rank:  # A [in, r] and B [r, out] per target layer (vdm.dit.lora)
+    from vdm.dit.lora import MODULES
+    shapes = dict(q=(w, w), kv=(w, 2 * w), out=(w, w), fc1=(w, hidden), fc2=(hidden, w))
+    block += sum(d.lora_rank * (i + o) for m in MODULES[d.attention]
+                 for layer, (i, o) in shapes.items()
+                 if (m == "mlp") == layer.startswith("fc")
+                 and (layer in d.lora_targets or f"{m}.{layer}" in d.lora_targets))
   freq = d.time_freq_dim or w
   time = dense(freq, w) + dense(w, w) + (dense(w, mods) if table else 0)
   text_embed = (dense(t.width, w) + dense(w, w))  # text_proj + pooled_text, or the text MLP
   head = (2 * w if table else dense(w, 2 * w)) + dense(w, patch_dim)
   dit = dense(patch_dim, w) + time + text_embed + d.depth * block + head
+  control = dit_inputs(config)  # a linear map of the token features, an MLP of the frame's
+  if control["control_token_features"]:
+    dit += dense(control["control_token_features"], w)
+  if control["control_frame_features"]:
+    dit += dense(control["control_frame_features"], w) + dense(w, w)
   return text_params + dit
 
 
@@ -139,6 +155,37 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
     restored = _read_checkpoint(path, lambda: checkpointer.restore(os.path.abspath(path),
                                                                    abstract))
   return nnx.merge(graphdef, restored, rest)
+
+
+def copy_params(source, target: nnx.Module, *, as_stored: tuple[str, ...] = ()) -> list[str]:
+  """Copies every parameter of `source` (a module, or its Params as an nnx.State) into the
+  same-named parameter of `target`, in place (fine-tuning a trained model whose config adds
+  inputs), in the target's dtype except the names starting with a prefix in `as_stored` (kept
+  as stored, e.g. a frozen bf16 text encoder). Raises ValueError naming the parameters of
+  source that target lacks or holds in another shape; returns the names of the parameters of
+  target that source lacks (they keep their initial values, e.g. LoRA matrices)."""
+  state = source if isinstance(source, nnx.State) else nnx.state(source, nnx.Param)
+  src = {".".join(map(str, k)): v for k, v in nnx.to_flat_state(state)}
+  flat = list(nnx.to_flat_state(nnx.state(target, nnx.Param)))
+  dst = {".".join(map(str, k)): v for k, v in flat}
+  shape = lambda k, d: tuple(d[k].get_value().shape) if k in d else "absent"  # noqa: E731
+  differ = [f"{k}: {shape(k, src)} vs {shape(k, dst)}" for k in src
+            if shape(k, src) != shape(k, dst)]
+  if differ:
+    raise ValueError(f"{len(differ)} parameters do not fit the model being trained "
+                     f"(source vs target): {differ[:8]}")
+
+  def value(name, var):
+    if name not in src:
+      return var
+    given = src[name]
+    if name.startswith(tuple(as_stored)) or given.get_value().dtype == var.get_value().dtype:
+      return given
+    return var.replace(given.get_value().astype(var.get_value().dtype))
+
+  merged = [(k, value(".".join(map(str, k)), v)) for k, v in flat]
+  nnx.update(target, nnx.from_flat_state(merged))
+  return sorted(set(dst) - set(src))
 
 
 def _read_checkpoint(path: str, read):

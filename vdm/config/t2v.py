@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vdm.config.fields import (BOOL, ConfigError, Field, decreasing_levels, get, int_tuple,
                                integer, number, one_of, require, str_tuple, text)
+from vdm.control.timeline import SWITCHES
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
@@ -25,7 +26,7 @@ NON_NEGATIVE = integer(0)
 SEED = integer(0, 2**32 - 1, what="grain and numpy take 32-bit seeds")
 
 
-def stage(*, min_steps: int = 1, **defaults) -> dict:
+def stage(*, min_steps: int = 1, off: str = "the stage is off", **defaults) -> dict:
   """The fields of one training stage of the one loop (vdm.train.loop), with its defaults;
   Field values in `defaults` are extra fields of this stage."""
   d = dict(dict(steps=1000, batch_size=16, learning_rate=1e-3, warmup_steps=100,
@@ -33,7 +34,7 @@ def stage(*, min_steps: int = 1, **defaults) -> dict:
                 checkpoint_every=500), **defaults)
   return dict(
       steps=Field(d["steps"], "optimizer steps of this stage" + (
-          " (0: the stage is off)" if min_steps == 0 else ""), integer(min_steps)),
+          f" (0: {off})" if min_steps == 0 else ""), integer(min_steps)),
       batch_size=Field(d["batch_size"], "clips (or captions) per step", POSITIVE),
       learning_rate=Field(d["learning_rate"], "AdamW peak learning rate (linear warm-up, "
                           "cosine decay to a tenth)", number(1e-8, 1.0)),
@@ -77,11 +78,12 @@ SCHEMA = dict(
     task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
                one_of(("t2v", "sr"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
-    init_from=Field("", "fine-tuning: a pretrained model to start from, a vdm model directory "
-                    "or a downloaded Wan2.1 directory (docs/wan.md); its tokenizer, text encoder, "
-                    "VAE (not retrained) and latent statistics are kept and the denoiser starts "
-                    "from its weights; '' trains from scratch",
-                    text("a directory path string ('' for training from scratch)")),
+    init_from=Field("", "fine-tuning: a model to start from, a vdm model directory (`vdm "
+                    "train`'s export) or a downloaded Wan2.1 directory of either layout "
+                    "(docs/wan.md): its tokenizer, text encoder, VAE, latent statistics and "
+                    "denoiser weights start this run (parameters it lacks, e.g. new control "
+                    "inputs or LoRA matrices, keep their fresh init); '' trains from scratch",
+                    text("a model directory path string ('' for none)")),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
         height=Field(32, "frame height in pixels", POSITIVE),
@@ -201,6 +203,21 @@ SCHEMA = dict(
                            "fc2 in every module, or module.layer (joint, spatial, temporal, "
                            "cross, mlp), e.g. joint.q", str_tuple("a tuple of layer names")),
     ),
+    # Conditioning beyond the text (vdm/control, docs/control.md): the DiT's control inputs,
+    # trained on the data's recorded object paths and camera path.
+    control=dict(
+        trajectory=Field(False, "condition the DiT on object paths: a blob per object at its "
+                         "centre, per token (vdm/control/features.py)", BOOL),
+        camera=Field(False, "condition the DiT on the camera path: scale and offset per frame",
+                     BOOL),
+        objects=Field(3, "object slots of a trajectory (slot k: the k-th object the prompt "
+                      "names)", integer(1, 3)),
+        sigma=Field(1.5, "std in pixels of an object's blob in the trajectory maps",
+                    number(0.25, 64.0)),
+        dropout=Field(0.3, "training: probability that each object's path, and the camera path, "
+                      "of a clip is dropped (so the model also runs without them)",
+                      number(0.0, 1.0)),
+    ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
         # very high noise, which logit-normal(0, 1) rarely trains on; with it the model learned
@@ -257,6 +274,10 @@ SCHEMA = dict(
                          "minus 3)", POSITIVE),
         max_stream_frames=Field(1025, "the longest clip of a streaming mode with the KV cache "
                                 "(bounded memory)", POSITIVE),
+        switch=Field("keep", "prompt timelines: what a switch does to the earlier frames: keep "
+                     "(as computed under their prompt) | recache (re-encode the KV cache under "
+                     "the new prompt) | cut (a new shot that sees nothing before)",
+                     one_of(SWITCHES)),
         window=Field(0, "earlier latent frames each autoregressive chunk attends (0: a training "
                      "clip's latents minus the chunk)", integer(0, what="0: a training clip's "
                                                             "latent frames minus the chunk")),
@@ -270,7 +291,8 @@ SCHEMA = dict(
         # steps=0: no text pretraining (configs/text_pretrain.py turns it on).
         text=stage(min_steps=0, steps=0, batch_size=64, learning_rate=1e-3, weight_decay=0.01,
                    ema_decay=0.99),
-        vae=stage(steps=3000, batch_size=8, learning_rate=2e-3,
+        vae=stage(min_steps=0, off="with init_from, the pretrained VAE as it is", steps=3000,
+                  batch_size=8, learning_rate=2e-3,
                   crop_frames=Field(0, "frames of each clip the VAE trains on (0: all)",
                                     NON_NEGATIVE)),
         dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
@@ -294,6 +316,25 @@ def validate(config) -> None:
   _check_prediction(config)
   _check_text_pretrain(config)
   _check_sampling_defaults(config)
+  _check_control(config)
+
+
+def _check_control(config) -> None:
+  """Control inputs are trained on a data kind that records paths, one frame per token frame."""
+  c = config.control
+  if not (c.trajectory or c.camera):
+    return
+  kind = config.data.kind
+  field = "control.trajectory" if c.trajectory else "control.camera"
+  with_paths = tuple(k for k, v in DATA_KINDS.items() if v.paths)
+  require(DATA_KINDS[kind].paths, field, True,
+          f"False with data.kind={kind!r} (object and camera paths are recorded by "
+          f"{with_paths})")
+  require(config.dit.temporal_patch == 1, field, True,
+          f"False with dit.temporal_patch={config.dit.temporal_patch} (control inputs are per "
+          "latent frame)")
+  require(not c.trajectory or config.data.max_objects <= c.objects, "control.objects",
+          c.objects, f"at least data.max_objects={config.data.max_objects} (a slot per object)")
 
 
 def _check_model(config) -> None:
@@ -393,13 +434,16 @@ def _check_prediction(config) -> None:
 def _check_text_pretrain(config) -> None:
   """init_from, text.init_from and the text stage."""
   import os
-  if config.init_from:
-    require(os.path.isdir(config.init_from), "init_from", config.init_from,
-            "'' or an existing model directory (vdm's, or a downloaded Wan2.1 one)")
-    require(config.text.init_from == "", "text.init_from", config.text.init_from,
-            "'' with init_from set (the pretrained model brings its text encoder)")
-    require(config.train.text.steps == 0, "train.text.steps", config.train.text.steps,
-            "0 with init_from set (the pretrained model brings its text encoder)")
+  model_dir = config.init_from
+  if model_dir:
+    from vdm.convert.wan import detect_layout
+    require(os.path.isfile(os.path.join(model_dir, "config.json"))
+            or (os.path.isdir(model_dir) and detect_layout(model_dir) is not None), "init_from",
+            model_dir, "'' or a model directory written by `vdm train` (with config.json) or a "
+            "downloaded Wan2.1 directory (docs/wan.md)")
+  require(model_dir == "" or (config.text.init_from == "" and config.train.text.steps == 0),
+          "init_from", model_dir, "'' while text.init_from or train.text.steps is set (the "
+          "model directory provides the text encoder)")
   init_from = config.text.init_from
   require(init_from == "" or os.path.exists(init_from), "text.init_from", init_from,
           "'' or an existing encoder directory (from `vdm train --until text`) or T5 .npz")

@@ -8,6 +8,8 @@ frame at level 0 (clean context) and a frame at level 1 can share one forward pa
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -23,6 +25,18 @@ from vdm.parallel.sharding import constrain, logical_axes
 _TOKENS = ("batch", "frames", "tokens", "act_embed")  # x [B, T, N, D]
 
 _zeros = nnx.initializers.zeros
+
+
+class Control(NamedTuple):
+  """Conditioning beyond the text (vdm.control.features builds it; either part may be None).
+
+  tokens: [B, T, N, F] added to the tokens through a linear map (per-token maps, e.g. where
+    each object is); frames: [B, T, G] added to the per-frame adaLN condition through an MLP
+    (per-frame parameters, e.g. the camera). A model built with F or G > 0 reads zeros for a
+    part that is None: the input of "not given".
+  """
+  tokens: jax.Array | None = None
+  frames: jax.Array | None = None
 
 
 def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
@@ -131,7 +145,8 @@ class DiTBlock(nnx.Module):
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
     """x [B, T, N, D]; cond [B, T, D] (with dit.modulation='table': the shared projection
-    [B, T, M * D] of M modulations); text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
+    [B, T, M * D] of M modulations); text [B, L, D] and text_mask [B, L], or a prompt per
+    frame [B, T, L, D] and [B, T, L]; temporal_mask [T, T];
     rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
     With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
@@ -173,7 +188,11 @@ class DiTBlock(nnx.Module):
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
     h = self.norm(x) if self.cross_norm is None else self.cross_norm(x)
-    h = self.cross(h.reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+    if text.ndim == 4:  # a prompt per frame: each frame's tokens attend to their own text
+      h = self.cross(h.reshape(b * t, n, d), text.reshape(b * t, *text.shape[2:]),
+                     mask=text_mask.reshape(b * t, -1)[:, None, None, :])
+    else:
+      h = self.cross(h.reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
     shift_m, scale_m, gate_m = mlp_mods
@@ -255,6 +274,12 @@ class DiT(nnx.Module):
 
   Call with z [B, T, h, w, C] latents, levels [B, T] in [0, 1], text [B, L, Dt], text_mask [B, L];
   returns the predicted velocity [B, T, h, w, C].
+
+  control_token_features F / control_frame_features G > 0 add the inputs of a `Control` (object
+  paths as per-token maps, the camera per frame; vdm.control.features): a zero-initialised
+  linear map of the tokens' F features is added to the patch embeddings, an MLP of the frame's G
+  features (last layer zero-initialised) to the per-frame adaLN condition. 0: no such input and
+  no parameters (every model trained before they existed).
   """
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
@@ -266,7 +291,8 @@ class DiT(nnx.Module):
                modulation: str = "per_block", time_freq_dim: int = 0,
                text_embed: str = "linear", cross_mask: bool = True, mlp_width: int = 0,
                lora_rank: int = 0, lora_alpha: float = 1.0, lora_targets=(),
-               attention_kernel: str = "xla", rngs: nnx.Rngs):
+               attention_kernel: str = "xla", control_token_features: int = 0,
+               control_frame_features: int = 0, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
@@ -287,6 +313,18 @@ class DiT(nnx.Module):
     patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
+    if (control_token_features or control_frame_features) and temporal_patch > 1:
+      raise ValueError(f"control inputs need dit.temporal_patch=1, got {temporal_patch}")
+    self.control_token_features = int(control_token_features)
+    self.control_frame_features = int(control_frame_features)
+    if control_token_features:  # zero-initialised: a new input starts as no change
+      self.control_tokens = dense(control_token_features, width, ("patch", "embed"),
+                                  kernel_init=_zeros, rngs=rngs)
+    if control_frame_features:
+      self.control_frames_in = dense(control_frame_features, width, ("patch", "embed"),
+                                     rngs=rngs)
+      self.control_frames_out = dense(width, width, ("mlp", "embed"), kernel_init=_zeros,
+                                      rngs=rngs)
     if modulation == "per_block":
       self.time_mlp = Mlp(width, width, rngs=rngs)
     else:  # Wan's: SiLU, from a sinusoid of its own width; one projection for all blocks
@@ -328,8 +366,10 @@ class DiT(nnx.Module):
     self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
 
   @classmethod
-  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
-    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field)."""
+  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs,
+                  **control) -> "DiT":
+    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field);
+    `control`: control_token_features / control_frame_features (vdm.control.features)."""
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
@@ -340,10 +380,12 @@ class DiT(nnx.Module):
                time_freq_dim=cfg.time_freq_dim, text_embed=cfg.text_embed,
                cross_mask=cfg.cross_mask, mlp_width=cfg.mlp_width, lora_rank=cfg.lora_rank,
                lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets,
-               attention_kernel=cfg.attention_kernel, rngs=rngs)
+               attention_kernel=cfg.attention_kernel, rngs=rngs, **control)
 
-  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
-    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
+  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0,
+               control: Control | None = None):
+    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width] and text_mask [B, L], or a
+    prompt per frame [B, T, L, text_width] and [B, T, L] (each frame attends to its own);
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
     frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
     matter, so it changes nothing). Returns the velocity [B, T, h, w, C].
@@ -351,16 +393,20 @@ class DiT(nnx.Module):
     With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
     then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
     level and one row and column of temporal_mask (each group is read at its first frame),
-    frame_offset and dit.temporal_window count token frames."""
-    return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset)[0]
+    frame_offset and dit.temporal_window count token frames. control: the `Control` inputs of
+    a model built with them (None: none given)."""
+    return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
+                         control=control)[0]
 
-  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
+  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset,
+                     control: Control | None = None):
     """One chunk of frames after cached earlier ones (autoregressive generation).
 
     Args:
       z: [B, k, h, w, C] the chunk's latents; levels [B, k].
       cache: `vdm.generate.kv_cache.KVCache` with k, v [depth, B*N, S, H, D/H], valid [S].
       frame_offset: index of the chunk's first frame in the whole clip (for positions).
+      control: the chunk's `Control` inputs ([B, k, ...]) or None.
     Returns:
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
     Equals the full forward under a block-causal temporal mask whose last block is this chunk.
@@ -369,17 +415,40 @@ class DiT(nnx.Module):
       raise ValueError(f"the KV-cached forward needs dit.temporal_patch=1 (this model has "
                        f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
                        "not supported")
-    return self._forward(z, levels, text, text_mask, None, cache, frame_offset)
+    return self._forward(z, levels, text, text_mask, None, cache, frame_offset, control)
 
-  def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0):
+  def _control_inputs(self, control: Control | None, b: int, t: int, n: int):
+    """(tokens [B, T, N, F], frames [B, T, G]) of `control`, zeros for a part not given; None
+    for a part the model has no input for (given anyway: an error)."""
+    control = Control() if control is None else control
+    out = []
+    for name, size, shape in (("tokens", self.control_token_features, (b, t, n)),
+                              ("frames", self.control_frame_features, (b, t))):
+      value = getattr(control, name)
+      if not size:
+        if value is not None:
+          raise ValueError(f"control {name} given to a DiT built without them "
+                           "(control.trajectory / control.camera off)")
+        out.append(None)
+      else:
+        out.append(jnp.zeros(shape + (size,)) if value is None else value)
+    return out
+
+  def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0,
+               control=None):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
+    control_tokens, control_frames = self._control_inputs(control, b, t, x.shape[2])
+    if control_tokens is not None:
+      x = x + self.control_tokens(control_tokens.astype(x.dtype))
     if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's
       first = temporal_groups(frames, self.temporal_patch)[:, 0]
       levels = levels[:, first]
+      if text.ndim == 4:
+        text, text_mask = text[:, first], text_mask[:, first]
       if temporal_mask is not None:
         temporal_mask = temporal_mask[first][:, first]
     if self.temporal_window and cache is None:
@@ -399,6 +468,7 @@ class DiT(nnx.Module):
       rope = (jnp.cos(angles), jnp.sin(angles))
     x = constrain(x, _TOKENS)
 
+    per_frame_text = text.ndim == 4
     if not self.cross_mask:
       # Wan's convention: the text encoder's output past each prompt's length is zeroed and
       # every one of the L positions is attended.
@@ -409,11 +479,16 @@ class DiT(nnx.Module):
     if self.text_embed == "linear":
       text = self.text_proj(text)
       weights = text_mask[..., None].astype(text.dtype)
-      pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
-      cond = cond + self.pooled_text(pooled)[:, None, :]
+      pooled = self.pooled_text((text * weights).sum(-2)
+                                / jnp.maximum(weights.sum(-2), 1.0))  # [B, (T,) D]
+      cond = cond + (pooled if per_frame_text else pooled[:, None, :])
     else:
       text = self.text_mlp(text)
-    text = constrain(text, ("batch", "text_tokens", "act_embed"))
+    text = constrain(text, ("batch",) + ("frames",) * per_frame_text
+                     + ("text_tokens", "act_embed"))
+    if control_frames is not None:
+      cond = cond + self.control_frames_out(jax.nn.gelu(self.control_frames_in(
+          control_frames.astype(x.dtype))))
     cond = constrain(cond, ("batch", "frames", "act_embed"))
     block_cond = cond if self.modulation == "per_block" else self.time_projection(
         jax.nn.silu(cond))

@@ -34,7 +34,7 @@ from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, e
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
-from vdm.train.pretrained import load_pretrained
+from vdm.train.pretrained import load_pretrained, start_denoiser, start_vae
 from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss
@@ -124,8 +124,8 @@ def train_tokenizer_stage(config, workdir: str, builder=None,
   encoder came with (`text.init_from`) or the pretrained model's (`init_from`, given as
   `pretrained`): the text encoder's rows are indexed by that tokenizer's ids."""
   path = os.path.join(workdir, "tokenizer.model")
-  init_from = config.text.init_from or config.init_from
-  given = init_paths(config.text.init_from)[1] if config.text.init_from else None
+  init_from = config.text.init_from
+  given = init_paths(init_from)[1] if init_from else None
   proto = None
   if given is not None:
     with open(given, "rb") as f:
@@ -137,7 +137,8 @@ def train_tokenizer_stage(config, workdir: str, builder=None,
       with open(path, "rb") as f:
         if f.read() != proto:
           raise ValueError(f"workdir {workdir} has a tokenizer other than the one of "
-                           f"{init_from!r}; use a new --workdir")
+                           f"{'init_from' if config.init_from else 'text.init_from'}="
+                           f"{config.init_from or init_from!r}; use a new --workdir")
     else:
       Tokenizer(proto).save(path)
   if not os.path.exists(path):
@@ -222,6 +223,28 @@ def vae_clip(video, stage_cfg):
   return video[:, :n] if n else video
 
 
+def control_batch(config, batch) -> dict:
+  """The DiT's control inputs of a batch from its recorded paths (config.control on; the
+  data kind records them): 'control_tokens' [B, T', N, F] from 'center' [B, T, K, 2] and
+  'present' [B, K]; 'control_frames' [B, T', G] from 'camera' [B, T, 3]. Empty when off."""
+  from vdm.config import spatial_stride
+  from vdm.control import features
+  c, out = config.control, {}
+  _, _, height, width, _ = batch["video"].shape
+  td = config.vae.temporal_downsample
+  if c.trajectory:
+    centers = np.asarray(batch["center"], np.float64)[:, :, :c.objects]  # [B, T, K, 2]
+    present = np.asarray(batch["present"])[:, :c.objects]
+    paths = np.where(present[:, None, :, None], centers, np.nan).transpose(0, 2, 1, 3)
+    out["control_tokens"] = np.stack([features.trajectory_tokens(
+        p, height=height, width=width, stride=spatial_stride(config), temporal_downsample=td,
+        objects=c.objects, sigma=c.sigma) for p in paths])
+  if c.camera:
+    out["control_frames"] = np.stack([features.camera_frames(
+        path, height=height, width=width, temporal_downsample=td) for path in batch["camera"]])
+  return out
+
+
 def build_vae_critic(config) -> Critic:
   """The VAE stage's patch discriminator (vae.disc_*) with its own AdamW (GAN-style betas)."""
   disc = PatchDiscriminator(config.vae.disc_channels,
@@ -237,6 +260,10 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   check_workdir_config(config, workdir, record=False)
+  if config.train.vae.steps == 0 and not config.init_from:  # (a named config may leave it to
+    # --set init_from=..., so this is checked here rather than by the config's validation)
+    raise ValueError("train.vae.steps=0 keeps a pretrained VAE as it is: set init_from, or "
+                     "train.vae.steps >= 1")
   builder = caption_builder(config, workdir)
   # Recorded only now: a run whose dataset does not load (a wrong data.name) trained nothing
   # and must not tie the workdir to the config that named it.
@@ -245,7 +272,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   # statistics; its denoiser is where the dit stage starts (vdm.train.pretrained).
   pretrained = load_pretrained(config) if config.init_from else None
   tokenizer = train_tokenizer_stage(config, workdir, builder,
-                                    pretrained=pretrained[0] if pretrained else None)
+                                    pretrained=pretrained.tokenizer if pretrained else None)
   if until == "tokenizer":
     return ""
   text_init = text_pretrain_stage(config, workdir, tokenizer, builder)
@@ -256,11 +283,13 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
   vae_cfg = config.train.vae
   disc_weight = config.vae.disc_weight
-  if pretrained is not None:
-    print(f"[vae] init_from {config.init_from!r}: its VAE, as it is")
-    vae = pretrained[1]
+  vae = build_vae(config, config.seed)
+  if pretrained is not None:  # fine-tuning: a resumed run's checkpoint then overrides this
+    start_vae(vae, pretrained)
+  if vae_cfg.steps == 0:  # (init_from only: the config check) the pretrained VAE as it is
+    print(f"[vae] init_from={config.init_from!r}: its VAE, as it is (train.vae.steps = 0)")
   else:
-    vae = train(build_vae(config, config.seed), functools.partial(
+    vae = train(vae, functools.partial(
         vae_loss, kl_weight=config.vae.kl_weight, **(
             dict(disc_weight=disc_weight) if disc_weight else {})),
         make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
@@ -271,9 +300,11 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     return ""
 
   stats_path = os.path.join(workdir, "latent_stats.json")
+  if pretrained is not None and not os.path.exists(stats_path):  # the scale its denoiser knows
+    write_latent_stats(stats_path, pretrained.latent_stats)
   if not os.path.exists(stats_path):
-    write_latent_stats(stats_path, pretrained[3] if pretrained is not None else (
-        latent_statistics(vae, make_loader(builder, "train", batch_size=32, seed=config.seed))))
+    write_latent_stats(stats_path, latent_statistics(
+        vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
   stats = read_latent_stats(stats_path)
 
   dit_cfg = config.train.dit
@@ -289,6 +320,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     n = len(ids)
     out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
+    out.update(control_batch(config, batch))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       _, _, height, width, _ = batch["video"].shape
       flows, valids = zip(*(latent_motion(
@@ -298,14 +330,16 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
       out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
     return out
 
-  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch)
-  # A resumed run's checkpoint overrides these starting weights, as it does the random init.
-  if pretrained is not None:
-    denoiser = pretrained[2]
-  else:
-    denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
-  if text_init:
+  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch,
+                           control=config.control)
+  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
+  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)
+  if pretrained is not None:
+    fresh = start_denoiser(config, denoiser, pretrained)
+    if fresh:
+      print(f"[dit] init_from={config.init_from}: {len(fresh)} parameters start fresh: "
+            f"{', '.join(fresh[:12])}{', ...' if len(fresh) > 12 else ''}")
   frozen = frozen_parameters(config, denoiser)
   denoiser = train(denoiser, loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
