@@ -121,3 +121,15 @@ def test_the_finetuned_model_samples_in_every_mode(finetuned, tmp_path):
     frames = pipe("a red fox runs", mode=mode, seed=0, steps=1, **options)
     assert frames.shape == (5, 32, 32, 3) and frames.dtype == np.uint8, mode
     assert frames.std() > 0, mode
+
+
+def test_keeping_the_vae_needs_a_pretrained_model(tmp_path, capsys):
+  """train.vae.steps=0 keeps init_from's VAE; without init_from it is refused before anything
+  is written, naming the field (named fine-tune configs leave init_from to --set, so the
+  config's own validation allows it)."""
+  from vdm.cli import main
+  workdir = tmp_path / "run"
+  assert main(["train", "--config", "configs/spine.py:tiny", "--set", "train.vae.steps=0",
+               "--workdir", str(workdir)]) == 2
+  assert "train.vae.steps=0" in capsys.readouterr().err
+  assert not workdir.exists() or not any(workdir.iterdir())

@@ -29,7 +29,7 @@ def register_feature(name: str, doc: str, predicate) -> None:
 
 register_feature("audio", "generates sound with the picture", lambda c: "audio" in c)
 register_feature("control", "takes trajectory, camera or timeline controls",
-                 lambda c: "control" in c)
+                 lambda c: "control" in c and bool(c.control.trajectory or c.control.camera))
 register_feature("few_step", "distilled to sample in a few steps (or a few-step generator's "
                  "levels in sample.timesteps)",
                  lambda c: "distill" in c or bool(c.sample.timesteps))

@@ -436,7 +436,7 @@ def _check_text_pretrain(config) -> None:
   import os
   model_dir = config.init_from
   if model_dir:
-    from vdm.convert.wan import detect_layout
+    from vdm.convert.layout import detect_layout
     require(os.path.isfile(os.path.join(model_dir, "config.json"))
             or (os.path.isdir(model_dir) and detect_layout(model_dir) is not None), "init_from",
             model_dir, "'' or a model directory written by `vdm train` (with config.json) or a "

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vdm.convert.layout import ORIGINAL_VAE, detect_layout
 from vdm.convert.readers import Weights, open_weights, safetensors_files
 
 LAYOUTS = ("diffusers", "original")
@@ -43,30 +44,11 @@ LATENTS_STD = [2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3
                2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160]
 
 # Files of the original release.
-ORIGINAL_VAE = "Wan2.1_VAE.pth"
 ORIGINAL_T5 = "models_t5_umt5-xxl-enc-bf16.pth"
 ORIGINAL_TOKENIZER = os.path.join("google", "umt5-xxl", "spiece.model")
 
 
 # ----------------------------------------------------------------------------- layouts
-
-def detect_layout(directory: str) -> str | None:
-  """'diffusers', 'original' or None (not a Wan2.1 directory)."""
-  if not os.path.isdir(directory):
-    return None
-  index = os.path.join(directory, "model_index.json")
-  if os.path.isfile(index):
-    try:
-      with open(index) as f:
-        name = json.load(f).get("_class_name", "")
-    except ValueError:
-      return None
-    return "diffusers" if name.startswith("Wan") else None
-  if os.path.isfile(os.path.join(directory, ORIGINAL_VAE)) and os.path.isfile(
-      os.path.join(directory, "config.json")):
-    return "original"
-  return None
-
 
 def _read_json(path: str) -> dict:
   with open(path) as f:
