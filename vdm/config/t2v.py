@@ -83,6 +83,9 @@ SCHEMA = dict(
         **clip_fields(frames=9, num_train=20000, num_test=256, long_factor=4, num_long=32),
         num_digits=Field(2, "moving_mnist: digits per clip", POSITIVE),
         name=Field("", "folder: the dataset name given to `vdm data import --out`", text()),
+        sample_rate=Field(0, "scenes, sound_scenes: audio samples per second of the soundtrack "
+                          "stored beside the frames (0: none; a multiple of data.fps)",
+                          NON_NEGATIVE),
     ),
     text=dict(
         vocab_size=Field(256, "sentencepiece vocabulary size", POSITIVE),
@@ -240,11 +243,25 @@ def latent_frames_of(config, frames: int) -> int:
 
 def validate(config) -> None:
   """The rules between fields of a t2v config (each field's own check has run)."""
+  _check_data(config)
   _check_model(config)
   _check_level_schemes(config)
   _check_prediction(config)
   _check_text_pretrain(config)
   _check_sampling_defaults(config)
+
+
+def _check_data(config) -> None:
+  """A soundtrack needs a kind that has one and whole samples per frame."""
+  d = config.data
+  kind = DATA_KINDS[d.kind]
+  require(d.sample_rate == 0 or kind.audio, "data.sample_rate", d.sample_rate,
+          f"0 with data.kind={d.kind!r} (soundtracks exist for "
+          f"{tuple(k for k, v in DATA_KINDS.items() if v.audio)})")
+  require(d.sample_rate > 0 or not kind.audio_required, "data.sample_rate", d.sample_rate,
+          f"> 0 with data.kind={d.kind!r} (its clips always have a soundtrack), e.g. 16000")
+  require(d.sample_rate % d.fps == 0, "data.sample_rate", d.sample_rate,
+          f"a multiple of data.fps={d.fps} (whole audio samples per frame)")
 
 
 def _check_model(config) -> None:
