@@ -187,7 +187,11 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
     _check_input(cmd, args.checkpoint, produced, "--checkpoint")
     _check_input(cmd, args.image, produced, "--image")
     _check_input(cmd, args.extend, produced, "--extend")
+    _check_input(cmd, args.audio_from, produced, "--audio-from")
+    _check_input(cmd, args.video_from, produced, "--video-from")
     _produce(produced, args.out)
+    if args.audio or args.audio_from or args.video_from:  # the .wav written beside
+      _produce(produced, os.path.splitext(args.out)[0] + ".wav")
   elif args.command == "eval":
     suite = args.suite_option or args.suite
     if suite not in EVAL_SUITES:

@@ -2,7 +2,8 @@
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
-  vdm eval --suite adherence|rollout|vae|upscale|prediction --checkpoint DIR
+  vdm sample --checkpoint DIR --prompt "..." --audio --out clip.mp4   (a joint model: + clip.wav)
+  vdm eval --suite adherence|rollout|vae|upscale|prediction|av-sync --checkpoint DIR
   vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
   vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
@@ -51,11 +52,17 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
   from vdm.generate.pipeline import Pipeline
   from vdm.provenance import git_commit, write_sidecar
-  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_video
-  if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:  # before any sampling
-    raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
-  if os.path.exists(args.out) and not args.overwrite:
-    raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
+  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_video, write_wav
+  sound = args.audio or args.audio_from is not None or args.video_from is not None
+  suffix = os.path.splitext(args.out)[1].lower()
+  allowed = (".mp4", ".wav") if sound else VIDEO_SUFFIXES
+  if suffix not in allowed:  # before any sampling
+    raise ValueError(f"--out {args.out!r}: the file name must end in one of {allowed}" + (
+        " (.wav: the soundtrack alone; a GIF has no sound)" if sound else ""))
+  wav_out = os.path.splitext(args.out)[0] + ".wav"  # written beside a video with sound
+  for path in (args.out,) + ((wav_out,) if sound and suffix != ".wav" else ()):
+    if os.path.exists(path) and not args.overwrite:
+      raise FileExistsError(f"--out {path!r} exists; pass --overwrite to replace it")
   check_output_path(args.out, "--out")
   post_stages = None
   if args.post:
@@ -68,7 +75,9 @@ def cmd_sample(args) -> int:
                          resolution=args.resolution, steps=args.steps, guidance=args.guidance,
                          mode=args.mode, sampler=args.sampler, chunk=args.chunk,
                          context_noise=args.context_noise, image=args.image,
-                         kv_cache=not args.no_kv_cache, extend=args.extend)
+                         kv_cache=not args.no_kv_cache, extend=args.extend, audio=args.audio,
+                         audio_from=args.audio_from, video_from=args.video_from,
+                         audio_guidance=args.audio_guidance)
   load_seconds = time.perf_counter() - t0
   # Options of the chunked modes do nothing in the others: refuse them rather than drop them.
   chunked = ("autoregressive", "rolling")
@@ -80,7 +89,19 @@ def cmd_sample(args) -> int:
   if unused:
     raise ValueError(f"{', '.join(unused)}: not used by --mode {request.mode} (they apply to "
                      "autoregressive; --chunk and --context-noise also to rolling)")
-  if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
+  if args.audio_guidance is not None and not request.audio:
+    raise ValueError("--audio-guidance: not used without sound (--audio, --audio-from or "
+                     "--video-from)")
+  if request.audio:  # a joint model: the whole clip and its soundtrack at once
+    result = pipe.generate(request)
+    if post_stages:
+      from vdm.post.chain import apply_pipeline
+      result["frames"] = apply_pipeline(result["frames"], post_stages)
+    write_wav(wav_out, result["audio"], result["sample_rate"], overwrite=args.overwrite)
+    if suffix != ".wav":
+      write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite,
+                  audio=result["audio"], sample_rate=result["sample_rate"])
+  elif post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
     from vdm.post.chain import apply_pipeline
     result = pipe.generate(request)
     result["frames"] = apply_pipeline(result["frames"], post_stages)
@@ -93,19 +114,25 @@ def cmd_sample(args) -> int:
       checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),
       timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
-      frames_shape=list(result["frames"].shape)))
+      frames_shape=list(result["frames"].shape),
+      **(dict(audio_samples=len(result["audio"]), sample_rate=result["sample_rate"],
+              wav=wav_out) if request.audio else {})))
+  sound_note = (f" with {len(result['audio']) / result['sample_rate']:.3g} s of sound "
+                f"({wav_out})" if request.audio else "")
   print(f"wrote {args.out} ({result['frames'].shape[0]} frames, "
-        f"{result['frames'].shape[2]}x{result['frames'].shape[1]}, {request.fps} fps) "
-        f"and {sidecar} in {time.perf_counter() - t0:.1f}s")
+        f"{result['frames'].shape[2]}x{result['frames'].shape[1]}, {request.fps} fps)"
+        f"{sound_note} and {sidecar} in {time.perf_counter() - t0:.1f}s")
   return 0
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction")
-EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100)  # --num defaults
+EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction", "av-sync")
+EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100,  # --num defaults
+                **{"av-sync": 32})
 # The options each suite reads besides --checkpoint, --num and --out (the others must not be
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
-                    vae=(), upscale=(), prediction=("seed", "steps", "samples"))
+                    vae=(), upscale=(), prediction=("seed", "steps", "samples"),
+                **{"av-sync": ("seed", "steps", "guidance")})
 EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
 
 
@@ -146,6 +173,10 @@ def cmd_eval(args) -> int:
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=num, out=out)
+  elif suite == "av-sync":  # a joint audio-video model (configs/audio.py)
+    from vdm.eval.run import run_av_sync
+    run_av_sync(args.checkpoint, num=num, seed=args.seed, steps=args.steps,
+                guidance=args.guidance, out=out)
   elif suite == "prediction":  # a model trained with configs/moving_mnist.py
     from vdm.eval.prediction import run_prediction
     run_prediction(args.checkpoint, num=num, samples=args.samples, seed=args.seed,
@@ -197,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
   add_config(p)
   p.add_argument("--workdir", required=True)
   p.add_argument("--seed", type=int, default=None, help="overrides config.seed")
-  p.add_argument("--until", default="export", choices=("tokenizer", "text", "vae", "dit", "export"),
+  p.add_argument("--until", default="export",
+                 choices=("tokenizer", "text", "vae", "audio", "dit", "export"),
                  help="last stage to run (text: span-corruption pretraining of the text encoder, "
-                      "when train.text.steps > 0)")
+                      "when train.text.steps > 0; audio: the audio VAE, when audio.enabled)")
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("sample", help="generate a video from a prompt")
@@ -227,10 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--context-noise", type=float, default=None,
                  help="noise level of finished chunks seen as context (Diffusion Forcing)")
   p.add_argument("--image", default=None, help="PNG pinned as the first frame")
+  p.add_argument("--audio", action="store_true",
+                 help="a joint audio-video model: generate the soundtrack too (.mp4 with an AAC "
+                      "track and PATH.wav beside it; --out PATH.wav writes the sound alone)")
+  p.add_argument("--audio-from", default=None, metavar="FILE",
+                 help="a sound file (any format ffmpeg reads): generate the video for it")
+  p.add_argument("--video-from", default=None, metavar="VIDEO",
+                 help="a video file: generate its soundtrack")
+  p.add_argument("--audio-guidance", type=float, default=None,
+                 help="guidance scale of the audio stream (default: the model's "
+                      "sample.audio_guidance)")
   p.add_argument("--no-kv-cache", action="store_true",
                  help="autoregressive mode: recompute the past every step (same result, slower)")
   p.add_argument("--checkpoint", default=_default_checkpoint())
-  p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
+  p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif (with sound: PATH.mp4 or "
+                                              "PATH.wav); PATH.json is written beside")
   p.add_argument("--overwrite", action="store_true")
   p.add_argument("--post", default="", metavar="PIPELINE",
                  help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
@@ -242,10 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--num", type=int, default=None,
                  help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
-                      "prediction 100)")
-  p.add_argument("--seed", type=int, default=None, help="adherence, rollout, prediction (0)")
-  p.add_argument("--steps", type=int, default=None, help="adherence, rollout, prediction")
-  p.add_argument("--guidance", type=float, default=None, help="adherence")
+                      "prediction 100, av-sync 32)")
+  p.add_argument("--seed", type=int, default=None,
+                 help="adherence, rollout, prediction, av-sync (0)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="adherence, rollout, prediction, av-sync")
+  p.add_argument("--guidance", type=float, default=None, help="adherence, av-sync")
   p.add_argument("--lengths", default=None,
                  help="rollout: multiples of the training length (1,2,4)")
   p.add_argument("--samples", type=int, default=None,

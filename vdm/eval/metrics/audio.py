@@ -109,3 +109,14 @@ def offset_by_xcorr(visual, audible, rate: float, *, max_lag: float,
   scores = [np.dot(v[max(0, -lag):n - max(0, lag)], a[max(0, lag):n - max(0, -lag)])
             for lag in lags]
   return float(lags[int(np.argmax(scores))] / rate)
+
+
+def si_snr(estimate, reference) -> float:
+  """Scale-invariant signal-to-noise ratio (dB) of estimate [N] against reference [N] (both
+  mean-removed): 10 log10(|s|^2 / |e - s|^2) with s the projection of e on the reference. Phase
+  sensitive, so a magnitude-only decoder scores low even when it sounds right."""
+  e, r = _check(estimate), _check(reference)
+  e, r = e - e.mean(), r - r.mean()
+  target = np.dot(e, r) / max(np.dot(r, r), 1e-12) * r
+  return float(10 * np.log10(max(np.dot(target, target), 1e-12)
+                             / max(np.dot(e - target, e - target), 1e-12)))
