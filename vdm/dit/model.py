@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vdm.dit import fast_ops
+from vdm.dit.audio import AudioBlock, audio_times, audio_video_frames, cross_modal_masks
+from vdm.dit.layers import (Attention, Mlp, dense, modulate, patchify, rope3d_angles,
+                            rope3d_split, sincos_embedding, spacetime_position_embedding,
+                            speed_options, temporal_groups, unpatchify)
 from vdm.dit.lora import add_lora
-from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
-                            sincos_embedding, spacetime_position_embedding, temporal_groups,
-                            unpatchify)
 from vdm.parallel.sharding import constrain, logical_axes
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
@@ -39,11 +39,6 @@ class Control(NamedTuple):
   frames: jax.Array | None = None
 
 
-def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
-  """x [B, T, N, D]; shift, scale [B, T, D] per frame."""
-  return x * (1.0 + scale[:, :, None, :]) + shift[:, :, None, :]
-
-
 # Activation checkpointing per block: 'full' recomputes the whole block in the backward pass
 # (least memory), 'dots' keeps matmul outputs without a batch dimension (the projections and MLP,
 # expensive to recompute) and recomputes the rest (norms, activations, attention softmax).
@@ -56,15 +51,6 @@ REMAT_POLICIES = {
 
 def _remat_block(policy):
   return nnx.remat(lambda block, *args: block(*args), policy=policy)
-
-
-def _speed_options(matmul_dtype: str, fast_grads: bool):
-  """(layer norm function, dense kwargs) for the speed settings (see vdm.dit.fast_ops)."""
-  if matmul_dtype not in fast_ops.DTYPES:
-    raise ValueError(f"dit.matmul_dtype must be one of {tuple(fast_ops.DTYPES)}, "
-                     f"got {matmul_dtype!r}")
-  norm = fast_ops.layer_norm if fast_grads else fast_ops.plain_layer_norm
-  return norm, dict(dot_general=fast_ops.dot_general(matmul_dtype, bool(fast_grads)))
 
 
 ATTENTION_LAYOUTS = ("factorized", "full")
@@ -113,7 +99,7 @@ class DiTBlock(nnx.Module):
     if modulation not in MODULATIONS:
       raise ValueError(f"dit.modulation must be one of {MODULATIONS}, got {modulation!r}")
     # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
-    self.norm, kw = _speed_options(matmul_dtype, fast_grads)
+    self.norm, kw = speed_options(matmul_dtype, fast_grads)
     self.attention = attention
     attn = lambda: Attention(width, heads, qk_norm=qk_norm, qk_norm_over=qk_norm_over,  # noqa: E731
                              kernel=attention_kernel, rngs=rngs, **kw)
@@ -280,6 +266,11 @@ class DiT(nnx.Module):
   linear map of the tokens' F features is added to the patch embeddings, an MLP of the frame's G
   features (last layer zero-initialised) to the per-frame adaLN condition. 0: no such input and
   no parameters (every model trained before they existed).
+
+  With audio_channels > 0 it also has an audio token stream (`vdm.dit.audio`): audio latents
+  [B, Ta, audio_channels] with their own levels [B, Ta], audio_per_frame audio latent frames per
+  pixel frame and video_temporal_downsample pixel frames per latent frame (the causal VAE's
+  grouping, frame 0 alone), so Ta = audio_per_frame * pixel frames.
   """
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
@@ -292,7 +283,9 @@ class DiT(nnx.Module):
                text_embed: str = "linear", cross_mask: bool = True, mlp_width: int = 0,
                lora_rank: int = 0, lora_alpha: float = 1.0, lora_targets=(),
                attention_kernel: str = "xla", control_token_features: int = 0,
-               control_frame_features: int = 0, rngs: nnx.Rngs):
+               control_frame_features: int = 0, audio_channels: int = 0,
+               audio_per_frame: int = 0, video_temporal_downsample: int = 1,
+               audio_video_attention: bool = True, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
@@ -345,7 +338,7 @@ class DiT(nnx.Module):
     if modulation == "table":
       self.time_projection = dense(width, blocks[0].num_modulations * width, ("embed", "mlp"),
                                    rngs=rngs)
-    self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
+    self.final_norm, _ = speed_options(matmul_dtype, fast_grads)
     if modulation == "per_block":
       self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
                                     rngs=rngs)
@@ -353,6 +346,27 @@ class DiT(nnx.Module):
       self.final_modulation = nnx.Param(
           jax.random.normal(rngs.params(), (2, width)) / width**0.5, **logical_axes(None, "embed"))
     self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
+    # The audio stream is built last, so a seed gives the video weights a video DiT gets.
+    self.audio_channels = int(audio_channels)
+    if self.audio_channels:
+      if (audio_per_frame < 1 or temporal_patch != 1 or scan_layers or position != "sincos"
+          or remat != "none" or modulation != "per_block" or text_embed != "linear"):
+        raise ValueError("the audio stream needs audio_per_frame >= 1, dit.temporal_patch=1, "
+                         "dit.scan_layers=False, dit.position='sincos', dit.remat='none', "
+                         "dit.modulation='per_block' and dit.text_embed='linear'")
+      self.audio_per_frame, self.video_td = int(audio_per_frame), int(video_temporal_downsample)
+      self.audio_embed = dense(audio_channels, width, ("patch", "embed"), rngs=rngs)
+      # The modality embedding: marks audio tokens (and fills the channels that carry a video
+      # token's row and column).
+      self.audio_modality = nnx.Param(0.02 * jax.random.normal(rngs.params(), (width,)))
+      self.audio_blocks = nnx.List([
+          AudioBlock(width, heads, mlp_ratio, video_attention=audio_video_attention, rngs=rngs,
+                     qk_norm=qk_norm, matmul_dtype=matmul_dtype, fast_grads=fast_grads)
+          for _ in range(depth)])
+      self.audio_final_modulation = dense(width, 2 * width, ("embed", "mlp"),
+                                          kernel_init=_zeros, rngs=rngs)
+      self.audio_final = dense(width, audio_channels, ("embed", "patch"), kernel_init=_zeros,
+                               rngs=rngs)
     # LoRA (vdm.dit.lora) on the blocks' target layers, drawn after every base weight so the
     # base weights are those of the same seed without LoRA.
     if lora_rank:
@@ -367,9 +381,12 @@ class DiT(nnx.Module):
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs,
-                  **control) -> "DiT":
-    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field);
-    `control`: control_token_features / control_frame_features (vdm.control.features)."""
+                  audio=None, audio_per_frame: int = 0,
+                  video_temporal_downsample: int = 1, **control) -> "DiT":
+    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field); with
+    the `audio` section of an audio.enabled config, also the audio stream; `control`:
+    control_token_features / control_frame_features (vdm.control.features)."""
+    with_audio = audio is not None and audio.enabled
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
@@ -380,23 +397,34 @@ class DiT(nnx.Module):
                time_freq_dim=cfg.time_freq_dim, text_embed=cfg.text_embed,
                cross_mask=cfg.cross_mask, mlp_width=cfg.mlp_width, lora_rank=cfg.lora_rank,
                lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets,
-               attention_kernel=cfg.attention_kernel, rngs=rngs, **control)
+               attention_kernel=cfg.attention_kernel,
+               audio_channels=audio.latent_channels if with_audio else 0,
+               audio_per_frame=audio_per_frame if with_audio else 0,
+               video_temporal_downsample=video_temporal_downsample,
+               audio_video_attention=bool(audio.video_attention) if with_audio else True,
+               rngs=rngs, **control)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0,
-               control: Control | None = None):
+               control: Control | None = None, audio=None, audio_levels=None):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width] and text_mask [B, L], or a
     prompt per frame [B, T, L, text_width] and [B, T, L] (each frame attends to its own);
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
     frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
-    matter, so it changes nothing). Returns the velocity [B, T, h, w, C].
+    matter, so it changes nothing). Returns the velocity [B, T, h, w, C]; with audio [B, Ta,
+    audio_channels] and audio_levels [B, Ta] (an audio model), (velocity, audio velocity).
 
     With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
     then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
     level and one row and column of temporal_mask (each group is read at its first frame),
     frame_offset and dit.temporal_window count token frames. control: the `Control` inputs of
     a model built with them (None: none given)."""
+    if audio is None:
+      return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
+                           control=control)[0]
+    if not self.audio_channels:
+      raise ValueError("this DiT has no audio stream (audio.enabled=False)")
     return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
-                         control=control)[0]
+                         control=control, audio=(audio, audio_levels))[0]
 
   def forward_cached(self, z, levels, text, text_mask, cache, frame_offset,
                      control: Control | None = None):
@@ -435,7 +463,7 @@ class DiT(nnx.Module):
     return out
 
   def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0,
-               control=None):
+               control=None, audio=None):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
@@ -482,8 +510,8 @@ class DiT(nnx.Module):
       pooled = self.pooled_text((text * weights).sum(-2)
                                 / jnp.maximum(weights.sum(-2), 1.0))  # [B, (T,) D]
       cond = cond + (pooled if per_frame_text else pooled[:, None, :])
-    else:
-      text = self.text_mlp(text)
+    else:  # Wan's: no pooled text (the audio stream, which reads it, needs 'linear')
+      text, pooled = self.text_mlp(text), None
     text = constrain(text, ("batch",) + ("frames",) * per_frame_text
                      + ("text_tokens", "act_embed"))
     if control_frames is not None:
@@ -493,18 +521,54 @@ class DiT(nnx.Module):
     block_cond = cond if self.modulation == "per_block" else self.time_projection(
         jax.nn.silu(cond))
 
+    if audio is not None:
+      if per_frame_text:
+        raise ValueError("a prompt per frame is not supported with the audio stream")
+      return self._joint_blocks(x, cond, text, text_mask, temporal_mask, pooled, frame_offset,
+                                audio, (h, w, frames))
     if self.scan_layers:
       x, kv = self._scan_blocks(x, block_cond, text, text_mask, temporal_mask, rope, cache)
     else:
       x, kv = self._unrolled_blocks(x, block_cond, text, text_mask, temporal_mask, rope, cache)
+    return self._video_out(x, cond, (h, w, frames)), kv
 
+  def _video_out(self, x, cond, size):
+    """Final adaLN and projection: tokens [B, T, N, D] -> velocity [B, T, h, w, C]."""
+    h, w, frames = size
     if self.modulation == "per_block":
       shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
-    else:
+    else:  # Wan's: (shift, scale) = the table + the level's embedding
       table = self.final_modulation[...].astype(cond.dtype)
       shift, scale = table[0] + cond, table[1] + cond
     x = self.final(modulate(self.final_norm(x), shift, scale))
-    return unpatchify(x, self.patch, h, w, self.temporal_patch, frames), kv
+    return unpatchify(x, self.patch, h, w, self.temporal_patch, frames)
+
+  def _joint_blocks(self, x, cond, text, text_mask, temporal_mask, pooled, frame_offset, audio,
+                    size):
+    """Video blocks interleaved with the audio stream's (`vdm.dit.audio`); returns ((video
+    velocity, audio velocity), None)."""
+    a, a_levels = audio
+    num_audio = a.shape[1]
+    frame_of_audio = audio_video_frames(num_audio, self.audio_per_frame, self.video_td)
+    if a_levels.shape != a.shape[:2]:
+      raise ValueError(f"audio levels {a_levels.shape} must be [B, Ta] for audio {a.shape}")
+    if int(frame_of_audio[-1]) >= x.shape[1]:
+      raise ValueError(f"{num_audio} audio latent frames reach past the {x.shape[1]} video "
+                       "latent frames")
+    times = frame_offset + jnp.asarray(audio_times(num_audio, self.audio_per_frame,
+                                                   self.video_td))
+    d_time = (self.width // 3) // 2 * 2  # the time channels of spacetime_position_embedding
+    position = jnp.pad(sincos_embedding(times, d_time), ((0, 0), (0, self.width - d_time)))
+    a = self.audio_embed(a) + position[None].astype(x.dtype) + self.audio_modality[...]
+    cond_a = self.time_mlp(sincos_embedding(a_levels * 1000.0, self.width).astype(x.dtype))
+    cond_a = cond_a + pooled[:, None, :]  # the projected pooled text, as the video's
+    masks = cross_modal_masks(temporal_mask, frame_of_audio)
+    for block, audio_block in zip(self.blocks, self.audio_blocks):
+      x = constrain(block(x, cond, text, text_mask, temporal_mask), _TOKENS)
+      a, x = audio_block(a, cond_a, x, cond, text, text_mask, masks)
+    shift, scale = jnp.split(self.audio_final_modulation(jax.nn.silu(cond_a)), 2, axis=-1)
+    a = self.audio_final(modulate(self.final_norm(a), shift, scale))
+    return (self._video_out(x, cond, size), a), None
 
   def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
     """The blocks one after another; returns (x, None or this chunk's (k, v) [depth, ...])."""
