@@ -42,7 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPIECE = os.path.join(ROOT, "tests", "fixtures", "wan", "diffusers", "tokenizer", "spiece.model")
 PROMPT = "a red fox runs across the snow in slow motion under a blue sky"
 FULL = dict(config="configs/wan.py:t2v-1.3b", height=480, width=832, frames=81, steps=50)
-TINY = dict(config="configs/wan.py:tiny", height=32, width=32, frames=25, steps=2)
+TINY = dict(config="configs/wan.py:tiny", height=32, width=32, frames=13, steps=2)
 
 
 def random_weights(build, seed: int, dtype=jnp.bfloat16):
