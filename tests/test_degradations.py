@@ -4,6 +4,7 @@ quantiser's error against PIL's JPEG encoder; the random chain is deterministic 
 bicubic upscale matches PIL's within 0.05 dB; the config's `degrade` section is checked."""
 import functools
 import io
+import json
 
 import jax
 import jax.numpy as jnp
@@ -65,12 +66,15 @@ def test_gaussian_blur_matches_scipy_per_clip(photo):
 
 
 @pytest.mark.parametrize("quality", [30, 75, 95])
-def test_jpeg_like_error_matches_pil_jpeg(photo, quality):
+@pytest.mark.parametrize("subsampling", [0, 2], ids=["4:4:4", "4:2:0"])
+def test_jpeg_like_error_matches_pil_jpeg(photo, quality, subsampling):
   buffer = io.BytesIO()
-  # Same recipe as jpeg_like: baseline tables scaled by quality, no chroma subsampling.
-  Image.fromarray(photo).save(buffer, "JPEG", quality=quality, subsampling=0)
+  # Same recipe as jpeg_like: baseline tables scaled by quality, chroma at full (PIL's
+  # subsampling=0) or half resolution (2, PIL's default).
+  Image.fromarray(photo).save(buffer, "JPEG", quality=quality, subsampling=subsampling)
   pil = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), np.float64)
-  ours = np.asarray(jax.jit(degradations.jpeg_like)(as_clip(photo), jnp.array([float(quality)])))
+  ours = np.asarray(jax.jit(degradations.jpeg_like)(as_clip(photo), jnp.array([float(quality)]),
+                                                    jnp.array([subsampling == 2])))
   ours = ours[0, 0] * 255.0
   pil_error = np.abs(pil - photo).mean()
   ours_error = np.abs(ours - photo).mean()
@@ -78,6 +82,10 @@ def test_jpeg_like_error_matches_pil_jpeg(photo, quality):
   # its integer DCT and rounding.
   assert abs(ours_error - pil_error) < 0.05 * pil_error, (ours_error, pil_error)
   assert np.abs(ours - pil).mean() < 1.5  # levels: rounding apart, pixel by pixel
+  if subsampling == 2:  # and half-resolution chroma loses more than full
+    full = np.asarray(jax.jit(degradations.jpeg_like)(as_clip(photo),
+                                                      jnp.array([float(quality)])))[0, 0] * 255
+    assert ours_error > np.abs(full - photo).mean()
 
 
 def test_jpeg_like_loses_more_at_lower_quality_and_is_differentiable(photo):
@@ -95,7 +103,7 @@ def test_random_degrade_is_deterministic_per_seed_and_varies_per_clip(photo):
   hr = jnp.concatenate([hr] * 6)  # 6 identical clips: any difference is the random chain
   chain = jax.jit(functools.partial(degradations.random_degrade, factor=2,
                                     kernels=DOWNSCALE_KERNELS, blur=1.0, noise=2.0, jpeg=0.5,
-                                    jpeg_quality=30.0))
+                                    jpeg_quality=30.0, chroma=0.75))
   a = chain(jax.random.key(0), hr)
   b = chain(jax.random.key(0), hr)
   c = chain(jax.random.key(1), hr)
@@ -127,14 +135,16 @@ def test_degrade_section_is_checked_and_old_models_keep_their_input():
   config = load_config("configs/sr.py:2", ["degrade.kernels=('area', 'lanczos')"])
   assert tuple(config.degrade.kernels) == ("area", "lanczos")
   for bad in ["degrade.kernels=('box',)", "degrade.kernels=()", "degrade.blur=9.0",
-              "degrade.jpeg=1.5", "degrade.jpeg_quality=0.0"]:
+              "degrade.jpeg=1.5", "degrade.jpeg_quality=0.0", "degrade.chroma=-0.5"]:
     with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", "\\.")):
       load_config("configs/sr.py:2", [bad])
   # A model directory written before the section reads as its own input: bicubic only, no blur,
   # no JPEG (the section's legacy values).
   old = load_config("configs/sr.py:2").to_dict()
   del old["degrade"]
-  import json
+  partial = dict(old, degrade=dict(kernels=["area"], blur=1.0, jpeg=0.5, jpeg_quality=30.0))
+  assert config_from_json(json.dumps(partial)).degrade.chroma == 0.0  # before 4:2:0 existed
   upgraded = config_from_json(json.dumps(old))
   assert tuple(upgraded.degrade.kernels) == ("bicubic",)
   assert upgraded.degrade.blur == 0.0 and upgraded.degrade.jpeg == 0.0
+  assert upgraded.degrade.chroma == 0.0

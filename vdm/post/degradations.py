@@ -10,8 +10,9 @@ filter and loses to plain bicubic on the others, so training draws a random chai
                        -> 8-bit quantisation   -> lr [B, T, H/f, W/f, C]
 
 Every function is pure JAX on floats in [0, 1]. `jpeg_like` is the JPEG recipe (8x8 block DCT
-of YCbCr, the standard quantisation tables scaled by quality, no chroma subsampling) per frame: a
-stand-in for a video codec's intra coding that jit can differentiate through and batch.
+of YCbCr, the standard quantisation tables scaled by quality, chroma at full or half resolution)
+per frame: a stand-in for a video codec's intra coding that jit can differentiate through and
+batch.
 """
 from __future__ import annotations
 
@@ -82,29 +83,52 @@ def _quant_tables(quality: jax.Array) -> jax.Array:
   return jnp.clip(jnp.floor((tables * scale + 50.0) / 100.0), 1.0, 255.0)
 
 
-def jpeg_like(x: jax.Array, quality: jax.Array) -> jax.Array:
-  """JPEG-style compression of every frame of [B, T, H, W, 3] in [0, 1] at a per-clip
-  quality [B] (1..100): YCbCr, 8x8 block DCT, coefficients rounded to the scaled tables' steps
-  (a straight-through round, so the chain stays differentiable), back to RGB."""
+def _block_quantise(plane: jax.Array, steps: jax.Array) -> jax.Array:
+  """One JPEG plane [B, T, H, W] (H, W multiples of 8; centred values in [0, 255] units) through
+  the 8x8 block DCT, its coefficients rounded to `steps` [B, 8, 8] and transformed back. The
+  round is straight-through, so the chain stays differentiable."""
+  b, t, h, w = plane.shape
+  blocks = plane.reshape(b, t, h // 8, 8, w // 8, 8)
+  d = jnp.asarray(_dct_matrix())
+  coef = jnp.einsum("ij,btpjqk,lk->btpiql", d, blocks, d)
+  steps = steps[:, None, None, :, None, :]
+  scaled = coef / steps
+  rounded = scaled + jax.lax.stop_gradient(jnp.round(scaled) - scaled)
+  return jnp.einsum("ji,btpjqk,kl->btpiql", d, rounded * steps, d).reshape(b, t, h, w)
+
+
+def _halve(plane: jax.Array) -> jax.Array:
+  """[..., H, W] -> [..., H/2, W/2]: the 2x2 average of JPEG's and H.264's 4:2:0 chroma."""
+  *lead, h, w = plane.shape
+  return plane.reshape(*lead, h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
+
+
+def _double(plane: jax.Array) -> jax.Array:
+  """[..., h, w] -> [..., 2h, 2w] by linear interpolation (libjpeg's 'fancy' upsampling: 3/4 of
+  the nearer sample, 1/4 of the farther; edges repeated)."""
+  *lead, h, w = plane.shape
+  return jax.image.resize(plane, (*lead, 2 * h, 2 * w), "linear")
+
+
+def jpeg_like(x: jax.Array, quality: jax.Array, subsample: jax.Array | None = None) -> jax.Array:
+  """JPEG-style compression of every frame of [B, T, H, W, 3] in [0, 1] at a per-clip quality
+  [B] (1..100): YCbCr, 8x8 block DCT, coefficients rounded to the scaled tables' steps, back to
+  RGB. subsample: bool [B], clips whose chroma is coded at half resolution (4:2:0, what most
+  JPEGs and nearly all video use); None = full-resolution chroma (4:4:4) for every clip."""
   b, t, h, w, _ = x.shape
-  ph, pw = -h % 8, -w % 8
-  x = jnp.pad(x, [(0, 0), (0, 0), (0, ph), (0, pw), (0, 0)], mode="edge") * 255.0
+  x = jnp.pad(x, [(0, 0), (0, 0), (0, -h % 16), (0, -w % 16), (0, 0)], mode="edge") * 255.0
   r, g, bl = x[..., 0], x[..., 1], x[..., 2]
   y = 0.299 * r + 0.587 * g + 0.114 * bl
   cb = -0.168736 * r - 0.331264 * g + 0.5 * bl
   cr = 0.5 * r - 0.418688 * g - 0.081312 * bl
-  planes = jnp.stack([y - 128.0, cb, cr], axis=2)  # [B, T, 3, H', W']
-  hh, ww = planes.shape[-2] // 8, planes.shape[-1] // 8
-  blocks = planes.reshape(b, t, 3, hh, 8, ww, 8)
-  d = jnp.asarray(_dct_matrix())
-  coef = jnp.einsum("ij,btcpjqk,lk->btcpiql", d, blocks, d)
-  steps = _quant_tables(quality)[:, jnp.array([0, 1, 1])]  # [B, 3, 8, 8]
-  steps = steps[:, None, :, None, :, None, :]
-  scaled = coef / steps
-  rounded = scaled + jax.lax.stop_gradient(jnp.round(scaled) - scaled)
-  blocks = jnp.einsum("ji,btcpjqk,kl->btcpiql", d, rounded * steps, d)
-  y, cb, cr = jnp.moveaxis(blocks.reshape(b, t, 3, hh * 8, ww * 8), 2, 0)
-  y = y + 128.0
+  tables = _quant_tables(quality)  # [B, 2, 8, 8]
+  y = _block_quantise(y - 128.0, tables[:, 0]) + 128.0
+  chroma = [_block_quantise(c, tables[:, 1]) for c in (cb, cr)]
+  if subsample is not None:
+    halved = [_double(_block_quantise(_halve(c), tables[:, 1])) for c in (cb, cr)]
+    pick = jnp.asarray(subsample)[:, None, None, None]
+    chroma = [jnp.where(pick, half, full) for half, full in zip(halved, chroma)]
+  cb, cr = chroma
   rgb = jnp.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], -1)
   return rgb[:, :, :h, :w] / 255.0
 
@@ -115,14 +139,16 @@ def quantise(x: jax.Array) -> jax.Array:
 
 
 def random_degrade(rng: jax.Array, hr: jax.Array, factor: int, *, kernels: tuple[str, ...],
-                   blur: float, noise: float, jpeg: float, jpeg_quality: float) -> jax.Array:
+                   blur: float, noise: float, jpeg: float, jpeg_quality: float,
+                   chroma: float = 0.0) -> jax.Array:
   """One random degradation chain per clip of hr [B, T, H, W, C] in [0, 1] -> lr
   [B, T, H/f, W/f, C] quantised to 8 bits.
 
   kernels: the downscaling kernels drawn from (uniformly); blur: max Gaussian sigma (HR pixels)
   applied before downscaling, drawn uniformly in [0, blur]; noise: max std (8-bit levels) of
   fresh per-frame Gaussian noise; jpeg: probability of `jpeg_like` compression, at a quality
-  drawn uniformly in [jpeg_quality, 95].
+  drawn uniformly in [jpeg_quality, 95]; chroma: probability that a compressed clip's chroma is
+  coded at half resolution (4:2:0).
   """
   b = hr.shape[0]
   r_blur, r_kernel, r_std, r_noise, r_jpeg, r_q = jax.random.split(rng, 6)
@@ -139,7 +165,9 @@ def random_degrade(rng: jax.Array, hr: jax.Array, factor: int, *, kernels: tuple
   if jpeg > 0:
     lr = jnp.clip(lr, 0.0, 1.0)
     quality = jax.random.uniform(r_q, (b,), minval=jpeg_quality, maxval=95.0)
-    compressed = jpeg_like(quantise(lr), quality)
+    # Its own key (not a seventh split), so chroma = 0 draws what the chain drew before it.
+    halve = jax.random.bernoulli(jax.random.fold_in(rng, 7), chroma, (b,))
+    compressed = jpeg_like(quantise(lr), quality, halve if chroma > 0 else None)
     use = jax.random.bernoulli(r_jpeg, jpeg, (b, 1, 1, 1, 1))
     lr = jnp.where(use, compressed, lr)
   return quantise(lr)

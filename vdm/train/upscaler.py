@@ -43,7 +43,7 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
   (sensor, codec); without this the model learns to sharpen that flicker rather than average it
   away with the neighbouring frames.
 
-  degrade: the config's `degrade` section (kernels, blur, jpeg, jpeg_quality) for
+  degrade: the config's `degrade` section (kernels, blur, jpeg, jpeg_quality, chroma) for
   `random_degrade`; None, or its legacy values (bicubic only, no blur, no JPEG), keeps the
   original input, `sr.degrade` with noise, so that runs made before the section resume with the
   same random numbers.
@@ -58,7 +58,8 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
     lr = random_degrade(rng, hr, model.factor, kernels=tuple(degrade["kernels"]),
                         blur=float(degrade["blur"]), noise=input_noise,
                         jpeg=float(degrade["jpeg"]),
-                        jpeg_quality=float(degrade["jpeg_quality"]))
+                        jpeg_quality=float(degrade["jpeg_quality"]),
+                        chroma=float(degrade["chroma"]))
   up = model(lr)
   mse = jnp.mean(jnp.square(up - hr))
   temporal = temporal_difference_mse(up, hr)
