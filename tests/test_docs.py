@@ -360,6 +360,52 @@ def test_links_point_to_files_in_the_repository(name):
   assert not broken_links(text, name), f"{name}: broken links {broken_links(text, name)}"
 
 
+CODE = re.compile(r"`([^`\s]+)`")
+REPO_PATH = re.compile(r"^(?:vdm|configs|tests|benchmarks|experiments|colabs|docs|checkpoints)/"
+                       r"[\w/.\-]*$")
+
+
+def stale_references(text: str) -> list[str]:
+  """Code spans of a doc that name a repository path (`vdm/data/simple.py`, `configs/sr.py:2`)
+  or a vdm object (`vdm.data.simple.is_held_out`) that does not exist; an upper-case part
+  (`NAME`) is a placeholder."""
+  import importlib
+  stale = []
+  for span in CODE.findall(text):
+    path = span.split(":")[0].split("[")[0]
+    if REPO_PATH.match(path) and not re.search(r"[A-Z]{2}", path):
+      if not os.path.exists(os.path.join(ROOT, path.rstrip("/"))):
+        stale.append(span)
+    elif re.match(r"^vdm(\.\w+)+$", span):
+      parts = span.split(".")
+      for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+        try:
+          obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+          continue
+        for part in parts[i:]:
+          obj = getattr(obj, part, None)
+        if obj is None:
+          stale.append(span)
+        break
+  return stale
+
+
+@pytest.mark.parametrize("name", doc_files())
+def test_code_references_exist(name, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  assert not stale_references(_read(name)), f"{name}: {stale_references(_read(name))}"
+
+
+def test_a_stale_reference_is_found():
+  assert stale_references("`vdm/data/synthetic.py` `vdm.data.synthetic.is_held_out` "
+                          "`vdm.data.simple.nope` `configs/nope.py:2`") == [
+      "vdm/data/synthetic.py", "vdm.data.synthetic.is_held_out", "vdm.data.simple.nope",
+      "configs/nope.py:2"]
+  assert stale_references("`vdm/data/simple.py` `vdm.data.simple.is_held_out` `configs/sr.py:2` "
+                          "`benchmarks/results/NAME.json` `vdm.Pipeline`") == []
+
+
 # First-person history belongs in commit messages, not in the repo's text.
 HISTORY = (re.compile(r"this session|re-measured|git archive", re.I),
            re.compile(r"(?<![\w/])I (?:have|had|did|was|looked|measured|ran|tried|found|think)\b"))

@@ -71,15 +71,18 @@ def cmd_sample(args) -> int:
                          kv_cache=not args.no_kv_cache, extend=args.extend)
   load_seconds = time.perf_counter() - t0
   # Options of the chunked modes do nothing in the others: refuse them rather than drop them.
-  chunked = ("autoregressive", "rolling")
-  unused = [flag for flag, given, modes in (
-      ("--chunk", args.chunk is not None, chunked),
-      ("--context-noise", args.context_noise is not None, chunked),
-      ("--no-kv-cache", args.no_kv_cache, ("autoregressive",)))
+  # Which modes read them is the mode registry's (`Mode.chunked`, `Mode.streams`).
+  from vdm.generate.modes import MODES, pipeline_modes
+  chunked = [m for m in pipeline_modes() if MODES[m].chunked]
+  streamed = [m for m in pipeline_modes() if MODES[m].streams]
+  unused = [f"{flag}: not used by --mode {request.mode} (only by {', '.join(modes)})"
+            for flag, given, modes in (
+                ("--chunk", args.chunk is not None, chunked),
+                ("--context-noise", args.context_noise is not None, chunked),
+                ("--no-kv-cache", args.no_kv_cache, streamed))
             if given and request.mode not in modes]
   if unused:
-    raise ValueError(f"{', '.join(unused)}: not used by --mode {request.mode} (they apply to "
-                     "autoregressive; --chunk and --context-noise also to rolling)")
+    raise ValueError("; ".join(unused))
   if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
     from vdm.post.chain import apply_pipeline
     result = pipe.generate(request)
