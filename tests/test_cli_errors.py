@@ -312,3 +312,14 @@ def test_chunked_modes_read_chunk_and_context_noise(mode, bad, capsys):
                       "--mode", mode, "--chunk", "1", "--context-noise", "0.1", "--steps", "2",
                       "--out", out], capsys)
   assert code == 0 and os.path.exists(out), lines
+
+
+def test_output_piped_into_head_ends_quietly():
+  """`vdm config show ... | head -3`: the reader closes the pipe before the command writes (here
+  at once, so the write always meets a closed pipe); no error line, no traceback."""
+  proc = subprocess.Popen([_entry_point(), "config", "show", "--config", TINY], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc.stdout.close()
+  stderr = proc.stderr.read()
+  proc.wait(timeout=300)
+  assert stderr == "" and proc.returncode == 1, stderr

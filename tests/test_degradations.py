@@ -135,7 +135,8 @@ def test_degrade_section_is_checked_and_old_models_keep_their_input():
   config = load_config("configs/sr.py:2", ["degrade.kernels=('area', 'lanczos')"])
   assert tuple(config.degrade.kernels) == ("area", "lanczos")
   for bad in ["degrade.kernels=('box',)", "degrade.kernels=()", "degrade.blur=9.0",
-              "degrade.jpeg=1.5", "degrade.jpeg_quality=0.0", "degrade.chroma=-0.5"]:
+              "degrade.jpeg=1.5", "degrade.jpeg_quality=0.0", "degrade.chroma=-0.5",
+              "degrade.shuffle=2.0"]:
     with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", "\\.")):
       load_config("configs/sr.py:2", [bad])
   # A model directory written before the section reads as its own input: bicubic only, no blur,
@@ -147,4 +148,4 @@ def test_degrade_section_is_checked_and_old_models_keep_their_input():
   upgraded = config_from_json(json.dumps(old))
   assert tuple(upgraded.degrade.kernels) == ("bicubic",)
   assert upgraded.degrade.blur == 0.0 and upgraded.degrade.jpeg == 0.0
-  assert upgraded.degrade.chroma == 0.0
+  assert upgraded.degrade.chroma == 0.0 and upgraded.degrade.shuffle == 0.0

@@ -406,6 +406,27 @@ def test_a_stale_reference_is_found():
                           "`benchmarks/results/NAME.json` `vdm.Pipeline`") == []
 
 
+def clashing_outputs(cmds: list[Command]) -> list[str]:
+  """`vdm sample` and `vdm post` refuse an existing --out without --overwrite: where several
+  commands of the docs write one path, a reader who runs them all (in any order) meets that
+  refusal unless each of them passes --overwrite. Returns 'WHERE: PATH' of those that do not."""
+  writers: dict[str, list[Command]] = {}
+  for cmd in cmds:
+    argv = cmd.argv
+    if argv[0] in VDMS and argv[1:2] in (["sample"], ["post"]) and "--out" in argv:
+      writers.setdefault(argv[argv.index("--out") + 1], []).append(cmd)
+  return [f"{c.where}: {path}" for path, cs in writers.items() if len(cs) > 1 for c in cs
+          if "--overwrite" not in c.argv]
+
+
+def test_no_two_documented_commands_clash_on_an_output():
+  cmds = [c for name in doc_files() for c in commands(_read(name), name)]
+  assert not clashing_outputs(cmds), clashing_outputs(cmds)
+  clash = commands("```sh\nvdm sample --prompt a --out o.mp4\nvdm post i.mp4 --post 'sharpen()' "
+                   "--out o.mp4 --overwrite\n```\n", "x.md")
+  assert clashing_outputs(clash) == ["x.md:2: o.mp4"]
+
+
 # First-person history belongs in commit messages, not in the repo's text.
 HISTORY = (re.compile(r"this session|re-measured|git archive", re.I),
            re.compile(r"(?<![\w/])I (?:have|had|did|was|looked|measured|ran|tried|found|think)\b"))

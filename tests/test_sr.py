@@ -155,3 +155,15 @@ def test_still_pixels_and_flicker_of_an_upscale():
   noisy = clip.astype(np.float64) / 255
   noisy[2] += 0.01  # the whole last frame brightens: flicker on still pixels
   assert flicker(clip, still)["mean"] < flicker(noisy, still)["mean"]
+
+
+def test_shuffle_frames_reorders_a_share_of_clips():
+  from vdm.train.upscaler import shuffle_frames
+  video = jnp.broadcast_to(jnp.arange(8.0)[None, :, None, None, None], (64, 8, 2, 2, 3))
+  np.testing.assert_array_equal(shuffle_frames(jax.random.key(0), video, 0.0), video)
+  out = np.asarray(shuffle_frames(jax.random.key(0), video, 0.5))[:, :, 0, 0, 0]  # [64, 8]
+  np.testing.assert_array_equal(np.sort(out, axis=1), np.tile(np.arange(8.0), (64, 1)))
+  moved = (out != np.arange(8.0)).any(axis=1)
+  assert 20 < moved.sum() < 44  # about half the clips (a permutation may be the identity)
+  np.testing.assert_array_equal(out, np.asarray(shuffle_frames(jax.random.key(0), video,
+                                                               0.5))[:, :, 0, 0, 0])

@@ -287,6 +287,11 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
+  except BrokenPipeError:
+    # The reader of stdout went away (`vdm config show ... | head`): not an error of the input.
+    # Point stdout at devnull so the interpreter's final flush cannot raise again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
   # ValueError includes PipelineError and ConfigError; OSError is what the filesystem raises
   # for a path the checks above cannot foresee (a disk that fills, a file removed meanwhile).
   except (ValueError, OSError) as e:

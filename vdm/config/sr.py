@@ -54,6 +54,9 @@ SCHEMA = dict(
                    number(0.0, 1.0), legacy=0.0),
         jpeg_quality=Field(30.0, "lowest JPEG quality drawn (uniform up to 95)",
                            number(1.0, 95.0)),
+        shuffle=Field(0.5, "share of training clips whose frames are put in random order, so "
+                      "the model uses a neighbouring frame only where it matches (real footage "
+                      "moves faster than the photo pans)", number(0.0, 1.0), legacy=0.0),
         chroma=Field(0.75, "probability that a JPEG-compressed clip's chroma is coded at half "
                      "resolution (4:2:0, as most JPEGs and nearly all video)", number(0.0, 1.0),
                      legacy=0.0),

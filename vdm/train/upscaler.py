@@ -33,6 +33,17 @@ def temporal_difference_mse(up: jax.Array, hr: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(jnp.diff(up, axis=1) - jnp.diff(hr, axis=1)))
 
 
+def shuffle_frames(rng: jax.Array, video: jax.Array, share: float) -> jax.Array:
+  """video [B, T, ...] with the frames of about `share` of its clips put in a random order (a
+  permutation per clip), the others as they are."""
+  b, t = video.shape[:2]
+  r_pick, r_order = jax.random.split(rng)
+  orders = jax.vmap(lambda key: jax.random.permutation(key, t))(jax.random.split(r_order, b))
+  picked = jax.random.bernoulli(r_pick, share, (b, 1))
+  index = jnp.where(picked, orders, jnp.arange(t)[None])  # [B, T]
+  return jnp.take_along_axis(video, index.reshape(b, t, *([1] * (video.ndim - 2))), axis=1)
+
+
 def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 0.0,
             input_noise: float = 0.0, degrade: dict | None = None) -> tuple[jax.Array, dict]:
   """MSE of the upscaled degraded clip against the original, plus temporal_weight x the MSE of
@@ -43,12 +54,17 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
   (sensor, codec); without this the model learns to sharpen that flicker rather than average it
   away with the neighbouring frames.
 
-  degrade: the config's `degrade` section (kernels, blur, jpeg, jpeg_quality, chroma) for
-  `random_degrade`; None, or its legacy values (bicubic only, no blur, no JPEG), keeps the
+  degrade: the config's `degrade` section: `shuffle` (the share of clips whose frames are put
+  in random order, `shuffle_frames`: real footage has fast motion, cuts and occlusions the
+  smooth photo pans lack, so the model must learn to use a neighbouring frame only where it
+  matches), then kernels, blur, jpeg, jpeg_quality and chroma for `random_degrade`; None, or its legacy values (bicubic only, no blur, no JPEG), keeps the
   original input, `sr.degrade` with noise, so that runs made before the section resume with the
   same random numbers.
   """
   hr = batch["video"].astype(jnp.float32) / 255.0
+  if degrade is not None and degrade["shuffle"] > 0:
+    # Its own key, so shuffle = 0 draws the chain it drew before the field existed.
+    hr = shuffle_frames(jax.random.fold_in(rng, 1), hr, float(degrade["shuffle"]))
   if degrade is None or (tuple(degrade["kernels"]) == ("bicubic",) and not degrade["blur"]
                          and not degrade["jpeg"]):
     r_std, r_noise = jax.random.split(rng)
