@@ -150,6 +150,13 @@ def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalV
   save_params(denoiser, os.path.join(directory, "denoiser"))
 
 
+def load_vae(directory: str, config) -> CausalVAE:
+  """The VAE of a model directory (`vae.init_from`), built from `config`'s vae fields: its
+  weights must fit them (`load_params` names the parameters that do not)."""
+  check_model_dir(directory)
+  return load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
+
+
 def check_model_dir(directory: str) -> None:
   """Raises FileNotFoundError naming what is missing from a model directory."""
   if not os.path.isdir(directory):

@@ -20,16 +20,19 @@ import optax
 from flax import nnx
 
 from vdm.config import config_from_json
+from vdm.config.t2v import check_vae_init
 from vdm.data import kinds
-from vdm.data.loader import make_caption_loader, make_loader
+from vdm.data.loader import make_caption_loader, make_loader, make_source_loader
 from vdm.data.simple import latent_motion
-from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
-                        write_latent_stats)
+from vdm.models import (build_denoiser, build_vae, load_vae, read_latent_stats,
+                        save_model_dir, write_latent_stats)
 from vdm.nn import normalize_pixels
 from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
+from vdm.train.latent_cache import (LatentSource, build_latent_cache, build_text_cache,
+                                    cache_statistics)
 from vdm.train.loop import Critic, train
 from vdm.train.objectives import denoiser_loss
 from vdm.train.upscaler import run_sr_training
@@ -195,6 +198,27 @@ def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
   return dict(mean=latents.mean(axes), std=latents.std(axes) + 1e-6)
 
 
+def held_out_adherence(config, tokenizer, vae, stats):
+  """The denoiser stage's `evaluate`: colour and direction accuracy (`vdm eval adherence`) of
+  the EMA weights on `train.dit.eval_num` held-out prompts, sampled with the model's defaults
+  (simple data only; other kinds get no score)."""
+  if config.data.kind != "simple":
+    return None
+  from vdm.eval.adherence import summarize
+  from vdm.eval.run import adherence_rows
+  from vdm.generate.pipeline import Pipeline
+
+  def evaluate(denoiser) -> dict:
+    pipe = Pipeline(config, tokenizer, vae, denoiser, stats)
+    summary = summarize(adherence_rows(pipe, num=config.train.dit.eval_num, progress=False))
+    print(f"[dit] held-out colour {summary['color_accuracy']:.1%}, direction "
+          f"{summary['direction_accuracy']:.1%} ({summary['n']} prompts)")
+    return dict(color_accuracy=summary["color_accuracy"],
+                direction_accuracy=summary["direction_accuracy"])
+
+  return evaluate
+
+
 def vae_clip(video, stage_cfg):
   """The frames [B, T', H, W, 3] of a clip batch [B, T, H, W, 3] the VAE stage trains on: the
   first `train.vae.crop_frames` (0: all). A causal conv VAE is the same function of a frame and
@@ -219,6 +243,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   check_workdir_config(config, workdir, record=False)
+  check_vae_init(config)
   builder = caption_builder(config, workdir)
   # Recorded only now: a run whose dataset does not load (a wrong data.name) trained nothing
   # and must not tie the workdir to the config that named it.
@@ -234,38 +259,66 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
   vae_cfg = config.train.vae
   disc_weight = config.vae.disc_weight
-  vae = train(build_vae(config, config.seed), functools.partial(
-      vae_loss, kl_weight=config.vae.kl_weight, **(
-          dict(disc_weight=disc_weight) if disc_weight else {})),
-      make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
-      vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
-      prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
-      critic=build_vae_critic(config) if disc_weight else None)
+  if config.vae.init_from:  # a trained VAE, used as is: the vae stage trains nothing
+    vae = load_vae(config.vae.init_from, config)
+  else:
+    vae = train(build_vae(config, config.seed), functools.partial(
+        vae_loss, kl_weight=config.vae.kl_weight, **(
+            dict(disc_weight=disc_weight) if disc_weight else {})),
+        make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
+        vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
+        prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
+        critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
 
+  dit_cfg = config.train.dit
+  # The cache: every clip encoded once (and, with a frozen encoder, every caption), keyed by
+  # the weights that made it (vdm/train/latent_cache.py).
+  cached = (LatentSource(build_latent_cache(builder, "train", vae, config.vae), "train")
+            if dit_cfg.cache else None)
   stats_path = os.path.join(workdir, "latent_stats.json")
   if not os.path.exists(stats_path):
-    write_latent_stats(stats_path, latent_statistics(
-        vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
+    write_latent_stats(stats_path, cache_statistics(cached) if cached else
+                       latent_statistics(vae, make_loader(builder, "train", batch_size=32,
+                                                          seed=config.seed)))
   stats = read_latent_stats(stats_path)
 
-  dit_cfg = config.train.dit
   frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
+  mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
   d = config.diffusion
   motion_weight = d.motion_supervision_weight
+  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
+  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
+    init_text_encoder(denoiser.text, text_init)
+  # A frozen encoder's outputs are fixed from the start (it is restored with the DiT only on
+  # resume, and then still equals its init): cache them.
+  text_cache = (build_text_cache(builder, "train", cached.captions, denoiser.text, tokenizer,
+                                 config.text.max_length)
+                if cached is not None and frozen else None)
 
   def prepare_batch(batch):
-    ids, mask = tokenizer.encode(list(batch["caption"]), config.text.max_length)
-    n = len(ids)
-    out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
-               empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
+    captions = list(batch["caption"])
+    n = len(captions)
+    if "latents" in batch:
+      latents = (batch["latents"] - mean) / std
+    else:
+      latents = encode(batch["video"])
+    if text_cache is not None:
+      text, mask = text_cache.lookup(captions)
+      empty_text, empty_mask_ = text_cache.lookup([""])
+      out = dict(latents=latents, text=text, mask=mask,
+                 empty_text=np.repeat(empty_text, n, 0), empty_mask=np.repeat(empty_mask_, n, 0))
+    else:
+      ids, mask = tokenizer.encode(captions, config.text.max_length)
+      out = dict(latents=latents, ids=ids, mask=mask,
+                 empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
-      _, _, height, width, _ = batch["video"].shape
+      height, width = config.data.height, config.data.width
       flows, valids = zip(*(latent_motion(
           int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
           temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
@@ -274,14 +327,13 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     return out
 
   loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch)
-  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
-  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
-    init_text_encoder(denoiser.text, text_init)
-  denoiser = train(denoiser, loss,
-                   make_loader(builder, "train", batch_size=dit_cfg.batch_size,
-                               seed=config.seed + 1),
-                   dit_cfg, os.path.join(workdir, "dit"), seed=config.seed + 1,
-                   prepare_batch=prepare_batch, desc="dit", frozen=frozen)
+  loader = (make_source_loader(cached, batch_size=dit_cfg.batch_size, seed=config.seed + 1)
+            if cached is not None else
+            make_loader(builder, "train", batch_size=dit_cfg.batch_size, seed=config.seed + 1))
+  denoiser = train(denoiser, loss, loader, dit_cfg, os.path.join(workdir, "dit"),
+                   seed=config.seed + 1, prepare_batch=prepare_batch, desc="dit", frozen=frozen,
+                   evaluate=held_out_adherence(config, tokenizer, vae, stats)
+                   if dit_cfg.eval_every else None)
   if until == "dit":
     return ""
   model_dir = os.path.join(workdir, "model")
