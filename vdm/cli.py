@@ -75,38 +75,42 @@ def cmd_sample(args) -> int:
   unused = [flag for flag, given, modes in (
       ("--chunk", args.chunk is not None, chunked),
       ("--context-noise", args.context_noise is not None, chunked),
-      ("--no-kv-cache", args.no_kv_cache, ("autoregressive",)))
+      ("--no-kv-cache", args.no_kv_cache, chunked))
             if given and request.mode not in modes]
   if unused:
     raise ValueError(f"{', '.join(unused)}: not used by --mode {request.mode} (they apply to "
-                     "autoregressive; --chunk and --context-noise also to rolling)")
+                     "autoregressive and rolling)")
   if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
     from vdm.post.chain import apply_pipeline
     result = pipe.generate(request)
     result["frames"] = apply_pipeline(result["frames"], post_stages)
+    result["shape"] = result["frames"].shape
     write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
   else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
     with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
-      result = pipe.generate(request, on_frames=writer.add)
+      result = pipe.generate(request, on_frames=writer.add, keep_frames=False)
   sidecar = write_sidecar(args.out, dict(
       request=dataclasses.asdict(request),
       checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),
       timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
-      frames_shape=list(result["frames"].shape)))
-  print(f"wrote {args.out} ({result['frames'].shape[0]} frames, "
-        f"{result['frames'].shape[2]}x{result['frames'].shape[1]}, {request.fps} fps) "
+      frames_shape=list(result["shape"])))
+  print(f"wrote {args.out} ({result['shape'][0]} frames, "
+        f"{result['shape'][2]}x{result['shape'][1]}, {request.fps} fps) "
         f"and {sidecar} in {time.perf_counter() - t0:.1f}s")
   return 0
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction")
-EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100)  # --num defaults
+EVAL_SUITES = ("adherence", "rollout", "coherence", "vae", "upscale", "prediction")
+EVAL_NUM = dict(adherence=48, rollout=8, coherence=16, vae=32, upscale=32,
+                prediction=100)  # --num defaults
 # The options each suite reads besides --checkpoint, --num and --out (the others must not be
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
-                    vae=(), upscale=(), prediction=("seed", "steps", "samples"))
-EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
+                    coherence=("seed", "steps", "lengths"), vae=(), upscale=(),
+                    prediction=("seed", "steps", "samples"))
+EVAL_DEFAULTS = dict(seed=0, samples=4)
+EVAL_LENGTHS = dict(rollout="1,2,4", coherence="1,4,8,16")  # --lengths defaults
 
 
 def cmd_eval(args) -> int:
@@ -124,6 +128,8 @@ def cmd_eval(args) -> int:
   for name, value in EVAL_DEFAULTS.items():
     if getattr(args, name) is None:
       setattr(args, name, value)
+  if args.lengths is None:
+    args.lengths = EVAL_LENGTHS.get(suite)
   out = args.out or f"outputs/eval_{suite}.json"
   check_output_path(out, "--out")
   # None means the suite's default; any number given (0 included) is checked by the suite.
@@ -132,8 +138,7 @@ def cmd_eval(args) -> int:
     from vdm.eval.run import run_adherence
     run_adherence(args.checkpoint, num=num, seed=args.seed, out=out,
                   steps=args.steps, guidance=args.guidance)
-  elif suite == "rollout":
-    from vdm.eval.rollout import run_rollout
+  elif suite in ("rollout", "coherence"):
     try:
       lengths = tuple(int(n) for n in args.lengths.split(","))
     except ValueError:
@@ -141,8 +146,14 @@ def cmd_eval(args) -> int:
     if not lengths or min(lengths) < 1:
       raise ValueError(f"--lengths must be comma-separated integers >= 1 (multiples of the "
                        f"training length), got {args.lengths!r}")
-    run_rollout(args.checkpoint, num=num, seeds=tuple(range(args.seed, args.seed + 3)),
-                lengths=lengths, steps=args.steps, out=out)
+    if suite == "rollout":
+      from vdm.eval.rollout import run_rollout
+      run_rollout(args.checkpoint, num=num, seeds=tuple(range(args.seed, args.seed + 3)),
+                  lengths=lengths, steps=args.steps, out=out)
+    else:
+      from vdm.eval.coherence import run_coherence
+      run_coherence(args.checkpoint, num=num, seed=args.seed, lengths=lengths,
+                    steps=args.steps, out=out)
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=num, out=out)
@@ -228,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="noise level of finished chunks seen as context (Diffusion Forcing)")
   p.add_argument("--image", default=None, help="PNG pinned as the first frame")
   p.add_argument("--no-kv-cache", action="store_true",
-                 help="autoregressive mode: recompute the past every step (same result, slower)")
+                 help="autoregressive and rolling modes: run the whole noise-level matrix, "
+                      "recomputing the past every step (same result, slower; at most "
+                      "sample.max_frames)")
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
   p.add_argument("--overwrite", action="store_true")
@@ -241,13 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--suite", dest="suite_option", default=None, help="same as the positional")
   p.add_argument("--checkpoint", default=_default_checkpoint())
   p.add_argument("--num", type=int, default=None,
-                 help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
-                      "prediction 100)")
-  p.add_argument("--seed", type=int, default=None, help="adherence, rollout, prediction (0)")
-  p.add_argument("--steps", type=int, default=None, help="adherence, rollout, prediction")
+                 help="prompts / clips (adherence 48, rollout 8, coherence 16, vae 32, "
+                      "upscale 32, prediction 100)")
+  p.add_argument("--seed", type=int, default=None,
+                 help="adherence, rollout, coherence, prediction (0)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="adherence, rollout, coherence, prediction")
   p.add_argument("--guidance", type=float, default=None, help="adherence")
   p.add_argument("--lengths", default=None,
-                 help="rollout: multiples of the training length (1,2,4)")
+                 help="rollout (1,2,4), coherence (1,4,8,16): multiples of the training "
+                      "length")
   p.add_argument("--samples", type=int, default=None,
                  help="prediction: samples per clip, scored per sample and best-of-K (4)")
   p.add_argument("--out", default="", help="default outputs/eval_<suite>.json")

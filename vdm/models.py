@@ -153,7 +153,9 @@ def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalV
 def load_vae(directory: str, config) -> CausalVAE:
   """The VAE of a model directory (`vae.init_from`), built from `config`'s vae fields: its
   weights must fit them (`load_params` names the parameters that do not)."""
-  check_model_dir(directory)
+  if not os.path.isdir(os.path.join(directory, "vae")):
+    raise FileNotFoundError(f"vae.init_from={directory!r}: no vae/ folder there (a model "
+                            "directory written by `vdm train`, e.g. checkpoints/spine)")
   return load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
 
 

@@ -122,6 +122,14 @@ def sample_spec(rng: np.random.Generator, height: int, width: int, frames: int,
                   radius=radius, start=start, speed=speed, phrasing=phrasing, wrap=bool(wrap))
 
 
+def speed_range(height: int, width: int, frames: int, direction: int) -> tuple[float, float]:
+  """(lowest, highest) speed in pixels per frame that `sample_spec` draws for clips of `frames`
+  frames moving along `direction`: what a caption's motion means in this world (its travel
+  over a clip is 35-55 % of the frame along the motion; clamped only at tiny sizes)."""
+  along = width if DIRECTIONS[direction] in ("left", "right") else height
+  return tuple(f * along / (frames - 1) for f in _TRAVEL_FRACTION)
+
+
 def caption(spec: ClipSpec) -> str:
   """Lowercase caption, e.g. 'a red circle moving right on a blue background'."""
   motion = PHRASINGS[spec.phrasing].format(DIRECTIONS[spec.direction])

@@ -22,7 +22,7 @@ from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.generate.modes import MODES, allowed_chunks, generation_mode, pipeline_modes
-from vdm.generate.streaming import generate_autoregressive, prefill
+from vdm.generate.streaming import generate_autoregressive, generate_rolling, prefill, streams
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
 
@@ -154,7 +154,7 @@ class Pipeline:
     if image is not None:
       load_image(image)  # fail now, not after the model has run
     fps = s.fps if fps is None else fps
-    streaming = spec.streams and kv_cache and image is None
+    streaming = streams(mode, sampler=sampler, kv_cache=kv_cache, image=image)
     td = self.vae.temporal_downsample
     frames = clip_frames(s.seconds if seconds is None else seconds, fps, td,
                          s.max_stream_frames if streaming else s.max_frames)
@@ -190,12 +190,14 @@ class Pipeline:
     """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
     return self.generate(self.resolve(prompt, **options))["frames"]
 
-  def generate(self, request: Request, on_frames=None) -> dict:
-    """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
+  def generate(self, request: Request, on_frames=None, keep_frames: bool = True) -> dict:
+    """Runs a resolved request; returns frames uint8 [T, H, W, 3] (None unless keep_frames),
+    their shape and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
-    ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
-    bounded memory), once with the whole clip otherwise.
+    ready: per chunk in the streaming modes (autoregressive and rolling with the KV cache; a long
+    clip streams to a file in bounded memory, with keep_frames=False), once with the whole clip
+    otherwise.
     """
     t0 = time.perf_counter()
     ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
@@ -217,16 +219,19 @@ class Pipeline:
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
-    pieces = []
+    pieces, count = [], [0]
 
     def emit(video):
       frames = np.asarray(jax.device_get(video))[0]
-      pieces.append(frames)
+      count[0] += len(frames)
+      if keep_frames:
+        pieces.append(frames)
       if on_frames is not None:
         on_frames(frames)
 
     spec = MODES[request.mode]
-    if spec.streams and request.image is None and request.kv_cache:
+    if streams(request.mode, sampler=request.sampler, kv_cache=request.kv_cache,
+               image=request.image):
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
@@ -244,12 +249,16 @@ class Pipeline:
       stream = StreamingDecoder(functools.partial(
           _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
           context=context)
-      generate_autoregressive(
-          _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
-          steps=request.steps, context_level=request.context_noise,
-          shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
-          first_frame=0 if context is None else context.shape[1],
-          on_chunk=lambda offset, x: emit(stream.push(x)))
+      options = dict(chunk=request.chunk, steps=request.steps,
+                     context_level=request.context_noise, shift=self.config.sample.shift,
+                     sampler=request.sampler, rng=sampler_key,
+                     first_frame=0 if context is None else context.shape[1],
+                     on_chunk=lambda offset, x: emit(stream.push(x)))
+      if request.mode == "rolling":  # the chunks in flight as one window, row by row
+        generate_rolling(_guided_chunk_velocity, params, x_init, cache, window=request.window,
+                         **options)
+      else:
+        generate_autoregressive(_guided_chunk_velocity, params, x_init, cache, **options)
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
       # one request give the same frames.
@@ -262,7 +271,9 @@ class Pipeline:
                         jnp.asarray(temporal_mask), guidance, sampler_key,
                         sampler_name=request.sampler)
       emit(decode(z))
-    return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
+    shape = (count[0], request.height, request.width, 3)
+    return dict(frames=np.concatenate(pieces) if keep_frames else None, shape=shape,
+                seconds_total=time.perf_counter() - t0)
 
   def _encode_tail(self, request: Request):
     """The video to extend, resized: (all its frames uint8 [T, H, W, 3], normalised latents of its
@@ -327,12 +338,13 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
 
-def _guided_chunk_velocity(params, x, t, cache, frame_offset):
-  """`vdm.generate.streaming` chunk function: guided DiT on one chunk with the KV cache."""
+def _guided_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None):
+  """`vdm.generate.streaming` chunk function: guided DiT on one chunk (or a rolling window,
+  with its frame_mask) with the KV cache."""
   graphdef, state, text, mask, guidance = params
   dit = nnx.merge(graphdef, state).dit
   both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
-                                cache, frame_offset)
+                                cache, frame_offset, frame_mask)
   return guide(both[:1], both[1:], scale=guidance), kv
 
 
