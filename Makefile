@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vdm sample --prompt "$(PROMPT)" --seed 0 --out outputs/demo.mp4 --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q -p no:cacheprovider -n 2
+	$(PY) -m pytest tests -q -p no:cacheprovider -n 2 --durations=25
 
 # Retrains the shipped model from scratch (see README for the time it took) and installs it.
 train-spine: $(STAMP)
