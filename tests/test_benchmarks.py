@@ -97,7 +97,7 @@ def test_train_cost_benchmark_runs(bench_dir, tmp_path):
   save_params(build_vae(load_config("configs/spine.py:tiny")), str(vae_dir / "vae"))
   train_cost.run(["--config", "configs/spine.py:tiny", "--vae", str(vae_dir), "--steps", "3",
                   "--log-every", "1", "--num-train", "8", "--dataset-size", "16",
-                  "--steps-to-target", "10"])
+                  "--steps-to-target", "10", "--repeats", "1"])
   rows = json.load(open(bench_dir / "train_cost.json"))["rows"]
   assert [r["variant"].split(":")[0] for r in rows] == ["before", "bf16 matmuls", "latent cache",
                                                         "after"]
