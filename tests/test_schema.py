@@ -108,15 +108,19 @@ def test_a_workdir_written_before_the_schema_resumes_bit_for_bit(tmp_path):
   from vdm.train.run import run_training
   os.environ["VDM_NO_PROGRESS"] = "1"
   old = str(tmp_path / "old")
-  run_training(load_config("configs/spine.py:tiny", ["train.dit.steps=3",
-                                                     "train.dit.checkpoint_every=3"]),
+  # That config trained in fp32 (dit.matmul_dtype's default then); a run resuming it says so.
+  fp32 = ["dit.matmul_dtype='float32'"]
+  run_training(load_config("configs/spine.py:tiny", fp32 + ["train.dit.steps=3",
+                                                            "train.dit.checkpoint_every=3"]),
                old, until="dit")
   shutil.copy(os.path.join(FIXTURES, "workdir_config_before_schema.json"),
               os.path.join(old, "config.json"))
   assert "prediction" not in json.load(open(os.path.join(old, "config.json")))
-  run_training(load_config("configs/spine.py:tiny"), old, until="dit")
+  with pytest.raises(ValueError, match="dit.matmul_dtype"):  # today's default is another model
+    run_training(load_config("configs/spine.py:tiny"), old, until="dit")
+  run_training(load_config("configs/spine.py:tiny", fp32), old, until="dit")
   fresh = str(tmp_path / "fresh")
-  run_training(load_config("configs/spine.py:tiny"), fresh, until="dit")
+  run_training(load_config("configs/spine.py:tiny", fp32), fresh, until="dit")
 
   def log(workdir):
     lines = [json.loads(l) for l in open(os.path.join(workdir, "dit", "metrics.jsonl"))]

@@ -26,15 +26,7 @@ def run_adherence(checkpoint: str, *, num: int = 48, seed: int = 0, out: str = "
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
   pipe = Pipeline.load(checkpoint)
-  d = pipe.config.data
-  examples = simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames)
-  rows = []
-  for i, (_, example) in enumerate(tqdm(examples, total=num, desc="adherence")):
-    frames = pipe(example["caption"], seed=seed + i, steps=steps, guidance=guidance,
-                  seconds=d.frames / d.fps, fps=d.fps, resolution=min(d.height, d.width))
-    result = score(frames, int(example["color"]), int(example["direction"]))
-    rows.append(dict(caption=example["caption"], **{k: (v.item() if hasattr(v, "item") else v)
-                                                    for k, v in result.items()}))
+  rows = adherence_rows(pipe, num=num, seed=seed, steps=steps, guidance=guidance)
   summary = summarize(rows)
   report = dict(summary=summary, checkpoint=os.path.abspath(checkpoint), seed=seed,
                 steps=steps or pipe.config.sample.steps,
@@ -97,6 +89,25 @@ def run_av_sync(checkpoint: str, *, num: int = 32, seed: int = 0, steps: int | N
                 audio_guidance=pipe.config.sample.audio_guidance, git_commit=git_commit(),
                 rows=rows)
   return write_report(out, report, av_sync.table(summary, fps))
+
+
+def adherence_rows(pipe, *, num: int, seed: int = 0, steps: int | None = None,
+                   guidance: float | None = None, progress: bool = True) -> list[dict]:
+  """`vdm.eval.adherence.score` of the pipeline's clips for the first `num` test prompts of its
+  own data (a training-length clip each, prompt i with seed + i, the model's sampling defaults
+  otherwise); one dict per prompt with its caption."""
+  d = pipe.config.data
+  examples = simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames,
+                                      wrap=d.wrap)
+  rows = []
+  for i, (_, example) in enumerate(tqdm(examples, total=num, desc="adherence",
+                                        disable=not progress)):
+    frames = pipe(example["caption"], seed=seed + i, steps=steps, guidance=guidance,
+                  seconds=d.frames / d.fps, fps=d.fps, resolution=min(d.height, d.width))
+    result = score(frames, int(example["color"]), int(example["direction"]), wrap=d.wrap)
+    rows.append(dict(caption=example["caption"], **{k: (v.item() if hasattr(v, "item") else v)
+                                                    for k, v in result.items()}))
+  return rows
 
 
 def write_report(out: str, report: dict, table: str) -> dict:
