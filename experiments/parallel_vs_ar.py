@@ -89,14 +89,20 @@ def train_variants(size: str, workdir: str, base_workdir: str = "", *, config_pa
       model_dir = os.path.join(vdir, "model")
       if not os.path.exists(os.path.join(model_dir, "config.json")):
         os.makedirs(vdir, exist_ok=True)
-        for item in ("tokenizer.model", "vae", "latent_stats.json"):
+        # The VAE is the base's whatever the seed: the first seed's workdir restores the base's
+        # finished stage (copied); a later seed, whose data order differs, cannot restore that
+        # checkpoint and takes the first seed's exported VAE as is (vae.init_from). The seed
+        # changes the denoiser's init and its batch order.
+        first = models[variant][0] if models[variant] else None
+        items = ("tokenizer.model", "latent_stats.json") + (() if first else ("vae",))
+        for item in items:
           src, dst = os.path.join(base, item), os.path.join(vdir, item)
           if os.path.exists(src) and not os.path.exists(dst):
             (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
-        # The VAE is the base's (copied above, restored as a finished stage) whatever the
-        # seed; the seed changes the denoiser's init and its batch order.
-        config = load_config(f"{config_path}:{variant},{size}",
-                             [f"data.data_dir='{os.path.abspath(data_dir)}'", f"seed={seed}"])
+        overrides = [f"data.data_dir='{os.path.abspath(data_dir)}'", f"seed={seed}"]
+        if first:
+          overrides.append(f"vae.init_from='{os.path.abspath(first)}'")
+        config = load_config(f"{config_path}:{variant},{size}", overrides)
         run_training(config, vdir)
       models[variant].append(model_dir)
   return models
