@@ -454,6 +454,9 @@ def wan_config(size: str = "t2v-1.3b") -> ml_collections.ConfigDict:
   apply_dit_dims(config, dict(SIZES[size], in_channels=16, text_dim=4096, freq_dim=256,
                               patch=[1, 2, 2]))
   config.text.update(UMT5_XXL, max_length=512, freeze=True)
+  # fp32 matmuls: what the parity with the reference is measured in (tests/test_wan.py); set
+  # dit.matmul_dtype=bfloat16 for speed (benchmarks/wan.py does).
+  config.dit.matmul_dtype = "float32"
   config.vae.update(base_channels=96, channel_mult=(1, 2, 4, 4), latent_channels=16,
                     num_res_blocks=2)
   config.data.update(frames=81, fps=16, height=480, width=832)
