@@ -1,4 +1,4 @@
-"""The `vdm` command line: train | sample | eval | data | post | config | tokenizer.
+"""The `vdm` command line: train | sample | eval | data | post | plan | config | tokenizer.
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
@@ -6,6 +6,7 @@
   vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
   vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
+  vdm plan --config configs/scale.py:wan1.3b_480p --devices 8 --device-memory 80GB --grid
   vdm config show --config configs/spine.py   # every field, its value and its doc
   vdm tokenizer --config configs/spine.py --out tokenizer.model
 
@@ -34,11 +35,22 @@ def _load_config(args):
   return load_config(args.config, args.set)
 
 
+def start_processes(args) -> None:
+  """Joins a multi-process run when the flags or the environment say this is one of several
+  processes (vdm.parallel.distributed); before any JAX computation."""
+  from vdm.parallel import distributed
+  if (args.process_id is None) != (args.num_processes is None):
+    raise ValueError("--num-processes and --process-id go together")
+  if distributed.launched_as_several(args.num_processes):
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def cmd_train(args) -> int:
-  from vdm.train.run import run_training
   if args.seed is not None and not 0 <= args.seed < 2**32:
     raise ValueError(f"--seed {args.seed} must be an integer in [0, 2**32)")
-  config = _load_config(args)
+  config = _load_config(args)  # a bad config fails before any process waits for the others
+  start_processes(args)
+  from vdm.train.run import run_training
   check_output_path(args.workdir, "--workdir", folder=True)
   if args.seed is not None:
     config.seed = args.seed
@@ -61,8 +73,14 @@ def cmd_sample(args) -> int:
   if args.post:
     from vdm.post.chain import parse_pipeline
     post_stages = parse_pipeline(args.post)  # a typo fails here, before any sampling
+  parallel = parse_parallel(args.parallel)
+  prompts = read_prompts(args.prompts) if args.prompts else None
+  if prompts is not None:
+    if post_stages:
+      raise ValueError("--post applies to one --prompt at a time, not to --prompts")
+    return sample_prompts(args, prompts, parallel)
   t0 = time.perf_counter()
-  pipe = Pipeline.load(args.checkpoint)
+  pipe = Pipeline.load(args.checkpoint, parallel=parallel)
   request = pipe.resolve(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
                          seconds=args.seconds, fps=args.fps, aspect=args.aspect,
                          resolution=args.resolution, steps=args.steps, guidance=args.guidance,
@@ -97,6 +115,64 @@ def cmd_sample(args) -> int:
   print(f"wrote {args.out} ({result['frames'].shape[0]} frames, "
         f"{result['frames'].shape[2]}x{result['frames'].shape[1]}, {request.fps} fps) "
         f"and {sidecar} in {time.perf_counter() - t0:.1f}s")
+  return 0
+
+
+def parse_parallel(items: list[str]) -> dict | None:
+  """--parallel data=4 --parallel sequence=2 -> {'data': 4, 'sequence': 2} (None: one device)."""
+  from vdm.parallel import MESH_AXES
+  out = {}
+  for item in items or ():
+    key, sep, value = item.partition("=")
+    if not sep or key not in MESH_AXES + ("sequence_attention",):
+      raise ValueError(f"--parallel {item!r}: expected FIELD=VALUE with FIELD one of "
+                       f"{MESH_AXES + ('sequence_attention',)}")
+    try:
+      out[key] = value if key == "sequence_attention" else int(value)
+    except ValueError:
+      raise ValueError(f"--parallel {item!r}: {key} takes an integer (-1: the remaining "
+                       "devices)") from None
+  return out or None
+
+
+def read_prompts(path: str) -> list[str]:
+  """The prompts of a --prompts file: one per line, blank lines and '#' comments skipped."""
+  if not os.path.isfile(path):
+    raise ValueError(f"--prompts {path!r}: no such file")
+  with open(path, encoding="utf-8") as f:
+    prompts = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  if not prompts:
+    raise ValueError(f"--prompts {path!r} holds no prompt (one per line)")
+  return prompts
+
+
+def sample_prompts(args, prompts: list[str], parallel: dict | None) -> int:
+  """`vdm sample --prompts FILE`: every prompt in one batch (split over the mesh's data-parallel
+  devices), prompt i with seed --seed + i, written to OUT_<i>.mp4 with its sidecar."""
+  from vdm.generate.pipeline import Pipeline
+  from vdm.provenance import git_commit, write_sidecar
+  from vdm.video_io import write_video
+  stem, suffix = os.path.splitext(args.out)
+  outs = [f"{stem}_{i}{suffix}" for i in range(len(prompts))]
+  taken = [o for o in outs if os.path.exists(o)]
+  if taken and not args.overwrite:
+    raise FileExistsError(f"--out: {taken[0]!r} exists; pass --overwrite to replace it")
+  t0 = time.perf_counter()
+  pipe = Pipeline.load(args.checkpoint, parallel=parallel)
+  options = dict(negative_prompt=args.negative_prompt, seconds=args.seconds, fps=args.fps,
+                 aspect=args.aspect, resolution=args.resolution, steps=args.steps,
+                 guidance=args.guidance, mode=args.mode, sampler=args.sampler, chunk=args.chunk,
+                 context_noise=args.context_noise, kv_cache=not args.no_kv_cache)
+  requests = [pipe.resolve(p, seed=args.seed + i, **options) for i, p in enumerate(prompts)]
+  result = pipe.generate_batch(requests)
+  for out, request, frames in zip(outs, requests, result["frames"]):
+    write_video(out, frames, request.fps, overwrite=args.overwrite)
+    write_sidecar(out, dict(request=dataclasses.asdict(request),
+                            checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(),
+                            config=pipe.config.to_dict(), parallel=parallel,
+                            timings=dict(batch_seconds=result["seconds_total"]),
+                            frames_shape=list(frames.shape)))
+  print(f"wrote {len(outs)} clips {outs[0]} ... {outs[-1]} in {time.perf_counter() - t0:.1f}s")
   return 0
 
 
@@ -156,6 +232,38 @@ def cmd_eval(args) -> int:
   return 0
 
 
+def cmd_plan(args) -> int:
+  from vdm.config import load_config
+  from vdm.train.plan import format_table, grid_settings, parse_bytes, plan_denoiser
+  memory = parse_bytes(args.device_memory) if args.device_memory else None
+  config = _load_config(args)
+  if args.out:
+    check_output_path(args.out, "--out")
+  if args.devices is not None:
+    from vdm.parallel.mesh import use_cpu_devices
+    use_cpu_devices(args.devices, "--devices")
+  import jax
+  settings = [("as configured", [])]
+  if args.grid:
+    settings += grid_settings(config, jax.device_count())
+  plans = []
+  for label, overrides in settings:
+    variant = load_config(args.config, list(args.set) + overrides)
+    plans.append(plan_denoiser(variant, label))
+    print(f"[plan] {label}: peak {plans[-1].peak / 2**30:.2f} GiB per device", flush=True)
+  print(f"# denoiser stage of {args.config}" + "".join(f" --set {s}" for s in args.set)
+        + f", {plans[0].devices} devices ({jax.devices()[0].platform}), bytes per device in GiB")
+  print(format_table(plans, memory))
+  if args.out:
+    from vdm.provenance import write_json
+    write_json(args.out, dict(config=args.config, sets=list(args.set), device_memory=memory,
+                              platform=jax.devices()[0].platform,
+                              plans=[dict(dataclasses.asdict(p), peak=p.peak,
+                                          fits=None if memory is None else p.fits(memory))
+                                     for p in plans]))
+  return 0
+
+
 def cmd_config(args) -> int:
   from vdm.config import describe, load_config
   config = load_config(args.config, args.set)
@@ -182,6 +290,15 @@ def cmd_tokenizer(args) -> int:
   return 0
 
 
+def add_processes(p) -> None:
+  """Flags of a multi-process run (one process per host; docs/scaling.md)."""
+  p.add_argument("--num-processes", type=int, default=None,
+                 help="processes in the run (TPU pods and SLURM need none of these flags)")
+  p.add_argument("--process-id", type=int, default=None, help="this process, in [0, N)")
+  p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="vdm", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,10 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--until", default="export", choices=("tokenizer", "text", "vae", "dit", "export"),
                  help="last stage to run (text: span-corruption pretraining of the text encoder, "
                       "when train.text.steps > 0)")
+  add_processes(p)
   p.set_defaults(func=cmd_train)
 
   p = sub.add_parser("sample", help="generate a video from a prompt")
-  p.add_argument("--prompt", required=True)
+  prompt = p.add_mutually_exclusive_group(required=True)
+  prompt.add_argument("--prompt")
+  prompt.add_argument("--prompts", metavar="FILE",
+                      help="one prompt per line, sampled as one batch: prompt i with seed "
+                           "--seed + i, written to OUT_<i>.mp4")
   p.add_argument("--negative-prompt", default="")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--seconds", type=float, default=None)
@@ -234,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--overwrite", action="store_true")
   p.add_argument("--post", default="", metavar="PIPELINE",
                  help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
+  p.add_argument("--parallel", action="append", default=[], metavar="FIELD=N",
+                 help="sample on a mesh, as the config's parallel section: data=4 splits "
+                      "--prompts, sequence=2 a clip's frames (or tokens); default one device")
   p.set_defaults(func=cmd_sample)
 
   p = sub.add_parser("eval", help="evaluate a model; writes JSON and a markdown table")
@@ -259,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
   from vdm.post.cli import add_post_arguments, run_post_command
   p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))
   p.set_defaults(func=run_post_command)
+
+  p = sub.add_parser("plan", help="memory per device of the denoiser stage (params, optimizer, "
+                                  "activations) without allocating; which settings fit")
+  add_config(p)
+  p.add_argument("--device-memory", default=None, metavar="SIZE",
+                 help="e.g. 80GB (binary units): say which settings fit")
+  p.add_argument("--devices", type=int, default=None, metavar="N",
+                 help="plan on N simulated CPU devices (the mesh of a machine you do not have)")
+  p.add_argument("--grid", action="store_true",
+                 help="also every dit.remat, and FSDP over 2, 4, ... devices with full remat")
+  p.add_argument("--out", default=None, help="also write the plans as JSON")
+  p.set_defaults(func=cmd_plan)
 
   p = sub.add_parser("config", help="print a config field by field, with each field's doc")
   p.add_argument("action", choices=("show",))

@@ -141,11 +141,15 @@ def read_latent_stats(path: str) -> dict:
 
 def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
                    denoiser: Denoiser, latent_stats: dict) -> None:
+  """Writes a model directory (see the module docstring). The models may be sharded over a
+  mesh of several processes: every process calls this; process 0 writes the single files and
+  orbax writes the parameters from all of them."""
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
-  tokenizer.save(os.path.join(directory, "tokenizer.model"))
-  write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
+  if jax.process_index() == 0:
+    with open(os.path.join(directory, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+    tokenizer.save(os.path.join(directory, "tokenizer.model"))
+    write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
   save_params(vae, os.path.join(directory, "vae"))
   save_params(denoiser, os.path.join(directory, "denoiser"))
 

@@ -9,6 +9,7 @@ import numpy as np
 from flax import nnx
 
 from vdm.nn import RMSNorm
+from vdm.parallel.attention import dot_product_attention as sequence_parallel_attention
 from vdm.parallel.sharding import logical_axes
 
 
@@ -151,11 +152,16 @@ class Attention(nnx.Module):
 
   qk_norm: RMS-normalise queries and keys per head (learned scale) before the dot product, which
   bounds the attention logits and keeps large models' training stable.
+  sequence_parallel: a self-attention over the tokens `parallel.sequence` splits (full 3D
+  attention): it runs as `vdm.parallel.attention.dot_product_attention`, which picks the
+  sequence-parallel algorithm of the run (the same values as plain attention).
   """
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
-               qk_norm: bool = False, rngs: nnx.Rngs, **dense_kwargs):
+               qk_norm: bool = False, sequence_parallel: bool = False, rngs: nnx.Rngs,
+               **dense_kwargs):
     self.heads = heads
+    self.sequence_parallel = sequence_parallel
     self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
     self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
                     **dense_kwargs)
@@ -173,10 +179,11 @@ class Attention(nnx.Module):
     return x if rope is None else apply_rope(x, rope)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
-               mask: jax.Array | None = None, rope=None) -> jax.Array:
+               mask: jax.Array | None = None, rope=None, frames: int = 1) -> jax.Array:
     """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S];
     rope: (cos, sin) broadcastable to [B, L, D/H/2] rotating queries and keys (self-attention
-    only: queries and keys then share positions)."""
+    only: queries and keys then share positions); frames: L = frames x tokens per frame (what a
+    sequence-parallel attention splits)."""
     b, length, d = x.shape
     if rope is not None and context is not None:
       raise ValueError("rotary positions apply to self-attention only")
@@ -184,7 +191,10 @@ class Attention(nnx.Module):
     q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
     k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    if self.sequence_parallel:
+      y = sequence_parallel_attention(q, k, v, mask=mask, frames=frames)
+    else:
+      y = jax.nn.dot_product_attention(q, k, v, mask=mask)
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,

@@ -94,8 +94,9 @@ class DiTBlock(nnx.Module):
     attn = lambda: Attention(width, heads, qk_norm=qk_norm, rngs=rngs, **kw)  # noqa: E731
     if attention == "factorized":
       self.spatial, self.temporal = attn(), attn()
-    else:
-      self.joint = attn()
+    else:  # its tokens are what parallel.sequence splits (vdm/parallel/attention.py)
+      self.joint = Attention(width, heads, qk_norm=qk_norm, sequence_parallel=True, rngs=rngs,
+                             **kw)
     self.cross = attn()
     self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs, **kw)
     # (shift, scale, gate) per self-attention and for the MLP. Zero-initialised modulation makes
@@ -135,7 +136,7 @@ class DiTBlock(nnx.Module):
         mask = None
         if temporal_mask is not None:  # frame i may attend frame j -> all their tokens
           mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
-        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b))
+        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b), frames=t)
       else:
         h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n),
                                               rope=_rope_layout(rope, "joint", b))
@@ -306,6 +307,9 @@ class DiT(nnx.Module):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    # The model computes in its parameters' dtype: bf16 parameters (a stage's precision =
+    # bfloat16) make bf16 activations; float32 ones leave everything as it was.
+    z, text = z.astype(self.embed.kernel.dtype), text.astype(self.embed.kernel.dtype)
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
     if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's

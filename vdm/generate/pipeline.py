@@ -2,9 +2,15 @@
 
     pipe = vdm.Pipeline.load("checkpoints/spine")
     frames = pipe("a red circle moving right on a blue background", seed=0)  # uint8 [T, H, W, 3]
+
+On a mesh (`Pipeline.load(DIR, parallel=dict(data=4, sequence=2))`) the denoiser's weights are
+laid out by the same rules as in training and sampling runs with the activation constraints on:
+`generate_batch` splits its prompts over data (and fsdp), a long clip's frames (factorized
+attention) or tokens (full) are split over `sequence`; the frames equal one device's.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -83,18 +89,37 @@ def clip_frames(seconds: float, fps: int, temporal_downsample: int, max_frames: 
 class Pipeline:
   """The text-to-video model with its sampling defaults; call it with a prompt to get frames."""
 
-  def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = ""):
+  def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = "",
+               placement=None):
     self.config, self.tokenizer, self.vae, self.denoiser = config, tokenizer, vae, denoiser
     self.latent_mean = latent_stats["mean"]
     self.latent_std = latent_stats["std"]
     self.directory = directory
+    self.placement = placement  # vdm.parallel.placement.Placement, or None: one device
 
   @classmethod
-  def load(cls, directory: str, *, scan_layers: bool | None = None) -> "Pipeline":
+  def load(cls, directory: str, *, scan_layers: bool | None = None,
+           parallel: dict | None = None) -> "Pipeline":
     """Loads a model directory written by `vdm train` (see vdm.models); scan_layers=True/False
-    runs its DiT in the other layer layout than it was trained with (same weights)."""
+    runs its DiT in the other layer layout than it was trained with (same weights). parallel:
+    a mesh as in the config's `parallel` section (e.g. dict(data=4, sequence=2)) to sample on;
+    None: one device."""
     from vdm.models import load_model_dir
-    return cls(*load_model_dir(directory, scan_layers=scan_layers), directory=directory)
+    config, tokenizer, vae, denoiser, stats = load_model_dir(directory, scan_layers=scan_layers)
+    placement = None
+    if parallel:
+      from vdm.parallel.placement import Placement
+      from vdm.parallel.sharding import shard_model
+      fields = dict(config.parallel.to_dict(), **parallel)
+      placement = Placement.from_config(fields, config.dit.attention)
+      denoiser = shard_model(denoiser, placement.mesh, placement.rules)
+      vae = nnx.merge(*_replicated(nnx.split(vae), placement))
+    return cls(config, tokenizer, vae, denoiser, stats, directory=directory,
+               placement=placement)
+
+  def _activate(self):
+    """The mesh context sampling runs in (nothing on one device)."""
+    return contextlib.nullcontext() if self.placement is None else self.placement.activate()
 
   def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
@@ -190,6 +215,59 @@ class Pipeline:
     """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
     return self.generate(self.resolve(prompt, **options))["frames"]
 
+  def generate_batch(self, requests: list[Request]) -> dict:
+    """Several prompts at once, one row each, split over the mesh's data-parallel devices:
+    frames uint8 [N, T, H, W, 3] (row i equals `generate(requests[i])` with a deterministic
+    sampler; a stochastic one draws its step noise for all rows together) and seconds.
+
+    The requests must differ only in prompt, negative prompt and seed, and use a mode sampled
+    as one noise-level matrix (not the KV-cached streaming path, an image or an extension).
+    """
+    t0 = time.perf_counter()
+    first = requests[0]
+    shared = dataclasses.replace(first, prompt="", negative_prompt="", seed=0)
+    for r in requests:
+      if dataclasses.replace(r, prompt="", negative_prompt="", seed=0) != shared:
+        raise ValueError("a batch of prompts shares every option but the prompt, negative "
+                         "prompt and seed")
+    spec = MODES[first.mode]
+    if (spec.streams and first.kv_cache) or first.image or first.extend:
+      raise ValueError(f"--prompts: mode {first.mode} with the KV cache, --image and --extend "
+                       "sample one prompt at a time")
+    n = len(requests)
+    ids, mask = self.tokenizer.encode([r.prompt for r in requests]
+                                      + [r.negative_prompt for r in requests],
+                                      self.config.text.max_length)
+    latent_shape = self._latent_shape(first)
+    x_init = jnp.concatenate([jax.random.normal(jax.random.split(jax.random.key(r.seed))[0],
+                                                latent_shape) for r in requests])
+    levels, temporal_mask = generation_mode(
+        first.mode, steps=first.steps, frames=latent_shape[1], chunk=first.chunk,
+        context_level=first.context_noise, shift=self.config.sample.shift,
+        window=first.window if spec.causal else None)
+    with self._activate():
+      denoiser_def, denoiser_state = nnx.split(self.denoiser)
+      text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), jnp.asarray(mask))
+      if self.placement is not None:  # prompts split over the data-parallel devices
+        x_init = self.placement.place_batch(np.asarray(x_init), n)
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, jnp.asarray(mask),
+                        jnp.asarray(levels), jnp.asarray(temporal_mask),
+                        jnp.float32(first.guidance),
+                        jax.random.split(jax.random.key(first.seed))[1],
+                        sampler_name=first.sampler)
+      vae_def, vae_state = nnx.split(self.vae)
+      frames = decode_latents(vae_def, vae_state, z, self.latent_mean, self.latent_std)
+      frames = np.asarray(jax.device_get(frames))
+    return dict(frames=frames, seconds_total=time.perf_counter() - t0)
+
+  def _latent_shape(self, request: Request) -> tuple[int, ...]:
+    """[1, T', h, w, C] of one request's latents."""
+    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
+    latent_frames = (request.frames // td if request.extend is not None
+                     else self.vae.latent_frames(request.frames))
+    return (1, latent_frames, request.height // sd, request.width // sd,
+            self.config.vae.latent_channels)
+
   def generate(self, request: Request, on_frames=None) -> dict:
     """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
 
@@ -197,14 +275,14 @@ class Pipeline:
     ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
     bounded memory), once with the whole clip otherwise.
     """
+    with self._activate():
+      return self._generate(request, on_frames)
+
+  def _generate(self, request: Request, on_frames=None) -> dict:
     t0 = time.perf_counter()
     ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
                                       self.config.text.max_length)
-    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
-    latent_frames = (request.frames // td if request.extend is not None
-                     else self.vae.latent_frames(request.frames))
-    latent_shape = (1, latent_frames, request.height // sd, request.width // sd,
-                    self.config.vae.latent_channels)
+    latent_shape = self._latent_shape(request)
     noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
     x_init = jax.random.normal(noise_key, latent_shape)
     if request.image is not None:
@@ -312,11 +390,13 @@ def encode_text(graphdef, state, ids, mask):
 def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
                   sampler_name, guided=True):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
-  [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
-  (guidance 1): the prompt's velocity alone, one DiT call a step."""
+  [2, L] are the prompt's and the negative prompt's rows, shared by the batch, or [2B, ...]: B
+  prompts, then their B negative prompts. guided=False (guidance 1): the prompt's velocity alone,
+  one DiT call a step."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
-  text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
+  if text.shape[0] != 2 * b:  # [2B]: prompt rows, then negative
+    text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
 
   def velocity(x, t):
     if not guided:
@@ -356,6 +436,12 @@ def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
   return denormalize_pixels(video), cache
+
+
+def _replicated(split, placement):
+  """(graphdef, state) with the state's arrays on every device of the placement's mesh."""
+  graphdef, state = split
+  return graphdef, jax.device_put(state, placement.replicated)
 
 
 def load_image(path: str) -> np.ndarray:
