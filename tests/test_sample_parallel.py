@@ -51,7 +51,7 @@ def test_cli_samples_a_prompt_file_on_a_mesh(tmp_path, capsys):
   prompts = tmp_path / "prompts.txt"
   prompts.write_text("# two prompts\n" + "\n".join(PROMPTS[:2]) + "\n")
   out = tmp_path / "clip.mp4"
-  assert cli.main(["sample", "--prompts", str(prompts), "--parallel", "data=2", "--steps", "2",
+  assert cli.main(["sample", "--prompt-file", str(prompts), "--parallel", "data=2", "--steps", "2",
                    "--seed", "5", "--out", str(out)]) == 0
   for i, prompt in enumerate(PROMPTS[:2]):
     sidecar = json.load(open(tmp_path / f"clip_{i}.json"))

@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from vdm.config import ConfigError, upgrade, validate
+from vdm.control.features import dit_inputs
 from vdm.pytree import leaf_names
 from vdm.dit.model import DiT
 from vdm.text.encoder import T5Encoder
@@ -37,10 +38,12 @@ class Denoiser(nnx.Module):
   def __init__(self, config: ml_collections.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs):
     self.text = T5Encoder.from_config(config.text, vocab_size=vocab_size, rngs=rngs)
     self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
-                               text_width=config.text.width, rngs=rngs)
+                               text_width=config.text.width, rngs=rngs, **dit_inputs(config))
 
-  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0):
-    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset)
+  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, control=None):
+    """control: a `vdm.dit.model.Control` for a model with control inputs (None: not given)."""
+    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset,
+                    control)
 
 
 def count_params(module: nnx.Module) -> int:
@@ -70,6 +73,11 @@ def denoiser_param_count(config, vocab_size: int) -> int:
            + dense(w, 3 * attentions * w))
   dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
          + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim))
+  control = dit_inputs(config)  # a linear map of the token features, an MLP of the frame's
+  if control["control_token_features"]:
+    dit += dense(control["control_token_features"], w)
+  if control["control_frame_features"]:
+    dit += dense(control["control_frame_features"], w) + dense(w, w)
   return text + dit
 
 
@@ -115,6 +123,26 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
     restored = _read_checkpoint(path, lambda: checkpointer.restore(os.path.abspath(path),
                                                                    abstract))
   return nnx.merge(graphdef, restored, rest)
+
+
+def copy_params(source: nnx.Module, target: nnx.Module) -> list[str]:
+  """Copies every parameter of `source` into the same-named parameter of `target`, in place
+  (fine-tuning a trained model whose config adds inputs). Raises ValueError naming the
+  parameters of source that target lacks or holds in another shape; returns the names of the
+  parameters of target that source lacks (they keep their initial values)."""
+  src = {".".join(map(str, k)): v for k, v in nnx.to_flat_state(nnx.state(source, nnx.Param))}
+  flat = list(nnx.to_flat_state(nnx.state(target, nnx.Param)))
+  dst = {".".join(map(str, k)): v for k, v in flat}
+  shape = lambda k, d: tuple(d[k].get_value().shape) if k in d else "absent"  # noqa: E731
+  differ = [f"{k}: {shape(k, src)} vs {shape(k, dst)}" for k in src
+            if shape(k, src) != shape(k, dst)]
+  if differ:
+    raise ValueError(f"{len(differ)} parameters do not fit the model being trained "
+                     f"(source vs target): {differ[:8]}")
+  merged = [(k, src[".".join(map(str, k))] if ".".join(map(str, k)) in src else v)
+            for k, v in flat]
+  nnx.update(target, nnx.from_flat_state(merged))
+  return sorted(set(dst) - set(src))
 
 
 def _read_checkpoint(path: str, read):

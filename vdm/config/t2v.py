@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, integer_or,
                                number, one_of, require, text)
+from vdm.control.timeline import SWITCHES
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
@@ -106,6 +107,10 @@ SCHEMA = dict(
     task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
                one_of(("t2v", "sr"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
+    init_from=Field("", "a model directory (`vdm train`'s export) to fine-tune: its tokenizer, "
+                    "VAE, latent statistics and denoiser weights start this run (parameters it "
+                    "lacks, e.g. new control inputs, keep their fresh init); '' trains from "
+                    "scratch", text("a model directory path string ('' for none)")),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
         height=Field(32, "frame height in pixels", POSITIVE),
@@ -188,6 +193,21 @@ SCHEMA = dict(
         fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
                          "on CPU; vdm/dit/fast_ops.py)", BOOL),
     ),
+    # Conditioning beyond the text (vdm/control, docs/control.md): the DiT's control inputs,
+    # trained on the data's recorded object paths and camera path.
+    control=dict(
+        trajectory=Field(False, "condition the DiT on object paths: a blob per object at its "
+                         "centre, per token (vdm/control/features.py)", BOOL),
+        camera=Field(False, "condition the DiT on the camera path: scale and offset per frame",
+                     BOOL),
+        objects=Field(3, "object slots of a trajectory (slot k: the k-th object the prompt "
+                      "names)", integer(1, 3)),
+        sigma=Field(1.5, "std in pixels of an object's blob in the trajectory maps",
+                    number(0.25, 64.0)),
+        dropout=Field(0.3, "training: probability that each object's path, and the camera path, "
+                      "of a clip is dropped (so the model also runs without them)",
+                      number(0.0, 1.0)),
+    ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
         # very high noise, which logit-normal(0, 1) rarely trains on; with it the model learned
@@ -238,6 +258,10 @@ SCHEMA = dict(
                          "minus 3)", POSITIVE),
         max_stream_frames=Field(1025, "the longest clip of a streaming mode with the KV cache "
                                 "(bounded memory)", POSITIVE),
+        switch=Field("keep", "prompt timelines: what a switch does to the earlier frames: keep "
+                     "(as computed under their prompt) | recache (re-encode the KV cache under "
+                     "the new prompt) | cut (a new shot that sees nothing before)",
+                     one_of(SWITCHES)),
         window=Field(0, "earlier latent frames each autoregressive chunk attends (0: a training "
                      "clip's latents minus the chunk)", integer(0, what="0: a training clip's "
                                                             "latent frames minus the chunk")),
@@ -297,6 +321,25 @@ def validate(config) -> None:
   _check_prediction(config)
   _check_text_pretrain(config)
   _check_sampling_defaults(config)
+  _check_control(config)
+
+
+def _check_control(config) -> None:
+  """Control inputs are trained on a data kind that records paths, one frame per token frame."""
+  c = config.control
+  if not (c.trajectory or c.camera):
+    return
+  kind = config.data.kind
+  field = "control.trajectory" if c.trajectory else "control.camera"
+  with_paths = tuple(k for k, v in DATA_KINDS.items() if v.paths)
+  require(DATA_KINDS[kind].paths, field, True,
+          f"False with data.kind={kind!r} (object and camera paths are recorded by "
+          f"{with_paths})")
+  require(config.dit.temporal_patch == 1, field, True,
+          f"False with dit.temporal_patch={config.dit.temporal_patch} (control inputs are per "
+          "latent frame)")
+  require(not c.trajectory or config.data.max_objects <= c.objects, "control.objects",
+          c.objects, f"at least data.max_objects={config.data.max_objects} (a slot per object)")
 
 
 def _check_model(config) -> None:
@@ -389,8 +432,14 @@ def _check_prediction(config) -> None:
 
 
 def _check_text_pretrain(config) -> None:
-  """text.init_from and the text stage."""
+  """init_from, text.init_from and the text stage."""
   import os
+  model_dir = config.init_from
+  require(model_dir == "" or os.path.isfile(os.path.join(model_dir, "config.json")), "init_from",
+          model_dir, "'' or a model directory written by `vdm train` (with config.json)")
+  require(model_dir == "" or (config.text.init_from == "" and config.train.text.steps == 0),
+          "init_from", model_dir, "'' while text.init_from or train.text.steps is set (the "
+          "model directory provides the text encoder)")
   init_from = config.text.init_from
   require(init_from == "" or os.path.exists(init_from), "text.init_from", init_from,
           "'' or an existing encoder directory (from `vdm train --until text`) or T5 .npz")

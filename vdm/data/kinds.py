@@ -27,6 +27,8 @@ class DataKind:
     captions are read from the built dataset (`vdm.data.dataset_tokenizer.train_captions`).
   exact_flow: its clips carry what `vdm.data.simple.latent_motion` needs (shape, center,
     radius), so motion supervision can use the exact ground-truth flow.
+  paths: its clips record every object's centre per frame ('center' [T, K, 2], 'present' [K])
+    and the camera path ('camera' [T, 3]): what trajectory and camera control train on.
   """
   name: str
   doc: str
@@ -34,6 +36,7 @@ class DataKind:
   build: Callable[[dict, str], Any]
   caption_corpus: Callable[[int, int, str], list[str]] | None = None
   exact_flow: bool = False
+  paths: bool = False
 
 
 DATA_KINDS: dict[str, DataKind] = {}
@@ -118,7 +121,8 @@ register_data_kind(DataKind(
     ("height", "width") + _COMMON, _simple, caption_corpus=_simple_corpus, exact_flow=True))
 register_data_kind(DataKind(
     "scenes", "1-3 objects, textured backgrounds, camera motion, layered captions",
-    ("height", "width", "long_factor", "max_objects", "num_long") + _COMMON, _scenes))
+    ("height", "width", "long_factor", "max_objects", "num_long") + _COMMON, _scenes,
+    paths=True))
 register_data_kind(DataKind(
     "moving_mnist", "bouncing MNIST digits (the classic 64x64, 2 digits, 20 frames)",
     ("height", "width", "size", "num_digits") + _COMMON, _moving_mnist))

@@ -8,6 +8,8 @@ frame at level 0 (clean context) and a frame at level 1 can share one forward pa
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -22,6 +24,18 @@ from vdm.parallel.sharding import constrain
 _TOKENS = ("batch", "frames", "tokens", "act_embed")  # x [B, T, N, D]
 
 _zeros = nnx.initializers.zeros
+
+
+class Control(NamedTuple):
+  """Conditioning beyond the text (vdm.control.features builds it; either part may be None).
+
+  tokens: [B, T, N, F] added to the tokens through a linear map (per-token maps, e.g. where
+    each object is); frames: [B, T, G] added to the per-frame adaLN condition through an MLP
+    (per-frame parameters, e.g. the camera). A model built with F or G > 0 reads zeros for a
+    part that is None: the input of "not given".
+  """
+  tokens: jax.Array | None = None
+  frames: jax.Array | None = None
 
 
 def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
@@ -106,7 +120,8 @@ class DiTBlock(nnx.Module):
                             kernel_init=_zeros, rngs=rngs, **kw)
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
+    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D] and text_mask [B, L], or a prompt per
+    frame [B, T, L, D] and [B, T, L]; temporal_mask [T, T];
     rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
     With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
@@ -143,7 +158,11 @@ class DiTBlock(nnx.Module):
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
-    h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+    if text.ndim == 4:  # a prompt per frame: each frame's tokens attend to their own text
+      h = self.cross(self.norm(x).reshape(b * t, n, d), text.reshape(b * t, *text.shape[2:]),
+                     mask=text_mask.reshape(b * t, -1)[:, None, None, :])
+    else:
+      h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
     shift_m, scale_m, gate_m = mlp_mods
@@ -225,6 +244,12 @@ class DiT(nnx.Module):
 
   Call with z [B, T, h, w, C] latents, levels [B, T] in [0, 1], text [B, L, Dt], text_mask [B, L];
   returns the predicted velocity [B, T, h, w, C].
+
+  control_token_features F / control_frame_features G > 0 add the inputs of a `Control` (object
+  paths as per-token maps, the camera per frame; vdm.control.features): a zero-initialised
+  linear map of the tokens' F features is added to the patch embeddings, an MLP of the frame's G
+  features (last layer zero-initialised) to the per-frame adaLN condition. 0: no such input and
+  no parameters (every model trained before they existed).
   """
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
@@ -232,6 +257,7 @@ class DiT(nnx.Module):
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True,
                position: str = "sincos", scan_layers: bool = False, temporal_patch: int = 1,
+               control_token_features: int = 0, control_frame_features: int = 0,
                rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
@@ -247,6 +273,18 @@ class DiT(nnx.Module):
     patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
+    if (control_token_features or control_frame_features) and temporal_patch > 1:
+      raise ValueError(f"control inputs need dit.temporal_patch=1, got {temporal_patch}")
+    self.control_token_features = int(control_token_features)
+    self.control_frame_features = int(control_frame_features)
+    if control_token_features:  # zero-initialised: a new input starts as no change
+      self.control_tokens = dense(control_token_features, width, ("patch", "embed"),
+                                  kernel_init=_zeros, rngs=rngs)
+    if control_frame_features:
+      self.control_frames_in = dense(control_frame_features, width, ("patch", "embed"),
+                                     rngs=rngs)
+      self.control_frames_out = dense(width, width, ("mlp", "embed"), kernel_init=_zeros,
+                                      rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
@@ -265,17 +303,21 @@ class DiT(nnx.Module):
     self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
 
   @classmethod
-  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
-    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field)."""
+  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs,
+                  **control) -> "DiT":
+    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field);
+    `control`: control_token_features / control_frame_features (vdm.control.features)."""
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
                qk_norm=cfg.qk_norm, matmul_dtype=cfg.matmul_dtype, fast_grads=cfg.fast_grads,
                position=cfg.position, scan_layers=cfg.scan_layers,
-               temporal_patch=cfg.temporal_patch, rngs=rngs)
+               temporal_patch=cfg.temporal_patch, rngs=rngs, **control)
 
-  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0):
-    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
+  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0,
+               control: Control | None = None):
+    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width] and text_mask [B, L], or a
+    prompt per frame [B, T, L, text_width] and [B, T, L] (each frame attends to its own);
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
     frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
     matter, so it changes nothing). Returns the velocity [B, T, h, w, C].
@@ -283,16 +325,20 @@ class DiT(nnx.Module):
     With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
     then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
     level and one row and column of temporal_mask (each group is read at its first frame),
-    frame_offset and dit.temporal_window count token frames."""
-    return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset)[0]
+    frame_offset and dit.temporal_window count token frames. control: the `Control` inputs of
+    a model built with them (None: none given)."""
+    return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
+                         control=control)[0]
 
-  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset):
+  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset,
+                     control: Control | None = None):
     """One chunk of frames after cached earlier ones (autoregressive generation).
 
     Args:
       z: [B, k, h, w, C] the chunk's latents; levels [B, k].
       cache: `vdm.generate.kv_cache.KVCache` with k, v [depth, B*N, S, H, D/H], valid [S].
       frame_offset: index of the chunk's first frame in the whole clip (for positions).
+      control: the chunk's `Control` inputs ([B, k, ...]) or None.
     Returns:
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
     Equals the full forward under a block-causal temporal mask whose last block is this chunk.
@@ -301,9 +347,27 @@ class DiT(nnx.Module):
       raise ValueError(f"the KV-cached forward needs dit.temporal_patch=1 (this model has "
                        f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
                        "not supported")
-    return self._forward(z, levels, text, text_mask, None, cache, frame_offset)
+    return self._forward(z, levels, text, text_mask, None, cache, frame_offset, control)
 
-  def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0):
+  def _control_inputs(self, control: Control | None, b: int, t: int, n: int):
+    """(tokens [B, T, N, F], frames [B, T, G]) of `control`, zeros for a part not given; None
+    for a part the model has no input for (given anyway: an error)."""
+    control = Control() if control is None else control
+    out = []
+    for name, size, shape in (("tokens", self.control_token_features, (b, t, n)),
+                              ("frames", self.control_frame_features, (b, t))):
+      value = getattr(control, name)
+      if not size:
+        if value is not None:
+          raise ValueError(f"control {name} given to a DiT built without them "
+                           "(control.trajectory / control.camera off)")
+        out.append(None)
+      else:
+        out.append(jnp.zeros(shape + (size,)) if value is None else value)
+    return out
+
+  def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0,
+               control=None):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
@@ -312,9 +376,14 @@ class DiT(nnx.Module):
     z, text = z.astype(self.embed.kernel.dtype), text.astype(self.embed.kernel.dtype)
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
+    control_tokens, control_frames = self._control_inputs(control, b, t, x.shape[2])
+    if control_tokens is not None:
+      x = x + self.control_tokens(control_tokens.astype(x.dtype))
     if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's
       first = temporal_groups(frames, self.temporal_patch)[:, 0]
       levels = levels[:, first]
+      if text.ndim == 4:
+        text, text_mask = text[:, first], text_mask[:, first]
       if temporal_mask is not None:
         temporal_mask = temporal_mask[first][:, first]
     if self.temporal_window and cache is None:
@@ -334,12 +403,18 @@ class DiT(nnx.Module):
       rope = (jnp.cos(angles), jnp.sin(angles))
     x = constrain(x, _TOKENS)
 
-    text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
+    per_frame_text = text.ndim == 4
+    text = constrain(self.text_proj(text), ("batch",) + ("frames",) * per_frame_text
+                     + ("text_tokens", "act_embed"))
     weights = text_mask[..., None].astype(text.dtype)
-    pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    pooled = (text * weights).sum(-2) / jnp.maximum(weights.sum(-2), 1.0)  # [B, (T,) D]
     # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
     cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width).astype(x.dtype))
-    cond = cond + self.pooled_text(pooled)[:, None, :]
+    pooled = self.pooled_text(pooled)
+    cond = cond + (pooled if per_frame_text else pooled[:, None, :])
+    if control_frames is not None:
+      cond = cond + self.control_frames_out(jax.nn.gelu(self.control_frames_in(
+          control_frames.astype(x.dtype))))
     cond = constrain(cond, ("batch", "frames", "act_embed"))
 
     if self.scan_layers:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import math
 import os
+import threading
 import time
 import warnings
 
@@ -27,7 +29,9 @@ from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import MODES, allowed_chunks, generation_mode, pipeline_modes
+from vdm.control.timeline import load_timeline, schedule
+from vdm.generate.modes import (MODES, allowed_chunks, chunk_bounds, generation_mode,
+                                pipeline_modes, shot_mask)
 from vdm.generate.streaming import generate_autoregressive, prefill
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
@@ -53,10 +57,74 @@ class Request:
   kv_cache: bool = True
   window: int = 0         # latent frames of context per autoregressive chunk (resolved, >= 1)
   extend: str | None = None  # a video to continue; `frames` then counts the new frames only
+  # Control (vdm.control; docs/control.md), validated against the clip: object paths [K][T][2]
+  # (pixels), the camera path [T][3] (s, tx, ty), a prompt timeline (Timeline.to_json(): the
+  # prompt is then its first segment's) and the default switch policy.
+  trajectory: tuple | None = None
+  camera: tuple | None = None
+  timeline: dict | None = None
+  switch: str = "keep"
 
   @property
   def seconds(self) -> float:
     return self.frames / self.fps
+
+
+class Cancelled(Exception):
+  """Raised by an `on_step` or `on_frames` callback of `Pipeline.generate` to stop a generation
+  (`vdm ui`'s cancel); generate re-raises it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where a generation is, given to `on_step`: sampler step `step` of `steps` (1-based) of chunk
+  `chunk` of `chunks`. The chunked streaming path runs `steps` per chunk; every other path runs
+  the whole noise-level matrix (one row a step) as chunk 1 of 1."""
+  step: int
+  steps: int
+  chunk: int
+  chunks: int
+
+
+class _StepListener:
+  """The on_step of the generate call in progress, fed by `_report_step` from inside the jitted
+  sampler; keeps what it raised so generate can re-raise it in place of XLA's wrapper."""
+
+  def __init__(self, on_step):
+    self.on_step, self.error = on_step, None
+    self.step_count, self.chunk, self.chunks = 0, 1, 1  # sized by the path generate takes
+
+  def size(self, steps: int, chunks: int) -> None:
+    self.step_count, self.chunk, self.chunks = steps, 1, chunks
+
+  def __call__(self, step) -> None:
+    try:
+      self.on_step(Progress(int(step) + 1, self.step_count, self.chunk, self.chunks))
+    except BaseException as e:  # noqa: BLE001 - whatever it is, generate raises it again
+      self.error = e
+      raise
+
+
+# One module-level function is what the jitted samplers call, so that a new on_step per request
+# neither recompiles nor enters a cache key; it forwards to the listener of the call in progress.
+# The lock makes generate calls that report steps take turns (one device runs them anyway).
+_listener: _StepListener | None = None
+_listener_lock = threading.Lock()
+
+
+def _report_step(step) -> None:
+  if _listener is not None:
+    _listener(step)
+
+
+class _QuietCancel(logging.Filter):
+  """jax logs every exception a callback raises with its traceback; a cancel is no failure."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], Cancelled))
+
+
+logging.getLogger("jax._src.debugging").addFilter(_QuietCancel())
 
 
 def frame_size(aspect: str, resolution: int, stride: int) -> tuple[int, int]:
@@ -127,13 +195,28 @@ class Pipeline:
               guidance: float | None = None, mode: str | None = None,
               sampler: str | None = None, chunk: int | None = None,
               context_noise: float | None = None, image: str | None = None,
-              kv_cache: bool = True, extend: str | None = None) -> Request:
+              kv_cache: bool = True, extend: str | None = None, trajectory=None, camera=None,
+              prompts=None, switch: str | None = None) -> Request:
     """Validates a request, filling unset options from the model's config.sample defaults.
 
     extend: a video file to continue autoregressively (`mode` defaults to autoregressive; `seconds`
     is the length of the continuation); the output is the video followed by the new frames.
+    trajectory: object paths (a JSON file, a dict in its schema, or an array [K, T, 2] of
+    pixels; vdm.control.trajectory); camera: moves like "pan(2,0)", a JSON file, a dict or an
+    array [T, 3] (vdm.control.camera): both need a model trained with them (control.*).
+    prompts: a prompt timeline instead of `prompt` ("0s: ...; 2s: ...", a JSON file or dict;
+    vdm.control.timeline) for a chunked mode; switch: its default switch policy (keep, recache,
+    cut; default config.sample.switch).
     """
     s = self.config.sample
+    timeline = None
+    if prompts is not None:
+      if prompt:
+        raise ValueError("give --prompt or --prompts (a timeline), not both")
+      timeline = load_timeline(prompts)
+      prompt = timeline.prompts[timeline.segments[0].prompt]
+    elif switch is not None:
+      raise ValueError("--switch applies to prompt timelines: give --prompts")
     if not isinstance(prompt, str) or not prompt.strip():
       raise ValueError("--prompt must be a non-empty string")
     if not isinstance(negative_prompt, str):
@@ -202,17 +285,73 @@ class Pipeline:
                                s.resolution if resolution is None else resolution,
                                spatial_stride(self.config))
     max_length = self.config.text.max_length
-    for name, text in (("--prompt", prompt), ("--negative-prompt", negative_prompt)):
+    texts = [("--prompt", prompt), ("--negative-prompt", negative_prompt)]
+    if timeline is not None:
+      texts[:1] = [(f"--prompts prompt {i}", p) for i, p in enumerate(timeline.prompts)]
+    for name, text in texts:
       if self.tokenizer.num_pieces(text) > max_length - 1:
         warnings.warn(f"{name} is longer than the text encoder's {max_length - 1} tokens; "
                       "the rest is ignored")
+    control = self._resolve_control(trajectory, camera, frames=frames, height=height,
+                                    width=width, extend=extend)
+    switch = s.switch if switch is None else switch
+    if timeline is not None:
+      self._check_timeline(timeline, switch, mode=mode, image=image, extend=extend,
+                           streaming=streaming, frames=frames, fps=fps, chunk=chunk,
+                           latent_frames=latent_frames)
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
                    fps=fps, height=height, width=width, steps=steps, guidance=float(guidance),
                    mode=mode, sampler=sampler, chunk=chunk, context_noise=float(context_noise),
-                   image=image, kv_cache=bool(kv_cache), window=int(window), extend=extend)
+                   image=image, kv_cache=bool(kv_cache), window=int(window), extend=extend,
+                   timeline=None if timeline is None else timeline.to_json(), switch=switch,
+                   **control)
 
-  def __call__(self, prompt: str, **options) -> np.ndarray:
-    """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
+  def _resolve_control(self, trajectory, camera, *, frames, height, width, extend) -> dict:
+    """Validated trajectory and camera paths as nested tuples (Request fields)."""
+    out = dict(trajectory=None, camera=None)
+    c = self.config.control
+    for flag, value, trained in (("--trajectory", trajectory, c.trajectory),
+                                 ("--camera", camera, c.camera)):
+      if value is None:
+        continue
+      if not trained:
+        raise ValueError(f"{flag}: this model has no {flag[2:]} input (it was trained with "
+                         f"control.{flag[2:]}=False; docs/control.md)")
+      if extend is not None:
+        raise ValueError(f"{flag} is not supported with --extend (the path would start inside "
+                         "the given video)")
+    if trajectory is not None:
+      from vdm.control.trajectory import load_trajectory
+      paths = load_trajectory(trajectory, frames=frames, height=height, width=width,
+                              max_objects=c.objects)
+      out["trajectory"] = tuple(tuple(map(tuple, p.tolist())) for p in paths)
+    if camera is not None:
+      from vdm.control.camera import load_camera
+      path = load_camera(camera, frames=frames, height=height, width=width)
+      out["camera"] = tuple(map(tuple, path.tolist()))
+    return out
+
+  def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, frames, fps,
+                      chunk, latent_frames) -> None:
+    """A timeline runs in a mode that takes one (Mode.timeline), on its chunks."""
+    from vdm.control.timeline import SWITCHES
+    allowed = [m for m in pipeline_modes() if MODES[m].timeline]
+    if mode not in allowed or image is not None or extend is not None:
+      raise ValueError(f"--prompts (a timeline) needs --mode in {allowed} (got {mode!r}) and no "
+                       "--image or --extend")
+    if switch not in SWITCHES:
+      raise ValueError(f"--switch {switch!r}: allowed {list(SWITCHES)}")
+    sched = schedule(timeline, chunk_bounds(latent_frames, chunk), fps=fps,
+                     temporal_downsample=self.vae.temporal_downsample, seconds=frames / fps,
+                     default_switch=switch)
+    if "recache" in sched.switch and not streaming:
+      raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode "
+                       f"{[m for m in allowed if MODES[m].streams]} with the KV cache (got "
+                       f"--mode {mode}{' --no-kv-cache' if MODES[mode].streams else ''})")
+
+  def __call__(self, prompt: str | None = None, **options) -> np.ndarray:
+    """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve` (e.g.
+    trajectory=, camera=, or prompts= a timeline instead of the prompt)."""
     return self.generate(self.resolve(prompt, **options))["frames"]
 
   def generate_batch(self, requests: list[Request]) -> dict:
@@ -231,9 +370,11 @@ class Pipeline:
         raise ValueError("a batch of prompts shares every option but the prompt, negative "
                          "prompt and seed")
     spec = MODES[first.mode]
-    if (spec.streams and first.kv_cache) or first.image or first.extend:
-      raise ValueError(f"--prompts: mode {first.mode} with the KV cache, --image and --extend "
-                       "sample one prompt at a time")
+    if ((spec.streams and first.kv_cache) or first.image or first.extend or first.timeline
+        or first.trajectory or first.camera):
+      raise ValueError(f"--prompt-file: mode {first.mode} with the KV cache, --image, --extend, "
+                       "--prompts (a timeline), --trajectory and --camera sample one prompt at "
+                       "a time")
     n = len(requests)
     ids, mask = self.tokenizer.encode([r.prompt for r in requests]
                                       + [r.negative_prompt for r in requests],
@@ -268,20 +409,39 @@ class Pipeline:
     return (1, latent_frames, request.height // sd, request.width // sd,
             self.config.vae.latent_channels)
 
-  def generate(self, request: Request, on_frames=None) -> dict:
+  def generate(self, request: Request, on_frames=None, on_step=None) -> dict:
     """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
     ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
     bounded memory), once with the whole clip otherwise.
+    on_step(Progress) is called on the host at each sampler step. The frames are the same bits
+    with or without it (the step callback reads only the step index). An exception either
+    callback raises (`Cancelled`) stops the generation there and is raised from here.
     """
-    with self._activate():
-      return self._generate(request, on_frames)
+    global _listener
+    with self._activate():  # the mesh's rules (nothing on one device)
+      if on_step is None:
+        return self._generate(request, on_frames, None)
+      with _listener_lock:
+        _listener = _StepListener(on_step)
+        try:
+          return self._generate(request, on_frames, _listener)
+        except jax.errors.JaxRuntimeError:
+          if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
+            raise _listener.error from None
+          raise
+        finally:
+          _listener = None
 
-  def _generate(self, request: Request, on_frames=None) -> dict:
+  def _generate(self, request: Request, on_frames, listener: _StepListener | None) -> dict:
     t0 = time.perf_counter()
-    ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
+    timeline = request.timeline
+    prompts = [request.prompt] if timeline is None else list(timeline["prompts"])
+    # Rows 0 .. P-1: the prompts (one without a timeline); row P: the negative prompt.
+    ids, mask = self.tokenizer.encode(prompts + [request.negative_prompt],
                                       self.config.text.max_length)
+    td = self.vae.temporal_downsample
     latent_shape = self._latent_shape(request)
     noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
     x_init = jax.random.normal(noise_key, latent_shape)
@@ -289,9 +449,21 @@ class Pipeline:
       x_init = x_init.at[:, 0].set(self._encode_first_frame(request))
     denoiser_def, denoiser_state = nnx.split(self.denoiser)
     mask = jnp.asarray(mask)
-    # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
+    # Encoded once; the negative prompt ("" = unconditional) is the last row.
     text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
     guidance = jnp.float32(request.guidance)
+    control = self._control_inputs(request, latent_shape)
+    spec = MODES[request.mode]
+    bounds = chunk_bounds(latent_shape[1], request.chunk) if spec.chunked else [
+        (0, latent_shape[1])]
+    plan = None if timeline is None else schedule(
+        load_timeline(timeline), bounds, fps=request.fps, temporal_downsample=td,
+        seconds=request.frames / request.fps, default_switch=request.switch)
+    negative = len(prompts)
+
+    def rows(prompt_row):  # text and mask [2, ...] of one prompt and the negative prompt
+      return text[jnp.array([prompt_row, negative])], mask[jnp.array([prompt_row, negative])]
+
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
@@ -303,7 +475,6 @@ class Pipeline:
       if on_frames is not None:
         on_frames(frames)
 
-    spec = MODES[request.mode]
     if spec.streams and request.image is None and request.kv_cache:
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
@@ -311,7 +482,16 @@ class Pipeline:
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
           slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
-      params = (denoiser_def, denoiser_state, text, mask, guidance)
+      params = (denoiser_def, denoiser_state, *rows(0), guidance, control)
+
+      def params_of_chunk(c):  # the chunk's own prompt and control inputs
+        start, stop = bounds[c]
+        part = None if control is None else jax.tree.map(lambda a: a[:, start:stop], control)
+        return (denoiser_def, denoiser_state, *rows(plan.prompt[c] if plan else 0), guidance,
+                part)
+
+      cut_starts = {bounds[c][0] for c, sw in enumerate(plan.switch) if sw == "cut"} if plan \
+          else set()
       context = None
       if request.extend is not None:
         given, context = self._encode_tail(request)
@@ -319,15 +499,27 @@ class Pipeline:
         cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
-      stream = StreamingDecoder(functools.partial(
-          _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
-          context=context)
+      if listener is not None:
+        listener.size(request.steps, len(chunk_bounds(latent_shape[1], request.chunk)))
+      decode_step = functools.partial(_decode_step, vae_def, vae_state, mean=self.latent_mean,
+                                      std=self.latent_std)
+      stream = [StreamingDecoder(decode_step, context=context)]
+
+      def on_chunk(offset, x):
+        if offset in cut_starts:  # a new shot: the decoder sees nothing of the last one
+          stream[0] = StreamingDecoder(decode_step, context=x[:, :1])
+        emit(stream[0].push(x))
+        if listener is not None:
+          listener.chunk += 1
+
       generate_autoregressive(
           _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
           steps=request.steps, context_level=request.context_noise,
           shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
-          first_frame=0 if context is None else context.shape[1],
-          on_chunk=lambda offset, x: emit(stream.push(x)))
+          first_frame=0 if context is None else context.shape[1], on_chunk=on_chunk,
+          on_step=None if listener is None else _report_step,
+          params_of_chunk=params_of_chunk if (plan or control is not None) else None,
+          switches=plan.switch if plan else None)
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
       # one request give the same frames.
@@ -336,11 +528,58 @@ class Pipeline:
           context_level=request.context_noise, shift=self.config.sample.shift,
           pinned=(0,) if request.image is not None else (),
           window=request.window if spec.causal else None)
-      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
-                        jnp.asarray(temporal_mask), guidance, sampler_key,
-                        sampler_name=request.sampler)
-      emit(decode(z))
+      prompt_text, prompt_mask = rows(0)
+      if plan is not None:  # each frame attends to its own prompt; no frame sees across a cut
+        of_frame = jnp.asarray(plan.frame_prompts(bounds))
+        neg = jnp.full_like(of_frame, negative)
+        prompt_text = jnp.stack([text[of_frame], text[neg]])  # [2, T', L, D]
+        prompt_mask = jnp.stack([mask[of_frame], mask[neg]])
+        temporal_mask = temporal_mask & shot_mask(plan.shots(bounds))
+      if listener is not None:
+        listener.size(len(levels) - 1, 1)
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, prompt_text, prompt_mask,
+                        jnp.asarray(levels), jnp.asarray(temporal_mask), guidance, sampler_key,
+                        sampler_name=request.sampler, report_steps=listener is not None,
+                        control=control)
+      if plan is None or "cut" not in plan.switch:
+        emit(decode(z))
+      else:  # shot by shot, each decoded as if its first latent frame came before it
+        shots = plan.shots(bounds)
+        for shot in range(int(shots[-1]) + 1):
+          start, stop = (int(i) for i in np.nonzero(shots == shot)[0][[0, -1]])
+          if start == 0:
+            emit(decode(z[:, :stop + 1]))
+          else:
+            emit(decode(jnp.concatenate([z[:, start:start + 1], z[:, start:stop + 1]], 1))[:, 1:])
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
+
+  def _control_inputs(self, request: Request, latent_shape):
+    """The DiT's `Control` [1, T', ...] of a request, or None for a model without control
+    inputs (a path not given reads as zeros: vdm.control.features)."""
+    c = self.config.control
+    if not (c.trajectory or c.camera):
+      return None
+    from vdm.control import features
+    from vdm.dit.model import Control
+    td = self.vae.temporal_downsample
+    tokens = frames = None
+    if request.trajectory is not None:
+      tokens = features.trajectory_tokens(
+          np.asarray(request.trajectory, np.float64), height=request.height,
+          width=request.width, stride=spatial_stride(self.config), temporal_downsample=td,
+          objects=c.objects, sigma=c.sigma)[None]
+    if request.camera is not None:
+      frames = features.camera_frames(np.asarray(request.camera), height=request.height,
+                                      width=request.width, temporal_downsample=td)[None]
+    # A part not given is zeros of the model's width: explicit here, so chunk slices exist.
+    t = latent_shape[1]
+    if c.trajectory and tokens is None:
+      n = (latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch)
+      tokens = np.zeros((1, t, n, self.denoiser.dit.control_token_features), np.float32)
+    if c.camera and frames is None:
+      frames = np.zeros((1, t, self.denoiser.dit.control_frame_features), np.float32)
+    return Control(None if tokens is None else jnp.asarray(tokens),
+                   None if frames is None else jnp.asarray(frames))
 
   def _encode_tail(self, request: Request):
     """The video to extend, resized: (all its frames uint8 [T, H, W, 3], normalised latents of its
@@ -386,33 +625,44 @@ def encode_text(graphdef, state, ids, mask):
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided", "report_steps"))
 def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                  sampler_name, guided=True):
+                  sampler_name, guided=True, report_steps=False, control=None):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
-  [2, L] are the prompt's and the negative prompt's rows, shared by the batch, or [2B, ...]: B
-  prompts, then their B negative prompts. guided=False (guidance 1): the prompt's velocity alone,
-  one DiT call a step."""
+  [2, L] are the prompt's and the negative prompt's rows, shared by the batch (or [2, T, L, D]
+  and [2, T, L]: a prompt per frame), or [2B, ...]: B prompts, then their B negative prompts
+  (`Pipeline.generate_batch`). guided=False (guidance 1): the prompt's velocity alone, one DiT
+  call a step. report_steps: each step is reported to the on_step of the `Pipeline.generate`
+  call in progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by the batch and by
+  both guidance branches (guidance is on the text only), or None."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
   if text.shape[0] != 2 * b:  # [2B]: prompt rows, then negative
     text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
+  if control is not None:
+    control = jax.tree.map(lambda a: jnp.repeat(a, b * (1 + guided), axis=0), control)
+  first = None if control is None else jax.tree.map(lambda a: a[:b], control)
 
   def velocity(x, t):
     if not guided:
-      return dit(x, t, text[:b], mask[:b], temporal_mask)
-    both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
+      return dit(x, t, text[:b], mask[:b], temporal_mask, control=first)
+    both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask,
+               control=control)
     return guide(both[:b], both[b:], scale=guidance)
 
-  return sample(sampler_name, velocity, x_init, levels, rng=rng)
+  return sample(sampler_name, velocity, x_init, levels, rng=rng,
+                on_step=_report_step if report_steps else None)
 
 
 def _guided_chunk_velocity(params, x, t, cache, frame_offset):
-  """`vdm.generate.streaming` chunk function: guided DiT on one chunk with the KV cache."""
-  graphdef, state, text, mask, guidance = params
+  """`vdm.generate.streaming` chunk function: guided DiT on one chunk with the KV cache; the
+  chunk's control inputs (a `Control` [1, k, ...] or None) go to both guidance branches."""
+  graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
+  if control is not None:
+    control = jax.tree.map(lambda a: jnp.concatenate([a, a]), control)
   both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
-                                cache, frame_offset)
+                                cache, frame_offset, control=control)
   return guide(both[:1], both[1:], scale=guidance), kv
 
 

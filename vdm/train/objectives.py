@@ -29,6 +29,7 @@ import numpy as np
 from vdm.diffusion import flow_matching_loss, interpolate, temporal_consistency_loss
 from vdm.diffusion.objectives import sample_timesteps
 from vdm.dit.layers import token_frame_of
+from vdm.dit.model import Control
 from vdm.generate.modes import block_causal_mask, chunk_ids
 
 
@@ -90,7 +91,25 @@ def training_mask(rng, frames: int, *, causal_prob: float, causal_chunks=(1,)):
   return jnp.asarray(masks)[which], jnp.asarray(ids)[which]
 
 
-def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
+def drop_control(rng, batch: dict, *, dropout: float, objects: int):
+  """The `vdm.dit.model.Control` of a batch with each clip's object paths (per object) and
+  camera path dropped (zeroed: 'not given') with probability `dropout`; None when the batch has
+  no control inputs. 'control_tokens' [B, T, N, F] keep the object slot last (F = ... x K,
+  vdm.control.features), 'control_frames' [B, T, G] carry a given-flag."""
+  tokens, frames = batch.get("control_tokens"), batch.get("control_frames")
+  if tokens is None and frames is None:
+    return None
+  r_objects, r_camera = jax.random.split(rng)
+  if tokens is not None:
+    b, t, n, f = tokens.shape
+    keep = jax.random.bernoulli(r_objects, 1.0 - dropout, (b, 1, 1, 1, objects))
+    tokens = (tokens.reshape(b, t, n, f // objects, objects) * keep).reshape(b, t, n, f)
+  if frames is not None:
+    frames = frames * jax.random.bernoulli(r_camera, 1.0 - dropout, (frames.shape[0], 1, 1))
+  return Control(tokens, frames)
+
+
+def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, control=None):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
@@ -101,6 +120,8 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
   schemes and masks: see the module docstring.
   temporal_patch: the DiT's (levels shared within its groups of frames; block-causal masks and
   teacher forcing are not offered for grouped frames).
+  control: the config's `control` section, for a batch with control inputs ('control_tokens',
+  'control_frames'; `drop_control` drops them at random with control.dropout).
   """
   kind, teacher_forcing = cfg.timestep_sampling, cfg.teacher_forcing
   causal_prob, given_prob = cfg.causal_prob, cfg.given_prob
@@ -130,7 +151,14 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
   ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
   x_t = interpolate(x0, noise, levels)
-  velocity = model(x_t, levels, ids, mask, temporal_mask, offset)
+  inputs = None
+  if control is not None:  # its own key: runs without control keep their random streams
+    inputs = drop_control(jax.random.fold_in(rng, 2), batch, dropout=control.dropout,
+                          objects=control.objects)
+  if inputs is None:
+    velocity = model(x_t, levels, ids, mask, temporal_mask, offset)
+  else:
+    velocity = model(x_t, levels, ids, mask, temporal_mask, offset, control=inputs)
   flow = flow_matching_loss(velocity, x0, noise, weights)
   metrics = dict(flow_loss=flow, mean_level=levels.mean())
   loss = flow

@@ -28,8 +28,8 @@ from vdm.config import config_from_json
 from vdm.data import kinds
 from vdm.data.loader import make_caption_loader, make_loader
 from vdm.data.simple import latent_motion
-from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
-                        write_latent_stats)
+from vdm.models import (build_denoiser, build_vae, copy_params, load_model_dir,
+                        read_latent_stats, save_model_dir, write_latent_stats)
 from vdm.nn import normalize_pixels
 from vdm.parallel import distributed
 from vdm.parallel.placement import Placement
@@ -133,6 +133,8 @@ def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
   path = os.path.join(workdir, "tokenizer.model")
   init_from = config.text.init_from
   given = init_paths(init_from)[1] if init_from else None
+  if config.init_from:  # a model being fine-tuned keeps the tokenizer its embeddings index
+    given = os.path.join(config.init_from, "tokenizer.model")
   if given is not None:
     with open(given, "rb") as f:
       proto = f.read()
@@ -140,7 +142,8 @@ def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
       with open(path, "rb") as f:
         if f.read() != proto:
           raise ValueError(f"workdir {workdir} has a tokenizer other than the one of "
-                           f"text.init_from={init_from!r}; use a new --workdir")
+                           f"{'init_from' if config.init_from else 'text.init_from'}="
+                           f"{config.init_from or init_from!r}; use a new --workdir")
     elif distributed.is_lead():
       Tokenizer(proto).save(path)
   if not os.path.exists(path) and distributed.is_lead():
@@ -232,6 +235,28 @@ def vae_clip(video, stage_cfg):
   return video[:, :n] if n else video
 
 
+def control_batch(config, batch) -> dict:
+  """The DiT's control inputs of a batch from its recorded paths (config.control on; the
+  data kind records them): 'control_tokens' [B, T', N, F] from 'center' [B, T, K, 2] and
+  'present' [B, K]; 'control_frames' [B, T', G] from 'camera' [B, T, 3]. Empty when off."""
+  from vdm.config import spatial_stride
+  from vdm.control import features
+  c, out = config.control, {}
+  _, _, height, width, _ = batch["video"].shape
+  td = config.vae.temporal_downsample
+  if c.trajectory:
+    centers = np.asarray(batch["center"], np.float64)[:, :, :c.objects]  # [B, T, K, 2]
+    present = np.asarray(batch["present"])[:, :c.objects]
+    paths = np.where(present[:, None, :, None], centers, np.nan).transpose(0, 2, 1, 3)
+    out["control_tokens"] = np.stack([features.trajectory_tokens(
+        p, height=height, width=width, stride=spatial_stride(config), temporal_downsample=td,
+        objects=c.objects, sigma=c.sigma) for p in paths])
+  if c.camera:
+    out["control_frames"] = np.stack([features.camera_frames(
+        path, height=height, width=width, temporal_downsample=td) for path in batch["camera"]])
+  return out
+
+
 def build_vae_critic(config) -> Critic:
   """The VAE stage's patch discriminator (vae.disc_*) with its own AdamW (GAN-style betas)."""
   disc = PatchDiscriminator(config.vae.disc_channels,
@@ -266,8 +291,16 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
   vae_cfg = config.train.vae
   disc_weight = config.vae.disc_weight
+  source = load_model_dir(config.init_from) if config.init_from else None
   # Built under jit in its shardings: one compiled program, where eager init compiles each op.
-  vae = train(lambda: build_vae(config, config.seed), functools.partial(
+  vae = lambda: build_vae(config, config.seed)  # noqa: E731
+  if source is not None:  # fine-tuning: a resumed run's checkpoint then overrides this
+    vae = placement.create(vae)
+    lacking = copy_params(source[2], vae)
+    if lacking:
+      raise ValueError(f"init_from={config.init_from!r}: its VAE lacks {lacking[:8]} of this "
+                       "config's VAE (vae.* must match the model directory's)")
+  vae = train(vae, functools.partial(
       vae_loss, kl_weight=config.vae.kl_weight, **(
           dict(disc_weight=disc_weight) if disc_weight else {})),
       make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed,
@@ -281,6 +314,8 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   vae = distributed.local_copy(vae)
 
   stats_path = os.path.join(workdir, "latent_stats.json")
+  if source is not None and not os.path.exists(stats_path) and distributed.is_lead():
+    write_latent_stats(stats_path, source[4])  # the scale its denoiser knows
   if not os.path.exists(stats_path) and distributed.is_lead():
     write_latent_stats(stats_path, latent_statistics(
         vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
@@ -301,6 +336,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     n = len(ids)
     out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
+    out.update(control_batch(config, batch))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       _, _, height, width, _ = batch["video"].shape
       flows, valids = zip(*(latent_motion(
@@ -310,17 +346,24 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
       out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
     return out
 
-  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch)
+  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch,
+                           control=config.control)
   def init_denoiser():
     return build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
 
-  # Built inside jit directly in its shardings (vdm.train.loop); with pretrained text weights,
-  # built sharded first and the text encoder's weights loaded into it (a resumed run's
+  # Built inside jit directly in its shardings (vdm.train.loop); with pretrained text weights or
+  # a model to fine-tune, built sharded first and those weights loaded into it (a resumed run's
   # checkpoint then overrides them, as it does the random init).
   denoiser = init_denoiser
-  if text_init:
+  if text_init or source is not None:
     denoiser = placement.create(init_denoiser)
+  if text_init:
     init_text_encoder(denoiser.text, text_init)
+  if source is not None:
+    fresh = copy_params(source[3], denoiser)
+    if fresh:
+      print(f"[dit] init_from={config.init_from}: {len(fresh)} parameters start fresh: "
+            f"{', '.join(fresh)}")
   denoiser = train(denoiser, loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1,
