@@ -229,6 +229,17 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
         _produce(produced, path)
     else:
       _produce(produced, args.out)
+  elif args.command == "plan":
+    from vdm.train.plan import parse_bytes
+    _check_input(cmd, args.config.partition(":")[0], produced, "--config")
+    _load_config(cmd, args.config, args.set, produced)
+    if args.device_memory is not None:
+      try:
+        parse_bytes(args.device_memory)
+      except ValueError as e:
+        _fail(cmd, str(e))
+    if args.out:
+      _produce(produced, args.out)
   elif args.command in ("models", "ui"):
     for checkpoint in args.checkpoint:
       _check_input(cmd, checkpoint, produced, "--checkpoint")
