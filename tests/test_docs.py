@@ -229,6 +229,10 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
         _produce(produced, path)
     else:
       _produce(produced, args.out)
+    _check_input(cmd, args.audio_from, produced, "--audio-from")
+    _check_input(cmd, args.video_from, produced, "--video-from")
+    if args.audio or args.audio_from or args.video_from:  # the .wav written beside
+      _produce(produced, os.path.splitext(args.out)[0] + ".wav")
   elif args.command == "plan":
     from vdm.train.plan import parse_bytes
     _check_input(cmd, args.config.partition(":")[0], produced, "--config")

@@ -4,7 +4,8 @@ ui.
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
   vdm sample --prompt "..." --sweep guidance=1,3,5 --out g.mp4   # 3 clips + g_grid.png/.gif
-  vdm eval --suite adherence|rollout|vae|upscale|prediction|control --checkpoint DIR
+  vdm sample --checkpoint DIR --prompt "..." --audio --out clip.mp4   (a joint model: + clip.wav)
+  vdm eval --suite adherence|rollout|vae|upscale|prediction|control|av-sync --checkpoint DIR
   vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
   vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
@@ -76,14 +77,14 @@ def cmd_ui(args) -> int:
                queue_size=args.queue)
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction", "control")
-EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100,
-                control=16)  # --num defaults
+EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction", "control", "av-sync")
+EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100,  # --num defaults
+                control=16, **{"av-sync": 32})
 # The options each suite reads besides --checkpoint, --num and --out (the others must not be
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
                     vae=(), upscale=(), prediction=("seed", "steps", "samples"),
-                    control=("seed", "steps"))
+                    control=("seed", "steps"), **{"av-sync": ("seed", "steps", "guidance")})
 EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
 
 
@@ -127,6 +128,10 @@ def cmd_eval(args) -> int:
   elif suite == "control":  # a model trained with configs/control.py
     from vdm.eval.control import run_control
     run_control(args.checkpoint, num=num, seed=args.seed, steps=args.steps, out=out)
+  elif suite == "av-sync":  # a joint audio-video model (configs/audio.py)
+    from vdm.eval.run import run_av_sync
+    run_av_sync(args.checkpoint, num=num, seed=args.seed, steps=args.steps,
+                guidance=args.guidance, out=out)
   elif suite == "prediction":  # a model trained with configs/moving_mnist.py
     from vdm.eval.prediction import run_prediction
     run_prediction(args.checkpoint, num=num, samples=args.samples, seed=args.seed,
@@ -219,9 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
   add_config(p)
   p.add_argument("--workdir", required=True)
   p.add_argument("--seed", type=int, default=None, help="overrides config.seed")
-  p.add_argument("--until", default="export", choices=("tokenizer", "text", "vae", "dit", "export"),
+  p.add_argument("--until", default="export",
+                 choices=("tokenizer", "text", "vae", "audio", "dit", "export"),
                  help="last stage to run (text: span-corruption pretraining of the text encoder, "
-                      "when train.text.steps > 0)")
+                      "when train.text.steps > 0; audio: the audio VAE, when audio.enabled)")
   add_processes(p)
   p.set_defaults(func=cmd_train)
 
@@ -256,12 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint", default=default_checkpoint())
   p.add_argument("--num", type=int, default=None,
                  help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
-                      "prediction 100, control 16 per part)")
+                      "prediction 100, control 16 per part, av-sync 32)")
   p.add_argument("--seed", type=int, default=None,
-                 help="adherence, rollout, prediction, control (0)")
+                 help="adherence, rollout, prediction, control, av-sync (0)")
   p.add_argument("--steps", type=int, default=None,
-                 help="adherence, rollout, prediction, control")
-  p.add_argument("--guidance", type=float, default=None, help="adherence")
+                 help="adherence, rollout, prediction, control, av-sync")
+  p.add_argument("--guidance", type=float, default=None, help="adherence, av-sync")
   p.add_argument("--lengths", default=None,
                  help="rollout: multiples of the training length (1,2,4)")
   p.add_argument("--samples", type=int, default=None,

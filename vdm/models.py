@@ -3,8 +3,10 @@
 A model directory (what `vdm sample --checkpoint` and `vdm.Pipeline.load` read) holds:
   config.json       the full config the model was trained with
   tokenizer.model   the sentencepiece model
-  latent_stats.json per-channel mean/std of the VAE latents (the denoiser sees normalised latents)
+  latent_stats.json per-channel mean/std of the VAE latents (the denoiser sees normalised latents;
+                    with audio also 'audio_mean'/'audio_std' of the audio VAE's)
   vae/, denoiser/   orbax checkpoints of the (EMA) parameters
+  audio_vae/        the audio VAE's, when config.audio.enabled (a joint audio-video model)
 Loading builds abstract models with `nnx.eval_shape` and restores into them: nothing is executed
 from the directory and nothing is unpickled.
 """
@@ -21,10 +23,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from vdm.audio.vae import AudioVAE
 from vdm.config import ConfigError, upgrade, validate
+from vdm.config.t2v import audio_latents_per_frame
 from vdm.control.features import dit_inputs
-from vdm.pytree import leaf_names
+from vdm.dit.audio import audio_block_params
 from vdm.dit.model import DiT
+from vdm.pytree import leaf_names
 from vdm.text.encoder import T5Encoder
 from vdm.text.tokenizer import Tokenizer
 from vdm.vae.model import CausalVAE
@@ -33,17 +38,25 @@ MODEL_FILES = ("config.json", "tokenizer.model", "latent_stats.json", "vae", "de
 
 
 class Denoiser(nnx.Module):
-  """Text encoder + DiT: velocity v(z_t [B,T,h,w,C], levels [B,T], ids [B,L], mask [B,L])."""
+  """Text encoder + DiT: velocity v(z_t [B,T,h,w,C], levels [B,T], ids [B,L], mask [B,L]); with
+  audio (config.audio.enabled) also the audio stream: pass audio [B,Ta,Ca] and audio_levels
+  [B,Ta] to get (velocity, audio velocity)."""
 
   def __init__(self, config: ml_collections.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs):
     self.text = T5Encoder.from_config(config.text, vocab_size=vocab_size, rngs=rngs)
-    self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
-                               text_width=config.text.width, rngs=rngs, **dit_inputs(config))
+    with_audio = config.audio.enabled
+    self.dit = DiT.from_config(
+        config.dit, latent_channels=config.vae.latent_channels, text_width=config.text.width,
+        rngs=rngs, audio=config.audio if with_audio else None,
+        audio_per_frame=audio_latents_per_frame(config) if with_audio else 0,
+        video_temporal_downsample=config.vae.temporal_downsample, **dit_inputs(config))
 
-  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, control=None):
-    """control: a `vdm.dit.model.Control` for a model with control inputs (None: not given)."""
+  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, control=None,
+               audio=None, audio_levels=None):
+    """control: a `vdm.dit.model.Control` for a model with control inputs (None: not given);
+    audio [B, Ta, Ca] and audio_levels [B, Ta]: the audio stream of a joint model."""
     return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset,
-                    control)
+                    control, audio=audio, audio_levels=audio_levels)
 
 
 def count_params(module: nnx.Module) -> int:
@@ -78,11 +91,21 @@ def denoiser_param_count(config, vocab_size: int) -> int:
     dit += dense(control["control_token_features"], w)
   if control["control_frame_features"]:
     dit += dense(control["control_frame_features"], w) + dense(w, w)
+  if config.audio.enabled:  # vdm.dit.audio: embedding, modality vector, blocks, output
+    a = config.audio
+    dit += (dense(a.latent_channels, w) + w + dense(w, 2 * w) + dense(w, a.latent_channels)
+            + d.depth * audio_block_params(w, d.mlp_ratio, d.heads,
+                                           video_attention=a.video_attention,
+                                           qk_norm=d.qk_norm))
   return text + dit
 
 
 def build_vae(config, seed: int = 0) -> CausalVAE:
   return CausalVAE.from_config(config.vae, rngs=nnx.Rngs(seed))
+
+
+def build_audio_vae(config, seed: int = 0) -> AudioVAE:
+  return AudioVAE.from_config(config.audio, rngs=nnx.Rngs(seed))
 
 
 def build_denoiser(config, vocab_size: int, seed: int = 0) -> Denoiser:
@@ -168,10 +191,13 @@ def read_latent_stats(path: str) -> dict:
 
 
 def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
-                   denoiser: Denoiser, latent_stats: dict) -> None:
-  """Writes a model directory (see the module docstring). The models may be sharded over a
-  mesh of several processes: every process calls this; process 0 writes the single files and
-  orbax writes the parameters from all of them."""
+                   denoiser: Denoiser, latent_stats: dict, audio_vae: AudioVAE | None = None
+                   ) -> None:
+  """Writes a model directory (see the module docstring); audio_vae for a joint model. The
+  models may be sharded over a mesh of several processes: every process calls this; process 0
+  writes the single files and orbax writes the parameters from all of them."""
+  if bool(config.audio.enabled) != (audio_vae is not None):
+    raise ValueError("save_model_dir: an audio VAE is saved exactly when config.audio.enabled")
   os.makedirs(directory, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(directory, "config.json"), "w") as f:
@@ -180,6 +206,8 @@ def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalV
     write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
   save_params(vae, os.path.join(directory, "vae"))
   save_params(denoiser, os.path.join(directory, "denoiser"))
+  if audio_vae is not None:
+    save_params(audio_vae, os.path.join(directory, "audio_vae"))
 
 
 def check_model_dir(directory: str) -> None:
@@ -234,6 +262,18 @@ def load_model_dir(directory: str, *, scan_layers: bool | None = None):
     raise ValueError(f"{where}: latent_stats.json is not {{'mean': [C], 'std': [C]}} "
                      f"({e})") from None
   return config, tokenizer, vae, denoiser, latent_stats
+
+
+def load_audio_vae(directory: str, config) -> AudioVAE | None:
+  """The audio VAE of a joint model directory (config.audio.enabled), else None; raises
+  FileNotFoundError naming audio_vae/ when a joint model's directory lacks it."""
+  if not config.audio.enabled:
+    return None
+  path = os.path.join(directory, "audio_vae")
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"--checkpoint {directory!r}: its config has audio.enabled=True but "
+                            "the directory has no audio_vae/ (as written by `vdm train`)")
+  return load_params(nnx.eval_shape(lambda: build_audio_vae(config)), path)
 
 
 def _convert_layout(denoiser: Denoiser, config, vocab_size: int, scan_layers: bool) -> Denoiser:

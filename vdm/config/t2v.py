@@ -7,8 +7,8 @@ The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps,
 """
 from __future__ import annotations
 
-from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, integer_or,
-                               number, one_of, require, text)
+from vdm.config.fields import (BOOL, Check, ConfigError, Field, get, int_tuple, integer,
+                               integer_or, number, one_of, require, text)
 from vdm.control.timeline import SWITCHES
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
@@ -19,6 +19,8 @@ from vdm.train.faults import NAN_POLICIES
 from vdm.parallel.attention import SEQUENCE_ATTENTION
 from vdm.train.microbatch import PRECISIONS
 from vdm.vae.model import TEMPORAL_DOWNSAMPLES
+
+AUDIO_DOWNSAMPLES = (1, 2, 4, 8)  # vdm.audio.vae.TEMPORAL_DOWNSAMPLES (jax-free here)
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
@@ -118,6 +120,9 @@ SCHEMA = dict(
         **clip_fields(frames=9, num_train=20000, num_test=256, long_factor=4, num_long=32),
         num_digits=Field(2, "moving_mnist: digits per clip", POSITIVE),
         name=Field("", "folder: the dataset name given to `vdm data import --out`", text()),
+        sample_rate=Field(0, "scenes, sound_scenes: audio samples per second of the soundtrack "
+                          "stored beside the frames (0: none; a multiple of data.fps)",
+                          NON_NEGATIVE),
     ),
     text=dict(
         vocab_size=Field(256, "sentencepiece vocabulary size", POSITIVE),
@@ -208,6 +213,33 @@ SCHEMA = dict(
                       "of a clip is dropped (so the model also runs without them)",
                       number(0.0, 1.0)),
     ),
+    # Sound with the picture (docs/audio.md): an audio VAE over log-magnitude spectrograms,
+    # trained in its own stage, and an audio token stream in the DiT.
+    audio=dict(
+        enabled=Field(False, "generate sound with the picture: an audio VAE stage and the DiT's "
+                      "audio token stream (needs data.sample_rate > 0)", BOOL),
+        n_fft=Field(1000, "STFT window in samples (2 or 4 x audio.hop; 1000 at 16 kHz: 16 Hz "
+                    "bins, so neighbouring colour pitches are >= 2.6 bins apart)", POSITIVE),
+        hop=Field(250, "STFT hop in samples", POSITIVE),
+        channels=Field(128, "audio VAE width", POSITIVE),
+        latent_channels=Field(16, "channels of an audio latent frame", POSITIVE),
+        temporal_downsample=Field(4, "STFT frames per audio latent frame (1, 2, 4 or 8)",
+                                  Check(lambda v: type(v) is int and v in AUDIO_DOWNSAMPLES,
+                                        f"one of {AUDIO_DOWNSAMPLES}")),
+        num_res_blocks=Field(1, "audio VAE residual blocks per time resolution", POSITIVE),
+        kl_weight=Field(1e-6, "weight of the audio VAE's KL term", number(0.0, 1e6)),
+        griffin_lim_iters=Field(64, "Griffin-Lim iterations from decoded magnitudes to a "
+                                "waveform", integer(1, 10_000)),
+        video_attention=Field(True, "audio and video tokens attend each other in every DiT "
+                              "block (False: the ablation 'audio without video attention')",
+                              BOOL),
+        loss_weight=Field(1.0, "weight of the audio stream's flow-matching loss beside the "
+                          "video's", number(0.0, 100.0)),
+        given_video_prob=Field(0.1, "probability that a training clip's video is given (level "
+                               "0, unscored): audio for a given video", number(0.0, 1.0)),
+        given_audio_prob=Field(0.1, "probability that a training clip's audio is given: video "
+                               "for a given audio", number(0.0, 1.0)),
+    ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
         # very high noise, which logit-normal(0, 1) rarely trains on; with it the model learned
@@ -242,6 +274,8 @@ SCHEMA = dict(
     sample=dict(
         steps=Field(25, "sampler steps", POSITIVE),
         guidance=Field(4.0, "classifier-free guidance scale (1: none)", number(0.0, 100.0)),
+        audio_guidance=Field(4.0, "classifier-free guidance scale of the audio stream "
+                             "(sample.guidance is the video's)", number(0.0, 100.0)),
         mode=Field("parallel", "generation mode (vdm.generate.modes)",
                    one_of(pipeline_modes)),
         sampler=Field("euler", "sampler (vdm.diffusion.samplers)", one_of(lambda: SAMPLERS)),
@@ -279,6 +313,8 @@ SCHEMA = dict(
         vae=stage(steps=3000, batch_size=8, learning_rate=2e-3,
                   crop_frames=Field(0, "frames of each clip the VAE trains on (0: all)",
                                     NON_NEGATIVE)),
+        # The audio VAE (audio.enabled only).
+        audio=stage(steps=2000, batch_size=16, learning_rate=2e-3),
         dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
     ),
 )
@@ -287,6 +323,13 @@ SCHEMA = dict(
 def spatial_stride(config) -> int:
   """Pixels per latent-token side: the VAE's spatial downsampling times the DiT patch."""
   return 2 ** (len(config.vae.channel_mult) - 1) * config.dit.patch
+
+
+def audio_latents_per_frame(config) -> int:
+  """Audio latent frames per video frame of an audio.enabled config (validation makes it whole):
+  data.sample_rate / data.fps samples per frame over audio.hop x audio.temporal_downsample."""
+  a = config.audio
+  return (config.data.sample_rate // config.data.fps) // (a.hop * a.temporal_downsample)
 
 
 def latent_frames_of(config, frames: int) -> int:
@@ -316,6 +359,8 @@ def validate(config) -> None:
   require(config.train.vae.precision == "float32", "train.vae.precision",
           config.train.vae.precision, "'float32' (mixed precision is for the text encoder and "
           "the denoiser, which compute in their parameters' dtype)")
+  _check_data(config)
+  _check_audio(config)
   _check_model(config)
   _check_level_schemes(config)
   _check_prediction(config)
@@ -340,6 +385,51 @@ def _check_control(config) -> None:
           "latent frame)")
   require(not c.trajectory or config.data.max_objects <= c.objects, "control.objects",
           c.objects, f"at least data.max_objects={config.data.max_objects} (a slot per object)")
+
+
+def _check_data(config) -> None:
+  """A soundtrack needs a kind that has one and whole samples per frame."""
+  d = config.data
+  kind = DATA_KINDS[d.kind]
+  require(d.sample_rate == 0 or kind.audio, "data.sample_rate", d.sample_rate,
+          f"0 with data.kind={d.kind!r} (soundtracks exist for "
+          f"{tuple(k for k, v in DATA_KINDS.items() if v.audio)})")
+  require(d.sample_rate > 0 or not kind.audio_required, "data.sample_rate", d.sample_rate,
+          f"> 0 with data.kind={d.kind!r} (its clips always have a soundtrack), e.g. 16000")
+  require(d.sample_rate % d.fps == 0, "data.sample_rate", d.sample_rate,
+          f"a multiple of data.fps={d.fps} (whole audio samples per frame)")
+
+
+def _check_audio(config) -> None:
+  """The joint audio-video model: whole audio latent frames per video frame, and the DiT
+  options its audio stream supports."""
+  a = config.audio
+  if not a.enabled:
+    return
+  d = config.data
+  require(d.sample_rate > 0, "audio.enabled", True,
+          f"False unless data.sample_rate > 0 (data.kind={d.kind!r} must store a soundtrack; "
+          "e.g. data.kind='sound_scenes', data.sample_rate=16000)")
+  require(a.n_fft in (2 * a.hop, 4 * a.hop), "audio.n_fft", a.n_fft,
+          f"2 or 4 x audio.hop={a.hop} (an invertible causal STFT)")
+  per_latent = a.hop * a.temporal_downsample
+  per_frame = d.sample_rate // d.fps
+  require(per_frame % per_latent == 0, "audio.hop", a.hop,
+          f"a value for which data.sample_rate / data.fps = {per_frame} samples per video frame "
+          f"is a multiple of audio.hop x audio.temporal_downsample (now {per_latent})")
+  dit = config.dit
+  for field, value, ok in (("dit.temporal_patch", dit.temporal_patch, 1),
+                           ("dit.scan_layers", dit.scan_layers, False),
+                           ("dit.position", dit.position, "sincos"),
+                           ("dit.remat", dit.remat, "none")):
+    require(value == ok, field, value, f"{ok!r} with audio.enabled=True (the audio stream "
+            "supports that setting only)")
+  require(not (config.control.trajectory or config.control.camera), "audio.enabled", True,
+          "False with control.trajectory or control.camera (the joint audio-video sampler "
+          "takes no control inputs)")
+  require(config.sample.fps == d.fps, "sample.fps", config.sample.fps,
+          f"data.fps={d.fps} with audio.enabled=True (audio latent frames per video frame are "
+          "fixed by training)")
 
 
 def _check_model(config) -> None:

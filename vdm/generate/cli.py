@@ -3,6 +3,7 @@
 
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
   vdm sample --prompt "..." --sweep guidance=1,3,5 --out g.mp4   # 3 clips + g_grid.png/.gif
+  vdm sample --checkpoint DIR --prompt "..." --audio --out clip.mp4   (a joint model: + clip.wav)
 """
 from __future__ import annotations
 
@@ -66,10 +67,21 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   p.add_argument("--context-noise", type=float, default=None,
                  help="noise level of finished chunks seen as context (Diffusion Forcing)")
   p.add_argument("--image", default=None, help="PNG pinned as the first frame")
+  p.add_argument("--audio", action="store_true",
+                 help="a joint audio-video model: generate the soundtrack too (.mp4 with an AAC "
+                      "track and PATH.wav beside it; --out PATH.wav writes the sound alone)")
+  p.add_argument("--audio-from", default=None, metavar="FILE",
+                 help="a sound file (any format ffmpeg reads): generate the video for it")
+  p.add_argument("--video-from", default=None, metavar="VIDEO",
+                 help="a video file: generate its soundtrack")
+  p.add_argument("--audio-guidance", type=float, default=None,
+                 help="guidance scale of the audio stream (default: the model's "
+                      "sample.audio_guidance)")
   p.add_argument("--no-kv-cache", action="store_true",
                  help="autoregressive mode: recompute the past every step (same result, slower)")
   p.add_argument("--checkpoint", default=default_checkpoint())
-  p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
+  p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif (with sound: PATH.mp4 or "
+                                              "PATH.wav); PATH.json is written beside")
   p.add_argument("--overwrite", action="store_true")
   p.add_argument("--post", default="", metavar="PIPELINE",
                  help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
@@ -125,8 +137,11 @@ def run_sample_command(args) -> int:
   finally:
     close_bar()
   for clip in result["clips"]:
-    shape, fps = clip["record"]["frames_shape"], clip["record"]["request"]["fps"]
-    print(f"wrote {clip['out']} ({shape[0]} frames, {shape[2]}x{shape[1]}, {fps} fps) "
+    record = clip["record"]
+    shape, fps = record["frames_shape"], record["request"]["fps"]
+    sound = (f" with {record['audio_samples'] / record['sample_rate']:.3g} s of sound "
+             f"({record['wav']})" if "wav" in record else "")
+    print(f"wrote {clip['out']} ({shape[0]} frames, {shape[2]}x{shape[1]}, {fps} fps){sound} "
           f"and {clip['sidecar']}")
   if result["grid"]:
     grid = result["grid"]

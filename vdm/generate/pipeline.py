@@ -3,6 +3,12 @@
     pipe = vdm.Pipeline.load("checkpoints/spine")
     frames = pipe("a red circle moving right on a blue background", seed=0)  # uint8 [T, H, W, 3]
 
+A joint audio-video model (config.audio.enabled) also makes the soundtrack:
+
+    frames, waveform = pipe(prompt, audio=True)       # waveform float32 [T * sample_rate / fps]
+    frames, waveform = pipe(prompt, audio_from="x.wav")   # video for a given audio
+    frames, waveform = pipe(prompt, video_from="x.mp4")   # audio for a given video
+
 On a mesh (`Pipeline.load(DIR, parallel=dict(data=4, sequence=2))`) the denoiser's weights are
 laid out by the same rules as in training and sampling runs with the activation constraints on:
 `generate_batch` splits its prompts over data (and fsdp), a long clip's frames (factorized
@@ -64,6 +70,10 @@ class Request:
   camera: tuple | None = None
   timeline: dict | None = None
   switch: str = "keep"
+  audio: bool = False     # a joint model's soundtrack too (implied by audio_from / video_from)
+  audio_from: str | None = None  # a sound file given: the video is generated for it
+  video_from: str | None = None  # a video file given: its soundtrack is generated
+  audio_guidance: float = 1.0
 
   @property
   def seconds(self) -> float:
@@ -158,11 +168,14 @@ class Pipeline:
   """The text-to-video model with its sampling defaults; call it with a prompt to get frames."""
 
   def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = "",
-               placement=None):
+               audio_vae=None, placement=None):
     self.config, self.tokenizer, self.vae, self.denoiser = config, tokenizer, vae, denoiser
     self.latent_mean = latent_stats["mean"]
     self.latent_std = latent_stats["std"]
     self.directory = directory
+    self.audio_vae = audio_vae  # a joint model's (config.audio.enabled), else None
+    if audio_vae is not None:
+      self.audio_mean, self.audio_std = latent_stats["audio_mean"], latent_stats["audio_std"]
     self.placement = placement  # vdm.parallel.placement.Placement, or None: one device
 
   @classmethod
@@ -172,22 +185,30 @@ class Pipeline:
     runs its DiT in the other layer layout than it was trained with (same weights). parallel:
     a mesh as in the config's `parallel` section (e.g. dict(data=4, sequence=2)) to sample on;
     None: one device."""
-    from vdm.models import load_model_dir
+    from vdm.models import load_audio_vae, load_model_dir
     config, tokenizer, vae, denoiser, stats = load_model_dir(directory, scan_layers=scan_layers)
+    audio_vae = load_audio_vae(directory, config)
     placement = None
     if parallel:
       from vdm.parallel.placement import Placement
       from vdm.parallel.sharding import shard_model
+      if audio_vae is not None:
+        raise ValueError("--parallel: a joint audio-video model samples on one device")
       fields = dict(config.parallel.to_dict(), **parallel)
       placement = Placement.from_config(fields, config.dit.attention)
       denoiser = shard_model(denoiser, placement.mesh, placement.rules)
       vae = nnx.merge(*_replicated(nnx.split(vae), placement))
     return cls(config, tokenizer, vae, denoiser, stats, directory=directory,
-               placement=placement)
+               audio_vae=audio_vae, placement=placement)
 
   def _activate(self):
     """The mesh context sampling runs in (nothing on one device)."""
     return contextlib.nullcontext() if self.placement is None else self.placement.activate()
+
+  @property
+  def sample_rate(self) -> int:
+    """Audio samples per second of a joint model's soundtrack (0 without audio)."""
+    return self.config.data.sample_rate if self.audio_vae is not None else 0
 
   def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
@@ -196,7 +217,9 @@ class Pipeline:
               sampler: str | None = None, chunk: int | None = None,
               context_noise: float | None = None, image: str | None = None,
               kv_cache: bool = True, extend: str | None = None, trajectory=None, camera=None,
-              prompts=None, switch: str | None = None) -> Request:
+              prompts=None, switch: str | None = None, audio: bool = False,
+              audio_from: str | None = None, video_from: str | None = None,
+              audio_guidance: float | None = None) -> Request:
     """Validates a request, filling unset options from the model's config.sample defaults.
 
     extend: a video file to continue autoregressively (`mode` defaults to autoregressive; `seconds`
@@ -207,6 +230,9 @@ class Pipeline:
     prompts: a prompt timeline instead of `prompt` ("0s: ...; 2s: ...", a JSON file or dict;
     vdm.control.timeline) for a chunked mode; switch: its default switch policy (keep, recache,
     cut; default config.sample.switch).
+    audio (a joint model): also generate the soundtrack; audio_from: a sound file to generate the
+    video for; video_from: a video file to generate the soundtrack for (both imply audio);
+    audio_guidance: the audio stream's guidance scale (default sample.audio_guidance).
     """
     s = self.config.sample
     timeline = None
@@ -217,6 +243,16 @@ class Pipeline:
       prompt = timeline.prompts[timeline.segments[0].prompt]
     elif switch is not None:
       raise ValueError("--switch applies to prompt timelines: give --prompts")
+    audio = bool(audio) or audio_from is not None or video_from is not None
+    if audio:
+      self._check_audio_request(audio_from, video_from, image, extend)
+      if trajectory is not None or camera is not None or prompts is not None:
+        raise ValueError("--trajectory, --camera and --prompts do not combine with sound "
+                         "(--audio, --audio-from, --video-from)")
+      kv_cache = False  # the joint model samples the whole matrix (no KV-cached audio stream)
+    audio_guidance = s.audio_guidance if audio_guidance is None else audio_guidance
+    if not isinstance(audio_guidance, (int, float)) or not 0 <= audio_guidance <= 100:
+      raise ValueError(f"--audio-guidance {audio_guidance!r} must be a number in [0, 100]")
     if not isinstance(prompt, str) or not prompt.strip():
       raise ValueError("--prompt must be a non-empty string")
     if not isinstance(negative_prompt, str):
@@ -262,6 +298,13 @@ class Pipeline:
     if image is not None:
       load_image(image)  # fail now, not after the model has run
     fps = s.fps if fps is None else fps
+    if audio and fps != self.config.data.fps:
+      raise ValueError(f"--fps {fps}: a joint audio-video model samples at its training "
+                       f"frame rate, {self.config.data.fps} (audio frames per video frame are "
+                       "fixed)")
+    if audio and spec.needs_image:
+      raise ValueError(f"--mode {mode} needs an image; with sound the modes are "
+                       f"{[m for m in pipeline_modes() if not MODES[m].needs_image]}")
     streaming = spec.streams and kv_cache and image is None
     td = self.vae.temporal_downsample
     frames = clip_frames(s.seconds if seconds is None else seconds, fps, td,
@@ -299,12 +342,15 @@ class Pipeline:
       self._check_timeline(timeline, switch, mode=mode, image=image, extend=extend,
                            streaming=streaming, frames=frames, fps=fps, chunk=chunk,
                            latent_frames=latent_frames)
+    if video_from is not None:
+      self._check_given_video(video_from, frames)
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
                    fps=fps, height=height, width=width, steps=steps, guidance=float(guidance),
                    mode=mode, sampler=sampler, chunk=chunk, context_noise=float(context_noise),
                    image=image, kv_cache=bool(kv_cache), window=int(window), extend=extend,
                    timeline=None if timeline is None else timeline.to_json(), switch=switch,
-                   **control)
+                   audio=audio, audio_from=audio_from, video_from=video_from,
+                   audio_guidance=float(audio_guidance), **control)
 
   def _resolve_control(self, trajectory, camera, *, frames, height, width, extend) -> dict:
     """Validated trajectory and camera paths as nested tuples (Request fields)."""
@@ -349,10 +395,21 @@ class Pipeline:
                        f"{[m for m in allowed if MODES[m].streams]} with the KV cache (got "
                        f"--mode {mode}{' --no-kv-cache' if MODES[mode].streams else ''})")
 
-  def __call__(self, prompt: str | None = None, **options) -> np.ndarray:
-    """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve` (e.g.
-    trajectory=, camera=, or prompts= a timeline instead of the prompt)."""
-    return self.generate(self.resolve(prompt, **options))["frames"]
+  def _check_audio_request(self, audio_from, video_from, image, extend) -> None:
+    """Sound options need a joint model, one given stream at most, and no image or extension;
+    a given file must be readable (checked now, before the model runs)."""
+    if self.audio_vae is None:
+      raise ValueError("--audio / --audio-from / --video-from: this model makes no sound (its "
+                       "config.json has audio.enabled=False); use a joint audio-video model")
+    if audio_from is not None and video_from is not None:
+      raise ValueError("--audio-from and --video-from: give one stream at most (the other is "
+                       "generated)")
+    if image is not None or extend is not None:
+      raise ValueError("--image and --extend do not combine with sound (--audio, --audio-from, "
+                       "--video-from)")
+    if audio_from is not None:
+      from vdm.video_io import read_audio
+      read_audio(audio_from, self.sample_rate, flag="--audio-from")
 
   def generate_batch(self, requests: list[Request]) -> dict:
     """Several prompts at once, one row each, split over the mesh's data-parallel devices:
@@ -371,10 +428,10 @@ class Pipeline:
                          "prompt and seed")
     spec = MODES[first.mode]
     if ((spec.streams and first.kv_cache) or first.image or first.extend or first.timeline
-        or first.trajectory or first.camera):
+        or first.trajectory or first.camera or first.audio):
       raise ValueError(f"--prompt-file: mode {first.mode} with the KV cache, --image, --extend, "
-                       "--prompts (a timeline), --trajectory and --camera sample one prompt at "
-                       "a time")
+                       "--prompts (a timeline), --trajectory, --camera and sound sample one "
+                       "prompt at a time")
     n = len(requests)
     ids, mask = self.tokenizer.encode([r.prompt for r in requests]
                                       + [r.negative_prompt for r in requests],
@@ -409,7 +466,28 @@ class Pipeline:
     return (1, latent_frames, request.height // sd, request.width // sd,
             self.config.vae.latent_channels)
 
-  def generate(self, request: Request, on_frames=None, on_step=None) -> dict:
+  def _check_given_video(self, path: str, frames: int) -> None:
+    from vdm.video_io import probe_video
+    if not isinstance(path, str) or not os.path.isfile(path):
+      raise ValueError(f"--video-from {path!r}: no such video file")
+    try:
+      count = probe_video(path)[0]
+    except ValueError as e:
+      raise ValueError(f"--video-from: {e}") from None
+    if count < frames:
+      raise ValueError(f"--video-from {path!r} has {count} frames; the request needs {frames} "
+                       f"(--seconds at {self.config.data.fps} fps)")
+
+  def __call__(self, prompt: str | None = None, **options):
+    """Generates a clip; returns uint8 frames [T, H, W, 3], or with sound (audio=True,
+    audio_from or video_from; a joint model) (frames, waveform float32 [T * sample_rate / fps]).
+    Options as in `resolve` (e.g. trajectory=, camera=, or prompts= a timeline instead of the
+    prompt)."""
+    result = self.generate(self.resolve(prompt, **options))
+    return (result["frames"], result["audio"]) if "audio" in result else result["frames"]
+
+  def generate(self, request: Request, on_frames=None, on_step=None, *, given_video=None,
+               given_audio=None) -> dict:
     """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
@@ -418,7 +496,14 @@ class Pipeline:
     on_step(Progress) is called on the host at each sampler step. The frames are the same bits
     with or without it (the step callback reads only the step index). An exception either
     callback raises (`Cancelled`) stops the generation there and is raised from here.
+    A request with sound also returns 'audio' float32 [N] and 'sample_rate' (its joint sampler
+    reports no steps); given_video (uint8 [T, H, W, 3], the request's size) or given_audio
+    (float [N]) pin that stream as --video-from / --audio-from would a file's.
     """
+    if request.audio:
+      return self._generate_joint(request, on_frames, given_video, given_audio)
+    if given_video is not None or given_audio is not None:
+      raise ValueError("given_video / given_audio need a request with sound (audio=True)")
     global _listener
     with self._activate():  # the mesh's rules (nothing on one device)
       if on_step is None:
@@ -581,20 +666,85 @@ class Pipeline:
     return Control(None if tokens is None else jnp.asarray(tokens),
                    None if frames is None else jnp.asarray(frames))
 
+  def _generate_joint(self, request: Request, on_frames=None, given_video=None,
+                      given_audio=None) -> dict:
+    """Both streams in one sampler run (`vdm.generate.joint`): the mode's matrix over the video
+    latent frames, its audio columns following the video frame at their time; a given stream
+    (audio_from / video_from) is encoded and pinned at level 0, and returned as given."""
+    from vdm.dit.audio import audio_video_frames
+    from vdm.generate.joint import joint_levels, pack, unpack
+    t0 = time.perf_counter()
+    ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
+                                      self.config.text.max_length)
+    sd = self.vae.spatial_downsample
+    latent_frames = self.vae.latent_frames(request.frames)
+    video_shape = (latent_frames, request.height // sd, request.width // sd,
+                   self.config.vae.latent_channels)
+    samples = request.frames * self.sample_rate // request.fps
+    audio_shape = (self.audio_vae.latent_frames(samples), self.audio_vae.latent_channels)
+    noise_key, audio_key, sampler_key = jax.random.split(jax.random.key(request.seed), 3)
+    video = jax.random.normal(noise_key, (1,) + video_shape)
+    sound = jax.random.normal(audio_key, (1,) + audio_shape)
+    given, frames, waveform = "", None, None
+    if given_video is not None or request.video_from is not None:
+      frames = (self._read_given_video(request) if given_video is None
+                else np.asarray(given_video, np.uint8))
+      if frames.shape != (request.frames, request.height, request.width, 3):
+        raise ValueError(f"the given video is {frames.shape}; the request is "
+                         f"{(request.frames, request.height, request.width, 3)}")
+      given = "video"
+      video = encode_video(*nnx.split(self.vae), frames[None], self.latent_mean, self.latent_std)
+    elif given_audio is not None or request.audio_from is not None:
+      from vdm.video_io import read_audio
+      given = "audio"
+      waveform = (read_audio(request.audio_from, self.sample_rate, flag="--audio-from",
+                             samples=samples) if given_audio is None
+                  else np.asarray(given_audio, np.float32))
+      if waveform.shape != (samples,):
+        raise ValueError(f"the given audio has {waveform.shape} samples; the request needs "
+                         f"{samples}")
+      sound = encode_audio(*nnx.split(self.audio_vae), jnp.asarray(waveform)[None],
+                           self.audio_mean, self.audio_std)
+    spec = MODES[request.mode]
+    levels, temporal_mask = generation_mode(
+        request.mode, steps=request.steps, frames=latent_frames, chunk=request.chunk,
+        context_level=request.context_noise, shift=self.config.sample.shift,
+        window=request.window if spec.causal else None)
+    frame_of_audio = audio_video_frames(audio_shape[0], self.denoiser.dit.audio_per_frame,
+                                        self.vae.temporal_downsample)
+    levels = joint_levels(levels, frame_of_audio, given=given)
+    denoiser_def, denoiser_state = nnx.split(self.denoiser)
+    mask = jnp.asarray(mask)
+    text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
+    x = sample_joint(denoiser_def, denoiser_state, pack(video, sound), text, mask,
+                     jnp.asarray(levels), jnp.asarray(temporal_mask),
+                     jnp.float32(request.guidance), jnp.float32(request.audio_guidance),
+                     sampler_key, sampler_name=request.sampler, video_shape=video_shape,
+                     audio_shape=audio_shape)
+    video, sound = unpack(x, video_shape, audio_shape)
+    if frames is None:
+      vae_def, vae_state = nnx.split(self.vae)
+      frames = np.asarray(decode_latents(vae_def, vae_state, video, self.latent_mean,
+                                         self.latent_std))[0]
+    if waveform is None:
+      waveform = np.asarray(decode_audio(*nnx.split(self.audio_vae), sound, self.audio_mean,
+                                         self.audio_std,
+                                         iterations=self.config.audio.griffin_lim_iters))[0]
+    if on_frames is not None:
+      on_frames(frames)
+    return dict(frames=frames, audio=np.asarray(waveform, np.float32),
+                sample_rate=self.sample_rate, seconds_total=time.perf_counter() - t0)
+
+  def _read_given_video(self, request: Request) -> np.ndarray:
+    """The first request.frames frames of --video-from, resized to the request: uint8
+    [T, H, W, 3]."""
+    return read_resized_video(request.video_from, "--video-from", request.height,
+                              request.width)[:request.frames]
+
   def _encode_tail(self, request: Request):
     """The video to extend, resized: (all its frames uint8 [T, H, W, 3], normalised latents of its
     last frames [1, n, h, w, C] with n <= window, encoded as a clip of their own)."""
-    from vdm.video_io import read_video
-    try:
-      video = read_video(request.extend)
-    except Exception as e:  # noqa: BLE001 - a file damaged past its first frame
-      raise ValueError(f"--extend {request.extend!r} is not a readable video ({e})") from None
-    if video.shape[1:3] != (request.height, request.width):
-      warnings.warn(f"--extend video is {video.shape[2]}x{video.shape[1]}; resized to "
-                    f"{request.width}x{request.height}")
-      video = np.asarray(jnp.round(jnp.clip(jax.image.resize(
-          video.astype(np.float32), (len(video), request.height, request.width, 3), "bicubic"),
-          0, 255)).astype(jnp.uint8))
+    video = read_resized_video(request.extend, "--extend", request.height, request.width)
     td = self.vae.temporal_downsample
     n = min(request.window, 1 + (len(video) - 1) // td)
     tail = video[len(video) - (1 + (n - 1) * td):]
@@ -654,6 +804,28 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
                 on_step=_report_step if report_steps else None)
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "video_shape",
+                                             "audio_shape"))
+def sample_joint(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance,
+                 audio_guidance, rng, *, sampler_name, video_shape, audio_shape):
+  """The sampler over a packed joint clip x_init [B, Tv + Ta, P] (`vdm.generate.joint.pack` of
+  video latents [B, *video_shape] and audio latents [B, *audio_shape]) along levels
+  [R, Tv + Ta]; each stream guided by its own scale (text and mask as in `sample_matrix`)."""
+  from vdm.generate.joint import pack, unpack
+  dit = nnx.merge(graphdef, state).dit
+  b, tv = x_init.shape[0], video_shape[0]
+  text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
+  twice = lambda a: jnp.concatenate([a, a])  # noqa: E731
+
+  def velocity(x, t):
+    video, audio = unpack(x, video_shape, audio_shape)
+    v, a = dit(twice(video), twice(t[:, :tv]), text, mask, temporal_mask,
+               audio=twice(audio), audio_levels=twice(t[:, tv:]))
+    return pack(guide(v[:b], v[b:], scale=guidance), guide(a[:b], a[b:], scale=audio_guidance))
+
+  return sample(sampler_name, velocity, x_init, levels, rng=rng)
+
+
 def _guided_chunk_velocity(params, x, t, cache, frame_offset):
   """`vdm.generate.streaming` chunk function: guided DiT on one chunk with the KV cache; the
   chunk's control inputs (a `Control` [1, k, ...] or None) go to both guidance branches."""
@@ -682,6 +854,20 @@ def decode_latents(graphdef, state, z, mean, std):
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def encode_audio(graphdef, state, waveform, mean, std):
+  """Waveform [B, N] in [-1, 1] -> normalised audio latent means [B, Ta, Ca] through the audio
+  VAE `graphdef`/`state` (mean, std: its latent statistics [Ca])."""
+  return (nnx.merge(graphdef, state).encode_audio(waveform)[0] - mean) / std
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("iterations",))
+def decode_audio(graphdef, state, z, mean, std, *, iterations: int):
+  """Normalised audio latents [B, Ta, Ca] -> waveform float32 [B, N] in [-1, 1] (the audio VAE's
+  magnitudes, Griffin-Lim with `iterations`)."""
+  return nnx.merge(graphdef, state).decode_audio(z * std + mean, iterations=iterations)
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
@@ -692,6 +878,23 @@ def _replicated(split, placement):
   """(graphdef, state) with the state's arrays on every device of the placement's mesh."""
   graphdef, state = split
   return graphdef, jax.device_put(state, placement.replicated)
+
+
+def read_resized_video(path: str, flag: str, height: int, width: int) -> np.ndarray:
+  """A video file's frames uint8 [T, height, width, 3] (bicubic resize, with a warning, when its
+  size differs); raises ValueError naming `flag` when it is not readable."""
+  from vdm.video_io import read_video
+  try:
+    video = read_video(path)
+  except Exception as e:  # noqa: BLE001 - a file damaged past its first frame
+    raise ValueError(f"{flag} {path!r} is not a readable video ({e})") from None
+  if video.shape[1:3] != (height, width):
+    warnings.warn(f"{flag} video is {video.shape[2]}x{video.shape[1]}; resized to "
+                  f"{width}x{height}")
+    video = np.asarray(jnp.round(jnp.clip(jax.image.resize(
+        video.astype(np.float32), (len(video), height, width, 3), "bicubic"),
+        0, 255)).astype(jnp.uint8))
+  return video
 
 
 def load_image(path: str) -> np.ndarray:

@@ -44,9 +44,23 @@ def resolve(pipe, args: argparse.Namespace):
                          context_noise=args.context_noise, image=args.image,
                          kv_cache=not args.no_kv_cache, extend=args.extend,
                          trajectory=args.trajectory, camera=args.camera, prompts=args.prompts,
-                         switch=args.switch)
+                         switch=args.switch, audio=args.audio, audio_from=args.audio_from,
+                         video_from=args.video_from, audio_guidance=args.audio_guidance)
   _refuse_unused(args, request.mode)
+  if args.audio_guidance is not None and not request.audio:
+    raise ValueError("--audio-guidance: not used without sound (--audio, --audio-from or "
+                     "--video-from)")
   return request
+
+
+def with_sound(args: argparse.Namespace) -> bool:
+  """Whether the command asks for a soundtrack (a joint audio-video model)."""
+  return bool(args.audio or args.audio_from is not None or args.video_from is not None)
+
+
+def wav_path(out: str) -> str:
+  """The soundtrack written beside a video with sound (or --out itself when it is a .wav)."""
+  return os.path.splitext(out)[0] + ".wav"
 
 
 def _check_new(paths, overwrite: bool) -> None:
@@ -106,8 +120,14 @@ def plan(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
   its sweep value or None)]; one entry without --sweep or --prompt-file. Raises ValueError /
   FileExistsError naming the option."""
   from vdm.video_io import VIDEO_SUFFIXES
-  if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:
-    raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
+  sound = with_sound(args)
+  suffix = os.path.splitext(args.out)[1].lower()
+  allowed = (".mp4", ".wav") if sound else VIDEO_SUFFIXES
+  if suffix not in allowed:
+    raise ValueError(f"--out {args.out!r}: the file name must end in one of {allowed}" + (
+        " (.wav: the soundtrack alone; a GIF has no sound)" if sound else ""))
+  if sound and args.sweep and suffix == ".wav":
+    raise ValueError("--sweep writes video grids: --out must be a .mp4 with sound")
   check_output_path(args.out, "--out")
   parse_parallel(getattr(args, "parallel", None))  # a typo fails before the model loads
   if getattr(args, "prompt_file", None):
@@ -116,13 +136,15 @@ def plan(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
     from vdm.post.chain import parse_pipeline
     parse_pipeline(args.post)  # a typo fails here, before any sampling
   if not args.sweep:
-    _check_new([args.out], args.overwrite)
+    _check_new([args.out] + ([wav_path(args.out)] if sound and suffix != ".wav" else []),
+               args.overwrite)
     return [(args, None)]
   axis, values = sweeps.parse_sweep(args.sweep)
   if getattr(args, axis) is not None:
     raise ValueError(f"--{axis} and --sweep {args.sweep!r} both set --{axis}: give one")
   paths = sweeps.sweep_paths(args.out, axis, values)
-  _check_new(paths["clips"] + [paths["png"], paths["gif"], paths["json"]], args.overwrite)
+  _check_new(paths["clips"] + [paths["png"], paths["gif"], paths["json"]]
+             + ([wav_path(c) for c in paths["clips"]] if sound else []), args.overwrite)
   clips = []
   for value, out in zip(values, paths["clips"]):
     clip = copy.copy(args)
@@ -137,8 +159,20 @@ def render(pipe, request, args: argparse.Namespace, *, load_seconds: float = 0.0
   """Samples one resolved request and writes args.out and its sidecar; returns
   dict(frames uint8 [T, H, W, 3], out, sidecar, record) with record the sidecar's content."""
   from vdm.provenance import git_commit, write_sidecar
-  from vdm.video_io import StreamingVideoWriter, write_video
-  if args.post:  # post-processing needs the whole clip (stabilization, deflicker)
+  from vdm.video_io import StreamingVideoWriter, write_video, write_wav
+  sound = {}
+  if request.audio:  # a joint model: the whole clip and its soundtrack at once
+    result = pipe.generate(request, on_step=on_step)
+    if args.post:
+      from vdm.post.chain import apply_pipeline, parse_pipeline
+      result["frames"] = apply_pipeline(result["frames"], parse_pipeline(args.post))
+    wav = wav_path(args.out)
+    write_wav(wav, result["audio"], result["sample_rate"], overwrite=args.overwrite)
+    if not args.out.lower().endswith(".wav"):
+      write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite,
+                  audio=result["audio"], sample_rate=result["sample_rate"])
+    sound = dict(audio_samples=len(result["audio"]), sample_rate=result["sample_rate"], wav=wav)
+  elif args.post:  # post-processing needs the whole clip (stabilization, deflicker)
     from vdm.post.chain import apply_pipeline, parse_pipeline
     result = pipe.generate(request, on_step=on_step)
     result["frames"] = apply_pipeline(result["frames"], parse_pipeline(args.post))
@@ -151,7 +185,7 @@ def render(pipe, request, args: argparse.Namespace, *, load_seconds: float = 0.0
       checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),
       timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
-      frames_shape=list(result["frames"].shape))
+      frames_shape=list(result["frames"].shape), **sound)
   sidecar = write_sidecar(args.out, record)
   return dict(frames=result["frames"], out=args.out, sidecar=sidecar, record=record)
 

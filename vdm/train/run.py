@@ -1,5 +1,5 @@
-"""`vdm train`: tokenizer -> [text encoder pretraining] -> VAE -> denoiser -> exported model
-directory, each stage resumable.
+"""`vdm train`: tokenizer -> [text encoder pretraining] -> VAE -> [audio VAE] -> denoiser ->
+exported model directory, each stage resumable.
 
 Every stage goes through the one loop in `vdm.train.loop`; a finished stage is not retrained (its
 last checkpoint is restored), so rerunning `vdm train` on a workdir continues where it stopped.
@@ -25,10 +25,12 @@ import optax
 from flax import nnx
 
 from vdm.config import config_from_json
+from vdm.config.t2v import audio_latents_per_frame
 from vdm.data import kinds
 from vdm.data.loader import make_caption_loader, make_loader
 from vdm.data.simple import latent_motion
-from vdm.models import (build_denoiser, build_vae, copy_params, load_model_dir,
+from vdm.audio.vae import audio_vae_loss, pcm_to_float
+from vdm.models import (build_audio_vae, build_denoiser, build_vae, copy_params, load_model_dir,
                         read_latent_stats, save_model_dir, write_latent_stats)
 from vdm.nn import normalize_pixels
 from vdm.parallel import distributed
@@ -43,7 +45,7 @@ from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss
 
-STAGES = ("tokenizer", "text", "vae", "dit", "export")
+STAGES = ("tokenizer", "text", "vae", "audio", "dit", "export")
 
 
 def placement_of(config) -> Placement:
@@ -82,7 +84,8 @@ def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
                        "--workdir.") from None
     new = json.loads(config.to_json())
     differ = [f"{section}.{k}: {as_stored.get(section, {}).get(k)!r} -> {v!r}"
-              for section in ("data", "text", "vae", "dit") for k, v in new[section].items()
+              for section in ("data", "text", "vae", "audio", "dit")
+              for k, v in new[section].items()
               if old[section][k] != v]
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
@@ -216,14 +219,35 @@ def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
           for r in sources["test"]][:num]
 
 
-def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
-  """Per-channel mean and std of VAE latent means over a few training batches."""
+def latent_statistics(vae, loader, num_batches: int = 8, audio_vae=None) -> dict:
+  """Per-channel mean and std of VAE latent means over a few training batches; with an audio
+  VAE also those of its latents ('audio_mean', 'audio_std')."""
   encode = jax.jit(lambda video: vae.encode(normalize_pixels(video))[0])
   iterator = iter(loader)
-  latents = np.concatenate([np.asarray(encode(next(iterator)["video"]))
-                            for _ in range(num_batches)])
-  axes = tuple(range(latents.ndim - 1))
-  return dict(mean=latents.mean(axes), std=latents.std(axes) + 1e-6)
+  batches = [next(iterator) for _ in range(num_batches)]
+  stats = {}
+  streams = [("", encode, "video")]
+  if audio_vae is not None:
+    streams.append(("audio_", jax.jit(lambda pcm: audio_vae.encode_audio(pcm_to_float(pcm))[0]),
+                    "audio"))
+  for prefix, fn, key in streams:
+    latents = np.concatenate([np.asarray(fn(batch[key])) for batch in batches])
+    axes = tuple(range(latents.ndim - 1))
+    stats.update({prefix + "mean": latents.mean(axes), prefix + "std": latents.std(axes) + 1e-6})
+  return stats
+
+
+def audio_vae_stage(config, workdir: str, builder):
+  """The audio VAE through the one loop (audio.enabled), on the dataset's soundtracks; None
+  when the config has no audio."""
+  if not config.audio.enabled:
+    return None
+  stage_cfg, seed = config.train.audio, config.seed + 3
+  return train(build_audio_vae(config, seed),
+               functools.partial(audio_vae_loss, kl_weight=config.audio.kl_weight),
+               make_loader(builder, "train", batch_size=stage_cfg.batch_size, seed=seed),
+               stage_cfg, os.path.join(workdir, "audio_vae"), seed=seed, desc="audio",
+               prepare_batch=lambda batch: dict(audio=batch["audio"]))
 
 
 def vae_clip(video, stage_cfg):
@@ -310,6 +334,9 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
       critic=build_vae_critic(config) if disc_weight else None, placement=placement)
   if until == "vae":
     return ""
+  audio_vae = audio_vae_stage(config, workdir, builder)
+  if until == "audio":
+    return ""
   # The VAE encodes each process's own rows on its own device (a whole copy in each process).
   vae = distributed.local_copy(vae)
 
@@ -318,7 +345,8 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     write_latent_stats(stats_path, source[4])  # the scale its denoiser knows
   if not os.path.exists(stats_path) and distributed.is_lead():
     write_latent_stats(stats_path, latent_statistics(
-        vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
+        vae, make_loader(builder, "train", batch_size=32, seed=config.seed),
+        audio_vae=audio_vae))
   distributed.barrier("latent_stats")
   stats = read_latent_stats(stats_path)
 
@@ -326,6 +354,9 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
+  if audio_vae is not None:
+    encode_audio = jax.jit(lambda pcm: (audio_vae.encode_audio(pcm_to_float(pcm))[0]
+                                        - stats["audio_mean"]) / stats["audio_std"])
   empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
   d = config.diffusion
@@ -337,6 +368,8 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
                empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
     out.update(control_batch(config, batch))
+    if audio_vae is not None:
+      out["audio_latents"] = encode_audio(batch["audio"])
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       _, _, height, width, _ = batch["video"].shape
       flows, valids = zip(*(latent_motion(
@@ -346,8 +379,12 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
       out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
     return out
 
+  joint = {}
+  if audio_vae is not None:
+    joint = dict(audio=config.audio, audio_per_frame=audio_latents_per_frame(config),
+                 video_temporal_downsample=config.vae.temporal_downsample)
   loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch,
-                           control=config.control)
+                           control=config.control, **joint)
   def init_denoiser():
     return build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
 
@@ -377,7 +414,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it
   distributed.barrier("export")
   save_model_dir(model_dir, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
-                 latent_stats=stats)
+                 latent_stats=stats, audio_vae=audio_vae)
   if distributed.is_lead():
     write_provenance(model_dir, config.seed)
   return model_dir
