@@ -2,7 +2,8 @@
 import sys
 
 BENCHMARKS = ("sampling", "autoregressive", "frames", "vae_decode", "post", "train_step", "data",
-              "gpu_dit", "scan_layers", "sequence_parallel", "train_scale", "peers")
+              "gpu_dit", "scan_layers", "sequence_parallel", "train_scale", "peers",
+              "stream_memory", "train_cost")
 
 
 def main() -> None:

@@ -37,6 +37,9 @@ import jax.numpy as jnp
 # sampler is one function with the signature above and one registration.
 SAMPLERS: dict = {}
 STOCHASTIC_SAMPLERS = ("euler_ancestral",)  # plus euler/heun with churn > 0 and ddim with eta > 0
+# Samplers whose step uses earlier steps' evaluations (per-frame history): they cannot be run one
+# row of a noise-level matrix at a time (rolling generation as a stream).
+MULTISTEP_SAMPLERS = ("dpmpp_2m", "unipc")
 UNIPC_VARIANTS = ("bh1", "bh2")
 
 

@@ -301,7 +301,8 @@ def _plan_state(model: ModelOrInit, tx, critic: Critic | None, placement: Placem
 def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, workdir: str,
           *, seed: int, prepare_batch: Callable[[dict], dict] = lambda b: b,
           desc: str = "train", critic: Critic | None = None,
-          frozen: tuple[str, ...] = (), placement: Placement | None = None) -> nnx.Module:
+          frozen: tuple[str, ...] = (), placement: Placement | None = None,
+          evaluate: Callable[[nnx.Module], dict] | None = None) -> nnx.Module:
   """Trains `model` for `cfg.steps` steps, resuming from the latest checkpoint in `workdir`.
 
   Args:
@@ -320,6 +321,9 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
       state are checkpointed with the model's. None leaves the step exactly as without one.
     frozen: prefixes of parameter names that get no update (`make_optimizer`).
     placement: the mesh and rules (vdm.parallel.placement); None: one device.
+    evaluate: (EMA model) -> dict of scalars, run every `cfg.eval_every` steps when the stage
+      has that field > 0 (held-out scores during training); lines go to `eval.jsonl` with the
+      training seconds so far (evaluation time excluded) and to TensorBoard.
   Returns:
     the model with its parameters replaced by the EMA parameters (laid out on the mesh).
   Raises:
@@ -393,6 +397,11 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
       else None
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,
              disable=os.environ.get("VDM_NO_PROGRESS") == "1" or not lead)
+  eval_every = cfg.get("eval_every", 0) if evaluate is not None else 0
+  eval_path = os.path.join(workdir, "eval.jsonl")
+  if eval_every and lead:
+    faults.truncate_metrics(eval_path, start)
+  eval_seconds = 0.0
   t0 = time.time()
 
   def close() -> None:
@@ -427,6 +436,16 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
           log.write(json.dumps(dict(step=done, seconds=time.time() - t0, **metrics)) + "\n")
           log.flush()
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+      if eval_every and (done % eval_every == 0 or done == cfg.steps):
+        t_eval = time.time()
+        scores = evaluate(nnx.merge(graphdef, state["ema"], rest))
+        eval_seconds += time.time() - t_eval
+        if lead:
+          for name, value in scores.items():
+            writer.add_scalar(f"{desc}/eval/{name}", value, done)
+          with open(eval_path, "a") as f:
+            f.write(json.dumps(dict(step=done, train_seconds=time.time() - t0 - eval_seconds,
+                                    **scores)) + "\n")
       if done % cfg.checkpoint_every == 0 or done == cfg.steps:
         save(done)
       # Every process stops at the same step: a signal seen by any of them stops them all.
