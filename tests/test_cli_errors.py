@@ -67,6 +67,9 @@ def bad(tmp_path, model_dir):  # noqa: F811
 
 # (argv, text the message must contain); argv[0] names the subcommand ('data import' is two).
 CASES = [
+    (["plan", "--config", TINY, "--device-memory", "lots"], "--device-memory"),
+    (["plan", "--config", TINY, "--devices", "0"], "--devices"),
+    (["train", "--config", TINY, "--workdir", "{out}", "--num-processes", "2"], "--num-processes"),
     (["train", "--config", "{bad_syntax.py}", "--workdir", "{out}"], "not valid Python"),
     (["train", "--config", "{no_get_config.py}", "--workdir", "{out}"], "get_config"),
     (["train", "--config", "{binary.py}", "--workdir", "{out}"], "--config"),

@@ -236,14 +236,17 @@ def read_latent_stats(path: str) -> dict:
 def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
                    denoiser: Denoiser, latent_stats: dict, audio_vae: AudioVAE | None = None
                    ) -> None:
-  """Writes a model directory (see the module docstring); audio_vae for a joint model."""
+  """Writes a model directory (see the module docstring); audio_vae for a joint model. The
+  models may be sharded over a mesh of several processes: every process calls this; process 0
+  writes the single files and orbax writes the parameters from all of them."""
   if bool(config.audio.enabled) != (audio_vae is not None):
     raise ValueError("save_model_dir: an audio VAE is saved exactly when config.audio.enabled")
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
-  tokenizer.save(os.path.join(directory, "tokenizer.model"))
-  write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
+  if jax.process_index() == 0:
+    with open(os.path.join(directory, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+    tokenizer.save(os.path.join(directory, "tokenizer.model"))
+    write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
   save_params(vae, os.path.join(directory, "vae"))
   save_params(denoiser, os.path.join(directory, "denoiser"))
   if audio_vae is not None:

@@ -44,6 +44,12 @@ def integer(low: int | None = None, high: int | None = None, what: str = "") -> 
                words + (f" ({what})" if what else ""))
 
 
+def integer_or(low: int, special: int, what: str) -> Check:
+  """An int >= low, or the one `special` value (e.g. -1 for 'the rest'), which `what` explains."""
+  return Check(lambda v: _is_int(v) and (v >= low or v == special),
+               f"an integer >= {low}, or {special} for {what}")
+
+
 def number(low: float, high: float, *, open_high: bool = False) -> Check:
   """An int or float in [low, high] (or [low, high) with open_high)."""
   if open_high:

@@ -8,7 +8,8 @@ The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps,
 from __future__ import annotations
 
 from vdm.config.fields import (BOOL, Check, ConfigError, Field, decreasing_levels, get,
-                               int_tuple, integer, number, one_of, require, str_tuple, text)
+                               int_tuple, integer, integer_or, number, one_of, require, str_tuple,
+                               text)
 from vdm.control.timeline import SWITCHES
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
@@ -17,6 +18,8 @@ from vdm.dit.lora import allowed_targets
 from vdm.generate.modes import MODES, allowed_chunks, pipeline_modes
 from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
+from vdm.parallel.attention import SEQUENCE_ATTENTION
+from vdm.train.microbatch import PRECISIONS
 from vdm.vae.model import TEMPORAL_DOWNSAMPLES
 
 AUDIO_DOWNSAMPLES = (1, 2, 4, 8)  # vdm.audio.vae.TEMPORAL_DOWNSAMPLES (jax-free here)
@@ -37,7 +40,14 @@ def stage(*, min_steps: int = 1, off: str = "the stage is off", **defaults) -> d
   return dict(
       steps=Field(d["steps"], "optimizer steps of this stage" + (
           f" (0: {off})" if min_steps == 0 else ""), integer(min_steps)),
-      batch_size=Field(d["batch_size"], "clips (or captions) per step", POSITIVE),
+      batch_size=Field(d["batch_size"], "clips (or captions) per optimizer step, over all "
+                       "devices", POSITIVE),
+      accumulate=Field(1, "micro-batches the batch is split into, run one after another with "
+                       "their gradients averaged (activation memory of batch_size / accumulate)",
+                       POSITIVE),
+      precision=Field("float32", "bfloat16: the forward and backward run with bf16 parameters "
+                      "and activations, the optimizer keeps fp32 master weights",
+                      one_of(PRECISIONS)),
       learning_rate=Field(d["learning_rate"], "AdamW peak learning rate (linear warm-up, "
                           "cosine decay to a tenth)", number(1e-8, 1.0)),
       warmup_steps=Field(d["warmup_steps"], "steps of linear learning-rate warm-up",
@@ -55,6 +65,27 @@ def stage(*, min_steps: int = 1, off: str = "the stage is off", **defaults) -> d
                        one_of(NAN_POLICIES)),
       max_nan_skips=Field(10, "skipped steps tolerated before the run stops", NON_NEGATIVE),
       **{k: v for k, v in defaults.items() if isinstance(v, Field)})
+
+
+MESH_SIZE = integer_or(1, -1, "the devices the other axes leave")
+
+
+def parallel_fields() -> dict:
+  """The `parallel` section: the device mesh `vdm train` runs on (vdm/parallel). Sharding
+  changes where arrays live, not what is computed, so a workdir may resume on another mesh."""
+  return dict(
+      data=Field(1, "devices the batch is split over (parameters replicated); -1: all devices "
+                 "the other axes leave", MESH_SIZE),
+      fsdp=Field(1, "devices the parameters, gradients and optimizer state are split over "
+                 "(along the model width) as well as the batch; gathered per layer", MESH_SIZE),
+      tensor=Field(1, "devices the attention heads and MLP widths are split over", MESH_SIZE),
+      sequence=Field(1, "devices the clip is split over: its frames (dit.attention=factorized) "
+                     "or its tokens (full)", MESH_SIZE),
+      sequence_attention=Field("gspmd", "full attention over split tokens: gspmd (the compiler "
+                               "gathers keys and values) | ulysses (all-to-all to a split of "
+                               "the heads; vdm/parallel/attention.py)",
+                               one_of(SEQUENCE_ATTENTION)),
+  )
 
 
 def clip_fields(*, frames: int, num_train: int, num_test: int, long_factor: int,
@@ -329,6 +360,7 @@ SCHEMA = dict(
         given_frames=Field(0, "pixel frames given, the rest predicted (0: not a prediction "
                            "model)", NON_NEGATIVE),
     ),
+    parallel=parallel_fields(),
     train=dict(
         # steps=0: no text pretraining (configs/text_pretrain.py turns it on).
         text=stage(min_steps=0, steps=0, batch_size=64, learning_rate=1e-3, weight_decay=0.01,
@@ -369,8 +401,29 @@ def latent_frames_of(config, frames: int) -> int:
   return 1 + (frames - 1) // config.vae.temporal_downsample
 
 
+def check_parallel(config) -> None:
+  """At most one mesh axis takes the remaining devices (the device count is checked when the
+  mesh is built, vdm.parallel.make_mesh)."""
+  rest = [k for k, v in config.parallel.items() if v == -1 and k != "sequence_attention"]
+  require(len(rest) <= 1, f"parallel.{rest[-1] if rest else ''}", -1,
+          f"a size >= 1: parallel.{rest[0] if rest else ''} already takes the remaining devices "
+          "(at most one field may be -1)")
+
+
+def check_accumulate(stage_cfg, name: str) -> None:
+  """A stage's batch splits into whole micro-batches."""
+  require(stage_cfg.batch_size % stage_cfg.accumulate == 0, f"{name}.accumulate",
+          stage_cfg.accumulate, f"a divisor of {name}.batch_size={stage_cfg.batch_size}")
+
+
 def validate(config) -> None:
   """The rules between fields of a t2v config (each field's own check has run)."""
+  check_parallel(config)
+  for name in ("text", "vae", "dit"):
+    check_accumulate(config.train[name], f"train.{name}")
+  require(config.train.vae.precision == "float32", "train.vae.precision",
+          config.train.vae.precision, "'float32' (mixed precision is for the text encoder and "
+          "the denoiser, which compute in their parameters' dtype)")
   _check_data(config)
   _check_audio(config)
   _check_model(config)

@@ -10,6 +10,7 @@ from flax import nnx
 
 from vdm.dit import fast_ops
 from vdm.nn import RMSNorm
+from vdm.parallel.attention import dot_product_attention as sequence_parallel_attention
 from vdm.parallel.sharding import logical_axes
 
 
@@ -186,16 +187,20 @@ class Attention(nnx.Module):
   qk_norm: RMS-normalise queries and keys (learned scale) before the dot product, which
   bounds the attention logits and keeps large models' training stable; qk_norm_over 'head'
   normalises each head on its own, 'width' all heads together before the head split (Wan's).
+  sequence_parallel: a self-attention over the tokens `parallel.sequence` splits (full 3D
+  attention): it runs as `vdm.parallel.attention.dot_product_attention`, which picks the
+  sequence-parallel algorithm of the run (the same values as plain attention).
   """
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
                qk_norm: bool = False, qk_norm_over: str = "head", kernel: str = "xla",
-               rngs: nnx.Rngs, **dense_kwargs):
+               sequence_parallel: bool = False, rngs: nnx.Rngs, **dense_kwargs):
     if qk_norm_over not in QK_NORM_AXES:
       raise ValueError(f"dit.qk_norm_over must be one of {QK_NORM_AXES}, got {qk_norm_over!r}")
     if kernel not in ATTENTION_KERNELS:
       raise ValueError(f"dit.attention_kernel must be one of {ATTENTION_KERNELS}, got {kernel!r}")
     self.heads, self.qk_norm_over, self.kernel = heads, qk_norm_over, kernel
+    self.sequence_parallel = sequence_parallel
     self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
     self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
                     **dense_kwargs)
@@ -218,10 +223,11 @@ class Attention(nnx.Module):
     return x if rope is None else apply_rope(x, rope)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
-               mask: jax.Array | None = None, rope=None) -> jax.Array:
+               mask: jax.Array | None = None, rope=None, frames: int = 1) -> jax.Array:
     """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S];
     rope: (cos, sin) broadcastable to [B, L, D/H/2] rotating queries and keys (self-attention
-    only: queries and keys then share positions)."""
+    only: queries and keys then share positions); frames: L = frames x tokens per frame (what a
+    sequence-parallel attention splits)."""
     b, length, d = x.shape
     if rope is not None and context is not None:
       raise ValueError("rotary positions apply to self-attention only")
@@ -229,7 +235,10 @@ class Attention(nnx.Module):
     q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
     k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
-    y = attend(q, k, v, mask, self.kernel)
+    if self.sequence_parallel:
+      y = sequence_parallel_attention(q, k, v, mask=mask, frames=frames)
+    else:
+      y = attend(q, k, v, mask, self.kernel)
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,

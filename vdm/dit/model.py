@@ -105,8 +105,9 @@ class DiTBlock(nnx.Module):
                              kernel=attention_kernel, rngs=rngs, **kw)
     if attention == "factorized":
       self.spatial, self.temporal = attn(), attn()
-    else:
-      self.joint = attn()
+    else:  # its tokens are what parallel.sequence splits (vdm/parallel/attention.py)
+      self.joint = Attention(width, heads, qk_norm=qk_norm, sequence_parallel=True, rngs=rngs,
+                             **kw)
     self.cross = attn()
     # cross_norm: a LayerNorm with its own scale and bias before cross-attention (Wan's; that
     # input is not modulated), instead of the plain norm.
@@ -167,7 +168,7 @@ class DiTBlock(nnx.Module):
         mask = None
         if temporal_mask is not None:  # frame i may attend frame j -> all their tokens
           mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
-        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b))
+        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b), frames=t)
       else:
         frame_mask = past[3]
         token_mask = (None if frame_mask is None else
@@ -477,6 +478,9 @@ class DiT(nnx.Module):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    # The model computes in its parameters' dtype: bf16 parameters (a stage's precision =
+    # bfloat16) make bf16 activations; float32 ones leave everything as it was.
+    z, text = z.astype(self.embed.kernel.dtype), text.astype(self.embed.kernel.dtype)
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
     control_tokens, control_frames = self._control_inputs(control, b, t, x.shape[2])

@@ -8,9 +8,15 @@ A joint audio-video model (config.audio.enabled) also makes the soundtrack:
     frames, waveform = pipe(prompt, audio=True)       # waveform float32 [T * sample_rate / fps]
     frames, waveform = pipe(prompt, audio_from="x.wav")   # video for a given audio
     frames, waveform = pipe(prompt, video_from="x.mp4")   # audio for a given video
+
+On a mesh (`Pipeline.load(DIR, parallel=dict(data=4, sequence=2))`) the denoiser's weights are
+laid out by the same rules as in training and sampling runs with the activation constraints on:
+`generate_batch` splits its prompts over data (and fsdp), a long clip's frames (factorized
+attention) or tokens (full) are split over `sequence`; the frames equal one device's.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -162,7 +168,7 @@ class Pipeline:
   """The text-to-video model with its sampling defaults; call it with a prompt to get frames."""
 
   def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = "",
-               audio_vae=None):
+               audio_vae=None, placement=None):
     self.config, self.tokenizer, self.vae, self.denoiser = config, tokenizer, vae, denoiser
     self.latent_mean = latent_stats["mean"]
     self.latent_std = latent_stats["std"]
@@ -170,17 +176,40 @@ class Pipeline:
     self.audio_vae = audio_vae  # a joint model's (config.audio.enabled), else None
     if audio_vae is not None:
       self.audio_mean, self.audio_std = latent_stats["audio_mean"], latent_stats["audio_std"]
+    self.placement = placement  # vdm.parallel.placement.Placement, or None: one device
 
   @classmethod
-  def load(cls, directory: str, *, scan_layers: bool | None = None) -> "Pipeline":
+  def load(cls, directory: str, *, scan_layers: bool | None = None,
+           parallel: dict | None = None) -> "Pipeline":
     """Loads a model directory written by `vdm train` (see vdm.models); scan_layers=True/False
-    runs its DiT in the other layer layout than it was trained with (same weights)."""
+    runs its DiT in the other layer layout than it was trained with (same weights). parallel:
+    a mesh as in the config's `parallel` section (e.g. dict(data=4, sequence=2)) to sample on;
+    None: one device."""
     from vdm.convert.wan import detect_layout, load_wan
     if detect_layout(directory) is not None:  # a downloaded Wan2.1 directory, either layout
+      if parallel:
+        raise ValueError(f"--parallel: {directory!r} is a Wan2.1 directory; convert it first "
+                         "(vdm convert DIR --out MODEL_DIR) and sample MODEL_DIR on the mesh")
       return cls(*load_wan(directory), directory=directory)
     from vdm.models import load_audio_vae, load_model_dir
-    loaded = load_model_dir(directory, scan_layers=scan_layers)
-    return cls(*loaded, directory=directory, audio_vae=load_audio_vae(directory, loaded[0]))
+    config, tokenizer, vae, denoiser, stats = load_model_dir(directory, scan_layers=scan_layers)
+    audio_vae = load_audio_vae(directory, config)
+    placement = None
+    if parallel:
+      from vdm.parallel.placement import Placement
+      from vdm.parallel.sharding import shard_model
+      if audio_vae is not None:
+        raise ValueError("--parallel: a joint audio-video model samples on one device")
+      fields = dict(config.parallel.to_dict(), **parallel)
+      placement = Placement.from_config(fields, config.dit.attention)
+      denoiser = shard_model(denoiser, placement.mesh, placement.rules)
+      vae = nnx.merge(*_replicated(nnx.split(vae), placement))
+    return cls(config, tokenizer, vae, denoiser, stats, directory=directory,
+               audio_vae=audio_vae, placement=placement)
+
+  def _activate(self):
+    """The mesh context sampling runs in (nothing on one device)."""
+    return contextlib.nullcontext() if self.placement is None else self.placement.activate()
 
   @property
   def sample_rate(self) -> int:
@@ -404,6 +433,61 @@ class Pipeline:
       from vdm.video_io import read_audio
       read_audio(audio_from, self.sample_rate, flag="--audio-from")
 
+  def generate_batch(self, requests: list[Request]) -> dict:
+    """Several prompts at once, one row each, split over the mesh's data-parallel devices:
+    frames uint8 [N, T, H, W, 3] (row i equals `generate(requests[i])` with a deterministic
+    sampler; a stochastic one draws its step noise for all rows together) and seconds.
+
+    The requests must differ only in prompt, negative prompt and seed, and use a mode sampled
+    as one noise-level matrix (not the KV-cached streaming path, an image or an extension).
+    """
+    t0 = time.perf_counter()
+    first = requests[0]
+    shared = dataclasses.replace(first, prompt="", negative_prompt="", seed=0)
+    for r in requests:
+      if dataclasses.replace(r, prompt="", negative_prompt="", seed=0) != shared:
+        raise ValueError("a batch of prompts shares every option but the prompt, negative "
+                         "prompt and seed")
+    spec = MODES[first.mode]
+    if ((spec.streams and first.kv_cache) or first.image or first.extend or first.timeline
+        or first.trajectory or first.camera or first.audio):
+      raise ValueError(f"--prompt-file: mode {first.mode} with the KV cache, --image, --extend, "
+                       "--prompts (a timeline), --trajectory, --camera and sound sample one "
+                       "prompt at a time")
+    n = len(requests)
+    ids, mask = self.tokenizer.encode([r.prompt for r in requests]
+                                      + [r.negative_prompt for r in requests],
+                                      self.config.text.max_length)
+    latent_shape = self._latent_shape(first)
+    x_init = jnp.concatenate([jax.random.normal(jax.random.split(jax.random.key(r.seed))[0],
+                                                latent_shape) for r in requests])
+    levels, temporal_mask = generation_mode(
+        first.mode, steps=first.steps, frames=latent_shape[1], chunk=first.chunk,
+        context_level=first.context_noise, shift=self.config.sample.shift,
+        window=first.window if spec.causal else None)
+    with self._activate():
+      denoiser_def, denoiser_state = nnx.split(self.denoiser)
+      text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), jnp.asarray(mask))
+      if self.placement is not None:  # prompts split over the data-parallel devices
+        x_init = self.placement.place_batch(np.asarray(x_init), n)
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, jnp.asarray(mask),
+                        jnp.asarray(levels), jnp.asarray(temporal_mask),
+                        jnp.float32(first.guidance),
+                        jax.random.split(jax.random.key(first.seed))[1],
+                        sampler_name=first.sampler)
+      vae_def, vae_state = nnx.split(self.vae)
+      frames = decode_latents(vae_def, vae_state, z, self.latent_mean, self.latent_std)
+      frames = np.asarray(jax.device_get(frames))
+    return dict(frames=frames, seconds_total=time.perf_counter() - t0)
+
+  def _latent_shape(self, request: Request) -> tuple[int, ...]:
+    """[1, T', h, w, C] of one request's latents."""
+    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
+    latent_frames = (request.frames // td if request.extend is not None
+                     else self.vae.latent_frames(request.frames))
+    return (1, latent_frames, request.height // sd, request.width // sd,
+            self.config.vae.latent_channels)
+
   def _check_given_video(self, path: str, frames: int) -> None:
     from vdm.video_io import probe_video
     if not isinstance(path, str) or not os.path.isfile(path):
@@ -444,19 +528,20 @@ class Pipeline:
       return self._generate_joint(request, on_frames, given_video, given_audio)
     if given_video is not None or given_audio is not None:
       raise ValueError("given_video / given_audio need a request with sound (audio=True)")
-    if on_step is None:
-      return self._generate(request, on_frames, None, keep_frames)
     global _listener
-    with _listener_lock:
-      _listener = _StepListener(on_step)
-      try:
-        return self._generate(request, on_frames, _listener, keep_frames)
-      except jax.errors.JaxRuntimeError:
-        if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
-          raise _listener.error from None
-        raise
-      finally:
-        _listener = None
+    with self._activate():  # the mesh's rules (nothing on one device)
+      if on_step is None:
+        return self._generate(request, on_frames, None, keep_frames)
+      with _listener_lock:
+        _listener = _StepListener(on_step)
+        try:
+          return self._generate(request, on_frames, _listener, keep_frames)
+        except jax.errors.JaxRuntimeError:
+          if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
+            raise _listener.error from None
+          raise
+        finally:
+          _listener = None
 
   def _generate(self, request: Request, on_frames, listener: _StepListener | None,
                 keep_frames: bool = True) -> dict:
@@ -466,11 +551,8 @@ class Pipeline:
     # Rows 0 .. P-1: the prompts (one without a timeline); row P: the negative prompt.
     ids, mask = self.tokenizer.encode(prompts + [request.negative_prompt],
                                       self.config.text.max_length)
-    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
-    latent_frames = (request.frames // td if request.extend is not None
-                     else self.vae.latent_frames(request.frames))
-    latent_shape = (1, latent_frames, request.height // sd, request.width // sd,
-                    self.config.vae.latent_channels)
+    td = self.vae.temporal_downsample
+    latent_shape = self._latent_shape(request)
     noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
     x_init = jax.random.normal(noise_key, latent_shape)
     if request.image is not None:
@@ -750,14 +832,15 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
                   sampler_name, guided=True, report_steps=False, control=None):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
   [2, L] are the prompt's and the negative prompt's rows, shared by the batch (or [2, T, L, D]
-  and [2, T, L]: a prompt per frame); temporal_mask [T, T] bool, or None (every frame sees
-  every frame). guided=False (guidance 1): the prompt's velocity alone, one DiT call a step.
-  report_steps: each step is reported to the on_step of the `Pipeline.generate` call in
-  progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by the batch and by both
-  guidance branches (guidance is on the text only), or None."""
+  and [2, T, L]: a prompt per frame), or [2B, ...]: B prompts, then their B negative prompts
+  (`Pipeline.generate_batch`). guided=False (guidance 1): the prompt's velocity alone, one DiT
+  call a step. report_steps: each step is reported to the on_step of the `Pipeline.generate`
+  call in progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by the batch and by
+  both guidance branches (guidance is on the text only), or None."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
-  text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
+  if text.shape[0] != 2 * b:  # [2B]: prompt rows, then negative
+    text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
   if control is not None:
     control = jax.tree.map(lambda a: jnp.repeat(a, b * (1 + guided), axis=0), control)
   first = None if control is None else jax.tree.map(lambda a: a[:b], control)
@@ -852,6 +935,12 @@ def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
   return denormalize_pixels(video), cache
+
+
+def _replicated(split, placement):
+  """(graphdef, state) with the state's arrays on every device of the placement's mesh."""
+  graphdef, state = split
+  return graphdef, jax.device_put(state, placement.replicated)
 
 
 def read_resized_video(path: str, flag: str, height: int, width: int) -> np.ndarray:

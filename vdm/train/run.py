@@ -5,6 +5,11 @@ Every stage goes through the one loop in `vdm.train.loop`; a finished stage is n
 last checkpoint is restored), so rerunning `vdm train` on a workdir continues where it stopped.
 `config.task` picks what is trained (`TASKS`): this text-to-video model, or the learned upscaler
 of `vdm.train.upscaler`.
+
+Every stage runs on the mesh of `config.parallel` (`placement_of`). In a multi-process run every
+process runs this same program: each loads its own rows of each batch, only process 0 writes
+single files (config, tokenizer, statistics, exports' JSON), and orbax writes the checkpoints
+from all of them.
 """
 from __future__ import annotations
 
@@ -14,7 +19,6 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -30,6 +34,8 @@ from vdm.models import (build_audio_vae, build_denoiser, build_vae, load_vae, re
                         save_model_dir, without_lora, write_latent_stats)
 from vdm.pytree import leaf_names
 from vdm.nn import normalize_pixels
+from vdm.parallel import distributed
+from vdm.parallel.placement import Placement
 from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
@@ -46,9 +52,21 @@ from vdm.vae.loss import vae_loss
 STAGES = ("tokenizer", "text", "vae", "audio", "dit", "export")
 
 
+def placement_of(config) -> Placement:
+  """The run's mesh (`config.parallel`) with the rules of its attention layout."""
+  layout = config.dit.attention if "dit" in config else "factorized"
+  return Placement.from_config(config.parallel, layout)
+
+
 def dataset_builder(config, workdir: str):
-  """The prepared TFDS builder of config.data (any registered `data.kind`, vdm.data.kinds)."""
-  return kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
+  """The prepared TFDS builder of config.data (any registered `data.kind`, vdm.data.kinds).
+
+  In a multi-process run process 0 prepares it and the others open it once it is written."""
+  data_dir = config.data.data_dir or os.path.join(workdir, "data")
+  if distributed.is_lead():
+    builder = kinds.build(config.data, data_dir)
+  distributed.barrier("dataset")
+  return builder if distributed.is_lead() else kinds.build(config.data, data_dir)
 
 
 def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
@@ -81,7 +99,9 @@ def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
 
 
 def record_workdir_config(config, workdir: str) -> None:
-  """Writes the config a workdir is trained with to WORKDIR/config.json."""
+  """Writes the config a workdir is trained with to WORKDIR/config.json (process 0)."""
+  if not distributed.is_lead():
+    return
   path = os.path.join(workdir, "config.json")
   os.makedirs(workdir, exist_ok=True)
   # Write then rename: a kill mid-write must not leave a half file that blocks every resume.
@@ -144,16 +164,18 @@ def train_tokenizer_stage(config, workdir: str, builder=None,
           raise ValueError(f"workdir {workdir} has a tokenizer other than the one of "
                            f"{'init_from' if config.init_from else 'text.init_from'}="
                            f"{config.init_from or init_from!r}; use a new --workdir")
-    else:
+    elif distributed.is_lead():
       Tokenizer(proto).save(path)
-  if not os.path.exists(path):
+  if not os.path.exists(path) and distributed.is_lead():
     Tokenizer(train_tokenizer(training_captions(config, builder),
                               vocab_size=config.text.vocab_size,
                               model_type=config.text.tokenizer)).save(path)
+  distributed.barrier("tokenizer")  # written by process 0, read by all
   return Tokenizer.load(path)
 
 
-def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None) -> str:
+def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None,
+                        placement: Placement | None = None) -> str:
   """T5 span-corruption pretraining of the text encoder through the one loop, on
   `training_captions`; exports WORKDIR/text_encoder and returns it ('' when train.text.steps
   is 0). A finished stage is restored, not retrained; the export is rewritten from it."""
@@ -180,14 +202,19 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
       num_sentinels=p.num_sentinels, noise_density=p.noise_density,
       mean_span_length=p.mean_span_length)
   report = dict(num_captions=len(held_out), initial=evaluate(initial) if held_out else None)
+  placement = placement or Placement.single_device()
   model = train(initial, loss,
                 make_caption_loader(training_captions(config, builder),
-                                    batch_size=stage_cfg.batch_size, seed=seed),
+                                    batch_size=stage_cfg.batch_size, seed=seed,
+                                    rows=placement.process_rows(stage_cfg.batch_size)),
                 stage_cfg, os.path.join(workdir, "text"), seed=seed,
-                prepare_batch=prepare_batch, desc="text")
-  directory = export_encoder(os.path.join(workdir, "text_encoder"), model.encoder, tokenizer,
-                             config)
-  if held_out:  # the exported (EMA) weights on captions the stage never trained on
+                prepare_batch=prepare_batch, desc="text", placement=placement)
+  model = distributed.local_copy(model)  # exported and evaluated whole, in every process
+  directory = os.path.join(workdir, "text_encoder")
+  if distributed.is_lead():
+    export_encoder(directory, model.encoder, tokenizer, config)
+  distributed.barrier("text_encoder")
+  if held_out and distributed.is_lead():  # the exported (EMA) weights on unseen captions
     report["final"] = evaluate(model)
     with open(os.path.join(directory, "eval.json"), "w") as f:
       json.dump(report, f, indent=2)
@@ -308,6 +335,10 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   model directory ('' when it stops before the export)."""
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
+  placement = placement_of(config)  # a bad parallel section fails before any work
+  for name in ("text", "vae", "dit"):
+    placement.check_batch(config.train[name].batch_size, f"train.{name}.batch_size",
+                          config.train[name].accumulate)
   check_workdir_config(config, workdir, record=False)
   # A named config may leave init_from to --set, so this is checked here, not by validation.
   if config.train.vae.steps == 0 and not (config.init_from or config.vae.init_from):
@@ -325,7 +356,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
                                     pretrained=pretrained.tokenizer if pretrained else None)
   if until == "tokenizer":
     return ""
-  text_init = text_pretrain_stage(config, workdir, tokenizer, builder)
+  text_init = text_pretrain_stage(config, workdir, tokenizer, builder, placement)
   text_init = text_init or config.text.init_from
   if until == "text":
     return ""
@@ -346,15 +377,18 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     vae = train(vae, functools.partial(
         vae_loss, kl_weight=config.vae.kl_weight, **(
             dict(disc_weight=disc_weight) if disc_weight else {})),
-        make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
+        make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed,
+                    rows=placement.process_rows(vae_cfg.batch_size)),
         vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
         prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
-        critic=build_vae_critic(config) if disc_weight else None)
+        critic=build_vae_critic(config) if disc_weight else None, placement=placement)
   if until == "vae":
     return ""
   audio_vae = audio_vae_stage(config, workdir, builder)
   if until == "audio":
     return ""
+  # The VAE encodes each process's own rows on its own device (a whole copy in each process).
+  vae = distributed.local_copy(vae)
 
   dit_cfg = config.train.dit
   # The cache: every clip encoded once (and, with a frozen encoder, every caption), keyed by
@@ -366,12 +400,13 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   cached = (LatentSource(build_latent_cache(builder, "train", vae, config.vae), "train")
             if dit_cfg.cache and not needs_clips else None)
   stats_path = os.path.join(workdir, "latent_stats.json")
-  if pretrained is not None and not os.path.exists(stats_path):  # the scale its denoiser knows
-    write_latent_stats(stats_path, pretrained.latent_stats)
-  if not os.path.exists(stats_path):
+  if pretrained is not None and not os.path.exists(stats_path) and distributed.is_lead():
+    write_latent_stats(stats_path, pretrained.latent_stats)  # the scale its denoiser knows
+  if not os.path.exists(stats_path) and distributed.is_lead():
     write_latent_stats(stats_path, cache_statistics(cached) if cached else latent_statistics(
         vae, make_loader(builder, "train", batch_size=32, seed=config.seed),
         audio_vae=audio_vae))
+  distributed.barrier("latent_stats")
   stats = read_latent_stats(stats_path)
 
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
@@ -433,17 +468,23 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
                  video_temporal_downsample=config.vae.temporal_downsample)
   loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch,
                            control=config.control, **joint)
-  loader = (make_source_loader(cached, batch_size=dit_cfg.batch_size, seed=config.seed + 1)
+  rows = placement.process_rows(dit_cfg.batch_size)
+  loader = (make_source_loader(cached, batch_size=dit_cfg.batch_size, seed=config.seed + 1,
+                               rows=rows)
             if cached is not None else
-            make_loader(builder, "train", batch_size=dit_cfg.batch_size, seed=config.seed + 1))
+            make_loader(builder, "train", batch_size=dit_cfg.batch_size, seed=config.seed + 1,
+                        rows=rows))
   denoiser = train(denoiser, loss, loader, dit_cfg, os.path.join(workdir, "dit"),
                    seed=config.seed + 1, prepare_batch=prepare_batch, desc="dit", frozen=frozen,
+                   placement=placement,
                    evaluate=held_out_adherence(config, tokenizer, vae, stats)
                    if dit_cfg.eval_every else None)
   if until == "dit":
     return ""
   model_dir = os.path.join(workdir, "model")
-  shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it whole
+  if distributed.is_lead():
+    shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it
+  distributed.barrier("export")
   # The model directory stands alone: LoRA is folded into the weights (a plain model of the same
   # config) and init_from, whose weights it now holds, is cleared.
   config, denoiser = without_lora(config, denoiser, tokenizer.vocab_size)
@@ -452,7 +493,8 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
     config.init_from = ""
   save_model_dir(model_dir, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
                  latent_stats=stats, audio_vae=audio_vae)
-  write_provenance(model_dir, config.seed)
+  if distributed.is_lead():
+    write_provenance(model_dir, config.seed)
   return model_dir
 
 
