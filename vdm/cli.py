@@ -168,6 +168,7 @@ def cmd_convert(args) -> int:
                  latent_stats=stats)
   write_provenance(args.out, config.seed)
   print(f"wrote {args.out} ({config.name}: a vdm model directory)")
+  return 0
 
 
 def cmd_plan(args) -> int:

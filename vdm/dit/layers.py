@@ -236,7 +236,9 @@ class Attention(nnx.Module):
     k, v = jnp.split(self.kv(context), 2, axis=-1)
     k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
     if self.sequence_parallel:
-      y = sequence_parallel_attention(q, k, v, mask=mask, frames=frames)
+      y = sequence_parallel_attention(
+          q, k, v, mask=mask, frames=frames,
+          plain=lambda q, k, v, mask: attend(q, k, v, mask, self.kernel))
     else:
       y = attend(q, k, v, mask, self.kernel)
     return self.out(y.reshape(b, length, d))

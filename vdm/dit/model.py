@@ -106,8 +106,8 @@ class DiTBlock(nnx.Module):
     if attention == "factorized":
       self.spatial, self.temporal = attn(), attn()
     else:  # its tokens are what parallel.sequence splits (vdm/parallel/attention.py)
-      self.joint = Attention(width, heads, qk_norm=qk_norm, sequence_parallel=True, rngs=rngs,
-                             **kw)
+      self.joint = Attention(width, heads, qk_norm=qk_norm, qk_norm_over=qk_norm_over,
+                             kernel=attention_kernel, sequence_parallel=True, rngs=rngs, **kw)
     self.cross = attn()
     # cross_norm: a LayerNorm with its own scale and bias before cross-attention (Wan's; that
     # input is not modulated), instead of the plain norm.

@@ -68,15 +68,19 @@ def _ulysses_spec(q: jax.Array) -> PartitionSpec | None:
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
-                          mask: jax.Array | None = None, frames: int = 1) -> jax.Array:
+                          mask: jax.Array | None = None, frames: int = 1,
+                          plain=None) -> jax.Array:
   """Attention of q over k, v, each [B, L, H, Dh] with L = frames x tokens per frame (frame-major);
   mask broadcastable to [B, H, L, L] and the same for every batch row and head ([L, L] or None).
   Returns [B, L, H, Dh]; sequence-parallel when the context says so (module docstring), with the
-  same values and gradients."""
+  same values and gradients. plain(q, k, v, mask): the attention of an unsplit sequence (default
+  `jax.nn.dot_product_attention`; the DiT passes its `dit.attention_kernel`)."""
   b, length, heads, dh = q.shape
   grid = lambda x: x.reshape(b, frames, length // frames, heads, dh)  # noqa: E731
   spec = _ulysses_spec(grid(q)) if length % frames == 0 else None
   if spec is None:
+    if plain is not None:
+      return plain(q, k, v, mask)
     return jax.nn.dot_product_attention(q, k, v, mask=mask)
   axis = 1 if spec[1] == "sequence" else 2  # the split one of frames and tokens
   if mask is not None:
