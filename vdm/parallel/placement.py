@@ -74,6 +74,8 @@ class Placement:
     Variables) and EMA follow their names; every other leaf (counters, scalars) is replicated."""
     def one(x):
       if _is_variable(x):
+        if not hasattr(x.get_value(), "shape"):  # e.g. optax's MaskedNode of a frozen leaf
+          return x  # holds no array, so nothing to place
         names = x.get_metadata().get("out_sharding")
         spec = logical_to_spec(names, self.rules, shape=x.get_value().shape, mesh=self.mesh)
         return x.replace(NamedSharding(self.mesh, spec))
