@@ -267,9 +267,13 @@ class Attention(nnx.Module):
     visible = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
     if mask is not None:
       visible = visible & mask[None, None]
-    y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
-                                     jnp.concatenate([past_v, v], axis=1), mask=visible)
-    return self.out(y.reshape(b, length, d)), k, v
+    # One dtype for the query and the keys and values it sees: the cache's slots may be wider
+    # than a bf16 model's new keys (jax's attention wants them equal; this is their promotion).
+    dtype = jnp.result_type(q, k, past_k)
+    y = jax.nn.dot_product_attention(
+        q.astype(dtype), jnp.concatenate([past_k, k], axis=1).astype(dtype),
+        jnp.concatenate([past_v, v], axis=1).astype(dtype), mask=visible)
+    return self.out(y.reshape(b, length, d).astype(q.dtype)), k, v
 
 
 # Activations of an Mlp by name: GELU in its tanh form (jax's default; Wan's FFN and text MLP),
