@@ -353,8 +353,8 @@ class Pipeline:
     switch = s.switch if switch is None else switch
     if timeline is not None:
       self._check_timeline(timeline, switch, mode=mode, image=image, extend=extend,
-                           streaming=streaming, frames=frames, fps=fps, chunk=chunk,
-                           latent_frames=latent_frames)
+                           streaming=streaming, sampler=sampler, frames=frames, fps=fps,
+                           chunk=chunk, latent_frames=latent_frames)
     if video_from is not None:
       self._check_given_video(video_from, frames)
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
@@ -399,8 +399,8 @@ class Pipeline:
     return (streams(mode, sampler=sampler, kv_cache=kv_cache, image=image)
             and not (mode == "rolling" and per_chunk))
 
-  def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, frames, fps,
-                      chunk, latent_frames) -> None:
+  def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, sampler,
+                      frames, fps, chunk, latent_frames) -> None:
     """A timeline runs in a mode that takes one (Mode.timeline), on its chunks."""
     from vdm.control.timeline import SWITCHES
     allowed = [m for m in pipeline_modes() if MODES[m].timeline]
@@ -413,9 +413,11 @@ class Pipeline:
                      temporal_downsample=self.vae.temporal_downsample, seconds=frames / fps,
                      default_switch=switch)
     if "recache" in sched.switch and not streaming:
-      raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode "
-                       f"{[m for m in allowed if MODES[m].streams and m != 'rolling']} with the KV cache (got "
-                       f"--mode {mode}{' --no-kv-cache' if MODES[mode].streams else ''})")
+      streamed = [m for m in allowed if self._streams(m, sampler=sampler, kv_cache=True,
+                                                      image=None, timeline=True)]
+      raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode {streamed} "
+                       f"with the KV cache (got --mode {mode}"
+                       f"{' --no-kv-cache' if MODES[mode].streams else ''})")
 
   def _check_audio_request(self, audio_from, video_from, image, extend) -> None:
     """Sound options need a joint model, one given stream at most, and no image or extension;
