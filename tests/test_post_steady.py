@@ -30,6 +30,26 @@ def test_moving_pixels_keep_the_per_frame_result():
   np.testing.assert_allclose(out[1:][moving], pred[1:][moving], atol=1e-6)
 
 
+def test_smooth_ignores_the_references_own_noise_and_keeps_motion():
+  rng = np.random.default_rng(4)
+  # A still scene whose reference flickers with fresh per-pixel noise in every frame (sensor
+  # noise, codec re-quantisation), and a per-frame result with flicker of its own.
+  still = np.clip(0.4 + 0.2 * _clip(1, 24, 24, seed=5), 0, 1)
+  ref = np.clip(still + 0.01 * rng.standard_normal((8, 24, 24, 3)), 0, 1).astype(np.float32)
+  pred = np.clip(ref + 0.03 * rng.standard_normal(ref.shape), 0, 1).astype(np.float32)
+  flicker = lambda x: np.abs(np.diff(x, axis=0)).mean()
+  plain = follow_reference(pred, ref, tolerance=0.03)
+  smoothed = follow_reference(pred, ref, tolerance=0.03, smooth=2.0)
+  # Unblurred, the noise (|change| ~ 0.014 ~ tolerance / 2) lowers w, so pred's flicker leaks
+  # in; blurred by sigma 2 it is ~1/7 as large, w ~ 1, and only the blurred noise is followed.
+  assert flicker(smoothed) < 0.25 * flicker(ref) < flicker(plain)
+  # A pattern that moves (every pixel changes by ~0.33 after the blur too) is the result's.
+  moving_ref, moving_pred = _clip(seed=6, h=24, w=24), _clip(seed=7, h=24, w=24)
+  moving_ref = np.repeat(np.repeat(moving_ref[:, ::4, ::4], 4, 1), 4, 2)  # 4 px blocks: survive
+  out = follow_reference(moving_pred, moving_ref, tolerance=0.01, smooth=0.5)
+  np.testing.assert_allclose(out[1:], moving_pred[1:], atol=0.02)
+
+
 def test_detail_relaxes_geometrically_towards_the_result():
   # Constant reference; the result jumps from q (frame 0) to p: O_t = p + s^t (q - p).
   s, q, p = 0.7, 0.2, 0.6
@@ -57,6 +77,7 @@ def test_chunks_dtype_and_strength_zero():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(strength=1.5), "steady: strength must be a number in \\[0, 1\\]"),
     (dict(tolerance=0.0), "steady: tolerance"),
+    (dict(smooth=-1.0), "steady: smooth"),
 ])
 def test_bad_arguments_are_named(kwargs, message):
   with pytest.raises(ValueError, match=message):

@@ -98,6 +98,18 @@ def gaussian_kernel(sigma: float, radius: int | None = None) -> np.ndarray:
   return (k / k.sum()).astype(np.float32)
 
 
+def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
+  """Separable Gaussian blur over axes 1, 2 (H, W) of x [N, H, W, C], edge-replicated borders."""
+  k = gaussian_kernel(sigma)
+  r = len(k) // 2
+  p = jnp.pad(x, ((0, 0), (r, r), (0, 0), (0, 0)), mode="edge")
+  h = x.shape[1]
+  x = sum(float(w) * p[:, i:i + h] for i, w in enumerate(k))
+  p = jnp.pad(x, ((0, 0), (0, 0), (r, r), (0, 0)), mode="edge")
+  w_ = x.shape[2]
+  return sum(float(w) * p[:, :, i:i + w_] for i, w in enumerate(k))
+
+
 def smooth_1d(x: np.ndarray, sigma: float) -> np.ndarray:
   """Gaussian smoothing along axis 0 of x [T, ...]; returns float64 [T, ...].
 

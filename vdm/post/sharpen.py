@@ -25,23 +25,11 @@ def validate(amount=0.5, radius=1.0, threshold=0.02) -> dict:
               threshold=c("threshold", threshold, 0, 1))
 
 
-def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
-  """Separable Gaussian blur over axes 1, 2 (H, W) of x [N, H, W, C], edge-replicated borders."""
-  k = common.gaussian_kernel(sigma)
-  r = len(k) // 2
-  p = jnp.pad(x, ((0, 0), (r, r), (0, 0), (0, 0)), mode="edge")
-  h = x.shape[1]
-  x = sum(float(w) * p[:, i:i + h] for i, w in enumerate(k))
-  p = jnp.pad(x, ((0, 0), (0, 0), (r, r), (0, 0)), mode="edge")
-  w_ = x.shape[2]
-  return sum(float(w) * p[:, :, i:i + w_] for i, w in enumerate(k))
-
-
 @functools.partial(jax.jit, static_argnames=("radius",))
 def _sharpen(x, amount, threshold, radius):
   luma = (x * jnp.asarray(common.LUMA)).sum(-1, keepdims=True)
-  detail = luma - gaussian_blur(luma, radius)
-  energy = gaussian_blur(jnp.abs(detail), radius)
+  detail = luma - common.gaussian_blur(luma, radius)
+  energy = common.gaussian_blur(jnp.abs(detail), radius)
   gate = jnp.clip((energy - threshold) / jnp.maximum(threshold, 1e-6), 0.0, 1.0)
   return jnp.clip(x + amount * gate * detail, 0.0, 1.0)
 

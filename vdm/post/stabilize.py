@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm.post import common
-from vdm.post.sharpen import gaussian_blur
 
 BORDERS = ("crop", "edge", "black", "reflect")
 _FILL_MODE = {"crop": "nearest", "edge": "nearest", "black": "constant", "reflect": "mirror"}
@@ -76,7 +75,7 @@ def _pair_shifts(x, iterations=4):
   luma = (x * jnp.asarray(common.LUMA)).sum(-1)
   coarse = _phase_correlation(luma)
   # A light blur keeps the linearisation valid over the half-pixel the refinement starts from.
-  smooth = gaussian_blur(luma[..., None], 1.0)[..., 0]
+  smooth = common.gaussian_blur(luma[..., None], 1.0)[..., 0]
   return jax.vmap(functools.partial(_refine, iterations=iterations))(smooth[:-1], smooth[1:],
                                                                       coarse)
 

