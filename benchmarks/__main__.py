@@ -2,7 +2,7 @@
 import sys
 
 BENCHMARKS = ("sampling", "autoregressive", "frames", "vae_decode", "post", "train_step", "data",
-              "gpu_dit", "scan_layers")
+              "gpu_dit", "scan_layers", "fast")
 
 
 def main() -> None:

@@ -39,8 +39,10 @@ class Denoiser(nnx.Module):
     self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
                                text_width=config.text.width, rngs=rngs)
 
-  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0):
-    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset)
+  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, **conditions):
+    """conditions: the DiT's scalar inputs (guidance, step) of a distilled student."""
+    return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset,
+                    **conditions)
 
 
 def count_params(module: nnx.Module) -> int:
@@ -68,8 +70,10 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   attentions = 3 if d.attention == "factorized" else 2
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
            + dense(w, 3 * attentions * w))
+  scalar_inputs = int(d.guidance_input) + int(d.step_input)  # two dense(w, w) each
   dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
-         + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim))
+         + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim)
+         + scalar_inputs * 2 * dense(w, w))
   return text + dit
 
 

@@ -86,6 +86,13 @@ def int_tuple(low: int = 1, *, non_empty: bool = True) -> Check:
                f"a {'non-empty ' if non_empty else ''}tuple of integers >= {low}")
 
 
+def number_tuple(low: float, high: float, *, non_empty: bool = True) -> Check:
+  """A tuple (or JSON list) of numbers in [low, high]."""
+  return Check(lambda v: isinstance(v, (tuple, list)) and (len(v) > 0 or not non_empty)
+               and all(_is_number(x) and low <= x <= high for x in v),
+               f"a {'non-empty ' if non_empty else ''}tuple of numbers in [{low}, {high}]")
+
+
 _UNSET = object()
 
 

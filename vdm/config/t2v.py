@@ -7,8 +7,8 @@ The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps,
 """
 from __future__ import annotations
 
-from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, number, one_of,
-                               require, text)
+from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, number,
+                               number_tuple, one_of, require, text)
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
@@ -73,8 +73,8 @@ def clip_fields(*, frames: int, num_train: int, num_test: int, long_factor: int,
 
 SCHEMA = dict(
     name=Field("spine", "the run's name (outputs and reports carry it)", text()),
-    task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
-               one_of(("t2v", "sr"))),
+    task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler, "
+               "'distill' a few-step student of a t2v model", one_of(("t2v", "sr", "distill"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
@@ -157,6 +157,10 @@ SCHEMA = dict(
                            "master weights", one_of(("float32", "bfloat16"))),
         fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
                          "on CPU; vdm/dit/fast_ops.py)", BOOL),
+        guidance_input=Field(False, "the guidance scale is an input (a guidance-distilled "
+                             "student: one forward per step instead of two)", BOOL),
+        step_input=Field(False, "the step size is an input (a shortcut student: few-step "
+                         "sampling with the 'shortcut' sampler)", BOOL),
     ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
@@ -211,6 +215,12 @@ SCHEMA = dict(
         window=Field(0, "earlier latent frames each autoregressive chunk attends (0: a training "
                      "clip's latents minus the chunk)", integer(0, what="0: a training clip's "
                                                             "latent frames minus the chunk")),
+        distilled_guidance=Field(0.0, "the guidance scale distilled into the weights (0: "
+                                 "none); at --guidance 1 such a model runs one DiT row per step",
+                                 number(0.0, 100.0)),
+        schedule=Field((), "a distilled few-step model's own levels, descending from 1 (--steps "
+                       "k takes k of them; vdm.generate.modes.schedule_grid); (): the shifted "
+                       "grid of any step count", number_tuple(0.0, 1.0, non_empty=False)),
     ),
     # Video prediction (configs/moving_mnist.py, `vdm eval --suite prediction`).
     prediction=dict(
@@ -368,6 +378,13 @@ def _check_sampling_defaults(config) -> None:
   allowed = allowed_chunks(latent_frames)
   require(s.chunk in allowed, "sample.chunk", s.chunk,
           f"a chunk size for the {latent_frames} latent frames of the default clip: {allowed}")
+  schedule = tuple(s.schedule)
+  if schedule:
+    require(schedule[0] == 1.0 and all(a > b for a, b in zip(schedule, schedule[1:]))
+            and schedule[-1] > 0.0, "sample.schedule", schedule,
+            "() or levels strictly descending from 1.0 and above 0")
+    require(s.steps <= len(schedule), "sample.steps", s.steps,
+            f"at most {len(schedule)}, the levels of sample.schedule")
 
 
 __all__ = ["ASPECTS", "SCHEMA", "ConfigError", "spatial_stride", "validate"]

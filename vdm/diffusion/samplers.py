@@ -35,7 +35,8 @@ import jax.numpy as jnp
 # name -> sampler function, filled by `register_sampler` at the bottom of this file. Adding a
 # sampler is one function with the signature above and one registration.
 SAMPLERS: dict = {}
-STOCHASTIC_SAMPLERS = ("euler_ancestral",)  # plus euler/heun with churn > 0 and ddim with eta > 0
+# Plus euler/heun with churn > 0 and ddim with eta > 0.
+STOCHASTIC_SAMPLERS = ("euler_ancestral", "consistency")
 UNIPC_VARIANTS = ("bh1", "bh2")
 
 
@@ -229,6 +230,51 @@ def euler_ancestral(velocity_fn, x_init: jax.Array, levels, *, eta: float = 1.0,
   return ddim(velocity_fn, x_init, levels, eta=eta, rng=_need_rng(rng, "euler_ancestral", "eta"))
 
 
+# ----------------------------------------------------------------------------- few-step students
+
+def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None) -> jax.Array:
+  """Multistep consistency sampling (Song et al. 2023, Alg. 1), the sampler of few-step students
+  (consistency, DMD, Self-Forcing): each step predicts the clean sample x0 = x - t v and re-noises
+  it to the next level with fresh noise, x_next = (1 - t_next) x0 + t_next z.
+
+  A student trained to map x_t to x0 at the levels of its schedule sees at every step an input
+  drawn exactly as in training (a clean estimate re-noised), whatever the steps before did; the
+  deterministic Euler step would instead hand it the previous step's noise. One velocity
+  evaluation per step; the last step (t_next = 0) returns x0. Needs rng. Shapes as in `euler`.
+  """
+  levels = _check(x_init, levels)
+  _need_rng(rng, "consistency", "its re-noising")
+
+  def step(x, inputs):
+    t_now, t_next, i = inputs
+    moving = t_next < t_now
+    x0 = x - _per_frame(t_now, x) * velocity_fn(x, _levels_for_batch(t_now, x))
+    z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
+    x_new = _per_frame(1.0 - t_next, x) * x0 + _per_frame(t_next, x) * z
+    return jnp.where(_per_frame(moving, x), x_new, x), None
+
+  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  return x
+
+
+def shortcut(velocity_fn, x_init: jax.Array, levels) -> jax.Array:
+  """Euler steps whose size the model is told: velocity_fn(x, t, step=d) with d [B, T] = t_now -
+  t_next per frame (0 for a frame that does not move) is the average velocity over the step, so
+  x_next = x - d v is exact for a shortcut model (Frans et al. 2024) at any step count. Shapes as
+  in `euler`; velocity_fn must take the `step` keyword (a model with dit.step_input)."""
+  levels = _check(x_init, levels)
+
+  def step(x, inputs):
+    t_now, t_next, _ = inputs
+    moving = t_next < t_now
+    d = jnp.where(moving, t_now - t_next, 0.0)
+    v = velocity_fn(x, _levels_for_batch(t_now, x), step=_levels_for_batch(d, x))
+    return jnp.where(_per_frame(moving, x), x - _per_frame(d, x) * v, x), None
+
+  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  return x
+
+
 # ----------------------------------------------------------------------------- multistep methods
 
 def _phi2(z):
@@ -367,7 +413,8 @@ def register_sampler(name: str, fn) -> None:
 
 
 for _name, _fn in dict(euler=euler, heun=heun, ddim=ddim, euler_ancestral=euler_ancestral,
-                       dpmpp_2m=dpmpp_2m, unipc=unipc).items():
+                       dpmpp_2m=dpmpp_2m, unipc=unipc, consistency=consistency,
+                       shortcut=shortcut).items():
   register_sampler(_name, _fn)
 
 

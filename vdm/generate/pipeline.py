@@ -21,7 +21,8 @@ from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import MODES, allowed_chunks, generation_mode, pipeline_modes
+from vdm.generate.modes import (MODES, allowed_chunks, generation_mode, pipeline_modes,
+                                schedule_grid)
 from vdm.generate.streaming import generate_autoregressive, prefill
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
@@ -118,6 +119,8 @@ class Pipeline:
     steps = s.steps if steps is None else steps
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
       raise ValueError(f"--steps {steps!r} must be an integer in [1, 1000]")
+    if len(s.schedule):  # a few-step student: the levels it was trained on, nothing else
+      schedule_grid(s.schedule, steps)
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
@@ -214,6 +217,12 @@ class Pipeline:
     # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
     text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
     guidance = jnp.float32(request.guidance)
+    # One DiT row per clip instead of two (prompt, negative prompt): a guidance-distilled DiT
+    # takes the scale as an input; a model with guidance distilled into its weights
+    # (sample.distilled_guidance) needs none on top at --guidance 1.
+    guided = not (self.config.sample.distilled_guidance > 0 and request.guidance == 1.0)
+    rows = 1 if self.denoiser.dit.guidance_input or not guided else 2
+    chunk_velocity = _guided_chunk_velocity if guided else _conditional_chunk_velocity
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
@@ -229,7 +238,7 @@ class Pipeline:
     if spec.streams and request.image is None and request.kv_cache:
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
-      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=2 * (
+      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=rows * (
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
           slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
@@ -238,17 +247,18 @@ class Pipeline:
       if request.extend is not None:
         given, context = self._encode_tail(request)
         emit(given[None])
-        cache = prefill(_guided_chunk_velocity, params, context, cache, chunk=request.chunk,
+        cache = prefill(chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
       stream = StreamingDecoder(functools.partial(
           _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
           context=context)
       generate_autoregressive(
-          _guided_chunk_velocity, params, x_init, cache, chunk=request.chunk,
+          chunk_velocity, params, x_init, cache, chunk=request.chunk,
           steps=request.steps, context_level=request.context_noise,
           shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
           first_frame=0 if context is None else context.shape[1],
+          schedule=tuple(self.config.sample.schedule),
           on_chunk=lambda offset, x: emit(stream.push(x)))
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
@@ -257,10 +267,10 @@ class Pipeline:
           request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
           context_level=request.context_noise, shift=self.config.sample.shift,
           pinned=(0,) if request.image is not None else (),
-          window=request.window if spec.causal else None)
+          window=request.window if spec.causal else None, schedule=self.config.sample.schedule)
       z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
                         jnp.asarray(temporal_mask), guidance, sampler_key,
-                        sampler_name=request.sampler)
+                        sampler_name=request.sampler, guided=guided)
       emit(decode(z))
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
 
@@ -318,22 +328,55 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
   b = x_init.shape[0]
   text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
 
-  def velocity(x, t):
-    if not guided:
-      return dit(x, t, text[:b], mask[:b], temporal_mask)
-    both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask)
-    return guide(both[:b], both[b:], scale=guidance)
+  def velocity(x, t, step=None):  # step: the shortcut sampler's step size [B, T]
+    return guided_velocity(dit, x, t, text, mask, guidance, guided=guided, step=step,
+                           temporal_mask=temporal_mask)
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
 
-def _guided_chunk_velocity(params, x, t, cache, frame_offset):
-  """`vdm.generate.streaming` chunk function: guided DiT on one chunk with the KV cache."""
+def guided_velocity(dit, x, t, text, mask, guidance, *, guided=True, step=None,
+                    temporal_mask=None, cache=None, frame_offset=0):
+  """The velocity [B, T, ...] the sampler follows: classifier-free guided by `guidance` (two DiT
+  rows per clip: text [2B, L, D] holds the prompt rows, then the negative prompt's), or, for a
+  guidance-distilled DiT (dit.guidance_input), one row given the scale as an input. step: the
+  step size for a DiT with dit.step_input (ignored by one without). With `cache` the KV-cached
+  chunk forward: returns (velocity, (keys, values)) of the prompt rows then."""
+  b = x.shape[0]
+  conditions = dict(step=step) if dit.step_input else {}
+
+  def call(x, t, text, mask, **extra):
+    if cache is None:
+      return dit(x, t, text, mask, temporal_mask, **conditions, **extra), None
+    return dit.forward_cached(x, t, text, mask, cache, frame_offset, **conditions, **extra)
+
+  if dit.guidance_input:  # one forward: the student was taught the guided velocity
+    v, kv = call(x, t, text[:b], mask[:b], guidance=jnp.broadcast_to(guidance, (b,)))
+  elif not guided:
+    v, kv = call(x, t, text[:b], mask[:b])
+  else:  # the prompt and the negative prompt as one batch of 2B rows
+    if "step" in conditions and step is not None:
+      conditions = dict(step=jnp.concatenate([step, step]))
+    both, kv = call(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask)
+    v = guide(both[:b], both[b:], scale=guidance)
+  return v if cache is None else (v, kv)
+
+
+def _guided_chunk_velocity(params, x, t, cache, frame_offset, step=None):
+  """`vdm.generate.streaming` chunk function: the guided DiT on one chunk with the KV cache
+  (`guided_velocity`; the cache holds both rows, or one for a guidance-distilled DiT)."""
   graphdef, state, text, mask, guidance = params
   dit = nnx.merge(graphdef, state).dit
-  both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
-                                cache, frame_offset)
-  return guide(both[:1], both[1:], scale=guidance), kv
+  return guided_velocity(dit, x, t, text, mask, guidance, step=step, cache=cache,
+                         frame_offset=frame_offset)
+
+
+def _conditional_chunk_velocity(params, x, t, cache, frame_offset, step=None):
+  """The chunk function without guidance: the prompt's row alone (the cache holds one row)."""
+  graphdef, state, text, mask, guidance = params
+  dit = nnx.merge(graphdef, state).dit
+  return guided_velocity(dit, x, t, text, mask, guidance, guided=False, step=step, cache=cache,
+                         frame_offset=frame_offset)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -28,18 +28,21 @@ ChunkVelocity = Callable[..., tuple[jax.Array, tuple[jax.Array, jax.Array]]]
 
 @functools.lru_cache(maxsize=32)  # one compiled step per (model function, schedule, sampler)
 def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level: float,
-                    shift: float = 1.0, sampler: str = "euler"):
+                    shift: float = 1.0, sampler: str = "euler", schedule: tuple = ()):
   """Returns step(params, x_noise [B, k, ...], cache, frame_offset, rng, last) -> (x, cache).
 
   Shapes are static (the chunk and the cache), so one compilation serves every chunk; `last`
   (the final chunk, whose own last step ends at 0) is a traced flag, not a recompilation.
+  schedule: a distilled model's own levels (`vdm.generate.modes.schedule_grid`; () the shifted
+  grid).
   """
-  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift), jnp.float32)
+  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift, schedule=schedule),
+                     jnp.float32)
 
   @jax.jit
   def step(params, x, cache: KVCache, frame_offset, rng, last):
-    def velocity(x_chunk, t):
-      return chunk_velocity(params, x_chunk, t, cache, frame_offset)[0]
+    def velocity(x_chunk, t, **conditions):  # conditions: the shortcut sampler's step size
+      return chunk_velocity(params, x_chunk, t, cache, frame_offset, **conditions)[0]
 
     end = jnp.where(last, 0.0, context_level)
     levels = jnp.broadcast_to(turn.at[-1].set(end)[:, None], (turn.shape[0], x.shape[1]))
@@ -54,7 +57,7 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
                             cache: KVCache, *,
                             chunk: int, steps: int, context_level: float = 0.0,
                             shift: float = 1.0, sampler: str = "euler", rng=None,
-                            first_frame: int = 0,
+                            first_frame: int = 0, schedule: tuple = (),
                             on_chunk: Callable[[int, jax.Array], None] | None = None):
   """Generates noise.shape[1] frames in chunks of `chunk`; returns latents like `noise`.
 
@@ -67,9 +70,10 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
       holding `first_frame` frames written by `prefill` (extending a clip).
     first_frame: position of noise's frame 0 in the whole clip (the number of prefilled frames).
     on_chunk: called with (first frame index, clean chunk) as each chunk finishes (streaming).
+    schedule: a distilled model's own levels (see `make_chunk_step`).
   """
   step = make_chunk_step(chunk_velocity, steps=steps, context_level=context_level, shift=shift,
-                         sampler=sampler)
+                         sampler=sampler, schedule=tuple(schedule))
   rng = jax.random.key(0) if rng is None else rng
   out = []
   bounds = chunk_bounds(noise.shape[1], chunk)

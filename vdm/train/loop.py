@@ -43,6 +43,9 @@ class Critic:
   the critic's as `loss_fn(critic, model, batch, rng)` (gradients w.r.t. the critic only), both
   from the parameters before this step's updates. Before step `start` (`active` False) the
   critic's update is not applied; the model's loss is expected to weight its term by `active`.
+  A model loss may put 'critic_input' in its metrics (any pytree, e.g. the samples a generator
+  made, gradients stopped): it is taken out of the metrics and given to the critic's loss as a
+  fifth argument, so what both losses need is computed once per step.
   """
   module: nnx.Module
   loss_fn: Callable[[nnx.Module, nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
@@ -96,6 +99,8 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
       return loss_fn(nnx.merge(graphdef, params, rest), batch, rng, *extra)
 
     (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+    shared = (jax.lax.stop_gradient(metrics.pop("critic_input")),) if "critic_input" in metrics \
+        else ()
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     # Warm the EMA up: averaging over the random init early on would only add noise.
@@ -109,7 +114,7 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
       model = nnx.merge(graphdef, state["params"], rest)
 
       def critic_loss_of(critic_params):
-        return critic.loss_fn(nnx.merge(critic_def, critic_params), model, batch, rng)
+        return critic.loss_fn(nnx.merge(critic_def, critic_params), model, batch, rng, *shared)
 
       (c_loss, c_metrics), c_grads = jax.value_and_grad(critic_loss_of, has_aux=True)(
           state["critic_params"])

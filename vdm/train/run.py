@@ -22,7 +22,6 @@ from flax import nnx
 from vdm.config import config_from_json
 from vdm.data import kinds
 from vdm.data.loader import make_caption_loader, make_loader
-from vdm.data.simple import latent_motion
 from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
                         write_latent_stats)
 from vdm.nn import normalize_pixels
@@ -31,6 +30,8 @@ from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, e
                                init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.loop import Critic, train
+from vdm.train.batches import denoiser_batch_fn, held_out_captions, training_captions
+from vdm.train.distill import run_distill_training
 from vdm.train.objectives import denoiser_loss
 from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
@@ -88,22 +89,6 @@ def caption_builder(config, workdir: str):
   prepared `dataset_builder`."""
   from_grammar = kinds.DATA_KINDS[config.data.kind].caption_corpus is not None
   return None if from_grammar else dataset_builder(config, workdir)
-
-
-def _grammar_corpus(config):
-  # A kind without a grammar of its own, asked without its dataset, falls back to the spine's.
-  return (kinds.DATA_KINDS[config.data.kind].caption_corpus
-          or kinds.DATA_KINDS["simple"].caption_corpus)
-
-
-def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
-  """The captions the tokenizer and the text pretraining learn from: `num` of the kind's caption
-  grammar (the spine's), or the train captions of any other dataset
-  (`vdm.data.dataset_tokenizer.train_captions`, all of them)."""
-  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
-    return _grammar_corpus(config)(config.data.seed, num, "train")
-  from vdm.data.dataset_tokenizer import train_captions
-  return train_captions(builder)
 
 
 def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
@@ -171,18 +156,6 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
         f"{k} {report['initial'][k]:.3f} -> {report['final'][k]:.3f}"
         for k in ("loss", "token_accuracy", "span_accuracy")))
   return directory
-
-
-def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
-  """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
-  'test' split (none if it has no such split)."""
-  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
-    return _grammar_corpus(config)(config.data.seed, num, "test")
-  sources = builder.as_data_source()
-  if "test" not in sources:
-    return []
-  return [r["caption"].decode() if isinstance(r["caption"], bytes) else str(r["caption"])
-          for r in sources["test"]][:num]
 
 
 def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
@@ -254,26 +227,12 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
-  empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
+  prepare_batch = denoiser_batch_fn(config, encode, tokenizer,
+                                    temporal_stride=vae.temporal_downsample,
+                                    spatial_stride=vae.spatial_downsample)
 
-  d = config.diffusion
-  motion_weight = d.motion_supervision_weight
-
-  def prepare_batch(batch):
-    ids, mask = tokenizer.encode(list(batch["caption"]), config.text.max_length)
-    n = len(ids)
-    out = dict(latents=encode(batch["video"]), ids=ids, mask=mask,
-               empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
-    if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
-      _, _, height, width, _ = batch["video"].shape
-      flows, valids = zip(*(latent_motion(
-          int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
-          temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
-          for i in range(n)))
-      out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
-    return out
-
-  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch)
+  loss = functools.partial(denoiser_loss, cfg=config.diffusion,
+                           temporal_patch=config.dit.temporal_patch)
   denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
   if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)
@@ -294,12 +253,13 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
 # config.task -> the function that trains it, (config, workdir, *, until) -> model directory.
 # A new task is one such function and one entry here.
-TASKS = {"t2v": run_t2v_training, "sr": run_sr_training}
+TASKS = {"t2v": run_t2v_training, "sr": run_sr_training, "distill": run_distill_training}
 
 
 def run_training(config, workdir: str, *, until: str = "export") -> str:
   """Trains what `config.task` names (`TASKS`: 't2v' the text-to-video model, the default; 'sr'
-  the learned upscaler, `vdm.train.upscaler`); returns the exported model directory."""
+  the learned upscaler, `vdm.train.upscaler`; 'distill' a few-step student of a t2v model,
+  `vdm.train.distill`); returns the exported model directory."""
   task = config.task
   if task not in TASKS:
     raise ValueError(f"config.task {task!r}: allowed {list(TASKS)}")

@@ -1,0 +1,292 @@
+"""Few-step students (vdm/train/distill.py, configs/fast.py) end to end at tiny size: each recipe
+through the one loop from a tiny teacher, exported, sampled with its own schedule; the training
+rollouts equal the samplers they stand for; a guidance-distilled model runs one DiT row a step.
+"""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from vdm import cli
+from vdm.config import ConfigError, load_config
+from vdm.diffusion.samplers import sample
+from vdm.generate import streaming
+from vdm.generate.kv_cache import empty_cache
+from vdm.generate.modes import block_causal_mask, chunk_ids, schedule_grid
+from vdm.models import build_denoiser, build_vae, load_model_dir, save_model_dir
+from vdm.text.tokenizer import Tokenizer, train_tokenizer
+from vdm.train import distill
+from vdm.train.batches import training_captions
+from vdm.train.run import run_training
+
+PROMPT = "a red circle moving right on a blue background"
+
+
+def randomize(module, seed=1, scale=0.2):
+  """Replaces every parameter by a random one (the zero-initialised adaLN and output layers
+  would otherwise make every path but one vanish)."""
+  graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  leaves = [scale * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]
+  return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves), rest)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+  """A tiny Diffusion-Forcing-configured model directory with random weights (no training):
+  what the recipes need of a teacher is its shape and its function, not its quality."""
+  os.environ["VDM_NO_PROGRESS"] = "1"
+  config = load_config("configs/spine.py:tiny", [
+      "diffusion.per_frame_levels_prob=0.5", "diffusion.causal_prob=0.5",
+      "diffusion.max_frame_offset=8"])
+  tokenizer = Tokenizer(train_tokenizer(training_captions(config, num=500),
+                                        vocab_size=config.text.vocab_size,
+                                        model_type=config.text.tokenizer))
+  directory = str(tmp_path_factory.mktemp("tiny_teacher") / "model")
+  c = config.vae.latent_channels
+  save_model_dir(directory, config=config, tokenizer=tokenizer, vae=build_vae(config, 0),
+                 denoiser=randomize(build_denoiser(config, tokenizer.vocab_size, 1)),
+                 latent_stats=dict(mean=np.zeros(c), std=np.ones(c)))
+  return directory
+
+
+@pytest.fixture(scope="module")
+def students(teacher, tmp_path_factory):
+  """recipe -> exported model directory, each trained 2 steps from the tiny teacher; dmd and
+  self_forcing start from the ode_init student, self_forcing rolls out 2 training lengths."""
+  root = tmp_path_factory.mktemp("students")
+  out = {}
+  for variant, extra in (("guidance", []), ("shortcut", []), ("ode_init", []),
+                         ("dmd", ["init_from=" + str(root / "ode_init" / "model")]),
+                         ("self_forcing", ["init_from=" + str(root / "ode_init" / "model"),
+                                           "self_forcing.rollout=2"])):
+    config = load_config(f"configs/fast.py:{variant},tiny", [f"teacher={teacher}"] + extra)
+    out[variant] = run_training(config, str(root / variant))
+  return out
+
+
+@pytest.mark.parametrize("recipe", ["guidance", "shortcut", "ode_init", "dmd", "self_forcing"])
+def test_each_recipe_trains_through_the_loop_and_exports_a_model(students, recipe):
+  model_dir = students[recipe]
+  workdir = os.path.dirname(model_dir)
+  lines = [json.loads(l) for l in open(os.path.join(workdir, recipe, "metrics.jsonl"))]
+  assert [l["step"] for l in lines] == [1, 2]
+  assert all(np.isfinite(l["loss"]) for l in lines)
+  if recipe in ("dmd", "self_forcing"):  # the fake score trains beside the generator
+    assert all(np.isfinite(l["fake_loss"]) for l in lines)
+  assert json.load(open(os.path.join(model_dir, "distill.json")))["recipe"] == recipe
+  config = load_model_dir(model_dir)[0]
+  assert config.dit.guidance_input == (recipe == "guidance")
+  assert config.dit.step_input == (recipe == "shortcut")
+  assert config.sample.sampler == {"guidance": "euler", "shortcut": "shortcut"}.get(
+      recipe, "consistency")
+  assert config.sample.mode == ("autoregressive" if recipe == "self_forcing" else "parallel")
+
+
+def test_students_sample_with_their_own_schedule(students):
+  import vdm
+  pipe = vdm.Pipeline.load(students["dmd"])
+  levels = tuple(pipe.config.sample.schedule)
+  assert len(levels) == 4 and levels[0] == 1.0
+  for steps in (1, 2, 3, 4):
+    assert pipe(PROMPT, steps=steps).shape == (5, 16, 16, 3)
+  np.testing.assert_allclose(schedule_grid(levels, 2), [levels[0], levels[2], 0.0])
+  with pytest.raises(ValueError, match=r"--steps 5: .*stored schedule.*allowed 1\.\.4"):
+    pipe(PROMPT, steps=5)
+  same = [pipe(PROMPT, seed=3, steps=2) for _ in range(2)]
+  np.testing.assert_array_equal(*same)
+  ar = vdm.Pipeline.load(students["self_forcing"])
+  assert ar(PROMPT, seconds=2.0).shape[0] == 17  # autoregressive, past the training length
+  shortcut = vdm.Pipeline.load(students["shortcut"])
+  for steps in (1, 2, 8):  # any step count
+    assert shortcut(PROMPT, steps=steps).shape == (5, 16, 16, 3)
+
+
+def test_sample_cli_on_a_student_and_its_errors(students, tmp_path, capsys):
+  out = str(tmp_path / "clip.mp4")
+  assert cli.main(["sample", "--checkpoint", students["dmd"], "--prompt", PROMPT, "--steps",
+                   "2", "--out", out]) == 0
+  assert json.load(open(out[:-4] + ".json"))["request"]["sampler"] == "consistency"
+  assert cli.main(["sample", "--checkpoint", students["dmd"], "--prompt", PROMPT, "--steps",
+                   "8", "--out", str(tmp_path / "bad.mp4")]) == 2
+  assert "allowed 1..4" in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / "bad.mp4")
+
+
+def test_a_student_starts_as_its_teacher(teacher):
+  """New inputs (guidance, step) start at zero effect: the copied student is the teacher."""
+  t_config, tokenizer, _, t_model, _ = load_model_dir(teacher)
+  config = load_config("configs/fast.py:guidance,tiny", [f"teacher={teacher}"])
+  s_config = distill.student_config(t_config, config)
+  s_config.dit.step_input = True
+  student = build_denoiser(s_config, tokenizer.vocab_size, 7)
+  new = distill.copy_params(t_model, student)
+  assert sorted({n.split(".")[1] for n in new}) == ["guidance_embed", "step_embed"]
+  ids, mask = tokenizer.encode([PROMPT, "a blue square"], t_config.text.max_length)
+  z = jax.random.normal(jax.random.key(0), (2, 3, 4, 4, 8))
+  t = jnp.array([[0.3, 0.5, 0.9], [1.0, 0.2, 0.0]])
+  want = t_model(z, t, ids, mask)
+  for w, d in ((1.0, 0.0), (4.0, 0.5)):
+    got = student(z, t, ids, mask, guidance=jnp.full((2,), w), step=jnp.full((2, 3), d))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+  # and the copy is a copy: the student's buffers are not the teacher's
+  leaf = lambda m: nnx.state(m, nnx.Param)["dit"]["embed"]["kernel"].get_value()  # noqa
+  assert leaf(student) is not leaf(t_model)
+
+
+@pytest.fixture(scope="module")
+def random_student(teacher):
+  """(config, the tiny teacher's denoiser, ids and mask of two prompts) for the unit tests."""
+  config, tokenizer, _, model, _ = load_model_dir(teacher)
+  ids, mask = tokenizer.encode([PROMPT, "a green square moving up on a red background"],
+                               config.text.max_length)
+  return config, model, jnp.asarray(ids), jnp.asarray(mask)
+
+
+def test_few_step_rollout_at_its_last_exit_is_the_consistency_sampler(random_student):
+  """Training's generator rollout (DMD) exits at the last step: the inference sampler, draw for
+  draw; the gradient flows through the exit step only."""
+  config, model, ids, mask = random_student
+  schedule = jnp.asarray(schedule_grid((1.0, 0.9, 0.75, 0.5), 4)[:-1], jnp.float32)
+  x1 = jax.random.normal(jax.random.key(1), (2, 3, 4, 4, 8))
+  rng = jax.random.key(2)
+  rolled = distill.few_step_rollout(model, x1, schedule, 3, rng, (ids, mask))
+  levels = jnp.broadcast_to(jnp.append(schedule, 0.0)[:, None], (5, 3))
+  sampled = sample("consistency", lambda x, t: model(x, t, ids, mask), x1, levels, rng=rng)
+  np.testing.assert_allclose(rolled, sampled, atol=2e-5)
+
+
+def test_self_forcing_rollout_is_the_streaming_sampler(random_student):
+  """The autoregressive student's training rollout, every chunk exiting at its last step, is
+  chunk-by-chunk KV-cached generation with the consistency sampler (what `vdm sample --mode
+  autoregressive` runs on the exported student), noise draw for noise draw."""
+  config, model, ids, mask = random_student
+  levels = (1.0, 0.75)
+  x1 = jax.random.normal(jax.random.key(3), (2, 5, 4, 4, 8))
+  rng = jax.random.key(4)
+  window = 3
+  rolled = distill.self_forcing_rollout(
+      model, x1, jnp.asarray(levels), rng, ids=ids, mask=mask, chunk=1, context_level=0.0,
+      window=window, exit_steps=jnp.full((5,), 1))
+  text = model.text(ids, mask)
+  dit = model.dit
+
+  def chunk_velocity(params, x, t, cache, offset):
+    return dit.forward_cached(x, t, text, mask, cache, offset)
+
+  cache = empty_cache(depth=dit.depth, batch_tokens=2 * 4, slots=window, heads=2,
+                      head_dim=dit.head_dim)
+  streamed = streaming.generate_autoregressive(chunk_velocity, None, x1, cache, chunk=1,
+                                               steps=2, sampler="consistency", rng=rng,
+                                               schedule=levels)
+  np.testing.assert_allclose(rolled, streamed, atol=2e-5)
+
+
+def test_causal_ode_loss_scores_noisy_chunks_only(random_student):
+  config, model, ids, mask = random_student
+  traj = jax.random.normal(jax.random.key(5), (2, 5, 5, 4, 4, 8))  # [B, K + 1, T, ...]
+  batch = dict(trajectory=traj, ids=ids, mask=mask)
+  loss, metrics = distill.ode_loss(model, batch, jax.random.key(6), levels=(1.0, 0.9, 0.75, 0.5),
+                                   causal_chunk=1)
+  assert np.isfinite(loss) and 0 < metrics["mean_level"] < 1
+  # A student that knows the ODE's clean end: v = (x - end) / t at noisy frames, anything at
+  # clean ones (x - 0 v = x is the end there). Its loss is 0 only if every frame, whichever
+  # point of the trajectory it was drawn from, is scored against its own clean end.
+  end = traj[:, -1]
+
+  def oracle(x, t, ids, mask, temporal_mask, offset):
+    assert temporal_mask.shape == (5, 5)
+    exact = (x - end) / jnp.maximum(t, 1e-6)[..., None, None, None]
+    return jnp.where((t > 0)[..., None, None, None], exact, 1e3)
+
+  loss, _ = distill.ode_loss(oracle, batch, jax.random.key(6), levels=(1.0, 0.9, 0.75, 0.5),
+                             causal_chunk=1)
+  np.testing.assert_allclose(loss, 0.0, atol=1e-8)
+  shifted = dict(batch, trajectory=traj.at[:, -1].add(0.1))  # another end: the loss sees it
+  assert distill.ode_loss(oracle, shifted, jax.random.key(6), levels=(1.0, 0.9, 0.75, 0.5),
+                          causal_chunk=1)[0] > 1e-4
+  assert block_causal_mask(5, 1).sum() == 15 and chunk_ids(5, 1)[-1] == 4
+
+
+def test_dmd_gradient_vanishes_when_the_fake_score_is_the_teacher(random_student, teacher):
+  """Real and fake scores equal (the teacher unguided, scale 1): the DMD direction is zero, and
+  so is the generator's gradient."""
+  config, model, ids, mask = random_student
+  teacher_def, teacher_state = nnx.split(model)
+  # The "negative prompt" is the prompt: guidance of any scale is the conditional velocity.
+  batch = dict(ids=ids, mask=mask, empty_ids=ids, empty_mask=mask, teacher=teacher_state)
+
+  def loss(student):
+    return distill.dmd_generator_loss(student, batch, jax.random.key(7), model, True,
+                                      teacher_def=teacher_def, scale=1.0,
+                                      schedule=(1.0, 0.75), levels=(0.02, 0.98),
+                                      shape=(5, 4, 4, 8))[0]
+
+  grads = nnx.grad(loss)(model)
+  assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-6
+
+
+def test_guidance_student_runs_one_row_per_step(students, monkeypatch):
+  """CFG runs the DiT on 2 rows per clip (prompt and negative prompt); the guidance-distilled
+  student on 1, given the scale."""
+  import vdm
+  from vdm.dit import model as dit_model
+  rows = []
+  original = dit_model.DiT._forward
+
+  def counting(self, z, *args, **kwargs):
+    rows.append(z.shape[0])
+    return original(self, z, *args, **kwargs)
+
+  monkeypatch.setattr(dit_model.DiT, "_forward", counting)
+  jax.clear_caches()  # each sampler below is traced anew, through the counting forward
+  vdm.Pipeline.load(students["guidance"])(PROMPT, steps=2, guidance=3.0, seed=11)
+  assert rows and set(rows) == {1}
+  rows.clear()
+  jax.clear_caches()
+  vdm.Pipeline.load(students["ode_init"])(PROMPT, steps=2, guidance=3.0, seed=11)
+  assert set(rows) == {2}
+  rows.clear()  # guidance distilled into the weights (sample.distilled_guidance): 1 at scale 1
+  jax.clear_caches()
+  vdm.Pipeline.load(students["ode_init"])(PROMPT, steps=2, guidance=1.0, seed=11)
+  assert set(rows) == {1}
+
+
+def test_bad_distillation_configs_are_named(teacher, tmp_path):
+  with pytest.raises(ConfigError, match="recipe"):
+    load_config("configs/fast.py:guidance,tiny", [f"teacher={teacher}", "recipe='magic'"])
+  with pytest.raises(ConfigError, match="teacher"):
+    load_config("configs/fast.py:guidance,tiny", ["teacher='no/such/dir'"])
+  with pytest.raises(ConfigError, match="ode.teacher_steps"):
+    load_config("configs/fast.py:ode_init,tiny", [f"teacher={teacher}", "ode.teacher_steps=6"])
+  with pytest.raises(ConfigError, match="guidance_min"):
+    load_config("configs/fast.py:guidance,tiny", [f"teacher={teacher}", "guidance_min=7.0"])
+  with pytest.raises(ConfigError, match="configs/fast.py"):
+    load_config("configs/fast.py:nope")
+  config = load_config("configs/fast.py:dmd,tiny", [f"teacher={teacher}",
+                                                     "init_from='no/student'"])
+  with pytest.raises(ValueError, match="init_from"):
+    run_training(config, str(tmp_path / "w"))
+  assert cli.main(["train", "--config", "configs/fast.py:dmd,tiny", "--workdir",
+                   str(tmp_path / "w2"), "--set", f"teacher={teacher}", "--set",
+                   "self_forcing.chunk=0"]) == 2
+
+
+def test_fast_benchmark_counts_rows_per_step(teacher, students, tmp_path, monkeypatch):
+  """The benchmark's row counts: 2 per step for the teacher's CFG, 1 for the guidance-distilled
+  student (at any scale) and for a student with guidance baked in."""
+  from benchmarks import fast
+  monkeypatch.setenv("VDM_BENCH_DIR", str(tmp_path))
+  fast.run(["--teacher", teacher, "--students", f"{students['guidance']},{students['dmd']}",
+            "--repeats", "1", "--seconds", "1.0"])
+  rows = json.load(open(tmp_path / "fast.json"))["rows"]
+  by_model = {}
+  for row in rows:
+    by_model.setdefault(row["model"], set()).add(row["dit_rows_per_step"])
+  assert by_model == {"teacher": {2}, "guidance": {1}, "dmd": {1}}
+  assert all(row["first_frame_s_min"] <= row["clip_s_min"] for row in rows)

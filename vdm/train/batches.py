@@ -1,0 +1,76 @@
+"""What the denoiser stages train on, shared by the `t2v` task (vdm/train/run.py) and the
+distillation task (vdm/train/distill.py): the captions of a dataset, and the host-side transform
+of a clip batch into the denoiser's inputs."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from vdm.data import kinds
+from vdm.data.simple import latent_motion
+
+
+def _grammar_corpus(config):
+  # A kind without a grammar of its own, asked without its dataset, falls back to the spine's.
+  return (kinds.DATA_KINDS[config.data.kind].caption_corpus
+          or kinds.DATA_KINDS["simple"].caption_corpus)
+
+
+def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
+  """The captions the tokenizer and the text pretraining learn from: `num` of the kind's caption
+  grammar (the spine's), or the train captions of any other dataset
+  (`vdm.data.dataset_tokenizer.train_captions`, all of them)."""
+  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
+    return _grammar_corpus(config)(config.data.seed, num, "train")
+  from vdm.data.dataset_tokenizer import train_captions
+  return train_captions(builder)
+
+
+def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
+  """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
+  'test' split (none if it has no such split)."""
+  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
+    return _grammar_corpus(config)(config.data.seed, num, "test")
+  sources = builder.as_data_source()
+  if "test" not in sources:
+    return []
+  return [r["caption"].decode() if isinstance(r["caption"], bytes) else str(r["caption"])
+          for r in sources["test"]][:num]
+
+
+def caption_batch_fn(tokenizer, max_length: int) -> Callable[[dict], dict]:
+  """batch {'caption': [B] str, ...} -> {'ids', 'mask', 'empty_ids', 'empty_mask'} [B, L]: the
+  prompt and the empty prompt (the unconditional branch of classifier-free guidance)."""
+  empty_ids, empty_mask = tokenizer.encode([""], max_length)
+
+  def prepare(batch):
+    ids, mask = tokenizer.encode(list(batch["caption"]), max_length)
+    n = len(ids)
+    return dict(ids=ids, mask=mask, empty_ids=np.repeat(empty_ids, n, 0),
+                empty_mask=np.repeat(empty_mask, n, 0))
+
+  return prepare
+
+
+def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int,
+                      spatial_stride: int) -> Callable[[dict], dict]:
+  """The denoiser stage's host-side batch transform: clips -> normalised latents ('latents'
+  [B, T', h, w, C], by `encode`: uint8 video [B, T, H, W, 3] -> latents), the captions'
+  `caption_batch_fn` ids, and with diffusion.motion_supervision_weight the exact latent flow of
+  the clip's ground truth ('latent_flow', 'flow_valid')."""
+  captions = caption_batch_fn(tokenizer, config.text.max_length)
+  motion_weight = config.diffusion.motion_supervision_weight
+
+  def prepare_batch(batch):
+    out = dict(latents=encode(batch["video"]), **captions(batch))
+    if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
+      _, _, height, width, _ = batch["video"].shape
+      flows, valids = zip(*(latent_motion(
+          int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
+          temporal_stride=temporal_stride, spatial_stride=spatial_stride)
+          for i in range(len(out["ids"]))))
+      out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
+    return out
+
+  return prepare_batch
