@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROMPT ?= a red circle moving right on a blue background
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: install demo test train-spine eval-spine bench experiment-pva experiment-ablations clean
+.PHONY: install browser demo test train-spine eval-spine bench experiment-pva experiment-ablations clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian's Chromium and ChromeDriver, which tests/test_ui_browser.py drives (skipped without them
+# unless VDM_REQUIRE_BROWSER=1, as .ci/run sets).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium and chromedriver are installed"; \
+	else $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/vdm sample --prompt "$(PROMPT)" --seed 0 --out outputs/demo.mp4 --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q -p no:cacheprovider -n 2
+	$(PY) -m pytest tests -q -p no:cacheprovider -n 2 --durations=25
 
 # Retrains the shipped model from scratch (see README for the time it took) and installs it.
 train-spine: $(STAMP)

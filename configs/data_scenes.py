@@ -17,6 +17,9 @@ Arguments (`configs/data_scenes.py:ARG`):
 import ml_collections
 
 
+NAMES = ()  # a dataset, not a model: `vdm models` lists none
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "data_scenes"

@@ -19,6 +19,9 @@ from configs import spine
 from vdm.data.cli import DEFAULT_DATA_DIR
 
 
+NAMES = ()  # needs your dataset's NAME,BUCKET: `vdm models` lists none
+
+
 def get_config(arg: str | None = None):
   name, bucket, *options = (arg or "").split(",") + [""]
   options = [o for o in options if o]

@@ -27,6 +27,10 @@ SIZES = {
 }
 
 
+# The arguments `vdm models` lists (tiny and spine are configs/spine.py's).
+NAMES = tuple(SIZES)
+
+
 def get_config(arg: str | None = None):
   config = spine.named_size(arg, SIZES, source="configs/model_sizes.py", prefix="size")
   if arg in SIZES:

@@ -19,6 +19,9 @@ VARIANTS = ("shared", "forcing", "teacher")
 SIZES = ("small", "tiny")
 
 
+NAMES = VARIANTS  # the arguments `vdm models` lists (at the default size)
+
+
 def get_config(arg: str | None = None):
   variant, _, size = (arg or "forcing").partition(",")
   size = size or "small"

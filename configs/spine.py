@@ -15,6 +15,10 @@ import ml_collections
 from vdm.config import defaults
 
 
+# The arguments `vdm models` lists (None: the default).
+NAMES = (None, "tiny")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The schema's defaults are the spine: `vdm config show --config configs/spine.py` prints every
   # field with its value and doc (vdm/config/t2v.py declares them).

@@ -8,6 +8,9 @@ under a hand-held camera; what transfers to real footage).
 import ml_collections
 
 
+NAMES = ("2", "4")  # the arguments `vdm models` lists
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   factor, *options = (arg or "2").split(",")
   if factor not in ("2", "4") or not set(options) <= {"tiny", "scenes"}:

@@ -19,6 +19,9 @@ from configs import parallel_vs_ar
 VARIANTS = ("baseline", "full", "local", "consistency", "motion")
 
 
+NAMES = VARIANTS  # the arguments `vdm models` lists (at the default size)
+
+
 def get_config(arg: str | None = None):
   variant, _, size = (arg or "baseline").partition(",")
   if variant not in VARIANTS or size not in ("", "small", "tiny"):

@@ -27,5 +27,9 @@ SIZES = {
 }
 
 
+# The arguments `vdm models` lists (tiny and spine are configs/spine.py's).
+NAMES = tuple(SIZES)
+
+
 def get_config(arg: str | None = None):
   return spine.named_size(arg, SIZES, source="configs/vae_sizes.py", prefix="vae")

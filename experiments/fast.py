@@ -86,12 +86,15 @@ def _summary(values: dict) -> dict:
   return dict(mean=float(np.mean(per_seed)), std=float(np.std(per_seed)), per_seed=per_seed)
 
 
-def quality(pipes: dict, *, prompts: int, seeds: list[int], fvd: bool, guidance=None) -> dict:
-  """'variant @ N steps' -> scores (mean, std, per_seed) and the clips' I3D features."""
+def quality(pipes: dict, *, prompts: int, seeds: list[int], fvd: bool, guidance=None,
+            only_steps=None) -> dict:
+  """'variant @ N steps' -> scores (mean, std, per_seed) and the clips' I3D features; only_steps:
+  the step counts to run (None: each variant's QUALITY)."""
   examples = _examples(pipes["teacher"], prompts)
   d = pipes["teacher"].config.data
   out = {}
-  todo = [(v, s) for v, steps in QUALITY.items() if v in pipes for s in steps]
+  todo = [(v, s) for v, steps in QUALITY.items() if v in pipes for s in steps
+          if only_steps is None or s in only_steps]
   with tqdm(total=len(todo) * len(seeds) * prompts, desc="quality") as bar:
     for variant, steps in todo:
       pipe = pipes[variant]
@@ -173,7 +176,7 @@ def guidance_part(pipes: dict, *, prompts: int, seeds: list[int], scales=(2.0, 4
         base[seed].append(float(np.linalg.norm(other - t) / np.linalg.norm(t)))
     out[str(s)] = dict(student_vs_teacher=_summary(dist), teacher_vs_teacher=_summary(base))
     scores = quality({"teacher": pipes["teacher"], "guidance": pipes["guidance"]},
-                     prompts=prompts, seeds=seeds, fvd=False, guidance=s)
+                     prompts=prompts, seeds=seeds, fvd=False, guidance=s, only_steps=(25,))
     for key, entry in scores.items():
       out[str(s)][key] = {k: v for k, v in entry.items() if k != "videos"}
   return out

@@ -164,6 +164,24 @@ def _check_post_spec(cmd: Command, spec: str):
     _fail(cmd, f"--post {spec!r}: {e}")
 
 
+def _check_controls(cmd: Command, args, produced: set[str]):
+  """--trajectory files exist; --camera moves and --prompts timelines parse (or are files)."""
+  from vdm.control.camera import parse_moves
+  from vdm.control.timeline import load_timeline
+  _check_input(cmd, args.trajectory, produced, "--trajectory")
+  for flag, value, parse in (("--camera", args.camera, parse_moves),
+                             ("--prompts", args.prompts, load_timeline)):
+    if value is None or value.startswith("$"):
+      continue
+    if value.endswith(".json"):
+      _check_input(cmd, value, produced, flag)
+    else:
+      try:
+        parse(value)
+      except ValueError as e:
+        _fail(cmd, f"{flag} {value!r}: {e}")
+
+
 def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
   from vdm.cli import EVAL_SUITES, build_parser
   args = _parse(build_parser(), argv, cmd)
@@ -187,7 +205,24 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
     _check_input(cmd, args.checkpoint, produced, "--checkpoint")
     _check_input(cmd, args.image, produced, "--image")
     _check_input(cmd, args.extend, produced, "--extend")
-    _produce(produced, args.out)
+    _check_controls(cmd, args, produced)
+    if args.sweep:  # the clips and grids it writes instead of --out
+      from vdm.generate.sweep import parse_sweep, sweep_paths
+      try:
+        paths = sweep_paths(args.out, *parse_sweep(args.sweep))
+      except ValueError as e:
+        _fail(cmd, str(e))
+      for path in paths["clips"] + [paths["png"], paths["gif"], paths["json"]]:
+        _produce(produced, path)
+    else:
+      _produce(produced, args.out)
+    _check_input(cmd, args.audio_from, produced, "--audio-from")
+    _check_input(cmd, args.video_from, produced, "--video-from")
+    if args.audio or args.audio_from or args.video_from:  # the .wav written beside
+      _produce(produced, os.path.splitext(args.out)[0] + ".wav")
+  elif args.command in ("models", "ui"):
+    for checkpoint in args.checkpoint:
+      _check_input(cmd, checkpoint, produced, "--checkpoint")
   elif args.command == "eval":
     suite = args.suite_option or args.suite
     if suite not in EVAL_SUITES:

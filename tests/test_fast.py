@@ -125,7 +125,7 @@ def test_a_student_starts_as_its_teacher(teacher):
   s_config = distill.student_config(t_config, config)
   s_config.dit.step_input = True
   student = build_denoiser(s_config, tokenizer.vocab_size, 7)
-  new = distill.copy_params(t_model, student)
+  new = distill.start_from(t_model, student)
   assert sorted({n.split(".")[1] for n in new}) == ["guidance_embed", "step_embed"]
   ids, mask = tokenizer.encode([PROMPT, "a blue square"], t_config.text.max_length)
   z = jax.random.normal(jax.random.key(0), (2, 3, 4, 4, 8))
@@ -134,6 +134,14 @@ def test_a_student_starts_as_its_teacher(teacher):
   for w, d in ((1.0, 0.0), (4.0, 0.5)):
     got = student(z, t, ids, mask, guidance=jnp.full((2,), w), step=jnp.full((2, 3), d))
     np.testing.assert_allclose(got, want, atol=1e-6)
+  # Once trained (here: random output layers), each input reaches the velocity.
+  for name in ("guidance_embed", "step_embed"):
+    fc2 = getattr(student.dit, name).fc2
+    fc2.kernel.set_value(0.5 * jax.random.normal(jax.random.key(9), fc2.kernel.get_value().shape))
+  outs = [student(z, t, ids, mask, guidance=jnp.full((2,), w), step=jnp.full((2, 3), d))
+          for w, d in ((1.0, 0.0), (4.0, 0.0), (1.0, 0.5))]
+  assert float(jnp.abs(outs[0] - outs[1]).max()) > 1e-3  # the guidance scale
+  assert float(jnp.abs(outs[0] - outs[2]).max()) > 1e-3  # the step size
   # and the copy is a copy: the student's buffers are not the teacher's
   leaf = lambda m: nnx.state(m, nnx.Param)["dit"]["embed"]["kernel"].get_value()  # noqa
   assert leaf(student) is not leaf(t_model)

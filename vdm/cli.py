@@ -1,32 +1,30 @@
-"""The `vdm` command line: train | sample | eval | data | post | config | tokenizer.
+"""The `vdm` command line: train | sample | eval | data | post | config | tokenizer | models | ui.
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
-  vdm eval --suite adherence|rollout|vae|upscale|prediction --checkpoint DIR
+  vdm sample --prompt "..." --sweep guidance=1,3,5 --out g.mp4   # 3 clips + g_grid.png/.gif
+  vdm sample --checkpoint DIR --prompt "..." --audio --out clip.mp4   (a joint model: + clip.wav)
+  vdm eval --suite adherence|rollout|vae|upscale|prediction|control|av-sync --checkpoint DIR
   vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
   vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
   vdm config show --config configs/spine.py   # every field, its value and its doc
   vdm tokenizer --config configs/spine.py --out tokenizer.model
+  vdm models                          # model directories and named configs
+  vdm ui [--checkpoint DIR ...] [--port 8765]   # http://127.0.0.1:8765
 
 Bad input exits with 2 and one line, 'vdm <command>: error: ...'.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
 
 from vdm.cli_common import check_output_path, error_line
-
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                  "checkpoints", "spine")
-
-
-def _default_checkpoint() -> str:
-  return os.environ.get("VDM_CHECKPOINT", DEFAULT_CHECKPOINT)
+# DEFAULT_CHECKPOINT stays importable from here (the benchmarks read it).
+from vdm.generate.cli import DEFAULT_CHECKPOINT, default_checkpoint  # noqa: F401
 
 
 def _load_config(args):
@@ -48,64 +46,31 @@ def cmd_train(args) -> int:
   return 0
 
 
-def cmd_sample(args) -> int:
-  from vdm.generate.pipeline import Pipeline
-  from vdm.provenance import git_commit, write_sidecar
-  from vdm.video_io import VIDEO_SUFFIXES, StreamingVideoWriter, write_video
-  if os.path.splitext(args.out)[1].lower() not in VIDEO_SUFFIXES:  # before any sampling
-    raise ValueError(f"--out {args.out!r}: the file name must end in one of {VIDEO_SUFFIXES}")
-  if os.path.exists(args.out) and not args.overwrite:
-    raise FileExistsError(f"--out {args.out!r} exists; pass --overwrite to replace it")
-  check_output_path(args.out, "--out")
-  post_stages = None
-  if args.post:
-    from vdm.post.chain import parse_pipeline
-    post_stages = parse_pipeline(args.post)  # a typo fails here, before any sampling
-  t0 = time.perf_counter()
-  pipe = Pipeline.load(args.checkpoint)
-  request = pipe.resolve(args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
-                         seconds=args.seconds, fps=args.fps, aspect=args.aspect,
-                         resolution=args.resolution, steps=args.steps, guidance=args.guidance,
-                         mode=args.mode, sampler=args.sampler, chunk=args.chunk,
-                         context_noise=args.context_noise, image=args.image,
-                         kv_cache=not args.no_kv_cache, extend=args.extend)
-  load_seconds = time.perf_counter() - t0
-  # Options of the chunked modes do nothing in the others: refuse them rather than drop them.
-  chunked = ("autoregressive", "rolling")
-  unused = [flag for flag, given, modes in (
-      ("--chunk", args.chunk is not None, chunked),
-      ("--context-noise", args.context_noise is not None, chunked),
-      ("--no-kv-cache", args.no_kv_cache, ("autoregressive",)))
-            if given and request.mode not in modes]
-  if unused:
-    raise ValueError(f"{', '.join(unused)}: not used by --mode {request.mode} (they apply to "
-                     "autoregressive; --chunk and --context-noise also to rolling)")
-  if post_stages:  # post-processing needs the whole clip (stabilization, deflicker)
-    from vdm.post.chain import apply_pipeline
-    result = pipe.generate(request)
-    result["frames"] = apply_pipeline(result["frames"], post_stages)
-    write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
-  else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
-    with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
-      result = pipe.generate(request, on_frames=writer.add)
-  sidecar = write_sidecar(args.out, dict(
-      request=dataclasses.asdict(request),
-      checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
-      config=pipe.config.to_dict(),
-      timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
-      frames_shape=list(result["frames"].shape)))
-  print(f"wrote {args.out} ({result['frames'].shape[0]} frames, "
-        f"{result['frames'].shape[2]}x{result['frames'].shape[1]}, {request.fps} fps) "
-        f"and {sidecar} in {time.perf_counter() - t0:.1f}s")
+def cmd_models(args) -> int:
+  from vdm.catalog import describe_models, list_models
+  entries = list_models(args.checkpoint or None, configs=not args.no_configs)
+  if args.json:
+    import json
+    print(json.dumps(entries, indent=2))
+  else:
+    print(describe_models(entries))
   return 0
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction")
-EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100)  # --num defaults
+def cmd_ui(args) -> int:
+  from vdm.ui.server import serve
+  return serve(checkpoints=args.checkpoint, host=args.host, port=args.port, out=args.out,
+               queue_size=args.queue)
+
+
+EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction", "control", "av-sync")
+EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100,  # --num defaults
+                control=16, **{"av-sync": 32})
 # The options each suite reads besides --checkpoint, --num and --out (the others must not be
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
-                    vae=(), upscale=(), prediction=("seed", "steps", "samples"))
+                    vae=(), upscale=(), prediction=("seed", "steps", "samples"),
+                    control=("seed", "steps"), **{"av-sync": ("seed", "steps", "guidance")})
 EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
 
 
@@ -146,6 +111,13 @@ def cmd_eval(args) -> int:
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=num, out=out)
+  elif suite == "control":  # a model trained with configs/control.py
+    from vdm.eval.control import run_control
+    run_control(args.checkpoint, num=num, seed=args.seed, steps=args.steps, out=out)
+  elif suite == "av-sync":  # a joint audio-video model (configs/audio.py)
+    from vdm.eval.run import run_av_sync
+    run_av_sync(args.checkpoint, num=num, seed=args.seed, steps=args.steps,
+                guidance=args.guidance, out=out)
   elif suite == "prediction":  # a model trained with configs/moving_mnist.py
     from vdm.eval.prediction import run_prediction
     run_prediction(args.checkpoint, num=num, samples=args.samples, seed=args.seed,
@@ -197,55 +169,49 @@ def build_parser() -> argparse.ArgumentParser:
   add_config(p)
   p.add_argument("--workdir", required=True)
   p.add_argument("--seed", type=int, default=None, help="overrides config.seed")
-  p.add_argument("--until", default="export", choices=("tokenizer", "text", "vae", "dit", "export"),
+  p.add_argument("--until", default="export",
+                 choices=("tokenizer", "text", "vae", "audio", "dit", "export"),
                  help="last stage to run (text: span-corruption pretraining of the text encoder, "
-                      "when train.text.steps > 0)")
+                      "when train.text.steps > 0; audio: the audio VAE, when audio.enabled)")
   p.set_defaults(func=cmd_train)
 
-  p = sub.add_parser("sample", help="generate a video from a prompt")
-  p.add_argument("--prompt", required=True)
-  p.add_argument("--negative-prompt", default="")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--seconds", type=float, default=None)
-  p.add_argument("--fps", type=int, default=None)
-  p.add_argument("--aspect", default=None, help="1:1 | 16:9 | 9:16")
-  p.add_argument("--resolution", type=int, default=None, help="short side in pixels")
-  p.add_argument("--steps", type=int, default=None)
-  p.add_argument("--guidance", type=float, default=None)
-  from vdm.diffusion.samplers import SAMPLERS
-  from vdm.generate.modes import MODES, pipeline_modes
-  p.add_argument("--mode", default=None, choices=pipeline_modes(), metavar="MODE",
-                 help="; ".join(f"{m}: {MODES[m].doc}" for m in pipeline_modes())
-                 + " (default: the model's sample.mode)")
-  p.add_argument("--sampler", default=None, choices=tuple(SAMPLERS), metavar="SAMPLER",
-                 help=" | ".join(SAMPLERS))
-  p.add_argument("--chunk", type=int, default=None,
-                 help="latent frames per chunk (autoregressive, rolling)")
-  p.add_argument("--extend", default=None, metavar="VIDEO",
-                 help="continue this video autoregressively by --seconds; writes it plus the "
-                      "new frames")
-  p.add_argument("--context-noise", type=float, default=None,
-                 help="noise level of finished chunks seen as context (Diffusion Forcing)")
-  p.add_argument("--image", default=None, help="PNG pinned as the first frame")
-  p.add_argument("--no-kv-cache", action="store_true",
-                 help="autoregressive mode: recompute the past every step (same result, slower)")
-  p.add_argument("--checkpoint", default=_default_checkpoint())
-  p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif; PATH.json is written beside")
-  p.add_argument("--overwrite", action="store_true")
-  p.add_argument("--post", default="", metavar="PIPELINE",
-                 help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
-  p.set_defaults(func=cmd_sample)
+  from vdm.generate.cli import add_sample_arguments
+  add_sample_arguments(sub.add_parser("sample", help="generate a video from a prompt"))
+
+  p = sub.add_parser("models", help="list model directories and named configs: size, "
+                                    "resolution, modes, features")
+  p.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                 help="a model directory, or a folder of them (repeatable; default: "
+                      "checkpoints/ and workdirs/*/model)")
+  p.add_argument("--no-configs", action="store_true", help="model directories only")
+  p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+  p.set_defaults(func=cmd_models)
+
+  p = sub.add_parser("ui", help="a local web page: one prompt on two models or modes side by "
+                                "side, sweeps as grids")
+  p.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                 help="a model directory, or a folder of them, the page offers (repeatable; "
+                      "default: checkpoints/ and workdirs/*/model)")
+  p.add_argument("--port", type=int, default=8765, help="0: any free port (printed)")
+  p.add_argument("--host", default="127.0.0.1",
+                 help="address to bind (default 127.0.0.1: this machine only)")
+  p.add_argument("--out", default="outputs/ui",
+                 help="folder of the results: one new subfolder per request")
+  p.add_argument("--queue", type=int, default=8, help="requests that may wait (more are refused)")
+  p.set_defaults(func=cmd_ui)
 
   p = sub.add_parser("eval", help="evaluate a model; writes JSON and a markdown table")
   p.add_argument("suite", nargs="?", default=None, help=" | ".join(EVAL_SUITES))
   p.add_argument("--suite", dest="suite_option", default=None, help="same as the positional")
-  p.add_argument("--checkpoint", default=_default_checkpoint())
+  p.add_argument("--checkpoint", default=default_checkpoint())
   p.add_argument("--num", type=int, default=None,
                  help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
-                      "prediction 100)")
-  p.add_argument("--seed", type=int, default=None, help="adherence, rollout, prediction (0)")
-  p.add_argument("--steps", type=int, default=None, help="adherence, rollout, prediction")
-  p.add_argument("--guidance", type=float, default=None, help="adherence")
+                      "prediction 100, control 16 per part, av-sync 32)")
+  p.add_argument("--seed", type=int, default=None,
+                 help="adherence, rollout, prediction, control, av-sync (0)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="adherence, rollout, prediction, control, av-sync")
+  p.add_argument("--guidance", type=float, default=None, help="adherence, av-sync")
   p.add_argument("--lengths", default=None,
                  help="rollout: multiples of the training length (1,2,4)")
   p.add_argument("--samples", type=int, default=None,

@@ -1,8 +1,22 @@
-"""What every `vdm` subcommand shares: the one error line it prints for bad input, and the check
-of an output path before any work (vdm.cli, vdm.data.cli, vdm.post.cli, vdm.generate.cli)."""
+"""What every `vdm` subcommand shares: the one error line it prints for bad input, the check of
+an output path before any work, and a parser that raises instead of exiting (vdm.cli,
+vdm.data.cli, vdm.post.cli, vdm.generate.cli, vdm.ui)."""
 from __future__ import annotations
 
+import argparse
 import os
+
+
+class UsageError(ValueError):
+  """A command line argparse refuses; its message is the line the command would print."""
+
+
+class RaisingParser(argparse.ArgumentParser):
+  """argparse that raises UsageError where it would print usage and exit (a subcommand's parser
+  made by its add_subparsers is of the same class)."""
+
+  def error(self, message):
+    raise UsageError(f"{self.prog}: error: {message}")
 
 
 def error_line(command: str, error: BaseException) -> str:

@@ -3,8 +3,10 @@
 A model directory (what `vdm sample --checkpoint` and `vdm.Pipeline.load` read) holds:
   config.json       the full config the model was trained with
   tokenizer.model   the sentencepiece model
-  latent_stats.json per-channel mean/std of the VAE latents (the denoiser sees normalised latents)
+  latent_stats.json per-channel mean/std of the VAE latents (the denoiser sees normalised latents;
+                    with audio also 'audio_mean'/'audio_std' of the audio VAE's)
   vae/, denoiser/   orbax checkpoints of the (EMA) parameters
+  audio_vae/        the audio VAE's, when config.audio.enabled (a joint audio-video model)
 Loading builds abstract models with `nnx.eval_shape` and restores into them: nothing is executed
 from the directory and nothing is unpickled.
 """
@@ -21,9 +23,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from vdm.audio.vae import AudioVAE
 from vdm.config import ConfigError, upgrade, validate
-from vdm.pytree import leaf_names
+from vdm.config.t2v import audio_latents_per_frame
+from vdm.control.features import dit_inputs
+from vdm.dit.audio import audio_block_params
 from vdm.dit.model import DiT
+from vdm.pytree import leaf_names
 from vdm.text.encoder import T5Encoder
 from vdm.text.tokenizer import Tokenizer
 from vdm.vae.model import CausalVAE
@@ -32,17 +38,26 @@ MODEL_FILES = ("config.json", "tokenizer.model", "latent_stats.json", "vae", "de
 
 
 class Denoiser(nnx.Module):
-  """Text encoder + DiT: velocity v(z_t [B,T,h,w,C], levels [B,T], ids [B,L], mask [B,L])."""
+  """Text encoder + DiT: velocity v(z_t [B,T,h,w,C], levels [B,T], ids [B,L], mask [B,L]); with
+  audio (config.audio.enabled) also the audio stream: pass audio [B,Ta,Ca] and audio_levels
+  [B,Ta] to get (velocity, audio velocity)."""
 
   def __init__(self, config: ml_collections.ConfigDict, *, vocab_size: int, rngs: nnx.Rngs):
     self.text = T5Encoder.from_config(config.text, vocab_size=vocab_size, rngs=rngs)
-    self.dit = DiT.from_config(config.dit, latent_channels=config.vae.latent_channels,
-                               text_width=config.text.width, rngs=rngs)
+    with_audio = config.audio.enabled
+    self.dit = DiT.from_config(
+        config.dit, latent_channels=config.vae.latent_channels, text_width=config.text.width,
+        rngs=rngs, audio=config.audio if with_audio else None,
+        audio_per_frame=audio_latents_per_frame(config) if with_audio else 0,
+        video_temporal_downsample=config.vae.temporal_downsample, **dit_inputs(config))
 
-  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, **conditions):
-    """conditions: the DiT's scalar inputs (guidance, step) of a distilled student."""
+  def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, control=None,
+               audio=None, audio_levels=None, **conditions):
+    """control: a `vdm.dit.model.Control` for a model with control inputs (None: not given);
+    audio [B, Ta, Ca] and audio_levels [B, Ta]: the audio stream of a joint model; conditions:
+    the DiT's scalar inputs (guidance, step) of a distilled student."""
     return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset,
-                    **conditions)
+                    control, audio=audio, audio_levels=audio_levels, **conditions)
 
 
 def count_params(module: nnx.Module) -> int:
@@ -74,11 +89,26 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
          + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim)
          + scalar_inputs * 2 * dense(w, w))
+  control = dit_inputs(config)  # a linear map of the token features, an MLP of the frame's
+  if control["control_token_features"]:
+    dit += dense(control["control_token_features"], w)
+  if control["control_frame_features"]:
+    dit += dense(control["control_frame_features"], w) + dense(w, w)
+  if config.audio.enabled:  # vdm.dit.audio: embedding, modality vector, blocks, output
+    a = config.audio
+    dit += (dense(a.latent_channels, w) + w + dense(w, 2 * w) + dense(w, a.latent_channels)
+            + d.depth * audio_block_params(w, d.mlp_ratio, d.heads,
+                                           video_attention=a.video_attention,
+                                           qk_norm=d.qk_norm))
   return text + dit
 
 
 def build_vae(config, seed: int = 0) -> CausalVAE:
   return CausalVAE.from_config(config.vae, rngs=nnx.Rngs(seed))
+
+
+def build_audio_vae(config, seed: int = 0) -> AudioVAE:
+  return AudioVAE.from_config(config.audio, rngs=nnx.Rngs(seed))
 
 
 def build_denoiser(config, vocab_size: int, seed: int = 0) -> Denoiser:
@@ -121,6 +151,26 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
   return nnx.merge(graphdef, restored, rest)
 
 
+def copy_params(source: nnx.Module, target: nnx.Module) -> list[str]:
+  """Copies every parameter of `source` into the same-named parameter of `target`, in place
+  (fine-tuning a trained model whose config adds inputs). Raises ValueError naming the
+  parameters of source that target lacks or holds in another shape; returns the names of the
+  parameters of target that source lacks (they keep their initial values)."""
+  src = {".".join(map(str, k)): v for k, v in nnx.to_flat_state(nnx.state(source, nnx.Param))}
+  flat = list(nnx.to_flat_state(nnx.state(target, nnx.Param)))
+  dst = {".".join(map(str, k)): v for k, v in flat}
+  shape = lambda k, d: tuple(d[k].get_value().shape) if k in d else "absent"  # noqa: E731
+  differ = [f"{k}: {shape(k, src)} vs {shape(k, dst)}" for k in src
+            if shape(k, src) != shape(k, dst)]
+  if differ:
+    raise ValueError(f"{len(differ)} parameters do not fit the model being trained "
+                     f"(source vs target): {differ[:8]}")
+  merged = [(k, src[".".join(map(str, k))] if ".".join(map(str, k)) in src else v)
+            for k, v in flat]
+  nnx.update(target, nnx.from_flat_state(merged))
+  return sorted(set(dst) - set(src))
+
+
 def _read_checkpoint(path: str, read):
   """read() of an orbax checkpoint; a damaged one (orbax and TensorStore report truncated or
   missing files as KeyError, ValueError or a bare Exception) becomes a ValueError naming it."""
@@ -144,7 +194,11 @@ def read_latent_stats(path: str) -> dict:
 
 
 def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
-                   denoiser: Denoiser, latent_stats: dict) -> None:
+                   denoiser: Denoiser, latent_stats: dict, audio_vae: AudioVAE | None = None
+                   ) -> None:
+  """Writes a model directory (see the module docstring); audio_vae for a joint model."""
+  if bool(config.audio.enabled) != (audio_vae is not None):
+    raise ValueError("save_model_dir: an audio VAE is saved exactly when config.audio.enabled")
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, "config.json"), "w") as f:
     f.write(config.to_json(indent=2))
@@ -152,6 +206,8 @@ def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalV
   write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
   save_params(vae, os.path.join(directory, "vae"))
   save_params(denoiser, os.path.join(directory, "denoiser"))
+  if audio_vae is not None:
+    save_params(audio_vae, os.path.join(directory, "audio_vae"))
 
 
 def check_model_dir(directory: str) -> None:
@@ -206,6 +262,18 @@ def load_model_dir(directory: str, *, scan_layers: bool | None = None):
     raise ValueError(f"{where}: latent_stats.json is not {{'mean': [C], 'std': [C]}} "
                      f"({e})") from None
   return config, tokenizer, vae, denoiser, latent_stats
+
+
+def load_audio_vae(directory: str, config) -> AudioVAE | None:
+  """The audio VAE of a joint model directory (config.audio.enabled), else None; raises
+  FileNotFoundError naming audio_vae/ when a joint model's directory lacks it."""
+  if not config.audio.enabled:
+    return None
+  path = os.path.join(directory, "audio_vae")
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"--checkpoint {directory!r}: its config has audio.enabled=True but "
+                            "the directory has no audio_vae/ (as written by `vdm train`)")
+  return load_params(nnx.eval_shape(lambda: build_audio_vae(config)), path)
 
 
 def _convert_layout(denoiser: Denoiser, config, vocab_size: int, scan_layers: bool) -> Denoiser:

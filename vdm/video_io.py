@@ -1,4 +1,5 @@
-"""Video files through mediapy + the ffmpeg binary that imageio-ffmpeg ships (no system ffmpeg).
+"""Video and sound files through mediapy + the ffmpeg binary that imageio-ffmpeg ships (no
+system ffmpeg): .mp4 (h264, with an AAC soundtrack when given one), .gif, .wav (16-bit PCM).
 
 Writes are atomic: the file appears under its final name only once complete, so a run killed
 halfway never leaves a truncated video where a finished one is expected.
@@ -18,11 +19,16 @@ import numpy as np
 mediapy.set_ffmpeg(imageio_ffmpeg.get_ffmpeg_exe())
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+AUDIO_BITRATE = "128k"  # of the AAC track of an .mp4 with sound
 
 
-def write_video(path: str, frames: np.ndarray, fps: int, *, overwrite: bool = False) -> None:
-  """Writes uint8 frames [T, H, W, 3] to .mp4 (h264) or .gif."""
+def write_video(path: str, frames: np.ndarray, fps: int, *, overwrite: bool = False,
+                audio: np.ndarray | None = None, sample_rate: int = 0) -> None:
+  """Writes uint8 frames [T, H, W, 3] to .mp4 (h264) or .gif; with audio (float [N] in [-1, 1]
+  at sample_rate) an .mp4 gets it as an AAC track (muxed by ffmpeg)."""
   suffix = os.path.splitext(path)[1].lower()
+  if audio is not None and suffix != ".mp4":
+    raise ValueError(f"--out {path!r}: a video with sound must be .mp4 (a GIF has no sound)")
   if suffix not in VIDEO_SUFFIXES:
     raise ValueError(f"--out {path!r}: the file name must end in one of {VIDEO_SUFFIXES}")
   if os.path.exists(path) and not overwrite:
@@ -32,13 +38,79 @@ def write_video(path: str, frames: np.ndarray, fps: int, *, overwrite: bool = Fa
     raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   partial = f"{path}.partial{suffix}"
+  silent, wav = f"{path}.silent{suffix}", f"{path}.partial.wav"
   kwargs = dict(codec="gif") if suffix == ".gif" else dict(crf=18)
   try:
-    mediapy.write_video(partial, frames, fps=fps, **kwargs)
+    if audio is None:
+      mediapy.write_video(partial, frames, fps=fps, **kwargs)
+    else:
+      mediapy.write_video(silent, frames, fps=fps, **kwargs)
+      write_wav(wav, audio, sample_rate, overwrite=True)
+      mux_audio(silent, wav, partial)
+    os.replace(partial, path)
+  finally:
+    for leftover in (partial, silent, wav):
+      if os.path.exists(leftover):
+        os.remove(leftover)
+
+
+def mux_audio(video_path: str, wav_path: str, out: str) -> None:
+  """Copies the video stream of `video_path` and encodes `wav_path` as AAC beside it into
+  `out` (.mp4); raises ValueError with ffmpeg's reason if it fails."""
+  proc = subprocess.run(
+      [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", video_path,
+       "-i", wav_path, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+       "-b:a", AUDIO_BITRATE, out], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  if proc.returncode != 0:
+    reason = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+    raise ValueError(f"ffmpeg could not add the sound to {out!r}: "
+                     f"{reason[-1] if reason else proc.returncode}")
+
+
+def write_wav(path: str, audio: np.ndarray, sample_rate: int, *, overwrite: bool = False) -> None:
+  """Writes mono audio float [N] in [-1, 1] as a 16-bit PCM .wav, atomically."""
+  import wave
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(f"{path!r} exists; pass --overwrite to replace it")
+  audio = np.asarray(audio, np.float64)
+  if audio.ndim != 1 or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+    raise ValueError(f"audio must be [N] with a sample rate > 0, got {audio.shape} at "
+                     f"{sample_rate!r}")
+  pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  partial = f"{path}.partial"
+  try:
+    with wave.open(partial, "wb") as f:
+      f.setnchannels(1)
+      f.setsampwidth(2)
+      f.setframerate(int(sample_rate))
+      f.writeframes(pcm.tobytes())
     os.replace(partial, path)
   finally:
     if os.path.exists(partial):
       os.remove(partial)
+
+
+def read_audio(path: str, sample_rate: int, *, flag: str = "audio", samples: int | None = None
+               ) -> np.ndarray:
+  """The first audio stream of any file ffmpeg reads (.wav, .mp3, an .mp4's track ...), mixed
+  to mono and resampled to `sample_rate`: float32 [N] in [-1, 1]. With `samples`, cut or padded
+  with silence to that length. Raises ValueError naming `flag` for a missing file or one with
+  no readable sound."""
+  if not isinstance(path, str) or not os.path.isfile(path):
+    raise ValueError(f"{flag} {path!r}: no such file")
+  proc = subprocess.run(
+      [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-map",
+       "0:a:0", "-ac", "1", "-ar", str(int(sample_rate)), "-f", "s16le", "pipe:1"],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  audio = np.frombuffer(proc.stdout, "<i2").astype(np.float32) / 32767.0
+  if proc.returncode != 0 or not audio.size:
+    lines = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+    reason = lines[-1] if lines else "no audio stream"
+    raise ValueError(f"{flag} {path!r} has no readable sound ({reason[:200]})")
+  if samples is not None:
+    audio = np.pad(audio[:samples], (0, max(0, samples - len(audio))))
+  return audio
 
 
 class StreamingVideoWriter:

@@ -7,8 +7,9 @@ The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps,
 """
 from __future__ import annotations
 
-from vdm.config.fields import (BOOL, ConfigError, Field, get, int_tuple, integer, number,
+from vdm.config.fields import (BOOL, Check, ConfigError, Field, get, int_tuple, integer, number,
                                number_tuple, one_of, require, text)
+from vdm.control.timeline import SWITCHES
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
@@ -16,6 +17,8 @@ from vdm.generate.modes import MODES, allowed_chunks, pipeline_modes
 from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
 from vdm.vae.model import TEMPORAL_DOWNSAMPLES
+
+AUDIO_DOWNSAMPLES = (1, 2, 4, 8)  # vdm.audio.vae.TEMPORAL_DOWNSAMPLES (jax-free here)
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 
@@ -76,6 +79,10 @@ SCHEMA = dict(
     task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler, "
                "'distill' a few-step student of a t2v model", one_of(("t2v", "sr", "distill"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
+    init_from=Field("", "a model directory (`vdm train`'s export) to fine-tune: its tokenizer, "
+                    "VAE, latent statistics and denoiser weights start this run (parameters it "
+                    "lacks, e.g. new control inputs, keep their fresh init); '' trains from "
+                    "scratch", text("a model directory path string ('' for none)")),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
         height=Field(32, "frame height in pixels", POSITIVE),
@@ -83,6 +90,9 @@ SCHEMA = dict(
         **clip_fields(frames=9, num_train=20000, num_test=256, long_factor=4, num_long=32),
         num_digits=Field(2, "moving_mnist: digits per clip", POSITIVE),
         name=Field("", "folder: the dataset name given to `vdm data import --out`", text()),
+        sample_rate=Field(0, "scenes, sound_scenes: audio samples per second of the soundtrack "
+                          "stored beside the frames (0: none; a multiple of data.fps)",
+                          NON_NEGATIVE),
     ),
     text=dict(
         vocab_size=Field(256, "sentencepiece vocabulary size", POSITIVE),
@@ -162,6 +172,48 @@ SCHEMA = dict(
         step_input=Field(False, "the step size is an input (a shortcut student: few-step "
                          "sampling with the 'shortcut' sampler)", BOOL),
     ),
+    # Conditioning beyond the text (vdm/control, docs/control.md): the DiT's control inputs,
+    # trained on the data's recorded object paths and camera path.
+    control=dict(
+        trajectory=Field(False, "condition the DiT on object paths: a blob per object at its "
+                         "centre, per token (vdm/control/features.py)", BOOL),
+        camera=Field(False, "condition the DiT on the camera path: scale and offset per frame",
+                     BOOL),
+        objects=Field(3, "object slots of a trajectory (slot k: the k-th object the prompt "
+                      "names)", integer(1, 3)),
+        sigma=Field(1.5, "std in pixels of an object's blob in the trajectory maps",
+                    number(0.25, 64.0)),
+        dropout=Field(0.3, "training: probability that each object's path, and the camera path, "
+                      "of a clip is dropped (so the model also runs without them)",
+                      number(0.0, 1.0)),
+    ),
+    # Sound with the picture (docs/audio.md): an audio VAE over log-magnitude spectrograms,
+    # trained in its own stage, and an audio token stream in the DiT.
+    audio=dict(
+        enabled=Field(False, "generate sound with the picture: an audio VAE stage and the DiT's "
+                      "audio token stream (needs data.sample_rate > 0)", BOOL),
+        n_fft=Field(1000, "STFT window in samples (2 or 4 x audio.hop; 1000 at 16 kHz: 16 Hz "
+                    "bins, so neighbouring colour pitches are >= 2.6 bins apart)", POSITIVE),
+        hop=Field(250, "STFT hop in samples", POSITIVE),
+        channels=Field(128, "audio VAE width", POSITIVE),
+        latent_channels=Field(16, "channels of an audio latent frame", POSITIVE),
+        temporal_downsample=Field(4, "STFT frames per audio latent frame (1, 2, 4 or 8)",
+                                  Check(lambda v: type(v) is int and v in AUDIO_DOWNSAMPLES,
+                                        f"one of {AUDIO_DOWNSAMPLES}")),
+        num_res_blocks=Field(1, "audio VAE residual blocks per time resolution", POSITIVE),
+        kl_weight=Field(1e-6, "weight of the audio VAE's KL term", number(0.0, 1e6)),
+        griffin_lim_iters=Field(64, "Griffin-Lim iterations from decoded magnitudes to a "
+                                "waveform", integer(1, 10_000)),
+        video_attention=Field(True, "audio and video tokens attend each other in every DiT "
+                              "block (False: the ablation 'audio without video attention')",
+                              BOOL),
+        loss_weight=Field(1.0, "weight of the audio stream's flow-matching loss beside the "
+                          "video's", number(0.0, 100.0)),
+        given_video_prob=Field(0.1, "probability that a training clip's video is given (level "
+                               "0, unscored): audio for a given video", number(0.0, 1.0)),
+        given_audio_prob=Field(0.1, "probability that a training clip's audio is given: video "
+                               "for a given audio", number(0.0, 1.0)),
+    ),
     diffusion=dict(
         # Uniform, not logit-normal: on the spine's flat-colour clips the trajectory is decided at
         # very high noise, which logit-normal(0, 1) rarely trains on; with it the model learned
@@ -196,6 +248,8 @@ SCHEMA = dict(
     sample=dict(
         steps=Field(25, "sampler steps", POSITIVE),
         guidance=Field(4.0, "classifier-free guidance scale (1: none)", number(0.0, 100.0)),
+        audio_guidance=Field(4.0, "classifier-free guidance scale of the audio stream "
+                             "(sample.guidance is the video's)", number(0.0, 100.0)),
         mode=Field("parallel", "generation mode (vdm.generate.modes)",
                    one_of(pipeline_modes)),
         sampler=Field("euler", "sampler (vdm.diffusion.samplers)", one_of(lambda: SAMPLERS)),
@@ -212,6 +266,10 @@ SCHEMA = dict(
                          "minus 3)", POSITIVE),
         max_stream_frames=Field(1025, "the longest clip of a streaming mode with the KV cache "
                                 "(bounded memory)", POSITIVE),
+        switch=Field("keep", "prompt timelines: what a switch does to the earlier frames: keep "
+                     "(as computed under their prompt) | recache (re-encode the KV cache under "
+                     "the new prompt) | cut (a new shot that sees nothing before)",
+                     one_of(SWITCHES)),
         window=Field(0, "earlier latent frames each autoregressive chunk attends (0: a training "
                      "clip's latents minus the chunk)", integer(0, what="0: a training clip's "
                                                             "latent frames minus the chunk")),
@@ -234,6 +292,8 @@ SCHEMA = dict(
         vae=stage(steps=3000, batch_size=8, learning_rate=2e-3,
                   crop_frames=Field(0, "frames of each clip the VAE trains on (0: all)",
                                     NON_NEGATIVE)),
+        # The audio VAE (audio.enabled only).
+        audio=stage(steps=2000, batch_size=16, learning_rate=2e-3),
         dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
     ),
 )
@@ -244,17 +304,90 @@ def spatial_stride(config) -> int:
   return 2 ** (len(config.vae.channel_mult) - 1) * config.dit.patch
 
 
+def audio_latents_per_frame(config) -> int:
+  """Audio latent frames per video frame of an audio.enabled config (validation makes it whole):
+  data.sample_rate / data.fps samples per frame over audio.hop x audio.temporal_downsample."""
+  a = config.audio
+  return (config.data.sample_rate // config.data.fps) // (a.hop * a.temporal_downsample)
+
+
 def latent_frames_of(config, frames: int) -> int:
   return 1 + (frames - 1) // config.vae.temporal_downsample
 
 
 def validate(config) -> None:
   """The rules between fields of a t2v config (each field's own check has run)."""
+  _check_data(config)
+  _check_audio(config)
   _check_model(config)
   _check_level_schemes(config)
   _check_prediction(config)
   _check_text_pretrain(config)
   _check_sampling_defaults(config)
+  _check_control(config)
+
+
+def _check_control(config) -> None:
+  """Control inputs are trained on a data kind that records paths, one frame per token frame."""
+  c = config.control
+  if not (c.trajectory or c.camera):
+    return
+  kind = config.data.kind
+  field = "control.trajectory" if c.trajectory else "control.camera"
+  with_paths = tuple(k for k, v in DATA_KINDS.items() if v.paths)
+  require(DATA_KINDS[kind].paths, field, True,
+          f"False with data.kind={kind!r} (object and camera paths are recorded by "
+          f"{with_paths})")
+  require(config.dit.temporal_patch == 1, field, True,
+          f"False with dit.temporal_patch={config.dit.temporal_patch} (control inputs are per "
+          "latent frame)")
+  require(not c.trajectory or config.data.max_objects <= c.objects, "control.objects",
+          c.objects, f"at least data.max_objects={config.data.max_objects} (a slot per object)")
+
+
+def _check_data(config) -> None:
+  """A soundtrack needs a kind that has one and whole samples per frame."""
+  d = config.data
+  kind = DATA_KINDS[d.kind]
+  require(d.sample_rate == 0 or kind.audio, "data.sample_rate", d.sample_rate,
+          f"0 with data.kind={d.kind!r} (soundtracks exist for "
+          f"{tuple(k for k, v in DATA_KINDS.items() if v.audio)})")
+  require(d.sample_rate > 0 or not kind.audio_required, "data.sample_rate", d.sample_rate,
+          f"> 0 with data.kind={d.kind!r} (its clips always have a soundtrack), e.g. 16000")
+  require(d.sample_rate % d.fps == 0, "data.sample_rate", d.sample_rate,
+          f"a multiple of data.fps={d.fps} (whole audio samples per frame)")
+
+
+def _check_audio(config) -> None:
+  """The joint audio-video model: whole audio latent frames per video frame, and the DiT
+  options its audio stream supports."""
+  a = config.audio
+  if not a.enabled:
+    return
+  d = config.data
+  require(d.sample_rate > 0, "audio.enabled", True,
+          f"False unless data.sample_rate > 0 (data.kind={d.kind!r} must store a soundtrack; "
+          "e.g. data.kind='sound_scenes', data.sample_rate=16000)")
+  require(a.n_fft in (2 * a.hop, 4 * a.hop), "audio.n_fft", a.n_fft,
+          f"2 or 4 x audio.hop={a.hop} (an invertible causal STFT)")
+  per_latent = a.hop * a.temporal_downsample
+  per_frame = d.sample_rate // d.fps
+  require(per_frame % per_latent == 0, "audio.hop", a.hop,
+          f"a value for which data.sample_rate / data.fps = {per_frame} samples per video frame "
+          f"is a multiple of audio.hop x audio.temporal_downsample (now {per_latent})")
+  dit = config.dit
+  for field, value, ok in (("dit.temporal_patch", dit.temporal_patch, 1),
+                           ("dit.scan_layers", dit.scan_layers, False),
+                           ("dit.position", dit.position, "sincos"),
+                           ("dit.remat", dit.remat, "none")):
+    require(value == ok, field, value, f"{ok!r} with audio.enabled=True (the audio stream "
+            "supports that setting only)")
+  require(not (config.control.trajectory or config.control.camera), "audio.enabled", True,
+          "False with control.trajectory or control.camera (the joint audio-video sampler "
+          "takes no control inputs)")
+  require(config.sample.fps == d.fps, "sample.fps", config.sample.fps,
+          f"data.fps={d.fps} with audio.enabled=True (audio latent frames per video frame are "
+          "fixed by training)")
 
 
 def _check_model(config) -> None:
@@ -347,8 +480,14 @@ def _check_prediction(config) -> None:
 
 
 def _check_text_pretrain(config) -> None:
-  """text.init_from and the text stage."""
+  """init_from, text.init_from and the text stage."""
   import os
+  model_dir = config.init_from
+  require(model_dir == "" or os.path.isfile(os.path.join(model_dir, "config.json")), "init_from",
+          model_dir, "'' or a model directory written by `vdm train` (with config.json)")
+  require(model_dir == "" or (config.text.init_from == "" and config.train.text.steps == 0),
+          "init_from", model_dir, "'' while text.init_from or train.text.steps is set (the "
+          "model directory provides the text encoder)")
   init_from = config.text.init_from
   require(init_from == "" or os.path.exists(init_from), "text.init_from", init_from,
           "'' or an existing encoder directory (from `vdm train --until text`) or T5 .npz")

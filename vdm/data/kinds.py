@@ -3,6 +3,8 @@
   simple        one coloured shape sliding over a flat background (vdm.data.simple; the
                 spine's data); captions from a grammar, so text-only stages need no clips.
   scenes        1-3 objects, textures, camera motion, layered captions (vdm.data.scenes).
+  sound_scenes  scenes made for sound, with their soundtrack (vdm.data.soundtrack): a still camera
+                over a solid background, objects that bounce, slide or stand still.
   moving_mnist  bouncing MNIST digits (vdm.data.moving_mnist).
   photo_pans    real photos under a virtual hand-held camera (vdm.data.photo_pans).
   folder        a folder of the user's videos imported by `vdm data import` (vdm.data.importer).
@@ -27,6 +29,10 @@ class DataKind:
     captions are read from the built dataset (`vdm.data.dataset_tokenizer.train_captions`).
   exact_flow: its clips carry what `vdm.data.simple.latent_motion` needs (shape, center,
     radius), so motion supervision can use the exact ground-truth flow.
+  paths: its clips record every object's centre per frame ('center' [T, K, 2], 'present' [K])
+    and the camera path ('camera' [T, 3]): what trajectory and camera control train on.
+  audio: its clips can carry a soundtrack ('audio' int16 [T * data.sample_rate / data.fps]) when
+    data.sample_rate > 0; audio_required: they always do (data.sample_rate must be > 0).
   """
   name: str
   doc: str
@@ -34,6 +40,9 @@ class DataKind:
   build: Callable[[dict, str], Any]
   caption_corpus: Callable[[int, int, str], list[str]] | None = None
   exact_flow: bool = False
+  paths: bool = False
+  audio: bool = False
+  audio_required: bool = False
 
 
 DATA_KINDS: dict[str, DataKind] = {}
@@ -81,6 +90,12 @@ def _scenes(fields, data_dir):
   return scenes_builder.prepare(scenes_builder.make_scenes_builder(data_dir, **fields))
 
 
+def _sound_scenes(fields, data_dir):
+  from vdm.data import scenes_builder
+  return scenes_builder.prepare(scenes_builder.make_scenes_builder(data_dir, sound_scenes=True,
+                                                                   **fields))
+
+
 def _photo_pans(fields, data_dir):
   from vdm.data import scenes_builder
   return scenes_builder.prepare(scenes_builder.make_photo_pans_builder(data_dir, **fields))
@@ -116,9 +131,14 @@ _COMMON = ("frames", "fps", "num_train", "num_test", "seed")
 register_data_kind(DataKind(
     "simple", "one coloured shape sliding over a flat background (the spine's data)",
     ("height", "width") + _COMMON, _simple, caption_corpus=_simple_corpus, exact_flow=True))
+_SCENES = ("height", "width", "long_factor", "max_objects", "num_long", "sample_rate") + _COMMON
 register_data_kind(DataKind(
-    "scenes", "1-3 objects, textured backgrounds, camera motion, layered captions",
-    ("height", "width", "long_factor", "max_objects", "num_long") + _COMMON, _scenes))
+    "scenes", "1-3 objects, textured backgrounds, camera motion, layered captions (with "
+    "data.sample_rate > 0 also a soundtrack)", _SCENES, _scenes, paths=True, audio=True))
+register_data_kind(DataKind(
+    "sound_scenes", "scenes made for sound, with their soundtrack (clicks at bounces, a tone per "
+    "moving object pitched by its colour, silence when still): a still camera, a solid "
+    "background", _SCENES, _sound_scenes, paths=True, audio=True, audio_required=True))
 register_data_kind(DataKind(
     "moving_mnist", "bouncing MNIST digits (the classic 64x64, 2 digits, 20 frames)",
     ("height", "width", "size", "num_digits") + _COMMON, _moving_mnist))

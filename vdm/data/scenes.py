@@ -429,9 +429,9 @@ def _sample_motion(rng, shape: int, motion: int, speed: int, radius: float, box,
   raise ValueError(f"motion must be in [0, {len(MOTIONS)}), got {motion}")
 
 
-def _sample_composition(rng, split: str, want_held_out: bool, taken_colors) -> tuple[int, ...]:
-  motions = ([MOTIONS.index(m) for m in LONG_MOTIONS] if split == "long"
-             else list(range(len(MOTIONS))))
+def _sample_composition(rng, split: str, want_held_out: bool, taken_colors,
+                        motions=MOTIONS) -> tuple[int, ...]:
+  motions = [MOTIONS.index(m) for m in motions if split != "long" or m in LONG_MOTIONS]
   colors = [c for c in range(len(COLORS)) if c not in taken_colors]
   while True:
     color = int(rng.choice(colors))
@@ -443,15 +443,20 @@ def _sample_composition(rng, split: str, want_held_out: bool, taken_colors) -> t
 
 def sample_scene(rng: np.random.Generator, height: int, width: int, frames: int, split: str,
                  *, motion_frames: int | None = None, max_objects: int = MAX_OBJECTS,
-                 backgrounds=BACKGROUNDS, cameras=CAMERAS) -> Scene:
+                 backgrounds=BACKGROUNDS, cameras=CAMERAS, motions=MOTIONS) -> Scene:
   """Draws a scene. 'train' and 'long' use only non-held-out compositions; in 'test' the first
   object's composition is held out (the others are not). 'long' keeps the camera static and
   uses LONG_MOTIONS, with rates calibrated on motion_frames (the training length), so a clip
-  several times longer moves exactly as fast as a training clip.
+  several times longer moves exactly as fast as a training clip. backgrounds, cameras and
+  motions name the choices drawn from uniformly (a name listed twice is drawn twice as often).
   """
   _check_split(split)
   if frames < 2:
     raise ValueError(f"frames must be >= 2 to show motion, got {frames}")
+  unknown = sorted(set(motions) - set(MOTIONS))
+  if unknown or (split == "long" and not set(motions) & set(LONG_MOTIONS)):
+    raise ValueError(f"motions must be names from {MOTIONS} (for 'long', some of "
+                     f"{LONG_MOTIONS}), got {tuple(motions)}")
   if not 1 <= max_objects <= MAX_OBJECTS:
     raise ValueError(f"max_objects must be in [1, {MAX_OBJECTS}], got {max_objects}")
   motion_frames = motion_frames or frames
@@ -474,7 +479,8 @@ def sample_scene(rng: np.random.Generator, height: int, width: int, frames: int,
   objects, taken = [], []
   digits = assets.digit_indices("test" if split == "test" else "train")
   for k in range(n):
-    color, shape, motion = _sample_composition(rng, split, split == "test" and k == 0, taken)
+    color, shape, motion = _sample_composition(rng, split, split == "test" and k == 0, taken,
+                                               motions)
     taken.append(color)
     radius = float(rng.uniform(*_RADIUS_FRACTION)) * short * (1.0 if n == 1 else 0.8)
     # Below a few pixels a shape (and a 28x28 digit's strokes) stops being recognisable.

@@ -1,7 +1,10 @@
 """TFDS builders (array_record, no TensorFlow) for the synthetic benchmark and Moving MNIST.
 
   SceneVideos:  vdm.data.scenes clips, splits 'train', 'test' (held-out compositions) and 'long'
-                (long_factor x the training length; its frame axis is stored with shape None).
+                (long_factor x the training length; its frame axis is stored with shape None);
+                with a sample rate, each clip's soundtrack beside its frames (int16 'audio' and
+                its truth, vdm.data.soundtrack); sound_scenes draws the scenes made for sound
+                (vdm.data.scene_examples.SOUND_SCENES).
   MovingMnist:  vdm.data.moving_mnist, the classic 64x64, 2 digits, 20 frames by default.
   PhotoPans:    vdm.data.photo_pans, a hand-held camera over real photos (natural-image clips).
 
@@ -21,6 +24,7 @@ from vdm.data import moving_mnist
 from vdm.data import photo_pans
 from vdm.data import scene_examples
 from vdm.data import scenes
+from vdm.data import soundtrack
 from vdm.data.aspect_ratios import aspect_size
 
 
@@ -37,6 +41,8 @@ class SceneVideosConfig(tfds.core.BuilderConfig):
   num_test: int = 128
   num_long: int = 32
   seed: int = 0
+  sample_rate: int = 0  # 0: no soundtrack
+  sound_scenes: bool = False
 
 
 def _tensor(shape, dtype, zlib=False):
@@ -70,6 +76,11 @@ class SceneVideos(_NoTfBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     c, K = self.builder_config, scenes.MAX_OBJECTS
     i32, f32 = np.int32, np.float32
+    sound = {}
+    if c.sample_rate:  # the frame and event axes are None: the 'long' split is longer
+      sound = {"audio": _tensor((None,), np.int16, zlib=True),
+               "loudness": _tensor((K,), f32), "tone_hz": _tensor((K,), f32),
+               "event_frame": _tensor((None,), f32), "event_object": _tensor((None,), i32)}
     return self.dataset_info_from_configs(
         description=scenes.__doc__,
         features=tfds.features.FeaturesDict({
@@ -85,16 +96,19 @@ class SceneVideos(_NoTfBuilder):
                                                 "digit_label", "draw_order")},
             **{k: _tensor((), i32) for k in ("background", "bg_color_a", "bg_color_b",
                                               "texture", "camera_kind")},
+            **sound,
         }),
-        metadata=tfds.core.MetadataDict(fps=c.fps, long_frames=c.frames * c.long_factor),
+        metadata=tfds.core.MetadataDict(fps=c.fps, long_frames=c.frames * c.long_factor,
+                                        sample_rate=c.sample_rate),
         disable_shuffling=True,  # record i of a split is example i; grain shuffles at read time
     )
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
-    yield from scene_examples.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
-                                                long_factor=c.long_factor,
-                                                max_objects=c.max_objects)
+    yield from scene_examples.generate_examples(
+        c.seed, split, num, c.height, c.width, c.frames, long_factor=c.long_factor,
+        max_objects=c.max_objects, sample_rate=c.sample_rate, fps=c.fps,
+        **(scene_examples.SOUND_SCENES if c.sound_scenes else {}))
 
 
 @dataclasses.dataclass(eq=False)
@@ -187,15 +201,23 @@ def _name(params: dict) -> str:
 def make_scenes_builder(data_dir: str, *, height: int = 64, width: int = 64, frames: int = 16,
                         fps: int = 8, long_factor: int = 4, max_objects: int = 3,
                         num_train: int = 1024, num_test: int = 128, num_long: int = 32,
-                        seed: int = 0) -> SceneVideos:
-  """A SceneVideos builder for these settings under data_dir (not prepared)."""
+                        seed: int = 0, sample_rate: int = 0,
+                        sound_scenes: bool = False) -> SceneVideos:
+  """A SceneVideos builder for these settings under data_dir (not prepared). sample_rate > 0
+  stores a soundtrack (a multiple of fps); sound_scenes draws the scenes made for sound."""
   params = dict(height=height, width=width, frames=frames, fps=fps, long_factor=long_factor,
                 max_objects=max_objects, num_train=num_train, num_test=num_test,
                 num_long=num_long, seed=seed)
   _check_ints(params, dict(frames=2, seed=0, num_test=0, num_long=0, height=8, width=8))
   if max_objects > scenes.MAX_OBJECTS:
     raise ValueError(f"max_objects must be <= {scenes.MAX_OBJECTS}, got {max_objects}")
-  config = SceneVideosConfig(name=_name(params), **params)
+  if sample_rate:
+    soundtrack.samples_per_frame(sample_rate, fps)  # raises unless whole samples per frame
+  # Named only when set, so the datasets built before sound existed keep their folders.
+  extra = dict(**(dict(sample_rate=sample_rate) if sample_rate else {}),
+               **(dict(sound=1) if sound_scenes else {}))
+  config = SceneVideosConfig(name=_name(dict(params, **extra)), sample_rate=sample_rate,
+                             sound_scenes=bool(sound_scenes), **params)
   return SceneVideos(config=config, data_dir=data_dir, file_format="array_record")
 
 

@@ -23,7 +23,8 @@ all samplers:
     Those two O(h^2) local errors cap every method here at global order 2.
 
 The whole loop is one `jax.lax.scan`, so a sampler jits with the matrix as a traced input.
-Options that change the program (churn, eta, variant) are Python values.
+Options that change the program (churn, eta, variant) are Python values. `on_step(i)`, a host
+function, is called at each step (progress and cancellation in `vdm.Pipeline.generate`).
 """
 from __future__ import annotations
 
@@ -65,6 +66,21 @@ def _check(x_init: jax.Array, levels) -> jax.Array:
 def _step_inputs(levels: jax.Array):
   """(t_now, t_next, step index) for each of the S steps, the xs of the scan."""
   return levels[:-1], levels[1:], jnp.arange(levels.shape[0] - 1)
+
+
+def scan_steps(step, init, levels: jax.Array, on_step=None):
+  """`jax.lax.scan` of step(carry, (t_now, t_next, i)) over the S rows of levels; returns the
+  scan's (carry, outputs). on_step(i) is called on the host at each step i (a
+  `jax.debug.callback` that reads only the step index, so the values computed do not change);
+  an exception it raises stops the scan and surfaces where the result is next read."""
+  if on_step is not None:
+    inner = step
+
+    def step(carry, inputs):
+      jax.debug.callback(on_step, inputs[2])
+      return inner(carry, inputs)
+
+  return jax.lax.scan(step, init, _step_inputs(levels))
 
 
 def _need_rng(rng, name: str, option: str):
@@ -124,7 +140,8 @@ def _step_start(x, t_now, t_next, i, churn: float, rng):
   return moving, x, t_now
 
 
-def euler(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=None) -> jax.Array:
+def euler(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=None,
+          on_step=None) -> jax.Array:
   """Euler along the noise-level matrix; with churn > 0 the stochastic EDM variant.
 
   Args:
@@ -150,12 +167,12 @@ def euler(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=Non
     x_new = x_in + _per_frame(t_next - t_in, x) * v
     return jnp.where(_per_frame(moving, x), x_new, x), None
 
-  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  x, _ = scan_steps(step, x_init, levels, on_step)
   return x
 
 
 def heun(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=None,
-         final_euler: bool = True) -> jax.Array:
+         final_euler: bool = True, on_step=None) -> jax.Array:
   """Heun's second-order method (Karras et al. 2022, Alg. 1/2) along the noise-level matrix.
 
   Two velocity evaluations per step: an Euler predictor, then the trapezoid corrector. A frame
@@ -179,11 +196,12 @@ def heun(velocity_fn, x_init: jax.Array, levels, *, churn: float = 0.0, rng=None
       x_heun = jnp.where(_per_frame(t_next <= 0.0, x), x_euler, x_heun)
     return jnp.where(_per_frame(moving, x), x_heun, x), None
 
-  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  x, _ = scan_steps(step, x_init, levels, on_step)
   return x
 
 
-def ddim(velocity_fn, x_init: jax.Array, levels, *, eta: float = 0.0, rng=None) -> jax.Array:
+def ddim(velocity_fn, x_init: jax.Array, levels, *, eta: float = 0.0, rng=None,
+         on_step=None) -> jax.Array:
   """DDIM (Song et al. 2021) in the x0/eps parameterisation recovered from the velocity.
 
   x0 = x - t v, eps = x + (1 - t) v, and with a_s = 1 - t_next, s_s = t_next:
@@ -220,19 +238,21 @@ def ddim(velocity_fn, x_init: jax.Array, levels, *, eta: float = 0.0, rng=None) 
       x_new = _per_frame(a_s, x) * x0 + _per_frame(s_s, x) * eps
     return jnp.where(_per_frame(moving, x), x_new, x), None
 
-  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  x, _ = scan_steps(step, x_init, levels, on_step)
   return x
 
 
 def euler_ancestral(velocity_fn, x_init: jax.Array, levels, *, eta: float = 1.0,
-                    rng=None) -> jax.Array:
+                    rng=None, on_step=None) -> jax.Array:
   """Ancestral sampling: `ddim` with eta = 1 by default (fresh noise every step). Needs rng."""
-  return ddim(velocity_fn, x_init, levels, eta=eta, rng=_need_rng(rng, "euler_ancestral", "eta"))
+  return ddim(velocity_fn, x_init, levels, eta=eta, rng=_need_rng(rng, "euler_ancestral", "eta"),
+              on_step=on_step)
 
 
 # ----------------------------------------------------------------------------- few-step students
 
-def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None) -> jax.Array:
+def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None,
+                on_step=None) -> jax.Array:
   """Multistep consistency sampling (Song et al. 2023, Alg. 1), the sampler of few-step students
   (consistency, DMD, Self-Forcing): each step predicts the clean sample x0 = x - t v and re-noises
   it to the next level with fresh noise, x_next = (1 - t_next) x0 + t_next z.
@@ -253,11 +273,11 @@ def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None) -> jax.Arra
     x_new = _per_frame(1.0 - t_next, x) * x0 + _per_frame(t_next, x) * z
     return jnp.where(_per_frame(moving, x), x_new, x), None
 
-  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  x, _ = scan_steps(step, x_init, levels, on_step)
   return x
 
 
-def shortcut(velocity_fn, x_init: jax.Array, levels) -> jax.Array:
+def shortcut(velocity_fn, x_init: jax.Array, levels, *, on_step=None) -> jax.Array:
   """Euler steps whose size the model is told: velocity_fn(x, t, step=d) with d [B, T] = t_now -
   t_next per frame (0 for a frame that does not move) is the average velocity over the step, so
   x_next = x - d v is exact for a shortcut model (Frans et al. 2024) at any step count. Shapes as
@@ -271,7 +291,7 @@ def shortcut(velocity_fn, x_init: jax.Array, levels) -> jax.Array:
     v = velocity_fn(x, _levels_for_batch(t_now, x), step=_levels_for_batch(d, x))
     return jnp.where(_per_frame(moving, x), x - _per_frame(d, x) * v, x), None
 
-  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  x, _ = scan_steps(step, x_init, levels, on_step)
   return x
 
 
@@ -303,7 +323,7 @@ def _unipc_b(hh, variant: str):
   return b_h, b1, b2
 
 
-def _multistep(velocity_fn, x_init, levels, *, corrector: bool, variant: str):
+def _multistep(velocity_fn, x_init, levels, *, corrector: bool, variant: str, on_step=None):
   """UniPC with a second-order predictor (UniP-2) and, if corrector, the UniC corrector.
 
   With variant 'bh2' the predictor is exactly DPM-Solver++(2M), so `dpmpp_2m` is this function
@@ -368,21 +388,22 @@ def _multistep(velocity_fn, x_init, levels, *, corrector: bool, variant: str):
         last_order=jnp.where(moving, jnp.where(order2, 2, 1), state["last_order"]))
     return new, None
 
-  state, _ = jax.lax.scan(step, init, _step_inputs(levels))
+  state, _ = scan_steps(step, init, levels, on_step)
   return state["x"]
 
 
-def dpmpp_2m(velocity_fn, x_init: jax.Array, levels) -> jax.Array:
+def dpmpp_2m(velocity_fn, x_init: jax.Array, levels, *, on_step=None) -> jax.Array:
   """DPM-Solver++(2M) (Lu et al. 2022) for rectified flow: data prediction x0 = x - t v,
   multistep in lambda = log((1 - t) / t); one velocity evaluation per step.
 
   Second order inside (0, 1); the step from t = 1 (lambda = -inf, no usable history) and the step
   into t = 0 (lambda = +inf) are the exact first-order step. Shapes as in `euler`.
   """
-  return _multistep(velocity_fn, x_init, levels, corrector=False, variant="bh2")
+  return _multistep(velocity_fn, x_init, levels, corrector=False, variant="bh2", on_step=on_step)
 
 
-def unipc(velocity_fn, x_init: jax.Array, levels, *, variant: str = "bh2") -> jax.Array:
+def unipc(velocity_fn, x_init: jax.Array, levels, *, variant: str = "bh2",
+          on_step=None) -> jax.Array:
   """UniPC (Zhao et al. 2023), order 2: the UniP-2 predictor plus the UniC corrector, in data
   prediction, one velocity evaluation per step (the corrector reuses the next step's call).
 
@@ -393,7 +414,8 @@ def unipc(velocity_fn, x_init: jax.Array, levels, *, variant: str = "bh2") -> ja
   """
   if variant not in UNIPC_VARIANTS:
     raise ValueError(f"unipc variant must be one of {UNIPC_VARIANTS}, got {variant!r}")
-  return _multistep(velocity_fn, x_init, levels, corrector=True, variant=variant)
+  return _multistep(velocity_fn, x_init, levels, corrector=True, variant=variant,
+                    on_step=on_step)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -404,7 +426,8 @@ _POSITIONAL = ("velocity_fn", "x_init", "levels")
 def register_sampler(name: str, fn) -> None:
   """Adds `fn(velocity_fn, x_init, levels, **options)` as sampler `name` (the pipeline, the CLI's
   --sampler and config validation read SAMPLERS). A sampler that takes `rng` is given the
-  pipeline's sampling key."""
+  pipeline's sampling key; one that takes `on_step` is given the step callback (run the loop with
+  `scan_steps`)."""
   params = tuple(inspect.signature(fn).parameters)
   if params[:3] != _POSITIONAL:
     raise ValueError(f"sampler {name!r}: the first parameters must be {_POSITIONAL}, got "
@@ -418,20 +441,25 @@ for _name, _fn in dict(euler=euler, heun=heun, ddim=ddim, euler_ancestral=euler_
   register_sampler(_name, _fn)
 
 
-def sample(name: str, velocity_fn, x_init: jax.Array, levels, *, rng=None, **opts) -> jax.Array:
+def sample(name: str, velocity_fn, x_init: jax.Array, levels, *, rng=None, on_step=None,
+           **opts) -> jax.Array:
   """Runs sampler `name` (one of SAMPLERS) along levels [S + 1, T]; returns x [B, T, ...].
 
   opts are the sampler's own options (euler/heun: churn; heun: final_euler; ddim/euler_ancestral:
   eta; unipc: variant). rng is required by the stochastic settings and ignored otherwise.
+  on_step(i), a host function, is called at each step i by the samplers that take it (all
+  built-in ones); a registered sampler without an `on_step` parameter runs without it.
   """
   if name not in SAMPLERS:
     raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {name!r}")
   fn = SAMPLERS[name]
   parameters = inspect.signature(fn).parameters
-  allowed = tuple(k for k in parameters if k not in _POSITIONAL + ("rng",))
+  allowed = tuple(k for k in parameters if k not in _POSITIONAL + ("rng", "on_step"))
   unknown = sorted(set(opts) - set(allowed))
   if unknown:
     raise ValueError(f"sampler {name!r} does not take option(s) {unknown}; allowed: {allowed}")
   if "rng" in parameters:
     opts = dict(opts, rng=rng)
+  if on_step is not None and "on_step" in parameters:
+    opts = dict(opts, on_step=on_step)
   return fn(velocity_fn, x_init, levels, **opts)

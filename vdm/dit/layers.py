@@ -8,8 +8,25 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vdm.dit import fast_ops
 from vdm.nn import RMSNorm
 from vdm.parallel.sharding import logical_axes
+
+
+def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
+  """adaLN: x [B, T, ..., D] scaled and shifted per frame by shift, scale [B, T, D] (the same
+  for every token of a frame)."""
+  expand = (slice(None), slice(None)) + (None,) * (x.ndim - 3) + (slice(None),)
+  return x * (1.0 + scale[expand]) + shift[expand]
+
+
+def speed_options(matmul_dtype: str, fast_grads: bool):
+  """(layer norm function, dense kwargs) for the speed settings (see vdm.dit.fast_ops)."""
+  if matmul_dtype not in fast_ops.DTYPES:
+    raise ValueError(f"dit.matmul_dtype must be one of {tuple(fast_ops.DTYPES)}, "
+                     f"got {matmul_dtype!r}")
+  norm = fast_ops.layer_norm if fast_grads else fast_ops.plain_layer_norm
+  return norm, dict(dot_general=fast_ops.dot_general(matmul_dtype, bool(fast_grads)))
 
 
 def sincos_embedding(positions: jax.Array, dim: int, *, max_period: float = 10_000.0) -> jax.Array:

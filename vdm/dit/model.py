@@ -8,14 +8,16 @@ frame at level 0 (clean context) and a frame at level 1 can share one forward pa
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vdm.dit import fast_ops
-from vdm.dit.layers import (Attention, Mlp, dense, patchify, rope3d_angles, rope3d_split,
-                            sincos_embedding, spacetime_position_embedding, temporal_groups,
-                            unpatchify)
+from vdm.dit.audio import AudioBlock, audio_times, audio_video_frames, cross_modal_masks
+from vdm.dit.layers import (Attention, Mlp, dense, modulate, patchify, rope3d_angles,
+                            rope3d_split, sincos_embedding, spacetime_position_embedding,
+                            speed_options, temporal_groups, unpatchify)
 from vdm.parallel.sharding import constrain
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
@@ -24,9 +26,16 @@ _TOKENS = ("batch", "frames", "tokens", "act_embed")  # x [B, T, N, D]
 _zeros = nnx.initializers.zeros
 
 
-def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
-  """x [B, T, N, D]; shift, scale [B, T, D] per frame."""
-  return x * (1.0 + scale[:, :, None, :]) + shift[:, :, None, :]
+class Control(NamedTuple):
+  """Conditioning beyond the text (vdm.control.features builds it; either part may be None).
+
+  tokens: [B, T, N, F] added to the tokens through a linear map (per-token maps, e.g. where
+    each object is); frames: [B, T, G] added to the per-frame adaLN condition through an MLP
+    (per-frame parameters, e.g. the camera). A model built with F or G > 0 reads zeros for a
+    part that is None: the input of "not given".
+  """
+  tokens: jax.Array | None = None
+  frames: jax.Array | None = None
 
 
 # Activation checkpointing per block: 'full' recomputes the whole block in the backward pass
@@ -41,15 +50,6 @@ REMAT_POLICIES = {
 
 def _remat_block(policy):
   return nnx.remat(lambda block, *args: block(*args), policy=policy)
-
-
-def _speed_options(matmul_dtype: str, fast_grads: bool):
-  """(layer norm function, dense kwargs) for the speed settings (see vdm.dit.fast_ops)."""
-  if matmul_dtype not in fast_ops.DTYPES:
-    raise ValueError(f"dit.matmul_dtype must be one of {tuple(fast_ops.DTYPES)}, "
-                     f"got {matmul_dtype!r}")
-  norm = fast_ops.layer_norm if fast_grads else fast_ops.plain_layer_norm
-  return norm, dict(dot_general=fast_ops.dot_general(matmul_dtype, bool(fast_grads)))
 
 
 ATTENTION_LAYOUTS = ("factorized", "full")
@@ -89,7 +89,7 @@ class DiTBlock(nnx.Module):
     if attention not in ATTENTION_LAYOUTS:
       raise ValueError(f"dit.attention must be one of {ATTENTION_LAYOUTS}, got {attention!r}")
     # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
-    self.norm, kw = _speed_options(matmul_dtype, fast_grads)
+    self.norm, kw = speed_options(matmul_dtype, fast_grads)
     self.attention = attention
     attn = lambda: Attention(width, heads, qk_norm=qk_norm, rngs=rngs, **kw)  # noqa: E731
     if attention == "factorized":
@@ -105,7 +105,8 @@ class DiTBlock(nnx.Module):
                             kernel_init=_zeros, rngs=rngs, **kw)
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D]; text_mask [B, L]; temporal_mask [T, T];
+    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D] and text_mask [B, L], or a prompt per
+    frame [B, T, L, D] and [B, T, L]; temporal_mask [T, T];
     rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
     With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
@@ -142,7 +143,11 @@ class DiTBlock(nnx.Module):
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
-    h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+    if text.ndim == 4:  # a prompt per frame: each frame's tokens attend to their own text
+      h = self.cross(self.norm(x).reshape(b * t, n, d), text.reshape(b * t, *text.shape[2:]),
+                     mask=text_mask.reshape(b * t, -1)[:, None, None, :])
+    else:
+      h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
     shift_m, scale_m, gate_m = mlp_mods
@@ -249,6 +254,17 @@ class DiT(nnx.Module):
 
   Call with z [B, T, h, w, C] latents, levels [B, T] in [0, 1], text [B, L, Dt], text_mask [B, L];
   returns the predicted velocity [B, T, h, w, C].
+
+  control_token_features F / control_frame_features G > 0 add the inputs of a `Control` (object
+  paths as per-token maps, the camera per frame; vdm.control.features): a zero-initialised
+  linear map of the tokens' F features is added to the patch embeddings, an MLP of the frame's G
+  features (last layer zero-initialised) to the per-frame adaLN condition. 0: no such input and
+  no parameters (every model trained before they existed).
+
+  With audio_channels > 0 it also has an audio token stream (`vdm.dit.audio`): audio latents
+  [B, Ta, audio_channels] with their own levels [B, Ta], audio_per_frame audio latent frames per
+  pixel frame and video_temporal_downsample pixel frames per latent frame (the causal VAE's
+  grouping, frame 0 alone), so Ta = audio_per_frame * pixel frames.
   """
 
   def __init__(self, *, latent_channels: int, text_width: int, width: int, depth: int,
@@ -256,6 +272,9 @@ class DiT(nnx.Module):
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True,
                position: str = "sincos", scan_layers: bool = False, temporal_patch: int = 1,
+               control_token_features: int = 0, control_frame_features: int = 0,
+               audio_channels: int = 0, audio_per_frame: int = 0,
+               video_temporal_downsample: int = 1, audio_video_attention: bool = True,
                guidance_input: bool = False, step_input: bool = False, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
@@ -271,6 +290,18 @@ class DiT(nnx.Module):
     patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
+    if (control_token_features or control_frame_features) and temporal_patch > 1:
+      raise ValueError(f"control inputs need dit.temporal_patch=1, got {temporal_patch}")
+    self.control_token_features = int(control_token_features)
+    self.control_frame_features = int(control_frame_features)
+    if control_token_features:  # zero-initialised: a new input starts as no change
+      self.control_tokens = dense(control_token_features, width, ("patch", "embed"),
+                                  kernel_init=_zeros, rngs=rngs)
+    if control_frame_features:
+      self.control_frames_in = dense(control_frame_features, width, ("patch", "embed"),
+                                     rngs=rngs)
+      self.control_frames_out = dense(width, width, ("mlp", "embed"), kernel_init=_zeros,
+                                      rngs=rngs)
     self.time_mlp = Mlp(width, width, rngs=rngs)
     self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
     self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
@@ -290,46 +321,88 @@ class DiT(nnx.Module):
     # the same weights either way.
     self.scan_layers, self.depth = bool(scan_layers), depth
     self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
-    self.final_norm, _ = _speed_options(matmul_dtype, fast_grads)
+    self.final_norm, _ = speed_options(matmul_dtype, fast_grads)
     self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
                                   rngs=rngs)
     self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
+    # The audio stream is built last, so a seed gives the video weights a video DiT gets.
+    self.audio_channels = int(audio_channels)
+    if self.audio_channels:
+      if (audio_per_frame < 1 or temporal_patch != 1 or scan_layers or position != "sincos"
+          or remat != "none"):
+        raise ValueError("the audio stream needs audio_per_frame >= 1, dit.temporal_patch=1, "
+                         "dit.scan_layers=False, dit.position='sincos' and dit.remat='none'")
+      self.audio_per_frame, self.video_td = int(audio_per_frame), int(video_temporal_downsample)
+      self.audio_embed = dense(audio_channels, width, ("patch", "embed"), rngs=rngs)
+      # The modality embedding: marks audio tokens (and fills the channels that carry a video
+      # token's row and column).
+      self.audio_modality = nnx.Param(0.02 * jax.random.normal(rngs.params(), (width,)))
+      self.audio_blocks = nnx.List([
+          AudioBlock(width, heads, mlp_ratio, video_attention=audio_video_attention, rngs=rngs,
+                     qk_norm=qk_norm, matmul_dtype=matmul_dtype, fast_grads=fast_grads)
+          for _ in range(depth)])
+      self.audio_final_modulation = dense(width, 2 * width, ("embed", "mlp"),
+                                          kernel_init=_zeros, rngs=rngs)
+      self.audio_final = dense(width, audio_channels, ("embed", "patch"), kernel_init=_zeros,
+                               rngs=rngs)
 
   @classmethod
-  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs) -> "DiT":
-    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field)."""
+  def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs,
+                  audio=None, audio_per_frame: int = 0,
+                  video_temporal_downsample: int = 1, **control) -> "DiT":
+    """Builds from the config's `dit` section (vdm/config/t2v.py documents each field); with
+    the `audio` section of an audio.enabled config, also the audio stream; `control`:
+    control_token_features / control_frame_features (vdm.control.features)."""
+    with_audio = audio is not None and audio.enabled
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
                remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
                qk_norm=cfg.qk_norm, matmul_dtype=cfg.matmul_dtype, fast_grads=cfg.fast_grads,
                position=cfg.position, scan_layers=cfg.scan_layers,
-               temporal_patch=cfg.temporal_patch, guidance_input=cfg.guidance_input,
-               step_input=cfg.step_input, rngs=rngs)
+               temporal_patch=cfg.temporal_patch,
+               audio_channels=audio.latent_channels if with_audio else 0,
+               audio_per_frame=audio_per_frame if with_audio else 0,
+               video_temporal_downsample=video_temporal_downsample,
+               audio_video_attention=bool(audio.video_attention) if with_audio else True,
+               guidance_input=cfg.guidance_input, step_input=cfg.step_input,
+               rngs=rngs, **control)
 
-  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0, *,
+  def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0,
+               control: Control | None = None, audio=None, audio_levels=None, *,
                guidance=None, step=None):
-    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width]; text_mask [B, L];
+    """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width] and text_mask [B, L], or a
+    prompt per frame [B, T, L, text_width] and [B, T, L] (each frame attends to its own);
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
     frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
-    matter, so it changes nothing). Returns the velocity [B, T, h, w, C].
+    matter, so it changes nothing). Returns the velocity [B, T, h, w, C]; with audio [B, Ta,
+    audio_channels] and audio_levels [B, Ta] (an audio model), (velocity, audio velocity).
     guidance [B] (dit.guidance_input): the guidance scale the velocity is guided by; step [B] or
     [B, T] (dit.step_input): the step size it is used for (None: 0, the instantaneous velocity).
 
     With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
     then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
     level and one row and column of temporal_mask (each group is read at its first frame),
-    frame_offset and dit.temporal_window count token frames."""
+    frame_offset and dit.temporal_window count token frames. control: the `Control` inputs of
+    a model built with them (None: none given)."""
+    conditions = dict(guidance=guidance, step=step)
+    if audio is None:
+      return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
+                           control=control, conditions=conditions)[0]
+    if not self.audio_channels:
+      raise ValueError("this DiT has no audio stream (audio.enabled=False)")
     return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
-                         conditions=dict(guidance=guidance, step=step))[0]
+                         control=control, audio=(audio, audio_levels),
+                         conditions=conditions)[0]
 
-  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset, *, guidance=None,
-                     step=None):
+  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset,
+                     control: Control | None = None, *, guidance=None, step=None):
     """One chunk of frames after cached earlier ones (autoregressive generation).
 
     Args:
       z: [B, k, h, w, C] the chunk's latents; levels [B, k].
       cache: `vdm.generate.kv_cache.KVCache` with k, v [depth, B*N, S, H, D/H], valid [S].
       frame_offset: index of the chunk's first frame in the whole clip (for positions).
+      control: the chunk's `Control` inputs ([B, k, ...]) or None.
       guidance, step: the scalar conditions, as in `__call__`.
     Returns:
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
@@ -339,8 +412,25 @@ class DiT(nnx.Module):
       raise ValueError(f"the KV-cached forward needs dit.temporal_patch=1 (this model has "
                        f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
                        "not supported")
-    return self._forward(z, levels, text, text_mask, None, cache, frame_offset,
-                         dict(guidance=guidance, step=step))
+    return self._forward(z, levels, text, text_mask, None, cache, frame_offset, control,
+                         conditions=dict(guidance=guidance, step=step))
+
+  def _control_inputs(self, control: Control | None, b: int, t: int, n: int):
+    """(tokens [B, T, N, F], frames [B, T, G]) of `control`, zeros for a part not given; None
+    for a part the model has no input for (given anyway: an error)."""
+    control = Control() if control is None else control
+    out = []
+    for name, size, shape in (("tokens", self.control_token_features, (b, t, n)),
+                              ("frames", self.control_frame_features, (b, t))):
+      value = getattr(control, name)
+      if not size:
+        if value is not None:
+          raise ValueError(f"control {name} given to a DiT built without them "
+                           "(control.trajectory / control.camera off)")
+        out.append(None)
+      else:
+        out.append(jnp.zeros(shape + (size,)) if value is None else value)
+    return out
 
   def _condition(self, name: str, value, batch: int, frames: int) -> jax.Array | float:
     """The embedding [B, T, D] of scalar condition `name` (0 when the model lacks the input)."""
@@ -357,15 +447,20 @@ class DiT(nnx.Module):
     return getattr(self, f"{name}_embed")(value, frames, self.width)
 
   def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0,
-               conditions=None):
+               control=None, audio=None, conditions=None):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
+    control_tokens, control_frames = self._control_inputs(control, b, t, x.shape[2])
+    if control_tokens is not None:
+      x = x + self.control_tokens(control_tokens.astype(x.dtype))
     if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's
       first = temporal_groups(frames, self.temporal_patch)[:, 0]
       levels = levels[:, first]
+      if text.ndim == 4:
+        text, text_mask = text[:, first], text_mask[:, first]
       if temporal_mask is not None:
         temporal_mask = temporal_mask[first][:, first]
     if self.temporal_window and cache is None:
@@ -385,26 +480,68 @@ class DiT(nnx.Module):
       rope = (jnp.cos(angles), jnp.sin(angles))
     x = constrain(x, _TOKENS)
 
-    text = constrain(self.text_proj(text), ("batch", "text_tokens", "act_embed"))
+    per_frame_text = text.ndim == 4
+    text = constrain(self.text_proj(text), ("batch",) + ("frames",) * per_frame_text
+                     + ("text_tokens", "act_embed"))
     weights = text_mask[..., None].astype(text.dtype)
-    pooled = (text * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+    pooled = (text * weights).sum(-2) / jnp.maximum(weights.sum(-2), 1.0)  # [B, (T,) D]
     # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
     cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width).astype(x.dtype))
-    cond = cond + self.pooled_text(pooled)[:, None, :]
+    pooled = self.pooled_text(pooled)
+    cond = cond + (pooled if per_frame_text else pooled[:, None, :])
+    if control_frames is not None:
+      cond = cond + self.control_frames_out(jax.nn.gelu(self.control_frames_in(
+          control_frames.astype(x.dtype))))
     for name, value in (conditions or {}).items():
       if value is not None and jnp.ndim(value) == 2 and self.temporal_patch > 1:
         value = value[:, temporal_groups(frames, self.temporal_patch)[:, 0]]  # per token frame
       cond = cond + self._condition(name, value, b, t)
     cond = constrain(cond, ("batch", "frames", "act_embed"))
 
+    if audio is not None:
+      if per_frame_text:
+        raise ValueError("a prompt per frame is not supported with the audio stream")
+      return self._joint_blocks(x, cond, text, text_mask, temporal_mask, pooled, frame_offset,
+                                audio, (h, w, frames))
     if self.scan_layers:
       x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
     else:
       x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+    return self._video_out(x, cond, (h, w, frames)), kv
 
+  def _video_out(self, x, cond, size):
+    """Final adaLN and projection: tokens [B, T, N, D] -> velocity [B, T, h, w, C]."""
+    h, w, frames = size
     shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
     x = self.final(modulate(self.final_norm(x), shift, scale))
-    return unpatchify(x, self.patch, h, w, self.temporal_patch, frames), kv
+    return unpatchify(x, self.patch, h, w, self.temporal_patch, frames)
+
+  def _joint_blocks(self, x, cond, text, text_mask, temporal_mask, pooled, frame_offset, audio,
+                    size):
+    """Video blocks interleaved with the audio stream's (`vdm.dit.audio`); returns ((video
+    velocity, audio velocity), None)."""
+    a, a_levels = audio
+    num_audio = a.shape[1]
+    frame_of_audio = audio_video_frames(num_audio, self.audio_per_frame, self.video_td)
+    if a_levels.shape != a.shape[:2]:
+      raise ValueError(f"audio levels {a_levels.shape} must be [B, Ta] for audio {a.shape}")
+    if int(frame_of_audio[-1]) >= x.shape[1]:
+      raise ValueError(f"{num_audio} audio latent frames reach past the {x.shape[1]} video "
+                       "latent frames")
+    times = frame_offset + jnp.asarray(audio_times(num_audio, self.audio_per_frame,
+                                                   self.video_td))
+    d_time = (self.width // 3) // 2 * 2  # the time channels of spacetime_position_embedding
+    position = jnp.pad(sincos_embedding(times, d_time), ((0, 0), (0, self.width - d_time)))
+    a = self.audio_embed(a) + position[None].astype(x.dtype) + self.audio_modality[...]
+    cond_a = self.time_mlp(sincos_embedding(a_levels * 1000.0, self.width).astype(x.dtype))
+    cond_a = cond_a + pooled[:, None, :]  # the projected pooled text, as the video's
+    masks = cross_modal_masks(temporal_mask, frame_of_audio)
+    for block, audio_block in zip(self.blocks, self.audio_blocks):
+      x = constrain(block(x, cond, text, text_mask, temporal_mask), _TOKENS)
+      a, x = audio_block(a, cond_a, x, cond, text, text_mask, masks)
+    shift, scale = jnp.split(self.audio_final_modulation(jax.nn.silu(cond_a)), 2, axis=-1)
+    a = self.audio_final(modulate(self.final_norm(a), shift, scale))
+    return (self._video_out(x, cond, size), a), None
 
   def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
     """The blocks one after another; returns (x, None or this chunk's (k, v) [depth, ...])."""

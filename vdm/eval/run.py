@@ -52,6 +52,52 @@ def run_adherence(checkpoint: str, *, num: int = 48, seed: int = 0, out: str = "
   return report
 
 
+def run_av_sync(checkpoint: str, *, num: int = 32, seed: int = 0, steps: int | None = None,
+                guidance: float | None = None, out: str = "") -> dict:
+  """`vdm eval av-sync`: scores `num` held-out test captions of a joint audio-video model
+  (the rows of `vdm.eval.av_sync.ROWS`); writes JSON and a markdown table next to `out`;
+  returns the report."""
+  from vdm.data import soundtrack
+  from vdm.eval import av_sync
+  from vdm.generate.pipeline import Pipeline
+  from vdm.provenance import git_commit
+  if num < 1:
+    raise ValueError(f"--num {num} must be >= 1")
+  pipe = Pipeline.load(checkpoint)
+  if pipe.audio_vae is None:
+    raise ValueError(f"--checkpoint {checkpoint!r} makes no sound (audio.enabled=False): the "
+                     "av-sync suite needs a joint audio-video model")
+  d = pipe.config.data
+  sr, fps = d.sample_rate, d.fps
+  tests = av_sync.dataset_examples(pipe.config, "test", num)
+  rng = np.random.default_rng(seed)
+  pool = rng.choice(max(d.num_train, num), size=num, replace=False)
+  rows = {name: [] for name in av_sync.ROWS}
+  options = dict(steps=steps, guidance=guidance, seconds=d.frames / fps, fps=fps,
+                 resolution=min(d.height, d.width), audio=True)
+  for i, example in enumerate(tqdm(tests, desc="av-sync")):
+    truth = soundtrack.from_pcm16(example["audio"])
+    rows["ground_truth"].append(av_sync.score_clip(example["video"], truth, sr, fps))
+    request = pipe.resolve(example["caption"], seed=seed + i, **options)
+    generated = pipe.generate(request)
+    clicks = dict(click_threshold=av_sync.GENERATED_CLICK_THRESHOLD)
+    rows["generated"].append(av_sync.score_clip(generated["frames"], generated["audio"], sr,
+                                                fps, **clicks))
+    given = pipe.generate(request, given_video=example["video"])
+    rows["audio_for_true_video"].append(av_sync.score_clip(example["video"], given["audio"],
+                                                           sr, fps, **clicks))
+    other = av_sync.dataset_examples(pipe.config, "train", 1, first=int(pool[i]))[0]
+    rows["random_training_audio"].append(av_sync.score_clip(
+        generated["frames"], soundtrack.from_pcm16(other["audio"]), sr, fps))
+  summary = {name: av_sync.summarize(r, fps) for name, r in rows.items()}
+  report = dict(summary=summary, rows_doc=av_sync.ROW_DOCS, checkpoint=checkpoint, seed=seed,
+                num=num, steps=steps or pipe.config.sample.steps,
+                guidance=pipe.config.sample.guidance if guidance is None else guidance,
+                audio_guidance=pipe.config.sample.audio_guidance, git_commit=git_commit(),
+                rows=rows)
+  return write_report(out, report, av_sync.table(summary, fps))
+
+
 def write_report(out: str, report: dict, table: str) -> dict:
   """Writes an eval suite's JSON to `out` and its markdown table beside it (same name, .md);
   prints the table; returns the report."""
@@ -97,7 +143,8 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   from vdm.video_io import read_video
   if num < 1:
     raise ValueError(f"--num {num} must be >= 1")
-  vae = Pipeline.load(checkpoint).vae
+  pipe = Pipeline.load(checkpoint)
+  vae = pipe.vae
   sd, td = vae.spatial_downsample, vae.temporal_downsample
   reconstruct = jax.jit(lambda v: vae.decode(vae.encode(v)[0]))
 
@@ -106,7 +153,7 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
     return dict(psnr=float(np.mean(psnr(video, y, data_range=255.0))),
                 ssim=float(np.mean(ssim(video, y, data_range=255.0))))
 
-  d = Pipeline.load(checkpoint).config.data
+  d = pipe.config.data
   rows = {}
   synthetic_scores = [scores(e["video"]) for _, e in tqdm(
       simple.generate_examples(d.seed, "test", num, d.height, d.width, d.frames), total=num,
@@ -122,6 +169,18 @@ def run_vae_reconstruction(checkpoint: str, *, num: int = 32, out: str = "",
   report = dict(rows=rows, checkpoint=os.path.abspath(checkpoint), git_commit=git_commit())
   table = "| clips | PSNR (dB) | SSIM |\n|---|---|---|\n" + "".join(
       f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} |\n" for name, r in rows.items())
+  if pipe.audio_vae is not None:  # a joint model: its audio VAE on the test soundtracks
+    from vdm.eval.av_sync import audio_reconstruction, dataset_examples
+    audio = audio_reconstruction(pipe.audio_vae, dataset_examples(pipe.config, "test", num),
+                                 d.sample_rate, d.fps,
+                                 iterations=pipe.config.audio.griffin_lim_iters)
+    report["audio"] = audio
+    table += ("\n| soundtracks | spectral error (dB) | SI-SNR (dB) | median click error (ms) | "
+              "clicks within a frame | pitch kept |\n|---|---|---|---|---|---|\n"
+              f"| test ({audio['clips']} clips, {audio['clicks']} clicks) | "
+              f"{audio['spectral_error_db']:.1f} | {audio['si_snr_db']:.1f} | "
+              f"{audio['median_click_error_ms']:.1f} | {audio['clicks_within_a_frame']:.0%} | "
+              f"{audio['pitch_kept']:.0%} |\n")
   return write_report(out, report, table)
 
 

@@ -37,3 +37,8 @@ def write_frames(cache: KVCache, k: jax.Array, v: jax.Array, first_frame) -> KVC
   index = (first_frame + jnp.arange(k.shape[2])) % slots
   return KVCache(cache.k.at[:, :, index].set(k), cache.v.at[:, :, index].set(v),
                  cache.valid.at[index].set(True))
+
+
+def clear(cache: KVCache) -> KVCache:
+  """The cache with every slot marked empty (a hard cut: what follows sees nothing before)."""
+  return cache._replace(valid=jnp.zeros_like(cache.valid))

@@ -291,6 +291,8 @@ class Mode:
     cannot encode, e.g. a last frame for a causal VAE, is only reachable from Python).
   extension: may continue given frames (vdm.generate.extension pins them at level 0).
   temporal_patch: runs on a DiT that groups latent frames into tokens (dit.temporal_patch > 1).
+  timeline: runs prompt timelines (`--prompts`, vdm.control.timeline): chunk by chunk in time,
+    each chunk attending to its own prompt, a hard cut masking what came before it.
   """
   name: str
   doc: str
@@ -302,6 +304,7 @@ class Mode:
   in_pipeline: bool = True
   extension: bool = False
   temporal_patch: bool = False
+  timeline: bool = False
 
   def mask(self, frames: int, *, chunk: int = 1, window: int | None = None) -> np.ndarray:
     """The temporal mask [frames, frames] bool (see the class docstring)."""
@@ -325,6 +328,13 @@ def get_mode(name: str) -> Mode:
   if name not in MODES:
     raise ValueError(f"mode must be one of {tuple(MODES)}, got {name!r}")
   return MODES[name]
+
+
+def shot_mask(shots) -> np.ndarray:
+  """mask[i, j] = frames i and j are in the same shot (shots [T] int, growing at each hard cut
+  of a prompt timeline): combined with a mode's mask, no frame sees across a cut. [T, T] bool."""
+  shots = np.asarray(shots)
+  return shots[:, None] == shots[None, :]
 
 
 def pipeline_modes() -> tuple[str, ...]:
@@ -360,10 +370,10 @@ register_mode(Mode("parallel", "every frame at one shared level per step; bidire
                    parallel_levels, extension=True, temporal_patch=True))
 register_mode(Mode("autoregressive", "chunk after chunk, earlier chunks as clean context; "
                    "block-causal, KV-cached", autoregressive_levels, chunked=True, causal=True,
-                   streams=True, extension=True))
+                   streams=True, extension=True, timeline=True))
 register_mode(Mode("rolling", "diagonal: levels rise with frame index and slide one chunk per "
                    "step; block-causal", rolling_levels, chunked=True, causal=True,
-                   extension=True))
+                   extension=True, timeline=True))
 register_mode(Mode("image_to_video", "parallel, the given first frame pinned at level 0",
                    image_to_video_levels, needs_image=True, temporal_patch=True))
 register_mode(Mode("keyframes", "parallel between a given first and last frame (Python only: "

@@ -2,13 +2,21 @@
 
     pipe = vdm.Pipeline.load("checkpoints/spine")
     frames = pipe("a red circle moving right on a blue background", seed=0)  # uint8 [T, H, W, 3]
+
+A joint audio-video model (config.audio.enabled) also makes the soundtrack:
+
+    frames, waveform = pipe(prompt, audio=True)       # waveform float32 [T * sample_rate / fps]
+    frames, waveform = pipe(prompt, audio_from="x.wav")   # video for a given audio
+    frames, waveform = pipe(prompt, video_from="x.mp4")   # audio for a given video
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
+import threading
 import time
 import warnings
 
@@ -21,8 +29,9 @@ from vdm.config import ASPECTS, spatial_stride
 from vdm.diffusion.guidance import guide
 from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import (MODES, allowed_chunks, generation_mode, pipeline_modes,
-                                schedule_grid)
+from vdm.control.timeline import load_timeline, schedule
+from vdm.generate.modes import (MODES, allowed_chunks, chunk_bounds, generation_mode,
+                                pipeline_modes, schedule_grid, shot_mask)
 from vdm.generate.streaming import generate_autoregressive, prefill
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
@@ -48,10 +57,78 @@ class Request:
   kv_cache: bool = True
   window: int = 0         # latent frames of context per autoregressive chunk (resolved, >= 1)
   extend: str | None = None  # a video to continue; `frames` then counts the new frames only
+  # Control (vdm.control; docs/control.md), validated against the clip: object paths [K][T][2]
+  # (pixels), the camera path [T][3] (s, tx, ty), a prompt timeline (Timeline.to_json(): the
+  # prompt is then its first segment's) and the default switch policy.
+  trajectory: tuple | None = None
+  camera: tuple | None = None
+  timeline: dict | None = None
+  switch: str = "keep"
+  audio: bool = False     # a joint model's soundtrack too (implied by audio_from / video_from)
+  audio_from: str | None = None  # a sound file given: the video is generated for it
+  video_from: str | None = None  # a video file given: its soundtrack is generated
+  audio_guidance: float = 1.0
 
   @property
   def seconds(self) -> float:
     return self.frames / self.fps
+
+
+class Cancelled(Exception):
+  """Raised by an `on_step` or `on_frames` callback of `Pipeline.generate` to stop a generation
+  (`vdm ui`'s cancel); generate re-raises it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where a generation is, given to `on_step`: sampler step `step` of `steps` (1-based) of chunk
+  `chunk` of `chunks`. The chunked streaming path runs `steps` per chunk; every other path runs
+  the whole noise-level matrix (one row a step) as chunk 1 of 1."""
+  step: int
+  steps: int
+  chunk: int
+  chunks: int
+
+
+class _StepListener:
+  """The on_step of the generate call in progress, fed by `_report_step` from inside the jitted
+  sampler; keeps what it raised so generate can re-raise it in place of XLA's wrapper."""
+
+  def __init__(self, on_step):
+    self.on_step, self.error = on_step, None
+    self.step_count, self.chunk, self.chunks = 0, 1, 1  # sized by the path generate takes
+
+  def size(self, steps: int, chunks: int) -> None:
+    self.step_count, self.chunk, self.chunks = steps, 1, chunks
+
+  def __call__(self, step) -> None:
+    try:
+      self.on_step(Progress(int(step) + 1, self.step_count, self.chunk, self.chunks))
+    except BaseException as e:  # noqa: BLE001 - whatever it is, generate raises it again
+      self.error = e
+      raise
+
+
+# One module-level function is what the jitted samplers call, so that a new on_step per request
+# neither recompiles nor enters a cache key; it forwards to the listener of the call in progress.
+# The lock makes generate calls that report steps take turns (one device runs them anyway).
+_listener: _StepListener | None = None
+_listener_lock = threading.Lock()
+
+
+def _report_step(step) -> None:
+  if _listener is not None:
+    _listener(step)
+
+
+class _QuietCancel(logging.Filter):
+  """jax logs every exception a callback raises with its traceback; a cancel is no failure."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], Cancelled))
+
+
+logging.getLogger("jax._src.debugging").addFilter(_QuietCancel())
 
 
 def frame_size(aspect: str, resolution: int, stride: int) -> tuple[int, int]:
@@ -84,18 +161,28 @@ def clip_frames(seconds: float, fps: int, temporal_downsample: int, max_frames: 
 class Pipeline:
   """The text-to-video model with its sampling defaults; call it with a prompt to get frames."""
 
-  def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = ""):
+  def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = "",
+               audio_vae=None):
     self.config, self.tokenizer, self.vae, self.denoiser = config, tokenizer, vae, denoiser
     self.latent_mean = latent_stats["mean"]
     self.latent_std = latent_stats["std"]
     self.directory = directory
+    self.audio_vae = audio_vae  # a joint model's (config.audio.enabled), else None
+    if audio_vae is not None:
+      self.audio_mean, self.audio_std = latent_stats["audio_mean"], latent_stats["audio_std"]
 
   @classmethod
   def load(cls, directory: str, *, scan_layers: bool | None = None) -> "Pipeline":
     """Loads a model directory written by `vdm train` (see vdm.models); scan_layers=True/False
     runs its DiT in the other layer layout than it was trained with (same weights)."""
-    from vdm.models import load_model_dir
-    return cls(*load_model_dir(directory, scan_layers=scan_layers), directory=directory)
+    from vdm.models import load_audio_vae, load_model_dir
+    loaded = load_model_dir(directory, scan_layers=scan_layers)
+    return cls(*loaded, directory=directory, audio_vae=load_audio_vae(directory, loaded[0]))
+
+  @property
+  def sample_rate(self) -> int:
+    """Audio samples per second of a joint model's soundtrack (0 without audio)."""
+    return self.config.data.sample_rate if self.audio_vae is not None else 0
 
   def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
@@ -103,13 +190,43 @@ class Pipeline:
               guidance: float | None = None, mode: str | None = None,
               sampler: str | None = None, chunk: int | None = None,
               context_noise: float | None = None, image: str | None = None,
-              kv_cache: bool = True, extend: str | None = None) -> Request:
+              kv_cache: bool = True, extend: str | None = None, trajectory=None, camera=None,
+              prompts=None, switch: str | None = None, audio: bool = False,
+              audio_from: str | None = None, video_from: str | None = None,
+              audio_guidance: float | None = None) -> Request:
     """Validates a request, filling unset options from the model's config.sample defaults.
 
     extend: a video file to continue autoregressively (`mode` defaults to autoregressive; `seconds`
     is the length of the continuation); the output is the video followed by the new frames.
+    trajectory: object paths (a JSON file, a dict in its schema, or an array [K, T, 2] of
+    pixels; vdm.control.trajectory); camera: moves like "pan(2,0)", a JSON file, a dict or an
+    array [T, 3] (vdm.control.camera): both need a model trained with them (control.*).
+    prompts: a prompt timeline instead of `prompt` ("0s: ...; 2s: ...", a JSON file or dict;
+    vdm.control.timeline) for a chunked mode; switch: its default switch policy (keep, recache,
+    cut; default config.sample.switch).
+    audio (a joint model): also generate the soundtrack; audio_from: a sound file to generate the
+    video for; video_from: a video file to generate the soundtrack for (both imply audio);
+    audio_guidance: the audio stream's guidance scale (default sample.audio_guidance).
     """
     s = self.config.sample
+    timeline = None
+    if prompts is not None:
+      if prompt:
+        raise ValueError("give --prompt or --prompts (a timeline), not both")
+      timeline = load_timeline(prompts)
+      prompt = timeline.prompts[timeline.segments[0].prompt]
+    elif switch is not None:
+      raise ValueError("--switch applies to prompt timelines: give --prompts")
+    audio = bool(audio) or audio_from is not None or video_from is not None
+    if audio:
+      self._check_audio_request(audio_from, video_from, image, extend)
+      if trajectory is not None or camera is not None or prompts is not None:
+        raise ValueError("--trajectory, --camera and --prompts do not combine with sound "
+                         "(--audio, --audio-from, --video-from)")
+      kv_cache = False  # the joint model samples the whole matrix (no KV-cached audio stream)
+    audio_guidance = s.audio_guidance if audio_guidance is None else audio_guidance
+    if not isinstance(audio_guidance, (int, float)) or not 0 <= audio_guidance <= 100:
+      raise ValueError(f"--audio-guidance {audio_guidance!r} must be a number in [0, 100]")
     if not isinstance(prompt, str) or not prompt.strip():
       raise ValueError("--prompt must be a non-empty string")
     if not isinstance(negative_prompt, str):
@@ -157,6 +274,13 @@ class Pipeline:
     if image is not None:
       load_image(image)  # fail now, not after the model has run
     fps = s.fps if fps is None else fps
+    if audio and fps != self.config.data.fps:
+      raise ValueError(f"--fps {fps}: a joint audio-video model samples at its training "
+                       f"frame rate, {self.config.data.fps} (audio frames per video frame are "
+                       "fixed)")
+    if audio and spec.needs_image:
+      raise ValueError(f"--mode {mode} needs an image; with sound the modes are "
+                       f"{[m for m in pipeline_modes() if not MODES[m].needs_image]}")
     streaming = spec.streams and kv_cache and image is None
     td = self.vae.temporal_downsample
     frames = clip_frames(s.seconds if seconds is None else seconds, fps, td,
@@ -180,28 +304,147 @@ class Pipeline:
                                s.resolution if resolution is None else resolution,
                                spatial_stride(self.config))
     max_length = self.config.text.max_length
-    for name, text in (("--prompt", prompt), ("--negative-prompt", negative_prompt)):
+    texts = [("--prompt", prompt), ("--negative-prompt", negative_prompt)]
+    if timeline is not None:
+      texts[:1] = [(f"--prompts prompt {i}", p) for i, p in enumerate(timeline.prompts)]
+    for name, text in texts:
       if self.tokenizer.num_pieces(text) > max_length - 1:
         warnings.warn(f"{name} is longer than the text encoder's {max_length - 1} tokens; "
                       "the rest is ignored")
+    control = self._resolve_control(trajectory, camera, frames=frames, height=height,
+                                    width=width, extend=extend)
+    switch = s.switch if switch is None else switch
+    if timeline is not None:
+      self._check_timeline(timeline, switch, mode=mode, image=image, extend=extend,
+                           streaming=streaming, frames=frames, fps=fps, chunk=chunk,
+                           latent_frames=latent_frames)
+    if video_from is not None:
+      self._check_given_video(video_from, frames)
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
                    fps=fps, height=height, width=width, steps=steps, guidance=float(guidance),
                    mode=mode, sampler=sampler, chunk=chunk, context_noise=float(context_noise),
-                   image=image, kv_cache=bool(kv_cache), window=int(window), extend=extend)
+                   image=image, kv_cache=bool(kv_cache), window=int(window), extend=extend,
+                   timeline=None if timeline is None else timeline.to_json(), switch=switch,
+                   audio=audio, audio_from=audio_from, video_from=video_from,
+                   audio_guidance=float(audio_guidance), **control)
 
-  def __call__(self, prompt: str, **options) -> np.ndarray:
-    """Generates a clip; returns uint8 frames [T, H, W, 3]. Options as in `resolve`."""
-    return self.generate(self.resolve(prompt, **options))["frames"]
+  def _resolve_control(self, trajectory, camera, *, frames, height, width, extend) -> dict:
+    """Validated trajectory and camera paths as nested tuples (Request fields)."""
+    out = dict(trajectory=None, camera=None)
+    c = self.config.control
+    for flag, value, trained in (("--trajectory", trajectory, c.trajectory),
+                                 ("--camera", camera, c.camera)):
+      if value is None:
+        continue
+      if not trained:
+        raise ValueError(f"{flag}: this model has no {flag[2:]} input (it was trained with "
+                         f"control.{flag[2:]}=False; docs/control.md)")
+      if extend is not None:
+        raise ValueError(f"{flag} is not supported with --extend (the path would start inside "
+                         "the given video)")
+    if trajectory is not None:
+      from vdm.control.trajectory import load_trajectory
+      paths = load_trajectory(trajectory, frames=frames, height=height, width=width,
+                              max_objects=c.objects)
+      out["trajectory"] = tuple(tuple(map(tuple, p.tolist())) for p in paths)
+    if camera is not None:
+      from vdm.control.camera import load_camera
+      path = load_camera(camera, frames=frames, height=height, width=width)
+      out["camera"] = tuple(map(tuple, path.tolist()))
+    return out
 
-  def generate(self, request: Request, on_frames=None) -> dict:
+  def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, frames, fps,
+                      chunk, latent_frames) -> None:
+    """A timeline runs in a mode that takes one (Mode.timeline), on its chunks."""
+    from vdm.control.timeline import SWITCHES
+    allowed = [m for m in pipeline_modes() if MODES[m].timeline]
+    if mode not in allowed or image is not None or extend is not None:
+      raise ValueError(f"--prompts (a timeline) needs --mode in {allowed} (got {mode!r}) and no "
+                       "--image or --extend")
+    if switch not in SWITCHES:
+      raise ValueError(f"--switch {switch!r}: allowed {list(SWITCHES)}")
+    sched = schedule(timeline, chunk_bounds(latent_frames, chunk), fps=fps,
+                     temporal_downsample=self.vae.temporal_downsample, seconds=frames / fps,
+                     default_switch=switch)
+    if "recache" in sched.switch and not streaming:
+      raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode "
+                       f"{[m for m in allowed if MODES[m].streams]} with the KV cache (got "
+                       f"--mode {mode}{' --no-kv-cache' if MODES[mode].streams else ''})")
+
+  def _check_audio_request(self, audio_from, video_from, image, extend) -> None:
+    """Sound options need a joint model, one given stream at most, and no image or extension;
+    a given file must be readable (checked now, before the model runs)."""
+    if self.audio_vae is None:
+      raise ValueError("--audio / --audio-from / --video-from: this model makes no sound (its "
+                       "config.json has audio.enabled=False); use a joint audio-video model")
+    if audio_from is not None and video_from is not None:
+      raise ValueError("--audio-from and --video-from: give one stream at most (the other is "
+                       "generated)")
+    if image is not None or extend is not None:
+      raise ValueError("--image and --extend do not combine with sound (--audio, --audio-from, "
+                       "--video-from)")
+    if audio_from is not None:
+      from vdm.video_io import read_audio
+      read_audio(audio_from, self.sample_rate, flag="--audio-from")
+
+  def _check_given_video(self, path: str, frames: int) -> None:
+    from vdm.video_io import probe_video
+    if not isinstance(path, str) or not os.path.isfile(path):
+      raise ValueError(f"--video-from {path!r}: no such video file")
+    try:
+      count = probe_video(path)[0]
+    except ValueError as e:
+      raise ValueError(f"--video-from: {e}") from None
+    if count < frames:
+      raise ValueError(f"--video-from {path!r} has {count} frames; the request needs {frames} "
+                       f"(--seconds at {self.config.data.fps} fps)")
+
+  def __call__(self, prompt: str | None = None, **options):
+    """Generates a clip; returns uint8 frames [T, H, W, 3], or with sound (audio=True,
+    audio_from or video_from; a joint model) (frames, waveform float32 [T * sample_rate / fps]).
+    Options as in `resolve` (e.g. trajectory=, camera=, or prompts= a timeline instead of the
+    prompt)."""
+    result = self.generate(self.resolve(prompt, **options))
+    return (result["frames"], result["audio"]) if "audio" in result else result["frames"]
+
+  def generate(self, request: Request, on_frames=None, on_step=None, *, given_video=None,
+               given_audio=None) -> dict:
     """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
     ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
     bounded memory), once with the whole clip otherwise.
+    on_step(Progress) is called on the host at each sampler step. The frames are the same bits
+    with or without it (the step callback reads only the step index). An exception either
+    callback raises (`Cancelled`) stops the generation there and is raised from here.
+    A request with sound also returns 'audio' float32 [N] and 'sample_rate' (its joint sampler
+    reports no steps); given_video (uint8 [T, H, W, 3], the request's size) or given_audio
+    (float [N]) pin that stream as --video-from / --audio-from would a file's.
     """
+    if request.audio:
+      return self._generate_joint(request, on_frames, given_video, given_audio)
+    if given_video is not None or given_audio is not None:
+      raise ValueError("given_video / given_audio need a request with sound (audio=True)")
+    if on_step is None:
+      return self._generate(request, on_frames, None)
+    global _listener
+    with _listener_lock:
+      _listener = _StepListener(on_step)
+      try:
+        return self._generate(request, on_frames, _listener)
+      except jax.errors.JaxRuntimeError:
+        if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
+          raise _listener.error from None
+        raise
+      finally:
+        _listener = None
+
+  def _generate(self, request: Request, on_frames, listener: _StepListener | None) -> dict:
     t0 = time.perf_counter()
-    ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
+    timeline = request.timeline
+    prompts = [request.prompt] if timeline is None else list(timeline["prompts"])
+    # Rows 0 .. P-1: the prompts (one without a timeline); row P: the negative prompt.
+    ids, mask = self.tokenizer.encode(prompts + [request.negative_prompt],
                                       self.config.text.max_length)
     sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
     latent_frames = (request.frames // td if request.extend is not None
@@ -214,15 +457,28 @@ class Pipeline:
       x_init = x_init.at[:, 0].set(self._encode_first_frame(request))
     denoiser_def, denoiser_state = nnx.split(self.denoiser)
     mask = jnp.asarray(mask)
-    # Row 0: the prompt; row 1: the negative prompt ("" = unconditional). Encoded once.
+    # Encoded once; the negative prompt ("" = unconditional) is the last row.
     text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
     guidance = jnp.float32(request.guidance)
+    control = self._control_inputs(request, latent_shape)
+    spec = MODES[request.mode]
+    bounds = chunk_bounds(latent_shape[1], request.chunk) if spec.chunked else [
+        (0, latent_shape[1])]
+    plan = None if timeline is None else schedule(
+        load_timeline(timeline), bounds, fps=request.fps, temporal_downsample=td,
+        seconds=request.frames / request.fps, default_switch=request.switch)
+    negative = len(prompts)
+
+    def rows(prompt_row):  # text and mask [2, ...] of one prompt and the negative prompt
+      return text[jnp.array([prompt_row, negative])], mask[jnp.array([prompt_row, negative])]
+
     # One DiT row per clip instead of two (prompt, negative prompt): a guidance-distilled DiT
     # takes the scale as an input; a model with guidance distilled into its weights
     # (sample.distilled_guidance) needs none on top at --guidance 1.
     guided = not (self.config.sample.distilled_guidance > 0 and request.guidance == 1.0)
-    rows = 1 if self.denoiser.dit.guidance_input or not guided else 2
+    cache_rows = 1 if self.denoiser.dit.guidance_input or not guided else 2
     chunk_velocity = _guided_chunk_velocity if guided else _conditional_chunk_velocity
+
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
@@ -234,15 +490,23 @@ class Pipeline:
       if on_frames is not None:
         on_frames(frames)
 
-    spec = MODES[request.mode]
     if spec.streams and request.image is None and request.kv_cache:
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
-      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=rows * (
+      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=cache_rows * (
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
           slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
-      params = (denoiser_def, denoiser_state, text, mask, guidance)
+      params = (denoiser_def, denoiser_state, *rows(0), guidance, control)
+
+      def params_of_chunk(c):  # the chunk's own prompt and control inputs
+        start, stop = bounds[c]
+        part = None if control is None else jax.tree.map(lambda a: a[:, start:stop], control)
+        return (denoiser_def, denoiser_state, *rows(plan.prompt[c] if plan else 0), guidance,
+                part)
+
+      cut_starts = {bounds[c][0] for c, sw in enumerate(plan.switch) if sw == "cut"} if plan \
+          else set()
       context = None
       if request.extend is not None:
         given, context = self._encode_tail(request)
@@ -250,16 +514,27 @@ class Pipeline:
         cache = prefill(chunk_velocity, params, context, cache, chunk=request.chunk,
                         context_level=request.context_noise,
                         rng=jax.random.fold_in(sampler_key, 1 << 20))
-      stream = StreamingDecoder(functools.partial(
-          _decode_step, vae_def, vae_state, mean=self.latent_mean, std=self.latent_std),
-          context=context)
+      if listener is not None:
+        listener.size(request.steps, len(chunk_bounds(latent_shape[1], request.chunk)))
+      decode_step = functools.partial(_decode_step, vae_def, vae_state, mean=self.latent_mean,
+                                      std=self.latent_std)
+      stream = [StreamingDecoder(decode_step, context=context)]
+
+      def on_chunk(offset, x):
+        if offset in cut_starts:  # a new shot: the decoder sees nothing of the last one
+          stream[0] = StreamingDecoder(decode_step, context=x[:, :1])
+        emit(stream[0].push(x))
+        if listener is not None:
+          listener.chunk += 1
+
       generate_autoregressive(
           chunk_velocity, params, x_init, cache, chunk=request.chunk,
           steps=request.steps, context_level=request.context_noise,
           shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
-          first_frame=0 if context is None else context.shape[1],
-          schedule=tuple(self.config.sample.schedule),
-          on_chunk=lambda offset, x: emit(stream.push(x)))
+          first_frame=0 if context is None else context.shape[1], on_chunk=on_chunk,
+          on_step=None if listener is None else _report_step,
+          params_of_chunk=params_of_chunk if (plan or control is not None) else None,
+          switches=plan.switch if plan else None, schedule=tuple(self.config.sample.schedule))
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
       # one request give the same frames.
@@ -268,26 +543,138 @@ class Pipeline:
           context_level=request.context_noise, shift=self.config.sample.shift,
           pinned=(0,) if request.image is not None else (),
           window=request.window if spec.causal else None, schedule=self.config.sample.schedule)
-      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, mask, jnp.asarray(levels),
-                        jnp.asarray(temporal_mask), guidance, sampler_key,
-                        sampler_name=request.sampler, guided=guided)
-      emit(decode(z))
+      prompt_text, prompt_mask = rows(0)
+      if plan is not None:  # each frame attends to its own prompt; no frame sees across a cut
+        of_frame = jnp.asarray(plan.frame_prompts(bounds))
+        neg = jnp.full_like(of_frame, negative)
+        prompt_text = jnp.stack([text[of_frame], text[neg]])  # [2, T', L, D]
+        prompt_mask = jnp.stack([mask[of_frame], mask[neg]])
+        temporal_mask = temporal_mask & shot_mask(plan.shots(bounds))
+      if listener is not None:
+        listener.size(len(levels) - 1, 1)
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, prompt_text, prompt_mask,
+                        jnp.asarray(levels), jnp.asarray(temporal_mask), guidance, sampler_key,
+                        sampler_name=request.sampler, report_steps=listener is not None,
+                        control=control, guided=guided)
+      if plan is None or "cut" not in plan.switch:
+        emit(decode(z))
+      else:  # shot by shot, each decoded as if its first latent frame came before it
+        shots = plan.shots(bounds)
+        for shot in range(int(shots[-1]) + 1):
+          start, stop = (int(i) for i in np.nonzero(shots == shot)[0][[0, -1]])
+          if start == 0:
+            emit(decode(z[:, :stop + 1]))
+          else:
+            emit(decode(jnp.concatenate([z[:, start:start + 1], z[:, start:stop + 1]], 1))[:, 1:])
     return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
+
+  def _control_inputs(self, request: Request, latent_shape):
+    """The DiT's `Control` [1, T', ...] of a request, or None for a model without control
+    inputs (a path not given reads as zeros: vdm.control.features)."""
+    c = self.config.control
+    if not (c.trajectory or c.camera):
+      return None
+    from vdm.control import features
+    from vdm.dit.model import Control
+    td = self.vae.temporal_downsample
+    tokens = frames = None
+    if request.trajectory is not None:
+      tokens = features.trajectory_tokens(
+          np.asarray(request.trajectory, np.float64), height=request.height,
+          width=request.width, stride=spatial_stride(self.config), temporal_downsample=td,
+          objects=c.objects, sigma=c.sigma)[None]
+    if request.camera is not None:
+      frames = features.camera_frames(np.asarray(request.camera), height=request.height,
+                                      width=request.width, temporal_downsample=td)[None]
+    # A part not given is zeros of the model's width: explicit here, so chunk slices exist.
+    t = latent_shape[1]
+    if c.trajectory and tokens is None:
+      n = (latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch)
+      tokens = np.zeros((1, t, n, self.denoiser.dit.control_token_features), np.float32)
+    if c.camera and frames is None:
+      frames = np.zeros((1, t, self.denoiser.dit.control_frame_features), np.float32)
+    return Control(None if tokens is None else jnp.asarray(tokens),
+                   None if frames is None else jnp.asarray(frames))
+
+  def _generate_joint(self, request: Request, on_frames=None, given_video=None,
+                      given_audio=None) -> dict:
+    """Both streams in one sampler run (`vdm.generate.joint`): the mode's matrix over the video
+    latent frames, its audio columns following the video frame at their time; a given stream
+    (audio_from / video_from) is encoded and pinned at level 0, and returned as given."""
+    from vdm.dit.audio import audio_video_frames
+    from vdm.generate.joint import joint_levels, pack, unpack
+    t0 = time.perf_counter()
+    ids, mask = self.tokenizer.encode([request.prompt, request.negative_prompt],
+                                      self.config.text.max_length)
+    sd = self.vae.spatial_downsample
+    latent_frames = self.vae.latent_frames(request.frames)
+    video_shape = (latent_frames, request.height // sd, request.width // sd,
+                   self.config.vae.latent_channels)
+    samples = request.frames * self.sample_rate // request.fps
+    audio_shape = (self.audio_vae.latent_frames(samples), self.audio_vae.latent_channels)
+    noise_key, audio_key, sampler_key = jax.random.split(jax.random.key(request.seed), 3)
+    video = jax.random.normal(noise_key, (1,) + video_shape)
+    sound = jax.random.normal(audio_key, (1,) + audio_shape)
+    given, frames, waveform = "", None, None
+    if given_video is not None or request.video_from is not None:
+      frames = (self._read_given_video(request) if given_video is None
+                else np.asarray(given_video, np.uint8))
+      if frames.shape != (request.frames, request.height, request.width, 3):
+        raise ValueError(f"the given video is {frames.shape}; the request is "
+                         f"{(request.frames, request.height, request.width, 3)}")
+      given = "video"
+      video = encode_video(*nnx.split(self.vae), frames[None], self.latent_mean, self.latent_std)
+    elif given_audio is not None or request.audio_from is not None:
+      from vdm.video_io import read_audio
+      given = "audio"
+      waveform = (read_audio(request.audio_from, self.sample_rate, flag="--audio-from",
+                             samples=samples) if given_audio is None
+                  else np.asarray(given_audio, np.float32))
+      if waveform.shape != (samples,):
+        raise ValueError(f"the given audio has {waveform.shape} samples; the request needs "
+                         f"{samples}")
+      sound = encode_audio(*nnx.split(self.audio_vae), jnp.asarray(waveform)[None],
+                           self.audio_mean, self.audio_std)
+    spec = MODES[request.mode]
+    levels, temporal_mask = generation_mode(
+        request.mode, steps=request.steps, frames=latent_frames, chunk=request.chunk,
+        context_level=request.context_noise, shift=self.config.sample.shift,
+        window=request.window if spec.causal else None)
+    frame_of_audio = audio_video_frames(audio_shape[0], self.denoiser.dit.audio_per_frame,
+                                        self.vae.temporal_downsample)
+    levels = joint_levels(levels, frame_of_audio, given=given)
+    denoiser_def, denoiser_state = nnx.split(self.denoiser)
+    mask = jnp.asarray(mask)
+    text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), mask)
+    x = sample_joint(denoiser_def, denoiser_state, pack(video, sound), text, mask,
+                     jnp.asarray(levels), jnp.asarray(temporal_mask),
+                     jnp.float32(request.guidance), jnp.float32(request.audio_guidance),
+                     sampler_key, sampler_name=request.sampler, video_shape=video_shape,
+                     audio_shape=audio_shape)
+    video, sound = unpack(x, video_shape, audio_shape)
+    if frames is None:
+      vae_def, vae_state = nnx.split(self.vae)
+      frames = np.asarray(decode_latents(vae_def, vae_state, video, self.latent_mean,
+                                         self.latent_std))[0]
+    if waveform is None:
+      waveform = np.asarray(decode_audio(*nnx.split(self.audio_vae), sound, self.audio_mean,
+                                         self.audio_std,
+                                         iterations=self.config.audio.griffin_lim_iters))[0]
+    if on_frames is not None:
+      on_frames(frames)
+    return dict(frames=frames, audio=np.asarray(waveform, np.float32),
+                sample_rate=self.sample_rate, seconds_total=time.perf_counter() - t0)
+
+  def _read_given_video(self, request: Request) -> np.ndarray:
+    """The first request.frames frames of --video-from, resized to the request: uint8
+    [T, H, W, 3]."""
+    return read_resized_video(request.video_from, "--video-from", request.height,
+                              request.width)[:request.frames]
 
   def _encode_tail(self, request: Request):
     """The video to extend, resized: (all its frames uint8 [T, H, W, 3], normalised latents of its
     last frames [1, n, h, w, C] with n <= window, encoded as a clip of their own)."""
-    from vdm.video_io import read_video
-    try:
-      video = read_video(request.extend)
-    except Exception as e:  # noqa: BLE001 - a file damaged past its first frame
-      raise ValueError(f"--extend {request.extend!r} is not a readable video ({e})") from None
-    if video.shape[1:3] != (request.height, request.width):
-      warnings.warn(f"--extend video is {video.shape[2]}x{video.shape[1]}; resized to "
-                    f"{request.width}x{request.height}")
-      video = np.asarray(jnp.round(jnp.clip(jax.image.resize(
-          video.astype(np.float32), (len(video), request.height, request.width, 3), "bicubic"),
-          0, 255)).astype(jnp.uint8))
+    video = read_resized_video(request.extend, "--extend", request.height, request.width)
     td = self.vae.temporal_downsample
     n = min(request.window, 1 + (len(video) - 1) // td)
     tail = video[len(video) - (1 + (n - 1) * td):]
@@ -318,65 +705,99 @@ def encode_text(graphdef, state, ids, mask):
   return nnx.merge(graphdef, state).text(ids, mask)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "guided", "report_steps"))
 def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance, rng, *,
-                  sampler_name, guided=True):
+                  sampler_name, guided=True, report_steps=False, control=None):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
-  [2, L] are the prompt's and the negative prompt's rows, shared by the batch. guided=False
-  (guidance 1): the prompt's velocity alone, one DiT call a step."""
+  [2, L] are the prompt's and the negative prompt's rows, shared by the batch (or [2, T, L, D]
+  and [2, T, L]: a prompt per frame). guided=False (guidance 1): the prompt's velocity alone,
+  one DiT call a step. report_steps: each step is reported to the on_step of the
+  `Pipeline.generate` call in progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by
+  the batch and by both guidance branches (guidance is on the text only), or None."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
   text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
+  if control is not None:
+    control = jax.tree.map(lambda a: jnp.repeat(a, b, axis=0), control)  # [B]
 
   def velocity(x, t, step=None):  # step: the shortcut sampler's step size [B, T]
     return guided_velocity(dit, x, t, text, mask, guidance, guided=guided, step=step,
-                           temporal_mask=temporal_mask)
+                           temporal_mask=temporal_mask, control=control)
+
+  return sample(sampler_name, velocity, x_init, levels, rng=rng,
+                on_step=_report_step if report_steps else None)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampler_name", "video_shape",
+                                             "audio_shape"))
+def sample_joint(graphdef, state, x_init, text, mask, levels, temporal_mask, guidance,
+                 audio_guidance, rng, *, sampler_name, video_shape, audio_shape):
+  """The sampler over a packed joint clip x_init [B, Tv + Ta, P] (`vdm.generate.joint.pack` of
+  video latents [B, *video_shape] and audio latents [B, *audio_shape]) along levels
+  [R, Tv + Ta]; each stream guided by its own scale (text and mask as in `sample_matrix`)."""
+  from vdm.generate.joint import pack, unpack
+  dit = nnx.merge(graphdef, state).dit
+  b, tv = x_init.shape[0], video_shape[0]
+  text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
+  twice = lambda a: jnp.concatenate([a, a])  # noqa: E731
+
+  def velocity(x, t):
+    video, audio = unpack(x, video_shape, audio_shape)
+    v, a = dit(twice(video), twice(t[:, :tv]), text, mask, temporal_mask,
+               audio=twice(audio), audio_levels=twice(t[:, tv:]))
+    return pack(guide(v[:b], v[b:], scale=guidance), guide(a[:b], a[b:], scale=audio_guidance))
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
 
 def guided_velocity(dit, x, t, text, mask, guidance, *, guided=True, step=None,
-                    temporal_mask=None, cache=None, frame_offset=0):
+                    temporal_mask=None, cache=None, frame_offset=0, control=None):
   """The velocity [B, T, ...] the sampler follows: classifier-free guided by `guidance` (two DiT
-  rows per clip: text [2B, L, D] holds the prompt rows, then the negative prompt's), or, for a
+  rows per clip: text [2B, ...] holds the prompt rows, then the negative prompt's), or, for a
   guidance-distilled DiT (dit.guidance_input), one row given the scale as an input. step: the
-  step size for a DiT with dit.step_input (ignored by one without). With `cache` the KV-cached
-  chunk forward: returns (velocity, (keys, values)) of the prompt rows then."""
+  step size for a DiT with dit.step_input (ignored by one without). control: the clips'
+  `Control` [B, T, ...] or None, the same for both guidance branches (guidance is on the text
+  only). With `cache` the KV-cached chunk forward: returns (velocity, (keys, values)) of the
+  DiT rows then."""
   b = x.shape[0]
   conditions = dict(step=step) if dit.step_input else {}
 
-  def call(x, t, text, mask, **extra):
+  def call(x, t, text, mask, control, **extra):
     if cache is None:
-      return dit(x, t, text, mask, temporal_mask, **conditions, **extra), None
-    return dit.forward_cached(x, t, text, mask, cache, frame_offset, **conditions, **extra)
+      return dit(x, t, text, mask, temporal_mask, control=control, **conditions, **extra), None
+    return dit.forward_cached(x, t, text, mask, cache, frame_offset, control=control,
+                              **conditions, **extra)
 
   if dit.guidance_input:  # one forward: the student was taught the guided velocity
-    v, kv = call(x, t, text[:b], mask[:b], guidance=jnp.broadcast_to(guidance, (b,)))
+    v, kv = call(x, t, text[:b], mask[:b], control, guidance=jnp.broadcast_to(guidance, (b,)))
   elif not guided:
-    v, kv = call(x, t, text[:b], mask[:b])
+    v, kv = call(x, t, text[:b], mask[:b], control)
   else:  # the prompt and the negative prompt as one batch of 2B rows
     if "step" in conditions and step is not None:
       conditions = dict(step=jnp.concatenate([step, step]))
-    both, kv = call(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask)
+    both_control = None if control is None else jax.tree.map(
+        lambda a: jnp.concatenate([a, a]), control)
+    both, kv = call(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, both_control)
     v = guide(both[:b], both[b:], scale=guidance)
   return v if cache is None else (v, kv)
 
 
 def _guided_chunk_velocity(params, x, t, cache, frame_offset, step=None):
   """`vdm.generate.streaming` chunk function: the guided DiT on one chunk with the KV cache
-  (`guided_velocity`; the cache holds both rows, or one for a guidance-distilled DiT)."""
-  graphdef, state, text, mask, guidance = params
+  (`guided_velocity`; the cache holds both rows, or one for a guidance-distilled DiT); the
+  chunk's control inputs (a `Control` [1, k, ...] or None) go to both guidance branches."""
+  graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
   return guided_velocity(dit, x, t, text, mask, guidance, step=step, cache=cache,
-                         frame_offset=frame_offset)
+                         frame_offset=frame_offset, control=control)
 
 
 def _conditional_chunk_velocity(params, x, t, cache, frame_offset, step=None):
   """The chunk function without guidance: the prompt's row alone (the cache holds one row)."""
-  graphdef, state, text, mask, guidance = params
+  graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
   return guided_velocity(dit, x, t, text, mask, guidance, guided=False, step=step, cache=cache,
-                         frame_offset=frame_offset)
+                         frame_offset=frame_offset, control=control)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -395,10 +816,41 @@ def decode_latents(graphdef, state, z, mean, std):
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def encode_audio(graphdef, state, waveform, mean, std):
+  """Waveform [B, N] in [-1, 1] -> normalised audio latent means [B, Ta, Ca] through the audio
+  VAE `graphdef`/`state` (mean, std: its latent statistics [Ca])."""
+  return (nnx.merge(graphdef, state).encode_audio(waveform)[0] - mean) / std
+
+
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("iterations",))
+def decode_audio(graphdef, state, z, mean, std, *, iterations: int):
+  """Normalised audio latents [B, Ta, Ca] -> waveform float32 [B, N] in [-1, 1] (the audio VAE's
+  magnitudes, Griffin-Lim with `iterations`)."""
+  return nnx.merge(graphdef, state).decode_audio(z * std + mean, iterations=iterations)
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
   return denormalize_pixels(video), cache
+
+
+def read_resized_video(path: str, flag: str, height: int, width: int) -> np.ndarray:
+  """A video file's frames uint8 [T, height, width, 3] (bicubic resize, with a warning, when its
+  size differs); raises ValueError naming `flag` when it is not readable."""
+  from vdm.video_io import read_video
+  try:
+    video = read_video(path)
+  except Exception as e:  # noqa: BLE001 - a file damaged past its first frame
+    raise ValueError(f"{flag} {path!r} is not a readable video ({e})") from None
+  if video.shape[1:3] != (height, width):
+    warnings.warn(f"{flag} video is {video.shape[2]}x{video.shape[1]}; resized to "
+                  f"{width}x{height}")
+    video = np.asarray(jnp.round(jnp.clip(jax.image.resize(
+        video.astype(np.float32), (len(video), height, width, 3), "bicubic"),
+        0, 255)).astype(jnp.uint8))
+  return video
 
 
 def load_image(path: str) -> np.ndarray:

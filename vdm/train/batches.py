@@ -57,13 +57,15 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int,
                       spatial_stride: int) -> Callable[[dict], dict]:
   """The denoiser stage's host-side batch transform: clips -> normalised latents ('latents'
   [B, T', h, w, C], by `encode`: uint8 video [B, T, H, W, 3] -> latents), the captions'
-  `caption_batch_fn` ids, and with diffusion.motion_supervision_weight the exact latent flow of
+  `caption_batch_fn` ids, the DiT's control inputs (`control_batch`), and with
+  diffusion.motion_supervision_weight the exact latent flow of
   the clip's ground truth ('latent_flow', 'flow_valid')."""
   captions = caption_batch_fn(tokenizer, config.text.max_length)
   motion_weight = config.diffusion.motion_supervision_weight
 
   def prepare_batch(batch):
     out = dict(latents=encode(batch["video"]), **captions(batch))
+    out.update(control_batch(config, batch))
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       _, _, height, width, _ = batch["video"].shape
       flows, valids = zip(*(latent_motion(
@@ -74,3 +76,25 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int,
     return out
 
   return prepare_batch
+
+
+def control_batch(config, batch) -> dict:
+  """The DiT's control inputs of a batch from its recorded paths (config.control on; the
+  data kind records them): 'control_tokens' [B, T', N, F] from 'center' [B, T, K, 2] and
+  'present' [B, K]; 'control_frames' [B, T', G] from 'camera' [B, T, 3]. Empty when off."""
+  from vdm.config import spatial_stride
+  from vdm.control import features
+  c, out = config.control, {}
+  _, _, height, width, _ = batch["video"].shape
+  td = config.vae.temporal_downsample
+  if c.trajectory:
+    centers = np.asarray(batch["center"], np.float64)[:, :, :c.objects]  # [B, T, K, 2]
+    present = np.asarray(batch["present"])[:, :c.objects]
+    paths = np.where(present[:, None, :, None], centers, np.nan).transpose(0, 2, 1, 3)
+    out["control_tokens"] = np.stack([features.trajectory_tokens(
+        p, height=height, width=width, stride=spatial_stride(config), temporal_downsample=td,
+        objects=c.objects, sigma=c.sigma) for p in paths])
+  if c.camera:
+    out["control_frames"] = np.stack([features.camera_frames(
+        path, height=height, width=width, temporal_downsample=td) for path in batch["camera"]])
+  return out

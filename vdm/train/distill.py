@@ -59,7 +59,7 @@ from vdm.diffusion.objectives import sample_timesteps
 from vdm.generate.kv_cache import empty_cache, write_frames
 from vdm.generate.modes import (allowed_chunks, block_causal_mask, chunk_bounds, chunk_ids,
                                 time_grid)
-from vdm.models import build_denoiser, load_model_dir, save_model_dir
+from vdm.models import build_denoiser, copy_params, load_model_dir, save_model_dir
 from vdm.nn import normalize_pixels
 from vdm.provenance import write_json, write_provenance
 from vdm.train.batches import caption_batch_fn, denoiser_batch_fn, training_captions
@@ -113,21 +113,13 @@ def finetune_levels(config) -> dict:
   return dict(teacher_forcing=True, causal_prob=1.0, per_frame_levels_prob=0.0, given_prob=0.0)
 
 
-def copy_params(source: nnx.Module, target: nnx.Module) -> list[str]:
-  """Sets every parameter of `target` that `source` has under the same name and shape, in
-  place; returns the names of the others (a student's new inputs keep their initialisation)."""
-  given = dict(nnx.to_flat_state(nnx.state(source, nnx.Param)))
-  graphdef, params, rest = nnx.split(target, nnx.Param, ...)
-  flat = dict(nnx.to_flat_state(params))
-  kept = []
-  for path, variable in flat.items():
-    if path in given and given[path].get_value().shape == variable.get_value().shape:
-      # A copy: the student's buffers are donated to each step, the teacher's must survive it.
-      flat[path] = variable.replace(jnp.copy(given[path].get_value()))
-    else:
-      kept.append(".".join(str(p) for p in path))
-  nnx.update(target, nnx.from_flat_state(flat))
-  return kept
+def start_from(source: nnx.Module, target: nnx.Module) -> list[str]:
+  """`vdm.models.copy_params` of source into target, the copied arrays the target's own (the
+  student's buffers are donated to each training step; the teacher's must survive it); returns
+  the names of target's parameters source lacks (a student's new inputs keep their init)."""
+  fresh = copy_params(source, target)
+  nnx.update(target, jax.tree.map(jnp.copy, nnx.state(target, nnx.Param)))
+  return fresh
 
 
 def latent_shape(teacher_config, vae) -> tuple[int, int, int, int]:
@@ -473,7 +465,7 @@ def run_distill_training(config, workdir: str, *, until: str = "export") -> str:
                      "distil from a plain model directory")
   scfg = student_config(teacher_config, config)
   student = build_denoiser(scfg, tokenizer.vocab_size, config.seed)
-  new_inputs = copy_params(load_model_dir(config.init_from)[3] if config.init_from else teacher,
+  new_inputs = start_from(load_model_dir(config.init_from)[3] if config.init_from else teacher,
                            student)
   print(f"[{config.recipe}] student of {config.teacher}"
         + (f" from {config.init_from}" if config.init_from else "")
@@ -530,7 +522,7 @@ def run_distill_training(config, workdir: str, *, until: str = "export") -> str:
                              levels=(config.dmd.min_level, config.dmd.max_level), shape=shape,
                              self_forcing=self_forcing)
     fake = build_denoiser(teacher_config, tokenizer.vocab_size, config.seed + 1)
-    copy_params(teacher, fake)
+    start_from(teacher, fake)
     critic = Critic(fake, functools.partial(fake_score_loss, kind=diffusion.timestep_sampling),
                     optax.chain(optax.clip_by_global_norm(t.grad_clip),
                                 optax.adamw(config.dmd.fake_learning_rate, b1=0.0, b2=0.99,

@@ -19,6 +19,13 @@ drawn per token frame, so the frames of a group share one level, as the model re
 Extension training (`given_frames`, `given_prob`): with probability `given_prob` a clip's first
 `given_frames` latent frames are clean (level 0) and not scored, the rest keep their levels, so
 the model learns the extension / video-prediction mode (given frames pinned at level 0) directly.
+
+A joint audio-video model (config.audio.enabled; batch 'audio_latents') trains both streams in
+one pass: each audio latent frame takes the level (and score weight) of the video latent frame
+shown at its time (`vdm.dit.audio.audio_video_frames`), so whatever scheme drew the video's
+levels holds for the audio too; then with probability `given_video_prob` the video is given
+(level 0, unscored: audio for a given video) and, in other clips, with `given_audio_prob` the
+audio is (video for a given audio). Loss = video flow loss + `loss_weight` x audio flow loss.
 """
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ import numpy as np
 
 from vdm.diffusion import flow_matching_loss, interpolate, temporal_consistency_loss
 from vdm.diffusion.objectives import sample_timesteps
+from vdm.dit.audio import audio_video_frames
 from vdm.dit.layers import token_frame_of
+from vdm.dit.model import Control
 from vdm.generate.modes import block_causal_mask, chunk_ids
 
 
@@ -112,7 +121,43 @@ def training_inputs(r_levels, r_mask, r_offset, r_given, batch: int, frames: int
   return levels, weights, temporal_mask, offset
 
 
-def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
+def drop_control(rng, batch: dict, *, dropout: float, objects: int):
+  """The `vdm.dit.model.Control` of a batch with each clip's object paths (per object) and
+  camera path dropped (zeroed: 'not given') with probability `dropout`; None when the batch has
+  no control inputs. 'control_tokens' [B, T, N, F] keep the object slot last (F = ... x K,
+  vdm.control.features), 'control_frames' [B, T, G] carry a given-flag."""
+  tokens, frames = batch.get("control_tokens"), batch.get("control_frames")
+  if tokens is None and frames is None:
+    return None
+  r_objects, r_camera = jax.random.split(rng)
+  if tokens is not None:
+    b, t, n, f = tokens.shape
+    keep = jax.random.bernoulli(r_objects, 1.0 - dropout, (b, 1, 1, 1, objects))
+    tokens = (tokens.reshape(b, t, n, f // objects, objects) * keep).reshape(b, t, n, f)
+  if frames is not None:
+    frames = frames * jax.random.bernoulli(r_camera, 1.0 - dropout, (frames.shape[0], 1, 1))
+  return Control(tokens, frames)
+
+
+def audio_levels_and_weights(rng, levels, weights, frame_of_audio, *, given_video_prob: float,
+                             given_audio_prob: float):
+  """The joint model's levels and score weights (see the module docstring).
+
+  levels [B, T] and weights [B, T] (None: all 1) of the video; frame_of_audio int [Ta]. Returns
+  (video levels, video weights, audio levels [B, Ta], audio weights [B, Ta]), weights float32.
+  """
+  b, t = levels.shape
+  weights = jnp.ones((b, t), jnp.float32) if weights is None else weights
+  a_levels, a_weights = levels[:, frame_of_audio], weights[:, frame_of_audio]
+  u = jax.random.uniform(rng, (b, 1))
+  video_given = u < given_video_prob
+  audio_given = (u >= given_video_prob) & (u < given_video_prob + given_audio_prob)
+  return (jnp.where(video_given, 0.0, levels), jnp.where(video_given, 0.0, weights),
+          jnp.where(audio_given, 0.0, a_levels), jnp.where(audio_given, 0.0, a_weights))
+
+
+def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, control=None,
+                  audio=None, audio_per_frame: int = 0, video_temporal_downsample: int = 1):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
@@ -123,6 +168,11 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
   schemes and masks: see the module docstring.
   temporal_patch: the DiT's (levels shared within its groups of frames; block-causal masks and
   teacher forcing are not offered for grouped frames).
+  control: the config's `control` section, for a batch with control inputs ('control_tokens',
+  'control_frames'; `drop_control` drops them at random with control.dropout).
+  audio: the config's `audio` section of a joint model, whose batch also holds 'audio_latents'
+  [B, Ta, Ca] (normalised); audio_per_frame and video_temporal_downsample place each audio
+  latent frame in time (see the module docstring). Metrics then add 'audio_flow_loss'.
   """
   teacher_forcing = cfg.teacher_forcing
   causal_prob, given_prob = cfg.causal_prob, cfg.given_prob
@@ -142,11 +192,32 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1):
   drop = jax.random.bernoulli(r_drop, cfg.text_dropout, (b, 1))
   ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
+  joint = {}
+  if audio is not None:
+    a0 = batch["audio_latents"]
+    frame_of_audio = audio_video_frames(a0.shape[1], audio_per_frame, video_temporal_downsample)
+    r_audio = jax.random.fold_in(rng, 2)
+    levels, weights, a_levels, a_weights = audio_levels_and_weights(
+        jax.random.fold_in(r_audio, 0), levels, weights, frame_of_audio,
+        given_video_prob=audio.given_video_prob, given_audio_prob=audio.given_audio_prob)
+    a_noise = jax.random.normal(jax.random.fold_in(r_audio, 1), a0.shape, a0.dtype)
+    joint = dict(audio=interpolate(a0, a_noise, a_levels), audio_levels=a_levels)
   x_t = interpolate(x0, noise, levels)
-  velocity = model(x_t, levels, ids, mask, temporal_mask, offset)
+  inputs = {}
+  if control is not None:  # its own key: runs without control keep their random streams
+    given = drop_control(jax.random.fold_in(rng, 3), batch, dropout=control.dropout,
+                         objects=control.objects)
+    inputs = {} if given is None else dict(control=given)
+  velocity = model(x_t, levels, ids, mask, temporal_mask, offset, **inputs, **joint)
+  if audio is not None:
+    velocity, a_velocity = velocity
+    audio_flow = flow_matching_loss(a_velocity, a0, a_noise, a_weights)
   flow = flow_matching_loss(velocity, x0, noise, weights)
   metrics = dict(flow_loss=flow, mean_level=levels.mean())
   loss = flow
+  if audio is not None:
+    loss = loss + audio.loss_weight * audio_flow
+    metrics["audio_flow_loss"] = audio_flow
   if cfg.temporal_consistency_weight:  # an ablation (configs/temporal_ablations.py)
     consistency = temporal_consistency_loss(velocity, x_t, levels, x0)
     loss = loss + cfg.temporal_consistency_weight * consistency

@@ -1,5 +1,5 @@
-"""`vdm train`: tokenizer -> [text encoder pretraining] -> VAE -> denoiser -> exported model
-directory, each stage resumable.
+"""`vdm train`: tokenizer -> [text encoder pretraining] -> VAE -> [audio VAE] -> denoiser ->
+exported model directory, each stage resumable.
 
 Every stage goes through the one loop in `vdm.train.loop`; a finished stage is not retrained (its
 last checkpoint is restored), so rerunning `vdm train` on a workdir continues where it stopped.
@@ -20,10 +20,12 @@ import optax
 from flax import nnx
 
 from vdm.config import config_from_json
+from vdm.config.t2v import audio_latents_per_frame
 from vdm.data import kinds
 from vdm.data.loader import make_caption_loader, make_loader
-from vdm.models import (build_denoiser, build_vae, read_latent_stats, save_model_dir,
-                        write_latent_stats)
+from vdm.audio.vae import audio_vae_loss, pcm_to_float
+from vdm.models import (build_audio_vae, build_denoiser, build_vae, copy_params, load_model_dir,
+                        read_latent_stats, save_model_dir, write_latent_stats)
 from vdm.nn import normalize_pixels
 from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
@@ -37,7 +39,7 @@ from vdm.train.upscaler import run_sr_training
 from vdm.vae.discriminator import PatchDiscriminator, discriminator_loss
 from vdm.vae.loss import vae_loss
 
-STAGES = ("tokenizer", "text", "vae", "dit", "export")
+STAGES = ("tokenizer", "text", "vae", "audio", "dit", "export")
 
 
 def dataset_builder(config, workdir: str):
@@ -64,7 +66,8 @@ def check_workdir_config(config, workdir: str, *, record: bool = True) -> None:
                        "--workdir.") from None
     new = json.loads(config.to_json())
     differ = [f"{section}.{k}: {as_stored.get(section, {}).get(k)!r} -> {v!r}"
-              for section in ("data", "text", "vae", "dit") for k, v in new[section].items()
+              for section in ("data", "text", "vae", "audio", "dit")
+              for k, v in new[section].items()
               if old[section][k] != v]
     if differ:
       raise ValueError(f"workdir {workdir} was trained with a different config; fields that "
@@ -97,6 +100,8 @@ def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
   path = os.path.join(workdir, "tokenizer.model")
   init_from = config.text.init_from
   given = init_paths(init_from)[1] if init_from else None
+  if config.init_from:  # a model being fine-tuned keeps the tokenizer its embeddings index
+    given = os.path.join(config.init_from, "tokenizer.model")
   if given is not None:
     with open(given, "rb") as f:
       proto = f.read()
@@ -104,7 +109,8 @@ def train_tokenizer_stage(config, workdir: str, builder=None) -> Tokenizer:
       with open(path, "rb") as f:
         if f.read() != proto:
           raise ValueError(f"workdir {workdir} has a tokenizer other than the one of "
-                           f"text.init_from={init_from!r}; use a new --workdir")
+                           f"{'init_from' if config.init_from else 'text.init_from'}="
+                           f"{config.init_from or init_from!r}; use a new --workdir")
     else:
       Tokenizer(proto).save(path)
   if not os.path.exists(path):
@@ -158,14 +164,35 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
   return directory
 
 
-def latent_statistics(vae, loader, num_batches: int = 8) -> dict:
-  """Per-channel mean and std of VAE latent means over a few training batches."""
+def latent_statistics(vae, loader, num_batches: int = 8, audio_vae=None) -> dict:
+  """Per-channel mean and std of VAE latent means over a few training batches; with an audio
+  VAE also those of its latents ('audio_mean', 'audio_std')."""
   encode = jax.jit(lambda video: vae.encode(normalize_pixels(video))[0])
   iterator = iter(loader)
-  latents = np.concatenate([np.asarray(encode(next(iterator)["video"]))
-                            for _ in range(num_batches)])
-  axes = tuple(range(latents.ndim - 1))
-  return dict(mean=latents.mean(axes), std=latents.std(axes) + 1e-6)
+  batches = [next(iterator) for _ in range(num_batches)]
+  stats = {}
+  streams = [("", encode, "video")]
+  if audio_vae is not None:
+    streams.append(("audio_", jax.jit(lambda pcm: audio_vae.encode_audio(pcm_to_float(pcm))[0]),
+                    "audio"))
+  for prefix, fn, key in streams:
+    latents = np.concatenate([np.asarray(fn(batch[key])) for batch in batches])
+    axes = tuple(range(latents.ndim - 1))
+    stats.update({prefix + "mean": latents.mean(axes), prefix + "std": latents.std(axes) + 1e-6})
+  return stats
+
+
+def audio_vae_stage(config, workdir: str, builder):
+  """The audio VAE through the one loop (audio.enabled), on the dataset's soundtracks; None
+  when the config has no audio."""
+  if not config.audio.enabled:
+    return None
+  stage_cfg, seed = config.train.audio, config.seed + 3
+  return train(build_audio_vae(config, seed),
+               functools.partial(audio_vae_loss, kl_weight=config.audio.kl_weight),
+               make_loader(builder, "train", batch_size=stage_cfg.batch_size, seed=seed),
+               stage_cfg, os.path.join(workdir, "audio_vae"), seed=seed, desc="audio",
+               prepare_batch=lambda batch: dict(audio=batch["audio"]))
 
 
 def vae_clip(video, stage_cfg):
@@ -207,7 +234,14 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
   vae_cfg = config.train.vae
   disc_weight = config.vae.disc_weight
-  vae = train(build_vae(config, config.seed), functools.partial(
+  source = load_model_dir(config.init_from) if config.init_from else None
+  vae = build_vae(config, config.seed)
+  if source is not None:  # fine-tuning: a resumed run's checkpoint then overrides this
+    lacking = copy_params(source[2], vae)
+    if lacking:
+      raise ValueError(f"init_from={config.init_from!r}: its VAE lacks {lacking[:8]} of this "
+                       "config's VAE (vae.* must match the model directory's)")
+  vae = train(vae, functools.partial(
       vae_loss, kl_weight=config.vae.kl_weight, **(
           dict(disc_weight=disc_weight) if disc_weight else {})),
       make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
@@ -216,26 +250,48 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
       critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
+  audio_vae = audio_vae_stage(config, workdir, builder)
+  if until == "audio":
+    return ""
 
   stats_path = os.path.join(workdir, "latent_stats.json")
+  if source is not None and not os.path.exists(stats_path):  # the scale its denoiser knows
+    write_latent_stats(stats_path, source[4])
   if not os.path.exists(stats_path):
     write_latent_stats(stats_path, latent_statistics(
-        vae, make_loader(builder, "train", batch_size=32, seed=config.seed)))
+        vae, make_loader(builder, "train", batch_size=32, seed=config.seed),
+        audio_vae=audio_vae))
   stats = read_latent_stats(stats_path)
 
   dit_cfg = config.train.dit
   frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
-  prepare_batch = denoiser_batch_fn(config, encode, tokenizer,
-                                    temporal_stride=vae.temporal_downsample,
-                                    spatial_stride=vae.spatial_downsample)
+  clips = denoiser_batch_fn(config, encode, tokenizer, temporal_stride=vae.temporal_downsample,
+                            spatial_stride=vae.spatial_downsample)
+  prepare_batch = clips
+  if audio_vae is not None:
+    encode_audio = jax.jit(lambda pcm: (audio_vae.encode_audio(pcm_to_float(pcm))[0]
+                                        - stats["audio_mean"]) / stats["audio_std"])
 
+    def prepare_batch(batch):
+      return dict(clips(batch), audio_latents=encode_audio(batch["audio"]))
+
+  joint = {}
+  if audio_vae is not None:
+    joint = dict(audio=config.audio, audio_per_frame=audio_latents_per_frame(config),
+                 video_temporal_downsample=config.vae.temporal_downsample)
   loss = functools.partial(denoiser_loss, cfg=config.diffusion,
-                           temporal_patch=config.dit.temporal_patch)
+                           temporal_patch=config.dit.temporal_patch, control=config.control,
+                           **joint)
   denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
   if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)
+  if source is not None:
+    fresh = copy_params(source[3], denoiser)
+    if fresh:
+      print(f"[dit] init_from={config.init_from}: {len(fresh)} parameters start fresh: "
+            f"{', '.join(fresh)}")
   denoiser = train(denoiser, loss,
                    make_loader(builder, "train", batch_size=dit_cfg.batch_size,
                                seed=config.seed + 1),
@@ -246,7 +302,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   model_dir = os.path.join(workdir, "model")
   shutil.rmtree(model_dir, ignore_errors=True)  # the export is derived: always rewrite it whole
   save_model_dir(model_dir, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
-                 latent_stats=stats)
+                 latent_stats=stats, audio_vae=audio_vae)
   write_provenance(model_dir, config.seed)
   return model_dir
 

@@ -1,0 +1,49 @@
+"""Control: a denoiser conditioned on object trajectories and camera paths as well as text, on
+the scenes benchmark (`data.kind = scenes`: one object, every background and camera move).
+
+The recorded ground truth of every clip (object centres, camera path) is the conditioning; each
+is dropped at random in training (`control.dropout`), so the model still runs from text alone
+and text-only generation of the same prompts is the baseline (experiments/control/README.md).
+
+The full size fine-tunes the shipped Diffusion Forcing model (`init_from`:
+checkpoints/spine_forcing, same shapes: its tokenizer, VAE, text encoder and DiT), so the same
+weights run parallel, autoregressive and rolling generation and prompt timelines; the control
+inputs start at zero. The machine it was trained on is a shared 2-core CPU: the budget is small.
+
+Arguments (`configs/control.py:ARG`):
+  (none)  32x32, 9 frames at 8 fps (5 latent frames), 20,000 training clips.
+  tiny    seconds-long settings for tests (trained from scratch).
+"""
+from configs import spine
+
+
+def get_config(arg: str | None = None):
+  if arg not in (None, "", "tiny"):
+    raise ValueError(f"configs/control.py: unknown argument {arg!r}; allowed: '' or 'tiny'")
+  tiny = arg == "tiny"
+  config = spine.get_config("tiny" if tiny else None)
+  config.name = "control"
+  size = dict(height=16, width=16, frames=5, num_train=16, num_test=4) if tiny else \
+      dict(height=32, width=32, frames=9, num_train=20000, num_test=256)
+  config.data.update(dict(kind="scenes", max_objects=1, num_long=0, **size))
+  # Scenes captions are longer than the spine's (the camera, the background's two colours).
+  config.text.max_length = 64
+  config.control.update(trajectory=True, camera=True, objects=config.data.max_objects,
+                        sigma=1.0 if tiny else 1.5, dropout=0.3)
+  # Diffusion Forcing (configs/parallel_vs_ar.py:forcing): per-frame levels and block-causal
+  # masks, so autoregressive and rolling timelines run on the same weights.
+  latent_frames = 1 + (config.data.frames - 1) // config.vae.temporal_downsample
+  config.diffusion.update(per_frame_levels_prob=0.5, causal_prob=0.5, max_frame_offset=32,
+                          causal_chunks=tuple(k for k in (1, 2, 4) if k < latent_frames))
+  config.sample.update(seconds=config.data.frames / config.data.fps,
+                       max_frames=4 * (config.data.frames - 1) + 1)
+  if not tiny:
+    config.init_from = "checkpoints/spine_forcing"
+    # A short fine-tune: this CPU was shared by many jobs (a DiT step at batch 12 took ~5 s).
+    config.train.vae.update(steps=200, learning_rate=5e-4, warmup_steps=20, log_every=25,
+                            checkpoint_every=100)
+    # EMA decay 0.99 (not 0.999): over a few hundred steps the slower average would still be
+    # mostly the initial weights, whose control inputs are zero.
+    config.train.dit.update(steps=900, batch_size=12, learning_rate=8e-4, warmup_steps=30,
+                            ema_decay=0.99, log_every=25, checkpoint_every=50)
+  return config

@@ -1,0 +1,192 @@
+"""What `vdm sample` does with its parsed command line: video files and their sidecars (one clip,
+or a sweep's clips and grids). `vdm sample` and `vdm ui` both call `run_sample`, so a clip made
+from the page is the same bytes as the command the page shows beside it.
+
+Order of work, so that bad input loses nothing: the checks that need no model (file names,
+existing files, --post, --sweep), then the model, then every request resolved (all of a sweep's
+values) before the first step is sampled. Each file appears under its name only once complete
+(`vdm.video_io`, `vdm.provenance`).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import os
+import time
+
+from vdm.cli_common import check_output_path
+from vdm.generate import sweep as sweeps
+
+# Options of the chunked modes do nothing in the others: they are refused rather than dropped.
+CHUNKED = ("autoregressive", "rolling")
+
+
+def _refuse_unused(args: argparse.Namespace, mode: str) -> None:
+  unused = [flag for flag, given, modes in (
+      ("--chunk", args.chunk is not None, CHUNKED),
+      ("--context-noise", args.context_noise is not None, CHUNKED),
+      ("--no-kv-cache", args.no_kv_cache, ("autoregressive",)))
+            if given and mode not in modes]
+  if unused:
+    raise ValueError(f"{', '.join(unused)}: not used by --mode {mode} (they apply to "
+                     "autoregressive; --chunk and --context-noise also to rolling)")
+
+
+def resolve(pipe, args: argparse.Namespace):
+  """The validated `vdm.generate.pipeline.Request` of `vdm sample`'s arguments."""
+  request = pipe.resolve(args.prompt, negative_prompt=args.negative_prompt,
+                         seed=0 if args.seed is None else args.seed, seconds=args.seconds,
+                         fps=args.fps, aspect=args.aspect, resolution=args.resolution,
+                         steps=args.steps, guidance=args.guidance, mode=args.mode,
+                         sampler=args.sampler, chunk=args.chunk,
+                         context_noise=args.context_noise, image=args.image,
+                         kv_cache=not args.no_kv_cache, extend=args.extend,
+                         trajectory=args.trajectory, camera=args.camera, prompts=args.prompts,
+                         switch=args.switch, audio=args.audio, audio_from=args.audio_from,
+                         video_from=args.video_from, audio_guidance=args.audio_guidance)
+  _refuse_unused(args, request.mode)
+  if args.audio_guidance is not None and not request.audio:
+    raise ValueError("--audio-guidance: not used without sound (--audio, --audio-from or "
+                     "--video-from)")
+  return request
+
+
+def with_sound(args: argparse.Namespace) -> bool:
+  """Whether the command asks for a soundtrack (a joint audio-video model)."""
+  return bool(args.audio or args.audio_from is not None or args.video_from is not None)
+
+
+def wav_path(out: str) -> str:
+  """The soundtrack written beside a video with sound (or --out itself when it is a .wav)."""
+  return os.path.splitext(out)[0] + ".wav"
+
+
+def _check_new(paths, overwrite: bool) -> None:
+  for path in paths:
+    if os.path.exists(path) and not overwrite:
+      raise FileExistsError(f"--out {path!r} exists; pass --overwrite to replace it")
+
+
+def plan(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
+  """The clips a command line asks for, checked without the model: [(arguments of one clip,
+  its sweep value or None)]; one entry without --sweep. Raises ValueError / FileExistsError
+  naming the option."""
+  from vdm.video_io import VIDEO_SUFFIXES
+  sound = with_sound(args)
+  suffix = os.path.splitext(args.out)[1].lower()
+  allowed = (".mp4", ".wav") if sound else VIDEO_SUFFIXES
+  if suffix not in allowed:
+    raise ValueError(f"--out {args.out!r}: the file name must end in one of {allowed}" + (
+        " (.wav: the soundtrack alone; a GIF has no sound)" if sound else ""))
+  if sound and args.sweep and suffix == ".wav":
+    raise ValueError("--sweep writes video grids: --out must be a .mp4 with sound")
+  check_output_path(args.out, "--out")
+  if args.post:
+    from vdm.post.chain import parse_pipeline
+    parse_pipeline(args.post)  # a typo fails here, before any sampling
+  if not args.sweep:
+    _check_new([args.out] + ([wav_path(args.out)] if sound and suffix != ".wav" else []),
+               args.overwrite)
+    return [(args, None)]
+  axis, values = sweeps.parse_sweep(args.sweep)
+  if getattr(args, axis) is not None:
+    raise ValueError(f"--{axis} and --sweep {args.sweep!r} both set --{axis}: give one")
+  paths = sweeps.sweep_paths(args.out, axis, values)
+  _check_new(paths["clips"] + [paths["png"], paths["gif"], paths["json"]]
+             + ([wav_path(c) for c in paths["clips"]] if sound else []), args.overwrite)
+  clips = []
+  for value, out in zip(values, paths["clips"]):
+    clip = copy.copy(args)
+    setattr(clip, axis, value)
+    clip.out, clip.sweep = out, None
+    clips.append((clip, value))
+  return clips
+
+
+def render(pipe, request, args: argparse.Namespace, *, load_seconds: float = 0.0,
+           on_step=None) -> dict:
+  """Samples one resolved request and writes args.out and its sidecar; returns
+  dict(frames uint8 [T, H, W, 3], out, sidecar, record) with record the sidecar's content."""
+  from vdm.provenance import git_commit, write_sidecar
+  from vdm.video_io import StreamingVideoWriter, write_video, write_wav
+  sound = {}
+  if request.audio:  # a joint model: the whole clip and its soundtrack at once
+    result = pipe.generate(request, on_step=on_step)
+    if args.post:
+      from vdm.post.chain import apply_pipeline, parse_pipeline
+      result["frames"] = apply_pipeline(result["frames"], parse_pipeline(args.post))
+    wav = wav_path(args.out)
+    write_wav(wav, result["audio"], result["sample_rate"], overwrite=args.overwrite)
+    if not args.out.lower().endswith(".wav"):
+      write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite,
+                  audio=result["audio"], sample_rate=result["sample_rate"])
+    sound = dict(audio_samples=len(result["audio"]), sample_rate=result["sample_rate"], wav=wav)
+  elif args.post:  # post-processing needs the whole clip (stabilization, deflicker)
+    from vdm.post.chain import apply_pipeline, parse_pipeline
+    result = pipe.generate(request, on_step=on_step)
+    result["frames"] = apply_pipeline(result["frames"], parse_pipeline(args.post))
+    write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
+  else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
+    with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
+      result = pipe.generate(request, on_frames=writer.add, on_step=on_step)
+  record = dict(
+      request=dataclasses.asdict(request),
+      checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
+      config=pipe.config.to_dict(),
+      timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
+      frames_shape=list(result["frames"].shape), **sound)
+  sidecar = write_sidecar(args.out, record)
+  return dict(frames=result["frames"], out=args.out, sidecar=sidecar, record=record)
+
+
+def write_grids(args: argparse.Namespace, clips: list[dict], values: list) -> dict:
+  """Writes a sweep's grid PNG, GIF and JSON beside its clips; returns dict(png, gif, json) of
+  their paths."""
+  import mediapy
+  from vdm.provenance import git_commit, write_json
+  from vdm.video_io import write_video
+  axis, _ = sweeps.parse_sweep(args.sweep)
+  paths = sweeps.sweep_paths(args.out, axis, values)
+  frames = [c["frames"] for c in clips]
+  partial = paths["png"] + ".partial.png"
+  mediapy.write_image(partial, sweeps.grid_image(frames))
+  os.replace(partial, paths["png"])
+  fps = clips[0]["record"]["request"]["fps"]
+  write_video(paths["gif"], sweeps.grid_video(frames), fps, overwrite=args.overwrite)
+  length = max(len(f) for f in frames)
+  write_json(paths["json"], dict(
+      axis=axis, values=values, clips=[os.path.basename(c["out"]) for c in clips],
+      png=dict(file=os.path.basename(paths["png"]), rows="one per value, in order",
+               frames=sweeps.filmstrip_frames(length)),
+      gif=dict(file=os.path.basename(paths["gif"]),
+               columns=min(sweeps.GIF_COLUMNS, len(clips))),
+      gutter=sweeps.GUTTER, git_commit=git_commit()))
+  return {k: paths[k] for k in ("png", "gif", "json")}
+
+
+def run_sample(args: argparse.Namespace, *, load=None, on_step=None, on_clip=None) -> dict:
+  """Runs `vdm sample` for its parsed arguments (vdm.cli.build_parser).
+
+  load(checkpoint) -> Pipeline (default `Pipeline.load`; `vdm ui` passes its cache).
+  on_step(Progress) as in `Pipeline.generate`, for each clip; raise `Cancelled` there to stop.
+  on_clip(index, clip dict) after each clip and its sidecar are written.
+  Returns dict(clips=[dict(out, sidecar, record, value)], grid=None or the grid's paths).
+  """
+  planned = plan(args)
+  t0 = time.perf_counter()
+  if load is None:
+    from vdm.generate.pipeline import Pipeline
+    load = Pipeline.load
+  pipe = load(args.checkpoint)
+  load_seconds = time.perf_counter() - t0
+  requests = [resolve(pipe, clip_args) for clip_args, _ in planned]  # all before any sampling
+  clips = []
+  for i, ((clip_args, value), request) in enumerate(zip(planned, requests)):
+    clip = render(pipe, request, clip_args, load_seconds=load_seconds, on_step=on_step)
+    clip["value"] = value
+    clips.append(clip)
+    if on_clip is not None:
+      on_clip(i, clip)
+  grid = write_grids(args, clips, [v for _, v in planned]) if args.sweep else None
+  return dict(clips=[{k: v for k, v in c.items() if k != "frames"} for c in clips], grid=grid)
