@@ -2,7 +2,7 @@
 import sys
 
 BENCHMARKS = ("sampling", "autoregressive", "frames", "vae_decode", "post", "train_step", "data",
-              "gpu_dit", "scan_layers", "fast")
+              "gpu_dit", "scan_layers", "stream_memory", "train_cost", "fast")
 
 
 def main() -> None:

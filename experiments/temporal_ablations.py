@@ -26,7 +26,7 @@ CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 def methods_for(variants) -> tuple[parallel_vs_ar.Method, ...]:
   """Two ways to sample each variant: parallel, and autoregressive chunk 1 with noisy context."""
   return tuple(m for v in variants for m in (
-      parallel_vs_ar.Method(f"{v}: parallel", v, "parallel"),
+      parallel_vs_ar.Method(f"{v}: parallel", v, "parallel", native=True),
       parallel_vs_ar.Method(f"{v}: AR k=1, noisy ctx", v, "autoregressive",
                             context_noise=parallel_vs_ar.CONTEXT_NOISE)))
 

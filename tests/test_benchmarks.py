@@ -1,5 +1,6 @@
 """Benchmarks are not tests: this only runs each at a toy size so it cannot rot."""
 import json
+import os
 
 import pytest
 
@@ -77,3 +78,28 @@ def test_vae_decode_benchmark_runs(bench_dir):
   rows = json.load(open(bench_dir / "vae_decode_tiny.json"))["rows"]
   assert rows[1]["whole_peak_mb"] > rows[0]["whole_peak_mb"]
   assert rows[1]["chunked_peak_mb"] < rows[1]["whole_peak_mb"]
+
+
+def test_stream_memory_benchmark_runs(bench_dir):
+  from benchmarks import stream_memory
+  stream_memory.run(["--seconds", "0.5,2", "--modes", "rolling", "--steps", "2"])
+  rows = json.load(open(bench_dir / "stream_memory.json"))["rows"]
+  assert [(r["mode"], r["seconds"]) for r in rows] == [("rolling", 0.5), ("rolling", 2.0)]
+  assert all(r["peak_rss_mib"] > 50 and r["file_kib"] > 0 for r in rows)
+
+
+def test_train_cost_benchmark_runs(bench_dir, tmp_path):
+  from benchmarks import train_cost
+  from vdm.config import load_config
+  from vdm.models import build_vae, save_params
+  vae_dir = tmp_path / "vae_model"  # a tiny VAE in a model directory, as vae.init_from wants
+  os.makedirs(vae_dir)
+  save_params(build_vae(load_config("configs/spine.py:tiny")), str(vae_dir / "vae"))
+  train_cost.run(["--config", "configs/spine.py:tiny", "--vae", str(vae_dir), "--steps", "3",
+                  "--log-every", "1", "--num-train", "8", "--dataset-size", "16",
+                  "--steps-to-target", "10", "--repeats", "1"])
+  rows = json.load(open(bench_dir / "train_cost.json"))["rows"]
+  assert [r["variant"].split(":")[0] for r in rows] == ["before", "bf16 matmuls", "latent cache",
+                                                        "after"]
+  assert all(r["s_per_step"] > 0 and r["to_target_min"] > 0 for r in rows)
+  assert rows[0]["cache_ms_per_clip"] == 0 < rows[2]["cache_ms_per_clip"]

@@ -117,7 +117,17 @@ CASES = [
     (["sample", "--prompt", "a red circle", "--checkpoint", "{model}", "--out", "{out}.mp4",
       "--mode", "parallel", "--chunk", "1"], "--chunk: not used by --mode parallel"),
     (["sample", "--prompt", "a red circle", "--checkpoint", "{model}", "--out", "{out}.mp4",
-      "--mode", "rolling", "--no-kv-cache"], "--no-kv-cache: not used by --mode rolling"),
+      "--mode", "parallel", "--no-kv-cache"], "--no-kv-cache: not used by --mode parallel"),
+    (["eval", "coherence", "--checkpoint", "{model}", "--guidance", "3", "--out", "{out}.json"],
+     "--guidance: not used by the coherence suite"),
+    (["eval", "coherence", "--checkpoint", "{model}", "--lengths", "0", "--out", "{out}.json"],
+     "--lengths"),
+    (["train", "--config", TINY, "--workdir", "{out}", "--set", "vae.init_from='{missing}'"],
+     "vae.init_from"),
+    (["sample", "--prompt", "a red circle", "--checkpoint", "{model}", "--out", "{out}.mp4",
+      "--mode", "image_to_video", "--image", "{photo.png}", "--context-noise", "0.1"],
+     "--context-noise: not used by --mode image_to_video (only by autoregressive, rolling, "
+     "keyframes_first)"),
     (["eval", "vae", "--checkpoint", "{model}", "--steps", "10", "--out", "{out}.json"],
      "--steps: not used by the vae suite"),
     (["eval", "upscale", "--checkpoint", "{model}", "--seed", "3", "--out", "{out}.json"],
@@ -165,6 +175,19 @@ CASES = [
     (["post", "{in.mp4}", "--post", "sharpen()", "--out", "{out}.mp4", "--fps", "nan"], "--fps"),
     (["post", "{in.mp4}", "--post", "sharpen()", "--out", "{out}.mp4", "--chunk", "0"],
      "--chunk"),
+    (["eval", "prediction", "--checkpoint", "{model}", "--samples", "0", "--out", "{out}.json"],
+     "--samples"),
+    (["eval", "prediction", "--checkpoint", "{model}", "--num", "1", "--out", "{out}.json"],
+     "not a video-prediction model"),
+    (["eval", "vae", "--checkpoint", "checkpoints/sr_x2", "--out", "{out}.json"],
+     "not a vdm model directory"),
+    (["config", "show", "--config", "{missing}.py"], "--config"),
+    (["config", "show", "--config", "{bad_syntax.py}"], "not valid Python"),
+    (["config", "show", "--config", "configs/spine.py:nonsense"], "nonsense"),
+    (["config", "show", "--config", TINY, "--set", "dit.nope=1"], "dit.nope"),
+    (["config", "show", "--config", TINY, "--set", "dit.depth=("], "expected int"),
+    (["config", "show", "--config", "configs/sr.py:2", "--set", "degrade.kernels=('box',)"],
+     "degrade.kernels"),
 ]
 
 # argparse's own errors: the usage, then 'vdm <command>: error: ...' naming the argument.
@@ -182,7 +205,29 @@ USAGE_CASES = [
     (["data", "import", "{videos}"], "vdm data import", "--out"),
     (["post", "{in.mp4}", "--out", "{out}.mp4"], "vdm post", "--post"),
     (["tokenizer", "--config", TINY], "vdm tokenizer", "--out"),
+    (["config", "show"], "vdm config", "--config"),
+    (["config", "frob", "--config", TINY], "vdm config", "frob"),
 ]
+
+
+def _subcommands(parser, prefix=()) -> set[tuple[str, ...]]:
+  """Every leaf command of an argparse parser: ('train',), ('data', 'import'), ..."""
+  import argparse
+  found = set()
+  for action in parser._actions:
+    if isinstance(action, argparse._SubParsersAction):
+      for name, sub in action.choices.items():
+        found |= _subcommands(sub, prefix + (name,)) or {prefix + (name,)}
+  return found
+
+
+def test_every_subcommand_and_suite_has_bad_input_cases():
+  leaves = _subcommands(cli.build_parser())  # what `vdm --help` lists, `data` split in two
+  assert {("train",), ("config",), ("data", "import"), ("data", "prepare")} <= leaves
+  covered = {tuple(argv[:2]) if argv[0] == "data" else (argv[0],) for argv, _ in CASES}
+  assert leaves <= covered, leaves - covered
+  suites = {argv[1] for argv, _ in CASES if argv[0] == "eval"}
+  assert set(cli.EVAL_SUITES) <= suites, set(cli.EVAL_SUITES) - suites
 
 
 def _fill(argv, paths):
@@ -262,3 +307,25 @@ def test_entry_point_in_a_subprocess(argv, command, bad):
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
   assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
   assert len(lines) == 1 and lines[0].startswith(f"vdm {command}: error: "), lines
+
+
+@pytest.mark.parametrize("mode", ["autoregressive", "rolling", "keyframes_first"])
+def test_chunked_modes_read_chunk_and_context_noise(mode, bad, capsys):
+  """What the mode registry calls chunked takes --chunk and --context-noise (docs/add-a-mode.md
+  runs keyframes_first with --chunk 2): refused for the others, never for these."""
+  out = os.path.join(bad["tmp"], f"{mode}.mp4")
+  code, lines = _run(["sample", "--prompt", "a red circle", "--checkpoint", bad["model"],
+                      "--mode", mode, "--chunk", "1", "--context-noise", "0.1", "--steps", "2",
+                      "--out", out], capsys)
+  assert code == 0 and os.path.exists(out), lines
+
+
+def test_output_piped_into_head_ends_quietly():
+  """`vdm config show ... | head -3`: the reader closes the pipe before the command writes (here
+  at once, so the write always meets a closed pipe); no error line, no traceback."""
+  proc = subprocess.Popen([_entry_point(), "config", "show", "--config", TINY], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc.stdout.close()
+  stderr = proc.stderr.read()
+  proc.wait(timeout=300)
+  assert stderr == "" and proc.returncode == 1, stderr

@@ -178,3 +178,45 @@ def test_shuffled_loader_is_deterministic(tiny_builder):
   assert first[:2] != in_order
   with pytest.raises(ValueError, match="split"):
     make_loader(builder, "validation", batch_size=2, seed=0)
+
+
+def test_wrapped_clips_are_the_unwrapped_shape_modulo_the_frame():
+  """A wrapped clip's frame t equals the same shape drawn, without wrapping, on a frame three
+  times as large centred on the path, then folded back onto the torus."""
+  height, width, frames = 24, 32, 40  # long enough that every object crosses an edge
+  crossed = 0
+  for i in range(12):
+    spec = simple.sample_spec(simple.example_rng(1, "train", i), height, width, 9, "train",
+                              wrap=True)
+    video, truth = simple.render_clip(spec, height, width, frames)
+    for t in (0, frames // 2, frames - 1):
+      cx, cy = truth["center"][t] % np.array([width, height])  # the copy in the middle tile
+      big = simple.shape_mask(spec.shape, cx + width, cy + height, spec.radius, 3 * height,
+                              3 * width)
+      folded = big.reshape(3, height, 3, width).any(axis=(0, 2))
+      drawn = np.all(video[t] == simple.PALETTE[spec.color], axis=-1)
+      np.testing.assert_array_equal(drawn, folded)
+    path = truth["center"]
+    crossed += bool(np.any((path < 0) | (path >= [width, height])))
+    # the unwrapped path moves at the spec's speed along its direction
+    np.testing.assert_allclose(np.diff(path, axis=0),
+                               np.broadcast_to(spec.speed * simple.DIRECTION_VECTORS[
+                                   spec.direction], (frames - 1, 2)), atol=1e-4)
+  assert crossed >= 6
+
+
+def test_wrap_off_leaves_clips_as_they_were():
+  for i in range(5):
+    a = simple.make_example(0, "train", i, 32, 32, 9)
+    b = simple.make_example(0, "train", i, 32, 32, 9, wrap=False)
+    assert a["video"].tobytes() == b["video"].tobytes() and a["caption"] == b["caption"]
+  assert (simple_builder.config_name(height=32, width=32, frames=9, fps=8, num_train=1,
+                                     num_test=1, seed=0)
+          == "32x32_t9_fps8_train1_test1_seed0")
+
+
+def test_long_example_continues_the_test_clip():
+  short = simple.make_example(0, "test", 3, 32, 32, 9, wrap=True)
+  long = simple.long_example(0, 3, 32, 32, 9, 4)
+  assert long["video"].shape == (33, 32, 32, 3) and long["caption"] == short["caption"]
+  np.testing.assert_array_equal(long["video"][:9], short["video"])

@@ -306,3 +306,19 @@ def test_training_config_reads_one_imported_bucket_as_train(made_folder, tmp_pat
   with pytest.raises(ValueError, match="data.name='other': no dataset imported"):
     dataset_builder(load_config("configs/folder_t2v.py:other,16x16_t17,tiny",
                                 [f"data.data_dir={data_dir!r}"]), str(tmp_path / "work"))
+
+
+def test_default_buckets_are_what_training_takes():
+  """`vdm data import` without --lengths makes buckets `vdm train` reads (1 + 2k frames for the
+  causal VAE): a new user's import of README's command trains as configs/folder_t2v.py says."""
+  from vdm import cli
+  from vdm.config import ConfigError, load_config
+  from vdm.data.aspect_ratios import aspect_size
+  args = cli.build_parser().parse_args(["data", "import", "d", "--out", "x"])
+  assert tuple(int(n) for n in args.lengths.split(",")) == importer.ImportOptions().lengths
+  for frames in importer.ImportOptions().lengths:
+    for aspect in importer.ImportOptions().aspects:
+      h, w = aspect_size(aspect, importer.ImportOptions().short_side)
+      load_config(f"configs/folder_t2v.py:x,{h}x{w}_t{frames}")  # valid, or ConfigError
+  with pytest.raises(ConfigError, match="data.frames=16"):
+    load_config("configs/folder_t2v.py:x,64x64_t16")

@@ -398,6 +398,73 @@ def test_links_point_to_files_in_the_repository(name):
   assert not broken_links(text, name), f"{name}: broken links {broken_links(text, name)}"
 
 
+CODE = re.compile(r"`([^`\s]+)`")
+REPO_PATH = re.compile(r"^(?:vdm|configs|tests|benchmarks|experiments|colabs|docs|checkpoints)/"
+                       r"[\w/.\-]*$")
+
+
+def stale_references(text: str) -> list[str]:
+  """Code spans of a doc that name a repository path (`vdm/data/simple.py`, `configs/sr.py:2`)
+  or a vdm object (`vdm.data.simple.is_held_out`) that does not exist; an upper-case part
+  (`NAME`) is a placeholder."""
+  import importlib
+  stale = []
+  for span in CODE.findall(text):
+    path = span.split(":")[0].split("[")[0]
+    if REPO_PATH.match(path) and not re.search(r"[A-Z]{2}", path):
+      if not os.path.exists(os.path.join(ROOT, path.rstrip("/"))):
+        stale.append(span)
+    elif re.match(r"^vdm(\.\w+)+$", span):
+      parts = span.split(".")
+      for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+        try:
+          obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+          continue
+        for part in parts[i:]:
+          obj = getattr(obj, part, None)
+        if obj is None:
+          stale.append(span)
+        break
+  return stale
+
+
+@pytest.mark.parametrize("name", doc_files())
+def test_code_references_exist(name, monkeypatch):
+  monkeypatch.chdir(ROOT)
+  assert not stale_references(_read(name)), f"{name}: {stale_references(_read(name))}"
+
+
+def test_a_stale_reference_is_found():
+  assert stale_references("`vdm/data/synthetic.py` `vdm.data.synthetic.is_held_out` "
+                          "`vdm.data.simple.nope` `configs/nope.py:2`") == [
+      "vdm/data/synthetic.py", "vdm.data.synthetic.is_held_out", "vdm.data.simple.nope",
+      "configs/nope.py:2"]
+  assert stale_references("`vdm/data/simple.py` `vdm.data.simple.is_held_out` `configs/sr.py:2` "
+                          "`benchmarks/results/NAME.json` `vdm.Pipeline`") == []
+
+
+def clashing_outputs(cmds: list[Command]) -> list[str]:
+  """`vdm sample` and `vdm post` refuse an existing --out without --overwrite: where several
+  commands of the docs write one path, a reader who runs them all (in any order) meets that
+  refusal unless each of them passes --overwrite. Returns 'WHERE: PATH' of those that do not."""
+  writers: dict[str, list[Command]] = {}
+  for cmd in cmds:
+    argv = cmd.argv
+    if argv[0] in VDMS and argv[1:2] in (["sample"], ["post"]) and "--out" in argv:
+      writers.setdefault(argv[argv.index("--out") + 1], []).append(cmd)
+  return [f"{c.where}: {path}" for path, cs in writers.items() if len(cs) > 1 for c in cs
+          if "--overwrite" not in c.argv]
+
+
+def test_no_two_documented_commands_clash_on_an_output():
+  cmds = [c for name in doc_files() for c in commands(_read(name), name)]
+  assert not clashing_outputs(cmds), clashing_outputs(cmds)
+  clash = commands("```sh\nvdm sample --prompt a --out o.mp4\nvdm post i.mp4 --post 'sharpen()' "
+                   "--out o.mp4 --overwrite\n```\n", "x.md")
+  assert clashing_outputs(clash) == ["x.md:2: o.mp4"]
+
+
 # First-person history belongs in commit messages, not in the repo's text.
 HISTORY = (re.compile(r"this session|re-measured|git archive", re.I),
            re.compile(r"(?<![\w/])I (?:have|had|did|was|looked|measured|ran|tried|found|think)\b"))

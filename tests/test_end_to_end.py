@@ -166,6 +166,17 @@ def test_cli_eval_rollout_and_vae_suites_write_reports(trained, tmp_path):
     assert len(entry["colour_error"]["per_seed"]) == 3  # three sampling seeds
     assert 0.0 <= entry["object_ok"]["mean"] <= 1.0
   assert "| method | length |" in (tmp_path / "rollout.md").read_text()
+  out = tmp_path / "coherence.json"
+  assert cli.main(["eval", "--suite", "coherence", "--checkpoint", trained[1], "--num", "1",
+                   "--steps", "2", "--lengths", "1,4", "--out", str(out)]) == 0
+  summary = json.load(open(out))["summary"]
+  # parallel stops at sample.max_frames (9 for tiny); the streaming modes go on
+  assert set(summary) == {"parallel @ 1x", "autoregressive @ 1x", "autoregressive @ 4x",
+                          "rolling @ 1x", "rolling @ 4x"}
+  assert summary["rolling @ 4x"]["frames"] == 17
+  for entry in summary.values():
+    assert entry["n"] == 1 and 0.0 <= entry["coherent"] <= entry["motion_ok"] <= 1.0
+  assert "| mode | length |" in (tmp_path / "coherence.md").read_text()
   out = tmp_path / "vae.json"
   assert cli.main(["eval", "--suite", "vae", "--checkpoint", trained[1], "--num", "2",
                    "--out", str(out)]) == 0
@@ -256,12 +267,14 @@ def test_cli_rejects_an_unknown_video_suffix_before_loading_the_model(tmp_path, 
   assert "--out" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("chunk, context_noise, seconds", [(1, 0.0, None), (3, 0.1, None),
-                                                            (1, 0.0, 9 / 8), (2, 0.1, 9 / 8)])
-def test_pipeline_kv_cache_equals_recomputing_the_past(pipe, chunk, context_noise, seconds):
+@pytest.mark.parametrize("mode, chunk, context_noise, seconds", [
+    ("autoregressive", 1, 0.0, None), ("autoregressive", 3, 0.1, None),
+    ("autoregressive", 1, 0.0, 9 / 8), ("autoregressive", 2, 0.1, 9 / 8),
+    ("rolling", 1, 0.1, 9 / 8), ("rolling", 2, 0.0, 9 / 8)])
+def test_pipeline_kv_cache_equals_recomputing_the_past(pipe, mode, chunk, context_noise, seconds):
   """Also beyond the training length (9 frames = 5 latent frames, trained on 3): the ring
   buffer's window and the matrix path's sliding-window mask must agree."""
-  options = dict(mode="autoregressive", chunk=chunk, steps=3, context_noise=context_noise,
+  options = dict(mode=mode, chunk=chunk, steps=3, context_noise=context_noise,
                  guidance=3.0, negative_prompt="blue", seconds=seconds)
   cached = pipe.generate(pipe.resolve("a red circle", **options))["frames"]
   full = pipe.generate(pipe.resolve("a red circle", kv_cache=False, **options))["frames"]
@@ -277,6 +290,18 @@ def test_long_autoregressive_clip_streams_in_pieces(pipe):
   assert frames.shape == (33, 16, 16, 3)
   assert [len(p) for p in pieces] == [1] + [4] * 8  # frame 0 alone, then 2 latents = 4 frames
   np.testing.assert_array_equal(np.concatenate(pieces), frames)
+
+
+def test_long_rolling_clip_streams_in_pieces(pipe):
+  """Rolling mode past max_frames: streamed row by row (chunks in flight as one window), one
+  piece per chunk; a multistep sampler cannot stream rolling and keeps the matrix's limit."""
+  pieces = []
+  request = pipe.resolve("a red circle", mode="rolling", chunk=1, steps=3, seconds=33 / 8)
+  result = pipe.generate(request, on_frames=pieces.append, keep_frames=False)
+  assert result["frames"] is None and result["shape"] == (33, 16, 16, 3)
+  assert [len(p) for p in pieces] == [1] + [2] * 16
+  with pytest.raises(ValueError, match="at most"):
+    pipe.resolve("a red circle", mode="rolling", sampler="unipc", seconds=33 / 8)
 
 
 def test_extend_continues_a_video(pipe, tmp_path, capsys):

@@ -34,11 +34,18 @@ def _flat(d, prefix=""):
       yield prefix + k, v
 
 
-@pytest.mark.parametrize("name", ["spine", "spine_forcing", "sr_x2", "sr_x4"])
-def test_shipped_model_dirs_predate_fields_and_upgrade_keeps_what_they_have(name):
-  """The shipped model directories were written before several fields existed (so the golden
+# Configs written before fields existed: the shipped t2v models, and the upscaler shipped before
+# the `degrade` section (its config.json, kept as a fixture when the upscalers were retrained).
+OLD_CONFIGS = {"spine": os.path.join(ROOT, "checkpoints", "spine", "config.json"),
+               "spine_forcing": os.path.join(ROOT, "checkpoints", "spine_forcing", "config.json"),
+               "sr_x2 before degrade": os.path.join(FIXTURES, "sr_x2_config_before_degrade.json")}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_CONFIGS))
+def test_old_model_dirs_predate_fields_and_upgrade_keeps_what_they_have(name):
+  """These model directories were written before several fields existed (so the golden
   samples, tests/test_golden.py, also check that old model directories load unchanged)."""
-  with open(os.path.join(ROOT, "checkpoints", name, "config.json")) as f:
+  with open(OLD_CONFIGS[name]) as f:
     stored = json.load(f)
   config = upgrade(ml_collections.ConfigDict(stored))
   validate(config)
@@ -54,11 +61,14 @@ def test_shipped_model_dirs_predate_fields_and_upgrade_keeps_what_they_have(name
 def test_legacy_value_differs_from_the_default_where_declared():
   """A config without the upscaler's loss section trained without those terms (legacy 0), though
   new configs get them by default."""
-  old = ml_collections.ConfigDict(json.load(open(os.path.join(ROOT, "checkpoints", "sr_x2",
-                                                             "config.json"))))
+  old = ml_collections.ConfigDict(json.load(open(OLD_CONFIGS["sr_x2 before degrade"])))
   del old["loss"]
   assert upgrade(old).loss.to_dict() == dict(temporal_weight=0.0, input_noise=0.0)
   assert defaults("sr").loss.temporal_weight == 1.0
+  # Without the degrade section it trained on bicubic downscales alone.
+  degrade = upgrade(old).degrade
+  assert tuple(degrade.kernels) == ("bicubic",) and degrade.blur == degrade.jpeg == 0.0
+  assert tuple(defaults("sr").degrade.kernels) != ("bicubic",)
 
 
 def test_unknown_fields_in_a_config_file_are_refused(tmp_path):
@@ -98,15 +108,19 @@ def test_a_workdir_written_before_the_schema_resumes_bit_for_bit(tmp_path):
   from vdm.train.run import run_training
   os.environ["VDM_NO_PROGRESS"] = "1"
   old = str(tmp_path / "old")
-  run_training(load_config("configs/spine.py:tiny", ["train.dit.steps=3",
-                                                     "train.dit.checkpoint_every=3"]),
+  # That config trained in fp32 (dit.matmul_dtype's default then); a run resuming it says so.
+  fp32 = ["dit.matmul_dtype='float32'"]
+  run_training(load_config("configs/spine.py:tiny", fp32 + ["train.dit.steps=3",
+                                                            "train.dit.checkpoint_every=3"]),
                old, until="dit")
   shutil.copy(os.path.join(FIXTURES, "workdir_config_before_schema.json"),
               os.path.join(old, "config.json"))
   assert "prediction" not in json.load(open(os.path.join(old, "config.json")))
-  run_training(load_config("configs/spine.py:tiny"), old, until="dit")
+  with pytest.raises(ValueError, match="dit.matmul_dtype"):  # today's default is another model
+    run_training(load_config("configs/spine.py:tiny"), old, until="dit")
+  run_training(load_config("configs/spine.py:tiny", fp32), old, until="dit")
   fresh = str(tmp_path / "fresh")
-  run_training(load_config("configs/spine.py:tiny"), fresh, until="dit")
+  run_training(load_config("configs/spine.py:tiny", fp32), fresh, until="dit")
 
   def log(workdir):
     lines = [json.loads(l) for l in open(os.path.join(workdir, "dit", "metrics.jsonl"))]

@@ -1,4 +1,4 @@
-"""KV-cached autoregressive generation equals the full noise-level-matrix sampler."""
+"""KV-cached autoregressive and rolling generation equal the full noise-level-matrix sampler."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +7,9 @@ from flax import nnx
 
 from vdm.diffusion.samplers import euler
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import block_causal_mask, chunk_ids, generation_mode, sliding_window_mask
-from vdm.generate.streaming import generate_autoregressive, prefill
+from vdm.generate.modes import (block_causal_mask, chunk_bounds, chunk_ids, generation_mode,
+                               sliding_window_mask)
+from vdm.generate.streaming import generate_autoregressive, generate_rolling, prefill
 
 FRAMES, CHUNK, STEPS = 6, 2, 3
 
@@ -86,8 +87,9 @@ def test_sliding_window_mask_shape():
 def _chunk_velocity(model, text, mask):
   graphdef = nnx.graphdef(model)
 
-  def chunk_velocity(params, x, t, cache, offset):
-    return nnx.merge(graphdef, params).forward_cached(x, t, text, mask, cache, offset)
+  def chunk_velocity(params, x, t, cache, offset, frame_mask=None):
+    return nnx.merge(graphdef, params).forward_cached(x, t, text, mask, cache, offset,
+                                                      frame_mask)
 
   return chunk_velocity
 
@@ -124,3 +126,42 @@ def test_extension_after_prefill_equals_the_matrix_with_pinned_context(randomize
                jnp.concatenate([given, noise], axis=1), jnp.asarray(levels))
   np.testing.assert_array_equal(want[:, :2], given)
   np.testing.assert_allclose(got, want[:, 2:], atol=2e-4, rtol=2e-4)
+
+
+@pytest.mark.parametrize("frames, chunk, window, context_level, sampler, attention", [
+    (9, 1, 2, 0.0, "euler", "factorized"),   # many chunks in flight, a window of 2 frames
+    (9, 2, 4, 0.1, "heun", "factorized"),     # frame 0 alone, then pairs; noisy context
+    (7, 2, 3, 0.1, "euler", "full"),         # a window that cuts through a chunk
+])
+def test_rolling_stream_equals_the_matrix(randomized_dit, frames, chunk, window, context_level,
+                                          sampler, attention):
+  """The rolling matrix run as a stream (chunks in flight as one window, finished chunks in a
+  ring buffer of `window` frames) equals the matrix sampler over the whole clip under the
+  sliding-window mask; each chunk is emitted once, in order, with its final frames."""
+  from vdm.diffusion.samplers import sample
+  model = randomized_dit(attention=attention)
+  r = jax.random.split(jax.random.key(2), 2)
+  noise = jax.random.normal(r[0], (1, frames, 4, 4, 4))
+  text, mask = jax.random.normal(r[1], (1, 5, 16)), jnp.ones((1, 5), bool)
+  levels, temporal_mask = generation_mode("rolling", steps=STEPS, frames=frames, chunk=chunk,
+                                          context_level=context_level, shift=2.0, window=window)
+  want = sample(sampler, lambda x, t: model(x, t, text, mask, jnp.asarray(temporal_mask)),
+                noise, jnp.asarray(levels))
+  cache = empty_cache(depth=2, batch_tokens=4, slots=window, heads=4, head_dim=8)
+  seen = []
+  got = generate_rolling(_chunk_velocity(model, text, mask), nnx.state(model), noise, cache,
+                         chunk=chunk, steps=STEPS, window=window, context_level=context_level,
+                         shift=2.0, sampler=sampler,
+                         on_chunk=lambda first, x: seen.append((first, np.asarray(x))))
+  np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
+  assert [first for first, _ in seen] == [start for start, _ in chunk_bounds(frames, chunk)]
+  np.testing.assert_array_equal(np.concatenate([x for _, x in seen], axis=1), got)
+
+
+def test_rolling_stream_refuses_multistep_samplers(randomized_dit):
+  model = randomized_dit()
+  cache = empty_cache(depth=2, batch_tokens=4, slots=2, heads=4, head_dim=8)
+  with pytest.raises(ValueError, match="history"):
+    generate_rolling(_chunk_velocity(model, None, None), nnx.state(model),
+                     jnp.zeros((1, 5, 4, 4, 4)), cache, chunk=1, steps=2, window=2,
+                     sampler="unipc")

@@ -63,15 +63,18 @@ def cmd_ui(args) -> int:
                queue_size=args.queue)
 
 
-EVAL_SUITES = ("adherence", "rollout", "vae", "upscale", "prediction", "control", "av-sync")
-EVAL_NUM = dict(adherence=48, rollout=8, vae=32, upscale=32, prediction=100,  # --num defaults
-                control=16, **{"av-sync": 32})
+EVAL_SUITES = ("adherence", "rollout", "coherence", "vae", "upscale", "prediction", "control",
+               "av-sync")
+EVAL_NUM = dict(adherence=48, rollout=8, coherence=16, vae=32, upscale=32,  # --num defaults
+                prediction=100, control=16, **{"av-sync": 32})
 # The options each suite reads besides --checkpoint, --num and --out (the others must not be
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
-                    vae=(), upscale=(), prediction=("seed", "steps", "samples"),
-                    control=("seed", "steps"), **{"av-sync": ("seed", "steps", "guidance")})
-EVAL_DEFAULTS = dict(seed=0, lengths="1,2,4", samples=4)
+                    coherence=("seed", "steps", "lengths"), vae=(), upscale=(),
+                    prediction=("seed", "steps", "samples"), control=("seed", "steps"),
+                    **{"av-sync": ("seed", "steps", "guidance")})
+EVAL_DEFAULTS = dict(seed=0, samples=4)
+EVAL_LENGTHS = dict(rollout="1,2,4", coherence="1,4,8,16")  # --lengths defaults
 
 
 def cmd_eval(args) -> int:
@@ -89,6 +92,8 @@ def cmd_eval(args) -> int:
   for name, value in EVAL_DEFAULTS.items():
     if getattr(args, name) is None:
       setattr(args, name, value)
+  if args.lengths is None:
+    args.lengths = EVAL_LENGTHS.get(suite)
   out = args.out or f"outputs/eval_{suite}.json"
   check_output_path(out, "--out")
   # None means the suite's default; any number given (0 included) is checked by the suite.
@@ -97,8 +102,7 @@ def cmd_eval(args) -> int:
     from vdm.eval.run import run_adherence
     run_adherence(args.checkpoint, num=num, seed=args.seed, out=out,
                   steps=args.steps, guidance=args.guidance)
-  elif suite == "rollout":
-    from vdm.eval.rollout import run_rollout
+  elif suite in ("rollout", "coherence"):
     try:
       lengths = tuple(int(n) for n in args.lengths.split(","))
     except ValueError:
@@ -106,8 +110,14 @@ def cmd_eval(args) -> int:
     if not lengths or min(lengths) < 1:
       raise ValueError(f"--lengths must be comma-separated integers >= 1 (multiples of the "
                        f"training length), got {args.lengths!r}")
-    run_rollout(args.checkpoint, num=num, seeds=tuple(range(args.seed, args.seed + 3)),
-                lengths=lengths, steps=args.steps, out=out)
+    if suite == "rollout":
+      from vdm.eval.rollout import run_rollout
+      run_rollout(args.checkpoint, num=num, seeds=tuple(range(args.seed, args.seed + 3)),
+                  lengths=lengths, steps=args.steps, out=out)
+    else:
+      from vdm.eval.coherence import run_coherence
+      run_coherence(args.checkpoint, num=num, seed=args.seed, lengths=lengths,
+                    steps=args.steps, out=out)
   elif suite == "vae":
     from vdm.eval.run import run_vae_reconstruction
     run_vae_reconstruction(args.checkpoint, num=num, out=out)
@@ -205,15 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--suite", dest="suite_option", default=None, help="same as the positional")
   p.add_argument("--checkpoint", default=default_checkpoint())
   p.add_argument("--num", type=int, default=None,
-                 help="prompts / clips (adherence 48, rollout 8, vae 32, upscale 32, "
-                      "prediction 100, control 16 per part, av-sync 32)")
+                 help="prompts / clips (adherence 48, rollout 8, coherence 16, vae 32, "
+                      "upscale 32, prediction 100, control 16 per part, av-sync 32)")
   p.add_argument("--seed", type=int, default=None,
-                 help="adherence, rollout, prediction, control, av-sync (0)")
+                 help="adherence, rollout, coherence, prediction, control, av-sync (0)")
   p.add_argument("--steps", type=int, default=None,
-                 help="adherence, rollout, prediction, control, av-sync")
+                 help="adherence, rollout, coherence, prediction, control, av-sync")
   p.add_argument("--guidance", type=float, default=None, help="adherence, av-sync")
   p.add_argument("--lengths", default=None,
-                 help="rollout: multiples of the training length (1,2,4)")
+                 help="rollout (1,2,4), coherence (1,4,8,16): multiples of the training "
+                      "length")
   p.add_argument("--samples", type=int, default=None,
                  help="prediction: samples per clip, scored per sample and best-of-K (4)")
   p.add_argument("--out", default="", help="default outputs/eval_<suite>.json")
@@ -250,6 +261,11 @@ def main(argv=None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
+  except BrokenPipeError:
+    # The reader of stdout went away (`vdm config show ... | head`): not an error of the input.
+    # Point stdout at devnull so the interpreter's final flush cannot raise again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
   # ValueError includes PipelineError and ConfigError; OSError is what the filesystem raises
   # for a path the checks above cannot foresee (a disk that fills, a file removed meanwhile).
   except (ValueError, OSError) as e:

@@ -210,6 +210,15 @@ def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalV
     save_params(audio_vae, os.path.join(directory, "audio_vae"))
 
 
+def load_vae(directory: str, config) -> CausalVAE:
+  """The VAE of a model directory (`vae.init_from`), built from `config`'s vae fields: its
+  weights must fit them (`load_params` names the parameters that do not)."""
+  if not os.path.isdir(os.path.join(directory, "vae")):
+    raise FileNotFoundError(f"vae.init_from={directory!r}: no vae/ folder there (a model "
+                            "directory written by `vdm train`, e.g. checkpoints/spine)")
+  return load_params(nnx.eval_shape(lambda: build_vae(config)), os.path.join(directory, "vae"))
+
+
 def check_model_dir(directory: str) -> None:
   """Raises FileNotFoundError naming what is missing from a model directory."""
   if not os.path.isdir(directory):

@@ -2,13 +2,24 @@
 between them. Its data section names frames by aspect and short side."""
 from __future__ import annotations
 
-from vdm.config.fields import Field, integer, number, one_of, require, text
+from vdm.config.fields import Check, Field, integer, number, one_of, require, text
 from vdm.config.t2v import SEED, clip_fields, stage
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 
 POSITIVE = integer(1)
 NON_NEGATIVE = integer(0)
+
+# Downscaling kernels the training degradations draw from (vdm.post.degradations.KERNELS maps each
+# to its resize method; named here so the config does not import the post package).
+DOWNSCALE_KERNELS = ("area", "bilinear", "bicubic", "lanczos")
+
+
+def kernel_tuple() -> Check:
+  """A non-empty tuple (or JSON list) of downscaling kernel names."""
+  return Check(lambda v: isinstance(v, (tuple, list)) and len(v) > 0
+               and all(k in DOWNSCALE_KERNELS for k in v),
+               f"a non-empty tuple of {DOWNSCALE_KERNELS}")
 
 SCHEMA = dict(
     name=Field("sr_x2", "the run's name", text()),
@@ -31,6 +42,24 @@ SCHEMA = dict(
         input_noise=Field(2.0, "max std (8-bit levels) of per-frame noise on the training input "
                           "only, so the model averages input flicker away",
                           number(0.0, 25.0), legacy=0.0),
+    ),
+    # The training input's random degradation chain (vdm.post.degradations.random_degrade): real
+    # low-resolution footage comes from resizers, blur, noise and codecs the model never saw.
+    degrade=dict(
+        kernels=Field(DOWNSCALE_KERNELS, "downscaling kernels drawn from, one per clip",
+                      kernel_tuple(), legacy=("bicubic",)),
+        blur=Field(1.0, "max sigma (high-resolution pixels) of the Gaussian blur before "
+                   "downscaling, drawn per clip", number(0.0, 5.0), legacy=0.0),
+        jpeg=Field(0.5, "probability that a clip is JPEG-compressed after downscaling",
+                   number(0.0, 1.0), legacy=0.0),
+        jpeg_quality=Field(30.0, "lowest JPEG quality drawn (uniform up to 95)",
+                           number(1.0, 95.0)),
+        shuffle=Field(0.5, "share of training clips whose frames are put in random order, so "
+                      "the model uses a neighbouring frame only where it matches (real footage "
+                      "moves faster than the photo pans)", number(0.0, 1.0), legacy=0.0),
+        chroma=Field(0.75, "probability that a JPEG-compressed clip's chroma is coded at half "
+                     "resolution (4:2:0, as most JPEGs and nearly all video)", number(0.0, 1.0),
+                     legacy=0.0),
     ),
     model=dict(
         width=Field(32, "channels", POSITIVE),

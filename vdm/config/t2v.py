@@ -89,6 +89,8 @@ SCHEMA = dict(
         width=Field(32, "frame width in pixels", POSITIVE),
         **clip_fields(frames=9, num_train=20000, num_test=256, long_factor=4, num_long=32),
         num_digits=Field(2, "moving_mnist: digits per clip", POSITIVE),
+        wrap=Field(False, "simple: objects move on a torus (leave one edge, re-enter at the "
+                   "opposite one), so a clip of any length keeps its caption's motion", BOOL),
         name=Field("", "folder: the dataset name given to `vdm data import --out`", text()),
         sample_rate=Field(0, "scenes, sound_scenes: audio samples per second of the soundtrack "
                           "stored beside the frames (0: none; a multiple of data.fps)",
@@ -141,6 +143,9 @@ SCHEMA = dict(
         disc_start=Field(0, "VAE step at which the discriminator starts",
                          integer(0, what="a step")),
         disc_channels=Field(32, "discriminator width", POSITIVE),
+        init_from=Field("", "a model directory whose VAE (same vae fields) is used as is: the "
+                        "vae stage trains nothing; '' trains one",
+                        text("a path string ('' trains the VAE)")),
     ),
     dit=dict(
         width=Field(192, "token width", POSITIVE),
@@ -163,8 +168,11 @@ SCHEMA = dict(
         temporal_patch=Field(1, "latent frames per token frame: frame 0 alone, then groups of "
                              "this many; levels are shared within a group",
                              integer(1, 16)),
-        matmul_dtype=Field("float32", "bfloat16: bf16 matmul inputs with fp32 accumulation and "
-                           "master weights", one_of(("float32", "bfloat16"))),
+        # bf16 by default: the train step measured 1.2-1.3x faster on the CPUs this runs on
+        # (benchmarks/README.md); models written before this field were trained in fp32.
+        matmul_dtype=Field("bfloat16", "bfloat16: bf16 matmul inputs with fp32 accumulation and "
+                           "master weights; float32: fp32 throughout",
+                           one_of(("float32", "bfloat16")), legacy="float32"),
         fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
                          "on CPU; vdm/dit/fast_ops.py)", BOOL),
         guidance_input=Field(False, "the guidance scale is an input (a guidance-distilled "
@@ -294,7 +302,16 @@ SCHEMA = dict(
                                     NON_NEGATIVE)),
         # The audio VAE (audio.enabled only).
         audio=stage(steps=2000, batch_size=16, learning_rate=2e-3),
-        dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01),
+        dit=stage(steps=4000, batch_size=32, learning_rate=8e-4, weight_decay=0.01,
+                  cache=Field(True, "encode each training clip once with the VAE (and, with "
+                              "text.freeze, each caption once with the text encoder) and train "
+                              "from that cache beside the dataset (vdm/train/latent_cache.py)",
+                              BOOL, legacy=False),
+                  eval_every=Field(0, "steps between held-out prompt-adherence scores of the "
+                                   "EMA weights during training (eval.jsonl; 0: none)",
+                                   NON_NEGATIVE),
+                  eval_num=Field(32, "held-out prompts each of those scores samples",
+                                 POSITIVE)),
     ),
 )
 
@@ -455,6 +472,11 @@ def _check_level_schemes(config) -> None:
           "0 unless diffusion.given_frames >= 1 (no frames to give)")
   require(d.given_prob == 0 or not teacher, "diffusion.given_prob", d.given_prob,
           "0 with diffusion.teacher_forcing=True (two level schemes at once)")
+  require(not d.motion_supervision_weight or not config.data.wrap,
+          "diffusion.motion_supervision_weight", d.motion_supervision_weight,
+          "0 with data.wrap=True (the exact latent flow is built for clips that do not wrap)")
+  require(not config.data.wrap or kind == "simple", "data.wrap", config.data.wrap,
+          f"False with data.kind={kind!r} (only the simple kind wraps)")
   require(d.given_prob == 0 or config.dit.temporal_patch == 1, "diffusion.given_prob",
           d.given_prob, "0 unless dit.temporal_patch=1 (given frames are whole token frames)")
 
@@ -501,6 +523,16 @@ def _check_text_pretrain(config) -> None:
   require(needed <= p.num_sentinels <= 1000, "text_pretrain.num_sentinels", p.num_sentinels,
           f"an integer in [{needed}, 1000] ({needed}: the most spans a row of "
           f"text.max_length={config.text.max_length} ids gets at this density and span length)")
+
+
+def check_vae_init(config) -> None:
+  """vae.init_from names a model directory with a VAE. Checked when training starts, not on
+  every load: an exported model keeps the path it was trained from, which need not exist where
+  the model is used."""
+  import os
+  init_from = config.vae.init_from
+  require(init_from == "" or os.path.isdir(os.path.join(init_from, "vae")), "vae.init_from",
+          init_from, "'' or a model directory with a vae/ folder (e.g. checkpoints/spine)")
 
 
 def _check_sampling_defaults(config) -> None:

@@ -22,7 +22,8 @@ def add_data_arguments(subparsers) -> argparse.ArgumentParser:
   p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where TFDS datasets live")
   p.add_argument("--short-side", type=int, default=64, help="pixels of each clip's short side")
   p.add_argument("--fps", type=int, default=8, help="frame rate clips are resampled to")
-  p.add_argument("--lengths", default="16,32", help="duration buckets in frames, e.g. 16,32")
+  p.add_argument("--lengths", default="17,33",  # = importer.ImportOptions.lengths
+                 help="duration buckets in frames (1 + 2k, what `vdm train` takes), e.g. 17,33")
   p.add_argument("--aspects", default="1:1,16:9,9:16", help="aspect buckets")
   p = sub.add_parser("prepare", help="generate a synthetic dataset (configs/data_scenes.py)")
   p.add_argument("arg", nargs="?", default="",

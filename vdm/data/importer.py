@@ -43,7 +43,8 @@ JUDGE_VERSION = 2
 class ImportOptions:
   short_side: int = 64
   fps: int = 8
-  lengths: tuple[int, ...] = (16, 32)
+  # 1 + 2k frames: what the causal VAE (temporal stride 2) takes, so `vdm train` reads the buckets.
+  lengths: tuple[int, ...] = (17, 33)
   aspects: tuple[str, ...] = ("1:1", "16:9", "9:16")
 
 

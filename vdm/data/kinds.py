@@ -130,7 +130,8 @@ def _folder(fields, data_dir):
 _COMMON = ("frames", "fps", "num_train", "num_test", "seed")
 register_data_kind(DataKind(
     "simple", "one coloured shape sliding over a flat background (the spine's data)",
-    ("height", "width") + _COMMON, _simple, caption_corpus=_simple_corpus, exact_flow=True))
+    ("height", "width", "wrap") + _COMMON, _simple, caption_corpus=_simple_corpus,
+    exact_flow=True))
 _SCENES = ("height", "width", "long_factor", "max_objects", "num_long", "sample_rate") + _COMMON
 register_data_kind(DataKind(
     "scenes", "1-3 objects, textured backgrounds, camera motion, layered captions (with "

@@ -90,6 +90,19 @@ class CaptionSource(grain.sources.RandomAccessDataSource):
     return f"CaptionSource(num={len(self._captions)}, sha256={digest})"
 
 
+def make_source_loader(source, *, batch_size: int, seed: int) -> grain.DataLoader:
+  """Shuffled, endlessly repeating batches of a grain data source whose records are dicts of
+  arrays and str (e.g. `vdm.train.latent_cache.LatentSource`), stacked by `stack_examples`;
+  the same seed visits the same record indices in the same order as `make_loader`'s."""
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  sampler = grain.samplers.IndexSampler(num_records=len(source), shuffle=True, seed=seed,
+                                        num_epochs=None, shard_options=grain.sharding.NoSharding())
+  return grain.DataLoader(data_source=source, sampler=sampler, worker_count=0,
+                          operations=[grain.transforms.Batch(batch_size, drop_remainder=True,
+                                                             batch_fn=stack_examples)])
+
+
 def make_caption_loader(captions: list[str], *, batch_size: int, seed: int) -> grain.DataLoader:
   """Shuffled, endlessly repeating batches {'caption': object array of str [B]} of `captions`
   (text-only training); deterministic for a seed, and checkpointable like `make_loader`'s."""

@@ -11,6 +11,12 @@ per frame) is what the pixel-based adherence metric in `vdm.eval.adherence` is c
 
 Coordinates: x is the column, y the row, both in pixels, with pixel (row i, column j) centred at
 (x=j, y=i). Image y grows downward, so 'up' means decreasing y.
+
+Wrapped clips (`wrap=True`, `config.data.wrap`): the frame is a torus, so an object leaving one
+edge re-enters at the opposite one. The object can start anywhere and keeps its caption's motion
+for any number of frames: a clip 16 times the training length has ground truth too (the
+long-clip coherence suite, `vdm.eval.coherence`, is checked against such clips). The centre
+path stays unwrapped (it keeps growing past the edge); the pixels show it modulo the frame.
 """
 import dataclasses
 from typing import Iterator
@@ -47,7 +53,8 @@ class ClipSpec:
 
   color, background: indices into COLORS (never equal); shape: index into SHAPES; direction:
   index into DIRECTIONS; radius: object radius in pixels; start: (x, y) centre at frame 0;
-  speed: pixels per frame along the direction; phrasing: index into PHRASINGS for the caption.
+  speed: pixels per frame along the direction; phrasing: index into PHRASINGS for the caption;
+  wrap: the clip is rendered on a torus (see the module docstring).
   """
   color: int
   shape: int
@@ -57,6 +64,7 @@ class ClipSpec:
   start: tuple[float, float]
   speed: float
   phrasing: int = 0
+  wrap: bool = False
 
 
 def is_held_out(color: int, shape: int, direction: int, background: int) -> bool:
@@ -74,8 +82,9 @@ def _check_split(split: str) -> None:
 
 
 def sample_spec(rng: np.random.Generator, height: int, width: int, frames: int,
-                split: str) -> ClipSpec:
-  """Draws a clip whose object stays fully inside the [height, width] frame for all frames.
+                split: str, *, wrap: bool = False) -> ClipSpec:
+  """Draws a clip whose object stays fully inside the [height, width] frame for all frames
+  (wrap=False), or one on a torus that starts anywhere (wrap=True; same speeds).
 
   'train' never returns a held-out composition; 'test' returns only held-out ones.
   """
@@ -106,9 +115,19 @@ def sample_spec(rng: np.random.Generator, height: int, width: int, frames: int,
   along_start = first if sign > 0 else first + travel
   across_pos = float(rng.uniform(radius, across - 1 - radius))
   start = (along_start, across_pos) if horizontal else (across_pos, along_start)
+  if wrap:  # anywhere on the torus; drawn after the rest, so wrap=False clips are unchanged
+    start = (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
   phrasing = int(rng.integers(len(PHRASINGS)))
   return ClipSpec(color=color, shape=shape, direction=direction, background=background,
-                  radius=radius, start=start, speed=speed, phrasing=phrasing)
+                  radius=radius, start=start, speed=speed, phrasing=phrasing, wrap=bool(wrap))
+
+
+def speed_range(height: int, width: int, frames: int, direction: int) -> tuple[float, float]:
+  """(lowest, highest) speed in pixels per frame that `sample_spec` draws for clips of `frames`
+  frames moving along `direction`: what a caption's motion means in this world (its travel
+  over a clip is 35-55 % of the frame along the motion; clamped only at tiny sizes)."""
+  along = width if DIRECTIONS[direction] in ("left", "right") else height
+  return tuple(f * along / (frames - 1) for f in _TRAVEL_FRACTION)
 
 
 def caption(spec: ClipSpec) -> str:
@@ -126,10 +145,14 @@ def centers(spec: ClipSpec, frames: int) -> np.ndarray:
 
 
 def shape_mask(shape: int, cx: float, cy: float, radius: float, height: int,
-               width: int) -> np.ndarray:
-  """Boolean [H, W] mask of one shape centred at (cx, cy)."""
+               width: int, *, wrap: bool = False) -> np.ndarray:
+  """Boolean [H, W] mask of one shape centred at (cx, cy); wrap: on the torus (offsets taken
+  to the nearest copy of the centre, so any cx, cy works)."""
   dx = np.arange(width, dtype=np.float64)[None, :] - cx
   dy = np.arange(height, dtype=np.float64)[:, None] - cy
+  if wrap:
+    dx = (dx + width / 2) % width - width / 2
+    dy = (dy + height / 2) % height - height / 2
   name = SHAPES[shape]
   if name == "circle":
     return dx**2 + dy**2 <= radius**2
@@ -147,14 +170,16 @@ def render_clip(spec: ClipSpec, height: int, width: int,
                 frames: int) -> tuple[np.ndarray, dict]:
   """Renders a clip (no anti-aliasing).
 
-  Returns (video uint8 [T, H, W, 3], truth) where truth holds 'center' float32 [T, 2] (x, y),
+  Returns (video uint8 [T, H, W, 3], truth) where truth holds 'center' float32 [T, 2] (x, y;
+  unwrapped for a wrapped spec),
   'radius' float32 and the int indices 'color', 'shape', 'direction', 'background'.
   """
   path = centers(spec, frames)
   video = np.empty((frames, height, width, 3), np.uint8)
   video[:] = PALETTE[spec.background]
   for t, (cx, cy) in enumerate(path):
-    video[t][shape_mask(spec.shape, cx, cy, spec.radius, height, width)] = PALETTE[spec.color]
+    video[t][shape_mask(spec.shape, cx, cy, spec.radius, height, width,
+                        wrap=spec.wrap)] = PALETTE[spec.color]
   truth = dict(center=path, radius=np.float32(spec.radius), color=spec.color, shape=spec.shape,
                direction=spec.direction, background=spec.background)
   return video, truth
@@ -193,18 +218,28 @@ def example_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def make_example(seed: int, split: str, index: int, height: int, width: int,
-                 frames: int) -> dict:
+                 frames: int, *, wrap: bool = False) -> dict:
   """One example: 'video' uint8 [T, H, W, 3], 'caption' str, and the render_clip truth."""
-  spec = sample_spec(example_rng(seed, split, index), height, width, frames, split)
+  spec = sample_spec(example_rng(seed, split, index), height, width, frames, split, wrap=wrap)
   video, truth = render_clip(spec, height, width, frames)
   return dict(video=video, caption=caption(spec), **truth)
 
 
 def generate_examples(seed: int, split: str, num: int, height: int, width: int,
-                      frames: int) -> Iterator[tuple[int, dict]]:
+                      frames: int, *, wrap: bool = False) -> Iterator[tuple[int, dict]]:
   """Yields (index, example) for index in [0, num); see make_example for the example dict."""
   for i in range(num):
-    yield i, make_example(seed, split, i, height, width, frames)
+    yield i, make_example(seed, split, i, height, width, frames, wrap=wrap)
+
+
+def long_example(seed: int, index: int, height: int, width: int, frames: int, length: int, *,
+                 wrap: bool = True) -> dict:
+  """Test example `index` (as `make_example` draws it for `frames`-frame clips) rendered
+  `length` times as long, 1 + (frames - 1) * length frames at the same speed: the ground truth
+  of a long rollout of its caption (on the torus, where every length has one)."""
+  spec = sample_spec(example_rng(seed, "test", index), height, width, frames, "test", wrap=wrap)
+  video, truth = render_clip(spec, height, width, 1 + (frames - 1) * length)
+  return dict(video=video, caption=caption(spec), speed=np.float32(spec.speed), **truth)
 
 
 def caption_corpus(seed: int, num: int, split: str = "train") -> list[str]:

@@ -24,12 +24,15 @@ class SimpleVideosConfig(tfds.core.BuilderConfig):
   num_train: int = 1024
   num_test: int = 128
   seed: int = 0
+  wrap: bool = False
 
 
 def config_name(*, height: int, width: int, frames: int, fps: int, num_train: int,
-                num_test: int, seed: int) -> str:
-  """A config name unique to every setting, so datasets never overwrite each other on disk."""
-  return f"{height}x{width}_t{frames}_fps{fps}_train{num_train}_test{num_test}_seed{seed}"
+                num_test: int, seed: int, wrap: bool = False) -> str:
+  """A config name unique to every setting, so datasets never overwrite each other on disk
+  (unwrapped clips keep the names they had before `wrap` existed)."""
+  return (f"{height}x{width}_t{frames}_fps{fps}_train{num_train}_test{num_test}_seed{seed}"
+          + ("_wrap" if wrap else ""))
 
 
 class SimpleVideos(tfds.core.GeneratorBasedBuilder):
@@ -80,29 +83,33 @@ class SimpleVideos(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str, num: int):
     c = self.builder_config
-    yield from simple.generate_examples(c.seed, split, num, c.height, c.width, c.frames)
+    yield from simple.generate_examples(c.seed, split, num, c.height, c.width, c.frames,
+                                        wrap=c.wrap)
 
 
 def make_builder(data_dir: str, *, height: int, width: int, frames: int, fps: int,
-                 num_train: int, num_test: int, seed: int) -> SimpleVideos:
-  """A builder for these settings under `data_dir` (not prepared; see `prepare`)."""
+                 num_train: int, num_test: int, seed: int, wrap: bool = False) -> SimpleVideos:
+  """A builder for these settings under `data_dir` (not prepared; see `prepare`); wrap: objects
+  move on a torus (`vdm.data.simple`)."""
   params = dict(height=height, width=width, frames=frames, fps=fps, num_train=num_train,
                 num_test=num_test, seed=seed)
+  if not isinstance(wrap, bool):
+    raise ValueError(f"wrap must be True or False, got {wrap!r}")
   for key, value in params.items():
     if not isinstance(value, (int, np.integer)) or value < (1 if key != "seed" else 0):
       raise ValueError(f"{key} must be a {'non-negative' if key == 'seed' else 'positive'} "
                        f"int, got {value!r}")
   if frames < 2:
     raise ValueError(f"frames must be >= 2 to show motion, got {frames}")
-  config = SimpleVideosConfig(name=config_name(**params), **params)
+  config = SimpleVideosConfig(name=config_name(**params, wrap=wrap), **params, wrap=wrap)
   return SimpleVideos(config=config, data_dir=data_dir, file_format="array_record")
 
 
 def prepare(data_dir: str, *, height: int, width: int, frames: int, fps: int, num_train: int,
-            num_test: int, seed: int) -> SimpleVideos:
+            num_test: int, seed: int, wrap: bool = False) -> SimpleVideos:
   """Like make_builder, but generates the dataset first if it is not on disk yet."""
   builder = make_builder(data_dir, height=height, width=width, frames=frames, fps=fps,
-                         num_train=num_train, num_test=num_test, seed=seed)
+                         num_train=num_train, num_test=num_test, seed=seed, wrap=wrap)
   if not builder.is_prepared():
     # try_download_gcs=False: never ask a hub for a prebuilt copy ("no hidden downloads").
     builder.download_and_prepare(

@@ -38,6 +38,9 @@ import jax.numpy as jnp
 SAMPLERS: dict = {}
 # Plus euler/heun with churn > 0 and ddim with eta > 0.
 STOCHASTIC_SAMPLERS = ("euler_ancestral", "consistency")
+# Samplers whose step uses earlier steps' evaluations (per-frame history): they cannot be run one
+# row of a noise-level matrix at a time (rolling generation as a stream).
+MULTISTEP_SAMPLERS = ("dpmpp_2m", "unipc")
 UNIPC_VARIANTS = ("bh1", "bh2")
 
 

@@ -205,7 +205,8 @@ class Attention(nnx.Module):
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,
-                       past_valid: jax.Array, rope=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+                       past_valid: jax.Array, rope=None,
+                       mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Self-attention of x over cached keys/values plus its own (the KV-cache step).
 
     Args:
@@ -213,6 +214,8 @@ class Attention(nnx.Module):
       past_k, past_v: [B, S, H, D/H] cached keys and values (e.g. earlier frames, a ring buffer).
       past_valid: [S] bool, which cache slots hold data.
       rope: (cos, sin) [B, L, D/H/2] of x's positions, or None.
+      mask: [L, S + L] bool or None: which cached slots and new tokens each new token may attend
+        (and-ed with past_valid); None: all of them.
     Returns:
       (output [B, L, D], k, v) with k, v [B, L, H, D/H] of x, for the caller to cache.
     """
@@ -222,9 +225,11 @@ class Attention(nnx.Module):
     # Cached keys are normalised and rotated to their own positions, so they are never touched
     # again: with RoPE the score of a new query and a cached key depends on their distance only.
     k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
-    mask = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
+    visible = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
+    if mask is not None:
+      visible = visible & mask[None, None]
     y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
-                                     jnp.concatenate([past_v, v], axis=1), mask=mask)
+                                     jnp.concatenate([past_v, v], axis=1), mask=visible)
     return self.out(y.reshape(b, length, d)), k, v
 
 

@@ -109,9 +109,10 @@ class DiTBlock(nnx.Module):
     frame [B, T, L, D] and [B, T, L]; temporal_mask [T, T];
     rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
-    With `past` = (k, v [B*N, S, H, D/H], valid [S]) the self-attention also sees cached
-    earlier frames (this chunk attends itself fully); returns (x, (k, v) of this chunk, each
-    [B*N, T, H, D/H]) then. Both layouts cache in that shape.
+    With `past` = (k, v [B*N, S, H, D/H], valid [S], frame_mask) the self-attention also sees
+    cached earlier frames; frame_mask [T, S + T] bool says which cached slots and which of these
+    frames each frame attends (None: all; this chunk attends itself fully). Returns (x, (k, v)
+    of these frames, each [B*N, T, H, D/H]) then. Both layouts cache in that shape.
     """
     b, t, n, d = x.shape
     mods = jnp.split(self.modulation(jax.nn.silu(cond)), self.num_modulations, axis=-1)
@@ -127,7 +128,7 @@ class DiTBlock(nnx.Module):
       if past is None:
         h = self.temporal(h, mask=temporal_mask, rope=rope_t)
       else:
-        h, k, v = self.temporal.attend_with_past(h, *past, rope=rope_t)
+        h, k, v = self.temporal.attend_with_past(h, *past[:3], rope=rope_t, mask=past[3])
       x = x + gate(gate_t) * h.reshape(b, n, t, d).transpose(0, 2, 1, 3)
     else:
       (shift_a, scale_a, gate_a), mlp_mods = mods[:3], mods[3:]
@@ -138,8 +139,12 @@ class DiTBlock(nnx.Module):
           mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
         h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b))
       else:
-        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past, b, n),
-                                              rope=_rope_layout(rope, "joint", b))
+        frame_mask = past[3]
+        token_mask = (None if frame_mask is None else
+                      jnp.repeat(jnp.repeat(frame_mask, n, axis=0), n, axis=1))
+        h, k, v = self.joint.attend_with_past(h, *_tokens_of_frames(*past[:3], b, n),
+                                              rope=_rope_layout(rope, "joint", b),
+                                              mask=token_mask)
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
@@ -394,7 +399,7 @@ class DiT(nnx.Module):
                          control=control, audio=(audio, audio_levels),
                          conditions=conditions)[0]
 
-  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset,
+  def forward_cached(self, z, levels, text, text_mask, cache, frame_offset, frame_mask=None,
                      control: Control | None = None, *, guidance=None, step=None):
     """One chunk of frames after cached earlier ones (autoregressive generation).
 
@@ -402,18 +407,22 @@ class DiT(nnx.Module):
       z: [B, k, h, w, C] the chunk's latents; levels [B, k].
       cache: `vdm.generate.kv_cache.KVCache` with k, v [depth, B*N, S, H, D/H], valid [S].
       frame_offset: index of the chunk's first frame in the whole clip (for positions).
+      frame_mask: [k, S + k] bool, which cache slots and which of the k frames each frame
+        attends (several chunks at once: rolling generation), or None: every valid slot and
+        every frame of the chunk.
       control: the chunk's `Control` inputs ([B, k, ...]) or None.
       guidance, step: the scalar conditions, as in `__call__`.
     Returns:
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
-    Equals the full forward under a block-causal temporal mask whose last block is this chunk.
+    Equals the full forward under a block-causal temporal mask whose last block is this chunk
+    (with frame_mask: under that mask's rows).
     """
     if self.temporal_patch > 1:
       raise ValueError(f"the KV-cached forward needs dit.temporal_patch=1 (this model has "
                        f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
                        "not supported")
     return self._forward(z, levels, text, text_mask, None, cache, frame_offset, control,
-                         conditions=dict(guidance=guidance, step=step))
+                         frame_mask=frame_mask, conditions=dict(guidance=guidance, step=step))
 
   def _control_inputs(self, control: Control | None, b: int, t: int, n: int):
     """(tokens [B, T, N, F], frames [B, T, G]) of `control`, zeros for a part not given; None
@@ -447,7 +456,7 @@ class DiT(nnx.Module):
     return getattr(self, f"{name}_embed")(value, frames, self.width)
 
   def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0,
-               control=None, audio=None, conditions=None):
+               control=None, audio=None, frame_mask=None, conditions=None):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
@@ -504,9 +513,10 @@ class DiT(nnx.Module):
       return self._joint_blocks(x, cond, text, text_mask, temporal_mask, pooled, frame_offset,
                                 audio, (h, w, frames))
     if self.scan_layers:
-      x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+      x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache, frame_mask)
     else:
-      x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache)
+      x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache,
+                                    frame_mask)
     return self._video_out(x, cond, (h, w, frames)), kv
 
   def _video_out(self, x, cond, size):
@@ -543,7 +553,8 @@ class DiT(nnx.Module):
     a = self.audio_final(modulate(self.final_norm(a), shift, scale))
     return (self._video_out(x, cond, size), a), None
 
-  def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
+  def _unrolled_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache,
+                       frame_mask=None):
     """The blocks one after another; returns (x, None or this chunk's (k, v) [depth, ...])."""
     new_k, new_v = [], []
     for i, block in enumerate(self.blocks):
@@ -553,14 +564,14 @@ class DiT(nnx.Module):
       elif cache is None:
         x = block(x, cond, text, text_mask, temporal_mask, rope=rope)
       else:
-        x, (k, v) = block(x, cond, text, text_mask, past=(cache.k[i], cache.v[i], cache.valid),
-                          rope=rope)
+        x, (k, v) = block(x, cond, text, text_mask,
+                          past=(cache.k[i], cache.v[i], cache.valid, frame_mask), rope=rope)
         new_k.append(k)
         new_v.append(v)
       x = constrain(x, _TOKENS)
     return x, ((jnp.stack(new_k), jnp.stack(new_v)) if cache is not None else None)
 
-  def _scan_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache):
+  def _scan_blocks(self, x, cond, text, text_mask, temporal_mask, rope, cache, frame_mask=None):
     """The stacked blocks under jax.lax.scan: layer i's weights (and cached keys and values,
     [depth, ...] like the weights) are the i-th slice. Same results as `_unrolled_blocks`."""
     graphdef, weights = nnx.split(self.blocks)
@@ -569,7 +580,8 @@ class DiT(nnx.Module):
       block = nnx.merge(graphdef, slices[0])
       if cache is None:
         return constrain(block(x, cond, text, text_mask, temporal_mask, rope=rope), _TOKENS), None
-      x, kv = block(x, cond, text, text_mask, past=(*slices[1], cache.valid), rope=rope)
+      x, kv = block(x, cond, text, text_mask, past=(*slices[1], cache.valid, frame_mask),
+                    rope=rope)
       return constrain(x, _TOKENS), kv
 
     if cache is None and self.remat != "none":  # the policy applies to each layer in the scan

@@ -52,11 +52,25 @@ def _masks(distance: np.ndarray, threshold: np.ndarray) -> np.ndarray:
   return np.stack([_largest_component(d > thr) for d, thr in zip(distance, threshold)])
 
 
-def detect_object(video: np.ndarray) -> dict:
+def _seams(video: np.ndarray) -> np.ndarray:
+  """Per frame, the (column, row) [T, 2] int with the fewest object-like pixels: where a
+  wrapped frame can be cut without cutting the object (it never spans the whole frame)."""
+  pixels = video.astype(np.float32)
+  border = np.concatenate([pixels[:, 0], pixels[:, -1], pixels[:, 1:-1, 0],
+                           pixels[:, 1:-1, -1]], axis=1)
+  distance = np.linalg.norm(_smooth3(pixels) - np.median(border, axis=1)[:, None, None], axis=-1)
+  coarse = distance > _COARSE_THRESHOLD  # [T, H, W]
+  return np.stack([coarse.sum(axis=1).argmin(axis=1), coarse.sum(axis=2).argmin(axis=1)], -1)
+
+
+def detect_object(video: np.ndarray, *, wrap: bool = False) -> dict:
   """Finds the single object in a clip.
 
   Args:
     video: uint8 [T, H, W, 3].
+    wrap: the frames are a torus (`vdm.data.simple` wrapped clips): each frame is first rolled so
+      that its emptiest column and row are the border, so an object split by the edge is found
+      whole; centres are then given modulo the frame size.
   Returns:
     dict with 'color' (palette index, -1 if nothing found), 'centers' float32 [T, 2] (x, y
     centroid, nan where not found), 'mask' bool [T, H, W] and 'background' (palette index).
@@ -64,6 +78,15 @@ def detect_object(video: np.ndarray) -> dict:
   video = np.asarray(video)
   if video.ndim != 4 or video.shape[-1] != 3:
     raise ValueError(f"video must be [T, H, W, 3], got shape {video.shape}")
+  if wrap:
+    seams = _seams(video)
+    rolled = np.stack([np.roll(f, (-sy, -sx), axis=(0, 1)) for f, (sx, sy) in zip(video, seams)])
+    found = detect_object(rolled)
+    height, width = video.shape[1:3]
+    found["mask"] = np.stack([np.roll(m, (sy, sx), axis=(0, 1))
+                              for m, (sx, sy) in zip(found["mask"], seams)])
+    found["centers"] = ((found["centers"] + seams) % np.array([width, height])).astype(np.float32)
+    return found
   pixels = video.astype(np.float32)
   frames, height, width, _ = pixels.shape
   # The object never covers most of the border, so its median is the background colour.
@@ -106,28 +129,33 @@ def _object_rgb(pixels: np.ndarray, distance: np.ndarray, mask: np.ndarray) -> n
   return np.median(core, axis=0)
 
 
-def motion_direction(centers: np.ndarray, *, min_displacement: float = 1.0,
-                     min_found_fraction: float = 0.5) -> int:
-  """Index into DIRECTIONS of the net motion of centers float [T, 2] (x, y; nan = not found).
+def unwrap_track(centers: np.ndarray, period) -> np.ndarray:
+  """Centres [T, 2] measured modulo period (width, height) -> a continuous track: each step
+  between found frames is taken as the shortest way round the torus (steps are far below half
+  the frame). Frames without an object (nan) stay nan."""
+  centers = np.array(centers, np.float64)
+  found = np.all(np.isfinite(centers), axis=1)
+  if found.sum() > 1:
+    centers[found] = np.unwrap(centers[found], axis=0, period=np.asarray(period, np.float64))
+  return centers
 
-  Net displacement is the least-squares slope times the time spanned, which is robust to a
-  jittery centroid in any one frame. The dominant axis decides; y grows downward, so 'up' is
-  negative dy. Returns -1 if fewer than max(2, min_found_fraction * T) frames have an object or
-  the displacement is below min_displacement pixels.
-  """
+
+def track_slope(centers: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+  """(least-squares velocity [2] px/frame, frame indices of the found centres) of centers
+  float [T, 2] (nan = not found), or None with fewer than 2 found frames."""
   centers = np.asarray(centers, np.float64)
-  if centers.ndim != 2 or centers.shape[1] != 2:
-    raise ValueError(f"centers must be [T, 2], got shape {centers.shape}")
   found = np.all(np.isfinite(centers), axis=1)
   t = np.nonzero(found)[0].astype(np.float64)
-  if len(t) < max(2, min_found_fraction * len(centers)):
-    return -1
+  if len(t) < 2:
+    return None
   xy = centers[found]
   tc = t - t.mean()
-  slope = (tc[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (tc**2).sum()  # [2] px/frame
-  dx, dy = slope * (t[-1] - t[0])
-  if np.hypot(dx, dy) < min_displacement:
-    return -1
+  return (tc[:, None] * (xy - xy.mean(axis=0))).sum(axis=0) / (tc**2).sum(), t
+
+
+def direction_of(velocity) -> int:
+  """Index into DIRECTIONS of the dominant axis of a velocity (dx, dy); y grows downward."""
+  dx, dy = velocity
   if abs(dx) >= abs(dy):
     name = "right" if dx > 0 else "left"
   else:
@@ -135,13 +163,41 @@ def motion_direction(centers: np.ndarray, *, min_displacement: float = 1.0,
   return simple.DIRECTIONS.index(name)
 
 
-def score(video: np.ndarray, color: int, direction: int) -> dict:
-  """Judges video uint8 [T, H, W, 3] against the intended colour and direction indices.
+def motion_direction(centers: np.ndarray, *, min_displacement: float = 1.0,
+                     min_found_fraction: float = 0.5, period=None) -> int:
+  """Index into DIRECTIONS of the net motion of centers float [T, 2] (x, y; nan = not found).
+
+  Net displacement is the least-squares slope times the time spanned, which is robust to a
+  jittery centroid in any one frame. The dominant axis decides; y grows downward, so 'up' is
+  negative dy. Returns -1 if fewer than max(2, min_found_fraction * T) frames have an object or
+  the displacement is below min_displacement pixels. period: (width, height) of a wrapped clip,
+  whose centres are first unwrapped (`unwrap_track`).
+  """
+  centers = np.asarray(centers, np.float64)
+  if centers.ndim != 2 or centers.shape[1] != 2:
+    raise ValueError(f"centers must be [T, 2], got shape {centers.shape}")
+  if period is not None:
+    centers = unwrap_track(centers, period)
+  found = np.all(np.isfinite(centers), axis=1)
+  if found.sum() < max(2, min_found_fraction * len(centers)):
+    return -1
+  slope, t = track_slope(centers)  # [2] px/frame
+  dx, dy = slope * (t[-1] - t[0])
+  if np.hypot(dx, dy) < min_displacement:
+    return -1
+  return direction_of((dx, dy))
+
+
+def score(video: np.ndarray, color: int, direction: int, *, wrap: bool = False) -> dict:
+  """Judges video uint8 [T, H, W, 3] against the intended colour and direction indices
+  (wrap: the clip is on a torus, `detect_object`).
 
   Returns dict(color_ok, direction_ok, detected_color, detected_direction); -1 means not found.
   """
-  detected = detect_object(video)
-  detected_direction = motion_direction(detected["centers"])
+  video = np.asarray(video)
+  detected = detect_object(video, wrap=wrap)
+  period = (video.shape[2], video.shape[1]) if wrap else None
+  detected_direction = motion_direction(detected["centers"], period=period)
   return dict(color_ok=detected["color"] == int(color),
               direction_ok=detected_direction == int(direction),
               detected_color=detected["color"], detected_direction=detected_direction)

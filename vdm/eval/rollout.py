@@ -15,18 +15,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vdm.data import simple
-from vdm.eval.adherence import motion_direction
+from vdm.eval.adherence import motion_direction, unwrap_track
 from vdm.eval.metrics.rollout import frame_scores, stall_fraction
 
 SUMMARY_FIELDS = ("object_ok", "direction_ok", "stall", "flicker", "colour_error",
                   "colour_error_last", "seconds_per_frame")
 
 
-def score_clip(video: np.ndarray, example: dict, *, train_frames: int) -> dict:
+def score_clip(video: np.ndarray, example: dict, *, train_frames: int,
+               wrap: bool = False) -> dict:
   """Per-frame scores [T] of a generated clip for a synthetic example's prompt, plus direction
-  and stall judged on its first `train_frames` frames (where the caption's motion is defined)."""
-  s = frame_scores(video, int(example["color"]), int(example["background"]))
+  and stall judged on its first `train_frames` frames (where the caption's motion is defined;
+  wrap: a wrapped clip, its track unwrapped first)."""
+  s = frame_scores(video, int(example["color"]), int(example["background"]), wrap=wrap)
   first = s["centers"][:train_frames]
+  if wrap:
+    first = unwrap_track(first, (video.shape[2], video.shape[1]))
   speed = float(np.linalg.norm(example["center"][1] - example["center"][0]))
   return dict(colour_error=s["colour_error"], object_ok=s["object_ok"], flicker=s["flicker"],
               direction_ok=float(motion_direction(first) == int(example["direction"])),
@@ -70,7 +74,8 @@ def sample_and_score(pipe, examples, *, frames: int, seeds, train_frames: int, f
     for i, example in enumerate(examples):
       t0 = time.perf_counter()
       video = pipe(example["caption"], seed=seed * 10_000 + i, **options)
-      row = dict(score_clip(video, example, train_frames=train_frames), seed=seed, prompt=i,
+      row = dict(score_clip(video, example, train_frames=train_frames,
+                            wrap=pipe.config.data.wrap), seed=seed, prompt=i,
                  seconds=time.perf_counter() - t0)
       row["video"] = video if keep_first_video and not rows else None
       rows.append(row)
@@ -102,7 +107,7 @@ def run_rollout(checkpoint: str, *, num: int = 8, seeds=(0, 1, 2), lengths=(1, 2
   pipe = Pipeline.load(checkpoint)
   d = pipe.config.data
   examples = [e for _, e in simple.generate_examples(d.seed, "test", num, d.height, d.width,
-                                                     d.frames)]
+                                                     d.frames, wrap=d.wrap)]
   pipe.config.sample.max_frames = max(pipe.config.sample.max_frames,
                                       1 + (d.frames - 1) * max(lengths))
   summary = {}

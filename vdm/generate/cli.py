@@ -75,7 +75,9 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                  help="guidance scale of the audio stream (default: the model's "
                       "sample.audio_guidance)")
   p.add_argument("--no-kv-cache", action="store_true",
-                 help="autoregressive mode: recompute the past every step (same result, slower)")
+                 help="autoregressive and rolling modes: run the whole noise-level matrix, "
+                      "recomputing the past every step (same result, slower; at most "
+                      "sample.max_frames)")
   p.add_argument("--checkpoint", default=default_checkpoint())
   p.add_argument("--out", required=True, help="PATH.mp4 or PATH.gif (with sound: PATH.mp4 or "
                                               "PATH.wav); PATH.json is written beside")

@@ -372,8 +372,8 @@ register_mode(Mode("autoregressive", "chunk after chunk, earlier chunks as clean
                    "block-causal, KV-cached", autoregressive_levels, chunked=True, causal=True,
                    streams=True, extension=True, timeline=True))
 register_mode(Mode("rolling", "diagonal: levels rise with frame index and slide one chunk per "
-                   "step; block-causal", rolling_levels, chunked=True, causal=True,
-                   extension=True, timeline=True))
+                   "step; block-causal, KV-cached", rolling_levels, chunked=True, causal=True,
+                   streams=True, extension=True, timeline=True))
 register_mode(Mode("image_to_video", "parallel, the given first frame pinned at level 0",
                    image_to_video_levels, needs_image=True, temporal_patch=True))
 register_mode(Mode("keyframes", "parallel between a given first and last frame (Python only: "

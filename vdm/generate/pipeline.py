@@ -32,7 +32,7 @@ from vdm.generate.kv_cache import empty_cache
 from vdm.control.timeline import load_timeline, schedule
 from vdm.generate.modes import (MODES, allowed_chunks, chunk_bounds, generation_mode,
                                 pipeline_modes, schedule_grid, shot_mask)
-from vdm.generate.streaming import generate_autoregressive, prefill
+from vdm.generate.streaming import generate_autoregressive, generate_rolling, prefill, streams
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
 
@@ -281,7 +281,8 @@ class Pipeline:
     if audio and spec.needs_image:
       raise ValueError(f"--mode {mode} needs an image; with sound the modes are "
                        f"{[m for m in pipeline_modes() if not MODES[m].needs_image]}")
-    streaming = spec.streams and kv_cache and image is None
+    streaming = self._streams(mode, sampler=sampler, kv_cache=kv_cache, image=image,
+                              timeline=timeline is not None)
     td = self.vae.temporal_downsample
     frames = clip_frames(s.seconds if seconds is None else seconds, fps, td,
                          s.max_stream_frames if streaming else s.max_frames)
@@ -353,6 +354,15 @@ class Pipeline:
       out["camera"] = tuple(map(tuple, path.tolist()))
     return out
 
+  def _streams(self, mode: str, *, sampler: str, kv_cache: bool, image, timeline: bool) -> bool:
+    """Whether a request runs as a stream (`vdm.generate.streaming.streams`). Rolling streams a
+    window of several chunks at once, so inputs that change per chunk (a prompt timeline, a
+    control model's paths) keep it on the matrix path."""
+    c = self.config.control
+    per_chunk = timeline or c.trajectory or c.camera
+    return (streams(mode, sampler=sampler, kv_cache=kv_cache, image=image)
+            and not (mode == "rolling" and per_chunk))
+
   def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, frames, fps,
                       chunk, latent_frames) -> None:
     """A timeline runs in a mode that takes one (Mode.timeline), on its chunks."""
@@ -368,7 +378,7 @@ class Pipeline:
                      default_switch=switch)
     if "recache" in sched.switch and not streaming:
       raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode "
-                       f"{[m for m in allowed if MODES[m].streams]} with the KV cache (got "
+                       f"{[m for m in allowed if MODES[m].streams and m != 'rolling']} with the KV cache (got "
                        f"--mode {mode}{' --no-kv-cache' if MODES[mode].streams else ''})")
 
   def _check_audio_request(self, audio_from, video_from, image, extend) -> None:
@@ -408,12 +418,14 @@ class Pipeline:
     return (result["frames"], result["audio"]) if "audio" in result else result["frames"]
 
   def generate(self, request: Request, on_frames=None, on_step=None, *, given_video=None,
-               given_audio=None) -> dict:
-    """Runs a resolved request; returns frames uint8 [T, H, W, 3] and timings in seconds.
+               given_audio=None, keep_frames: bool = True) -> dict:
+    """Runs a resolved request; returns frames uint8 [T, H, W, 3] (None unless keep_frames),
+    their shape and timings in seconds.
 
     on_frames(frames uint8 [t, H, W, 3]) is called with consecutive pieces of the clip as they are
-    ready: per chunk in autoregressive mode with the KV cache (a long clip streams to a file in
-    bounded memory), once with the whole clip otherwise.
+    ready: per chunk in the streaming modes (autoregressive and rolling with the KV cache; a long
+    clip streams to a file in bounded memory, with keep_frames=False), once with the whole clip
+    otherwise.
     on_step(Progress) is called on the host at each sampler step. The frames are the same bits
     with or without it (the step callback reads only the step index). An exception either
     callback raises (`Cancelled`) stops the generation there and is raised from here.
@@ -426,12 +438,12 @@ class Pipeline:
     if given_video is not None or given_audio is not None:
       raise ValueError("given_video / given_audio need a request with sound (audio=True)")
     if on_step is None:
-      return self._generate(request, on_frames, None)
+      return self._generate(request, on_frames, None, keep_frames)
     global _listener
     with _listener_lock:
       _listener = _StepListener(on_step)
       try:
-        return self._generate(request, on_frames, _listener)
+        return self._generate(request, on_frames, _listener, keep_frames)
       except jax.errors.JaxRuntimeError:
         if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
           raise _listener.error from None
@@ -439,7 +451,8 @@ class Pipeline:
       finally:
         _listener = None
 
-  def _generate(self, request: Request, on_frames, listener: _StepListener | None) -> dict:
+  def _generate(self, request: Request, on_frames, listener: _StepListener | None,
+                keep_frames: bool = True) -> dict:
     t0 = time.perf_counter()
     timeline = request.timeline
     prompts = [request.prompt] if timeline is None else list(timeline["prompts"])
@@ -482,15 +495,18 @@ class Pipeline:
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
-    pieces = []
+    pieces, count = [], [0]
 
     def emit(video):
       frames = np.asarray(jax.device_get(video))[0]
-      pieces.append(frames)
+      count[0] += len(frames)
+      if keep_frames:
+        pieces.append(frames)
       if on_frames is not None:
         on_frames(frames)
 
-    if spec.streams and request.image is None and request.kv_cache:
+    if self._streams(request.mode, sampler=request.sampler, kv_cache=request.kv_cache,
+                     image=request.image, timeline=timeline is not None):
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=cache_rows * (
@@ -527,14 +543,20 @@ class Pipeline:
         if listener is not None:
           listener.chunk += 1
 
-      generate_autoregressive(
-          chunk_velocity, params, x_init, cache, chunk=request.chunk,
-          steps=request.steps, context_level=request.context_noise,
-          shift=self.config.sample.shift, sampler=request.sampler, rng=sampler_key,
-          first_frame=0 if context is None else context.shape[1], on_chunk=on_chunk,
-          on_step=None if listener is None else _report_step,
-          params_of_chunk=params_of_chunk if (plan or control is not None) else None,
-          switches=plan.switch if plan else None, schedule=tuple(self.config.sample.schedule))
+      options = dict(chunk=request.chunk, steps=request.steps,
+                     context_level=request.context_noise, shift=self.config.sample.shift,
+                     sampler=request.sampler, rng=sampler_key,
+                     first_frame=0 if context is None else context.shape[1], on_chunk=on_chunk)
+      if request.mode == "rolling":  # the chunks in flight as one window, row by row
+        generate_rolling(_guided_chunk_velocity, params, x_init, cache, window=request.window,
+                         **options)
+      else:
+        generate_autoregressive(
+            chunk_velocity, params, x_init, cache, **options,
+            on_step=None if listener is None else _report_step,
+            params_of_chunk=params_of_chunk if (plan or control is not None) else None,
+            switches=plan.switch if plan else None,
+            schedule=tuple(self.config.sample.schedule))
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
       # one request give the same frames.
@@ -566,7 +588,9 @@ class Pipeline:
             emit(decode(z[:, :stop + 1]))
           else:
             emit(decode(jnp.concatenate([z[:, start:start + 1], z[:, start:stop + 1]], 1))[:, 1:])
-    return dict(frames=np.concatenate(pieces), seconds_total=time.perf_counter() - t0)
+    shape = (count[0], request.height, request.width, 3)
+    return dict(frames=np.concatenate(pieces) if keep_frames else None, shape=shape,
+                seconds_total=time.perf_counter() - t0)
 
   def _control_inputs(self, request: Request, latent_shape):
     """The DiT's `Control` [1, T', ...] of a request, or None for a model without control
@@ -662,7 +686,7 @@ class Pipeline:
                                          iterations=self.config.audio.griffin_lim_iters))[0]
     if on_frames is not None:
       on_frames(frames)
-    return dict(frames=frames, audio=np.asarray(waveform, np.float32),
+    return dict(frames=frames, shape=frames.shape, audio=np.asarray(waveform, np.float32),
                 sample_rate=self.sample_rate, seconds_total=time.perf_counter() - t0)
 
   def _read_given_video(self, request: Request) -> np.ndarray:
@@ -751,22 +775,23 @@ def sample_joint(graphdef, state, x_init, text, mask, levels, temporal_mask, gui
 
 
 def guided_velocity(dit, x, t, text, mask, guidance, *, guided=True, step=None,
-                    temporal_mask=None, cache=None, frame_offset=0, control=None):
+                    temporal_mask=None, cache=None, frame_offset=0, control=None,
+                    frame_mask=None):
   """The velocity [B, T, ...] the sampler follows: classifier-free guided by `guidance` (two DiT
   rows per clip: text [2B, ...] holds the prompt rows, then the negative prompt's), or, for a
   guidance-distilled DiT (dit.guidance_input), one row given the scale as an input. step: the
   step size for a DiT with dit.step_input (ignored by one without). control: the clips'
   `Control` [B, T, ...] or None, the same for both guidance branches (guidance is on the text
-  only). With `cache` the KV-cached chunk forward: returns (velocity, (keys, values)) of the
-  DiT rows then."""
+  only). With `cache` the KV-cached chunk forward (frame_mask: a rolling window's, see
+  `DiT.forward_cached`): returns (velocity, (keys, values)) of the DiT rows then."""
   b = x.shape[0]
   conditions = dict(step=step) if dit.step_input else {}
 
   def call(x, t, text, mask, control, **extra):
     if cache is None:
       return dit(x, t, text, mask, temporal_mask, control=control, **conditions, **extra), None
-    return dit.forward_cached(x, t, text, mask, cache, frame_offset, control=control,
-                              **conditions, **extra)
+    return dit.forward_cached(x, t, text, mask, cache, frame_offset, frame_mask,
+                              control=control, **conditions, **extra)
 
   if dit.guidance_input:  # one forward: the student was taught the guided velocity
     v, kv = call(x, t, text[:b], mask[:b], control, guidance=jnp.broadcast_to(guidance, (b,)))
@@ -782,22 +807,23 @@ def guided_velocity(dit, x, t, text, mask, guidance, *, guided=True, step=None,
   return v if cache is None else (v, kv)
 
 
-def _guided_chunk_velocity(params, x, t, cache, frame_offset, step=None):
-  """`vdm.generate.streaming` chunk function: the guided DiT on one chunk with the KV cache
-  (`guided_velocity`; the cache holds both rows, or one for a guidance-distilled DiT); the
-  chunk's control inputs (a `Control` [1, k, ...] or None) go to both guidance branches."""
+def _guided_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, step=None):
+  """`vdm.generate.streaming` chunk function: the guided DiT on one chunk (or a rolling window,
+  with its frame_mask) with the KV cache (`guided_velocity`; the cache holds both rows, or one
+  for a guidance-distilled DiT); the chunk's control inputs (a `Control` [1, k, ...] or None) go
+  to both guidance branches."""
   graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
   return guided_velocity(dit, x, t, text, mask, guidance, step=step, cache=cache,
-                         frame_offset=frame_offset, control=control)
+                         frame_offset=frame_offset, control=control, frame_mask=frame_mask)
 
 
-def _conditional_chunk_velocity(params, x, t, cache, frame_offset, step=None):
+def _conditional_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, step=None):
   """The chunk function without guidance: the prompt's row alone (the cache holds one row)."""
   graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
   return guided_velocity(dit, x, t, text, mask, guidance, guided=False, step=step, cache=cache,
-                         frame_offset=frame_offset, control=control)
+                         frame_offset=frame_offset, control=control, frame_mask=frame_mask)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -18,19 +18,20 @@ import time
 from vdm.cli_common import check_output_path
 from vdm.generate import sweep as sweeps
 
-# Options of the chunked modes do nothing in the others: they are refused rather than dropped.
-CHUNKED = ("autoregressive", "rolling")
-
-
 def _refuse_unused(args: argparse.Namespace, mode: str) -> None:
-  unused = [flag for flag, given, modes in (
-      ("--chunk", args.chunk is not None, CHUNKED),
-      ("--context-noise", args.context_noise is not None, CHUNKED),
-      ("--no-kv-cache", args.no_kv_cache, ("autoregressive",)))
+  """Options of the chunked modes do nothing in the others: they are refused rather than
+  dropped. Which modes read them is the mode registry's (`Mode.chunked`, `Mode.streams`)."""
+  from vdm.generate.modes import MODES, pipeline_modes
+  chunked = [m for m in pipeline_modes() if MODES[m].chunked]
+  streamed = [m for m in pipeline_modes() if MODES[m].streams]
+  unused = [f"{flag}: not used by --mode {mode} (only by {', '.join(modes)})"
+            for flag, given, modes in (
+                ("--chunk", args.chunk is not None, chunked),
+                ("--context-noise", args.context_noise is not None, chunked),
+                ("--no-kv-cache", args.no_kv_cache, streamed))
             if given and mode not in modes]
   if unused:
-    raise ValueError(f"{', '.join(unused)}: not used by --mode {mode} (they apply to "
-                     "autoregressive; --chunk and --context-noise also to rolling)")
+    raise ValueError("; ".join(unused))
 
 
 def resolve(pipe, args: argparse.Namespace):
@@ -105,9 +106,11 @@ def plan(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
 
 
 def render(pipe, request, args: argparse.Namespace, *, load_seconds: float = 0.0,
-           on_step=None) -> dict:
+           on_step=None, keep_frames: bool = True) -> dict:
   """Samples one resolved request and writes args.out and its sidecar; returns
-  dict(frames uint8 [T, H, W, 3], out, sidecar, record) with record the sidecar's content."""
+  dict(frames uint8 [T, H, W, 3], out, sidecar, record) with record the sidecar's content.
+  keep_frames=False: frames is None for a streamed clip (written chunk by chunk in bounded
+  memory, however long)."""
   from vdm.provenance import git_commit, write_sidecar
   from vdm.video_io import StreamingVideoWriter, write_video, write_wav
   sound = {}
@@ -116,6 +119,7 @@ def render(pipe, request, args: argparse.Namespace, *, load_seconds: float = 0.0
     if args.post:
       from vdm.post.chain import apply_pipeline, parse_pipeline
       result["frames"] = apply_pipeline(result["frames"], parse_pipeline(args.post))
+      result["shape"] = result["frames"].shape
     wav = wav_path(args.out)
     write_wav(wav, result["audio"], result["sample_rate"], overwrite=args.overwrite)
     if not args.out.lower().endswith(".wav"):
@@ -126,16 +130,18 @@ def render(pipe, request, args: argparse.Namespace, *, load_seconds: float = 0.0
     from vdm.post.chain import apply_pipeline, parse_pipeline
     result = pipe.generate(request, on_step=on_step)
     result["frames"] = apply_pipeline(result["frames"], parse_pipeline(args.post))
+    result["shape"] = result["frames"].shape
     write_video(args.out, result["frames"], request.fps, overwrite=args.overwrite)
   else:  # frames go to the file as they are ready (per chunk in autoregressive mode)
     with StreamingVideoWriter(args.out, request.fps, overwrite=args.overwrite) as writer:
-      result = pipe.generate(request, on_frames=writer.add, on_step=on_step)
+      result = pipe.generate(request, on_frames=writer.add, on_step=on_step,
+                             keep_frames=keep_frames)
   record = dict(
       request=dataclasses.asdict(request),
       checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(), post=args.post,
       config=pipe.config.to_dict(),
       timings=dict(load_seconds=load_seconds, generate_seconds=result["seconds_total"]),
-      frames_shape=list(result["frames"].shape), **sound)
+      frames_shape=list(result["shape"]), **sound)
   sidecar = write_sidecar(args.out, record)
   return dict(frames=result["frames"], out=args.out, sidecar=sidecar, record=record)
 
@@ -183,7 +189,9 @@ def run_sample(args: argparse.Namespace, *, load=None, on_step=None, on_clip=Non
   requests = [resolve(pipe, clip_args) for clip_args, _ in planned]  # all before any sampling
   clips = []
   for i, ((clip_args, value), request) in enumerate(zip(planned, requests)):
-    clip = render(pipe, request, clip_args, load_seconds=load_seconds, on_step=on_step)
+    # A sweep's grids need every clip's frames; one clip streams to its file alone.
+    clip = render(pipe, request, clip_args, load_seconds=load_seconds, on_step=on_step,
+                  keep_frames=bool(args.sweep))
     clip["value"] = value
     clips.append(clip)
     if on_clip is not None:

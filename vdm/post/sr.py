@@ -6,8 +6,9 @@ keeps the upscaled clip as steady as its input:
 
     lr [B, T, h, w, 3] -> bicubic(lr_t) + depth_to_space(conv_net(lr_{t-1}, lr_t, lr_{t+1}))
 
-Its input is `degrade`: a high-resolution clip's bicubic (antialiased) downscale quantised to
-8 bits. Training is the `sr` task of `vdm train` (`vdm.train.upscaler`: `vdm train --config
+In training its input is a random degradation of a high-resolution clip
+(`vdm.post.degradations.random_degrade`: blur, one of four downscaling kernels, noise, JPEG-like
+compression, 8 bits; models trained before that saw `degrade`, the bicubic downscale). Training is the `sr` task of `vdm train` (`vdm.train.upscaler`: `vdm train --config
 configs/sr.py:2 --workdir W` trains and exports W/model); the post pipeline runs it as
 `upscale(2, method=learned)` (`vdm.post.upscale`; default weights: checkpoints/sr_x2,
 checkpoints/sr_x4).

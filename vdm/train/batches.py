@@ -85,6 +85,8 @@ def control_batch(config, batch) -> dict:
   from vdm.config import spatial_stride
   from vdm.control import features
   c, out = config.control, {}
+  if not (c.trajectory or c.camera):  # (a cached batch has latents, not the video)
+    return out
   _, _, height, width, _ = batch["video"].shape
   td = config.vae.temporal_downsample
   if c.trajectory:

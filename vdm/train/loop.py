@@ -179,7 +179,8 @@ def _restore_latest(manager, state, iterator, ckpt_dir: str, desc: str):
 def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, workdir: str, *,
           seed: int, prepare_batch: Callable[[dict], dict] = lambda b: b,
           desc: str = "train", critic: Critic | None = None,
-          frozen: tuple[str, ...] = ()) -> nnx.Module:
+          frozen: tuple[str, ...] = (),
+          evaluate: Callable[[nnx.Module], dict] | None = None) -> nnx.Module:
   """Trains `model` for `cfg.steps` steps, resuming from the latest checkpoint in `workdir`.
 
   Args:
@@ -194,6 +195,9 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
     critic: an optional adversary trained alongside (see `Critic`); its parameters and optimizer
       state are checkpointed with the model's. None leaves the step exactly as without one.
     frozen: prefixes of parameter names that get no update (`make_optimizer`).
+    evaluate: (EMA model) -> dict of scalars, run every `cfg.eval_every` steps when the stage
+      has that field > 0 (held-out scores during training); lines go to `eval.jsonl` with the
+      training seconds so far (evaluation time excluded) and to TensorBoard.
   Returns:
     the model with its parameters replaced by the EMA parameters.
   Raises:
@@ -263,6 +267,11 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
   writer = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
   bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,
              disable=os.environ.get("VDM_NO_PROGRESS") == "1")
+  eval_every = cfg.get("eval_every", 0) if evaluate is not None else 0
+  eval_path = os.path.join(workdir, "eval.jsonl")
+  if eval_every:
+    faults.truncate_metrics(eval_path, start)
+  eval_seconds = 0.0
   t0 = time.time()
   with faults.PreemptionGuard() as guard, open(metrics_path, "a") as log:
     for step in bar:
@@ -289,6 +298,15 @@ def train(model: nnx.Module, loss_fn: LossFn, loader: grain.DataLoader, cfg, wor
         log.write(json.dumps(dict(step=done, seconds=time.time() - t0, **metrics)) + "\n")
         log.flush()
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+      if eval_every and (done % eval_every == 0 or done == cfg.steps):
+        t_eval = time.time()
+        scores = evaluate(nnx.merge(graphdef, state["ema"], rest))
+        eval_seconds += time.time() - t_eval
+        for name, value in scores.items():
+          writer.add_scalar(f"{desc}/eval/{name}", value, done)
+        with open(eval_path, "a") as f:
+          f.write(json.dumps(dict(step=done, train_seconds=time.time() - t0 - eval_seconds,
+                                  **scores)) + "\n")
       if done % cfg.checkpoint_every == 0 or done == cfg.steps:
         save(done)
       if guard.signum is not None:

@@ -161,7 +161,9 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
 
   batch: 'latents' [B, T, h, w, C] (normalised), 'ids' int32 [B, L], 'mask' bool [B, L],
-  'empty_ids'/'empty_mask' [B, L] (the empty prompt). cfg: the config's `diffusion` section
+  'empty_ids'/'empty_mask' [B, L] (the empty prompt); or, for a frozen text encoder whose
+  outputs are cached, 'text' / 'empty_text' [B, L, D] in place of the ids (then only the
+  model's DiT runs). cfg: the config's `diffusion` section
   (vdm/config/t2v.py documents each field; `vdm.config.section('diffusion', ...)` builds one).
   With probability cfg.text_dropout a clip's caption is replaced by the empty prompt, so the same
   model also learns the unconditional velocity that classifier-free guidance needs. Level
@@ -190,7 +192,6 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
       temporal_patch=temporal_patch)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)
   drop = jax.random.bernoulli(r_drop, cfg.text_dropout, (b, 1))
-  ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
   joint = {}
   if audio is not None:
@@ -208,7 +209,12 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
     given = drop_control(jax.random.fold_in(rng, 3), batch, dropout=control.dropout,
                          objects=control.objects)
     inputs = {} if given is None else dict(control=given)
-  velocity = model(x_t, levels, ids, mask, temporal_mask, offset, **inputs, **joint)
+  if "text" in batch:  # a frozen encoder's cached outputs (vdm.train.latent_cache.TextCache)
+    text = jnp.where(drop[:, :, None], batch["empty_text"], batch["text"])
+    velocity = model.dit(x_t, levels, text, mask, temporal_mask, offset, **inputs, **joint)
+  else:
+    ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
+    velocity = model(x_t, levels, ids, mask, temporal_mask, offset, **inputs, **joint)
   if audio is not None:
     velocity, a_velocity = velocity
     audio_flow = flow_matching_loss(a_velocity, a0, a_noise, a_weights)

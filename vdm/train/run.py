@@ -20,19 +20,22 @@ import optax
 from flax import nnx
 
 from vdm.config import config_from_json
-from vdm.config.t2v import audio_latents_per_frame
+from vdm.config.t2v import audio_latents_per_frame, check_vae_init
 from vdm.data import kinds
-from vdm.data.loader import make_caption_loader, make_loader
+from vdm.data.loader import make_caption_loader, make_loader, make_source_loader
+from vdm.data.simple import latent_motion
 from vdm.audio.vae import audio_vae_loss, pcm_to_float
 from vdm.models import (build_audio_vae, build_denoiser, build_vae, copy_params, load_model_dir,
-                        read_latent_stats, save_model_dir, write_latent_stats)
+                        load_vae, read_latent_stats, save_model_dir, write_latent_stats)
 from vdm.nn import normalize_pixels
 from vdm.provenance import write_provenance
 from vdm.text.pretrain import (build_pretrain_model, evaluate_span_corruption, export_encoder,
                                init_paths, init_text_encoder, span_corruption_loss)
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
+from vdm.train.latent_cache import (LatentSource, build_latent_cache, build_text_cache,
+                                    cache_statistics)
 from vdm.train.loop import Critic, train
-from vdm.train.batches import denoiser_batch_fn, held_out_captions, training_captions
+from vdm.train.batches import control_batch, held_out_captions, training_captions
 from vdm.train.distill import run_distill_training
 from vdm.train.objectives import denoiser_loss
 from vdm.train.upscaler import run_sr_training
@@ -195,6 +198,27 @@ def audio_vae_stage(config, workdir: str, builder):
                prepare_batch=lambda batch: dict(audio=batch["audio"]))
 
 
+def held_out_adherence(config, tokenizer, vae, stats):
+  """The denoiser stage's `evaluate`: colour and direction accuracy (`vdm eval adherence`) of
+  the EMA weights on `train.dit.eval_num` held-out prompts, sampled with the model's defaults
+  (simple data only; other kinds get no score)."""
+  if config.data.kind != "simple":
+    return None
+  from vdm.eval.adherence import summarize
+  from vdm.eval.run import adherence_rows
+  from vdm.generate.pipeline import Pipeline
+
+  def evaluate(denoiser) -> dict:
+    pipe = Pipeline(config, tokenizer, vae, denoiser, stats)
+    summary = summarize(adherence_rows(pipe, num=config.train.dit.eval_num, progress=False))
+    print(f"[dit] held-out colour {summary['color_accuracy']:.1%}, direction "
+          f"{summary['direction_accuracy']:.1%} ({summary['n']} prompts)")
+    return dict(color_accuracy=summary["color_accuracy"],
+                direction_accuracy=summary["direction_accuracy"])
+
+  return evaluate
+
+
 def vae_clip(video, stage_cfg):
   """The frames [B, T', H, W, 3] of a clip batch [B, T, H, W, 3] the VAE stage trains on: the
   first `train.vae.crop_frames` (0: all). A causal conv VAE is the same function of a frame and
@@ -219,6 +243,7 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   if until not in STAGES:
     raise ValueError(f"--until {until!r}: allowed {list(STAGES)}")
   check_workdir_config(config, workdir, record=False)
+  check_vae_init(config)
   builder = caption_builder(config, workdir)
   # Recorded only now: a run whose dataset does not load (a wrong data.name) trained nothing
   # and must not tie the workdir to the config that named it.
@@ -235,68 +260,112 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   vae_cfg = config.train.vae
   disc_weight = config.vae.disc_weight
   source = load_model_dir(config.init_from) if config.init_from else None
-  vae = build_vae(config, config.seed)
-  if source is not None:  # fine-tuning: a resumed run's checkpoint then overrides this
-    lacking = copy_params(source[2], vae)
-    if lacking:
-      raise ValueError(f"init_from={config.init_from!r}: its VAE lacks {lacking[:8]} of this "
-                       "config's VAE (vae.* must match the model directory's)")
-  vae = train(vae, functools.partial(
-      vae_loss, kl_weight=config.vae.kl_weight, **(
-          dict(disc_weight=disc_weight) if disc_weight else {})),
-      make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
-      vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
-      prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
-      critic=build_vae_critic(config) if disc_weight else None)
+  if config.vae.init_from:  # a trained VAE, used as is: the vae stage trains nothing
+    vae = load_vae(config.vae.init_from, config)
+  else:
+    vae = build_vae(config, config.seed)
+    if source is not None:  # fine-tuning: a resumed run's checkpoint then overrides this
+      lacking = copy_params(source[2], vae)
+      if lacking:
+        raise ValueError(f"init_from={config.init_from!r}: its VAE lacks {lacking[:8]} of this "
+                         "config's VAE (vae.* must match the model directory's)")
+    vae = train(vae, functools.partial(
+        vae_loss, kl_weight=config.vae.kl_weight, **(
+            dict(disc_weight=disc_weight) if disc_weight else {})),
+        make_loader(builder, "train", batch_size=vae_cfg.batch_size, seed=config.seed),
+        vae_cfg, os.path.join(workdir, "vae"), seed=config.seed, desc="vae",
+        prepare_batch=lambda batch: dict(video=vae_clip(batch["video"], vae_cfg)),
+        critic=build_vae_critic(config) if disc_weight else None)
   if until == "vae":
     return ""
   audio_vae = audio_vae_stage(config, workdir, builder)
   if until == "audio":
     return ""
 
+  dit_cfg = config.train.dit
+  # The cache: every clip encoded once (and, with a frozen encoder, every caption), keyed by
+  # the weights that made it (vdm/train/latent_cache.py).
+  # Batches that need more of a clip than its latents and scalar fields (the soundtrack, object
+  # and camera paths, the exact flow) read the dataset itself.
+  needs_clips = (audio_vae is not None or config.control.trajectory or config.control.camera
+                 or config.diffusion.motion_supervision_weight > 0)
+  cached = (LatentSource(build_latent_cache(builder, "train", vae, config.vae), "train")
+            if dit_cfg.cache and not needs_clips else None)
   stats_path = os.path.join(workdir, "latent_stats.json")
   if source is not None and not os.path.exists(stats_path):  # the scale its denoiser knows
     write_latent_stats(stats_path, source[4])
   if not os.path.exists(stats_path):
-    write_latent_stats(stats_path, latent_statistics(
+    write_latent_stats(stats_path, cache_statistics(cached) if cached else latent_statistics(
         vae, make_loader(builder, "train", batch_size=32, seed=config.seed),
         audio_vae=audio_vae))
   stats = read_latent_stats(stats_path)
 
-  dit_cfg = config.train.dit
   frozen = ("text",) if config.text.freeze else ()  # the DiT against a fixed text encoder
   encode = jax.jit(lambda video: (vae.encode(normalize_pixels(video))[0] - stats["mean"])
                    / stats["std"])
-  clips = denoiser_batch_fn(config, encode, tokenizer, temporal_stride=vae.temporal_downsample,
-                            spatial_stride=vae.spatial_downsample)
-  prepare_batch = clips
   if audio_vae is not None:
     encode_audio = jax.jit(lambda pcm: (audio_vae.encode_audio(pcm_to_float(pcm))[0]
                                         - stats["audio_mean"]) / stats["audio_std"])
+  mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+  empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
-    def prepare_batch(batch):
-      return dict(clips(batch), audio_latents=encode_audio(batch["audio"]))
+  d = config.diffusion
+  motion_weight = d.motion_supervision_weight
+  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
+  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
+    init_text_encoder(denoiser.text, text_init)
+  # A frozen encoder's outputs are fixed from the start (it is restored with the DiT only on
+  # resume, and then still equals its init): cache them.
+  text_cache = (build_text_cache(builder, "train", cached.captions, denoiser.text, tokenizer,
+                                 config.text.max_length)
+                if cached is not None and frozen else None)
+
+  def prepare_batch(batch):
+    captions = list(batch["caption"])
+    n = len(captions)
+    if "latents" in batch:
+      latents = (batch["latents"] - mean) / std
+    else:
+      latents = encode(batch["video"])
+    if text_cache is not None:
+      text, mask = text_cache.lookup(captions)
+      empty_text, empty_mask_ = text_cache.lookup([""])
+      out = dict(latents=latents, text=text, mask=mask,
+                 empty_text=np.repeat(empty_text, n, 0), empty_mask=np.repeat(empty_mask_, n, 0))
+    else:
+      ids, mask = tokenizer.encode(captions, config.text.max_length)
+      out = dict(latents=latents, ids=ids, mask=mask,
+                 empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
+    out.update(control_batch(config, batch))
+    if audio_vae is not None:
+      out["audio_latents"] = encode_audio(batch["audio"])
+    if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
+      height, width = config.data.height, config.data.width
+      flows, valids = zip(*(latent_motion(
+          int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
+          temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
+          for i in range(n)))
+      out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
+    return out
 
   joint = {}
   if audio_vae is not None:
     joint = dict(audio=config.audio, audio_per_frame=audio_latents_per_frame(config),
                  video_temporal_downsample=config.vae.temporal_downsample)
-  loss = functools.partial(denoiser_loss, cfg=config.diffusion,
-                           temporal_patch=config.dit.temporal_patch, control=config.control,
-                           **joint)
-  denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
-  if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
-    init_text_encoder(denoiser.text, text_init)
+  loss = functools.partial(denoiser_loss, cfg=d, temporal_patch=config.dit.temporal_patch,
+                           control=config.control, **joint)
   if source is not None:
     fresh = copy_params(source[3], denoiser)
     if fresh:
       print(f"[dit] init_from={config.init_from}: {len(fresh)} parameters start fresh: "
             f"{', '.join(fresh)}")
-  denoiser = train(denoiser, loss,
-                   make_loader(builder, "train", batch_size=dit_cfg.batch_size,
-                               seed=config.seed + 1),
-                   dit_cfg, os.path.join(workdir, "dit"), seed=config.seed + 1,
-                   prepare_batch=prepare_batch, desc="dit", frozen=frozen)
+  loader = (make_source_loader(cached, batch_size=dit_cfg.batch_size, seed=config.seed + 1)
+            if cached is not None else
+            make_loader(builder, "train", batch_size=dit_cfg.batch_size, seed=config.seed + 1))
+  denoiser = train(denoiser, loss, loader, dit_cfg, os.path.join(workdir, "dit"),
+                   seed=config.seed + 1, prepare_batch=prepare_batch, desc="dit", frozen=frozen,
+                   evaluate=held_out_adherence(config, tokenizer, vae, stats)
+                   if dit_cfg.eval_every else None)
   if until == "dit":
     return ""
   model_dir = os.path.join(workdir, "model")

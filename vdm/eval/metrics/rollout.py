@@ -23,8 +23,9 @@ from vdm.eval.metrics.motion import stalls
 _RGB_DIAGONAL = float(np.sqrt(3) * 255.0)
 
 
-def frame_scores(video, color: int, background: int) -> dict:
-  """Scores video uint8 [T, H, W, 3] against palette indices of the prompt's object/background.
+def frame_scores(video, color: int, background: int, *, wrap: bool = False) -> dict:
+  """Scores video uint8 [T, H, W, 3] against palette indices of the prompt's object/background
+  (wrap: a wrapped clip, whose object is found across the frame's edges).
 
   Returns dict of float64 [T]: colour_error, object_ok (0/1), flicker (nan at frame 0); and
   centers float [T, 2] (nan where no object), from `adherence.detect_object`.
@@ -36,7 +37,7 @@ def frame_scores(video, color: int, background: int) -> dict:
   to_obj = np.linalg.norm(pixels - palette[color], axis=-1)
   colour_error = np.minimum(to_bg, to_obj).mean(axis=(1, 2)) / _RGB_DIAGONAL
 
-  detected = adherence.detect_object(video)
+  detected = adherence.detect_object(video, wrap=wrap)
   mask = detected["mask"]  # [T, H, W]
   object_ok = np.zeros(len(video))
   for t in range(len(video)):
