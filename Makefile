@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PROMPT ?= a red circle moving right on a blue background
 export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
-.PHONY: install browser demo test train-spine eval-spine bench experiment-pva experiment-ablations clean
+.PHONY: install browser demo test wan-fixtures train-spine eval-spine bench experiment-pva experiment-ablations clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ experiment-pva: $(STAMP)
 # The temporal-consistency ablations at small size (about 20 min of training per variant).
 experiment-ablations: $(STAMP)
 	$(PY) -m experiments.temporal_ablations
+
+# Rebuilds tests/fixtures/wan from the reference implementations (torch, diffusers, transformers
+# in a separate venv; vdm's own install never needs them).
+wan-fixtures:
+	@test -x .venv-parity/bin/python || $(PYTHON) -m venv .venv-parity
+	.venv-parity/bin/python -m pip install -q safetensors==0.8.0 sentencepiece==0.2.3 numpy \
+	  torch==2.13.0 diffusers==0.42.1 transformers==5.24.0
+	.venv-parity/bin/python tools/wan_parity.py --out tests/fixtures/wan
 
 clean:
 	rm -rf outputs workdirs .pytest_cache

@@ -2,7 +2,8 @@
 import sys
 
 BENCHMARKS = ("sampling", "autoregressive", "frames", "vae_decode", "post", "train_step", "data",
-              "gpu_dit", "scan_layers", "stream_memory", "train_cost", "fast")
+              "gpu_dit", "scan_layers", "sequence_parallel", "train_scale", "peers",
+              "stream_memory", "train_cost", "wan", "fast")
 
 
 def main() -> None:

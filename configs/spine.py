@@ -9,6 +9,9 @@ Every field is at its schema default (vdm/config/t2v.py): the defaults are this 
 Arguments (`configs/spine.py:ARG`):
   (none)  the shipped model.
   tiny    seconds-long settings for tests and Colab smoke runs.
+
+`parallel` (the device mesh) stays at one device unless set: `--set parallel.data=-1` uses every
+device; docs/scaling.md gives the recipes for meshes.
 """
 import ml_collections
 

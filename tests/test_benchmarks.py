@@ -80,6 +80,42 @@ def test_vae_decode_benchmark_runs(bench_dir):
   assert rows[1]["chunked_peak_mb"] < rows[1]["whole_peak_mb"]
 
 
+def test_wan_benchmark_runs_at_toy_size_on_cpu(bench_dir):
+  """benchmarks/wan.py (Wan2.1-T2V-1.3B, random bf16 weights, on a lent GPU) at the tiny size."""
+  from benchmarks import wan
+  wan.run(["--tiny", "--repeats", "1"])
+  result = json.load(open(bench_dir / "wan_tiny.json"))
+  video, chunk = result["rows"]
+  assert video["best_s"] > 0 and chunk["median_s"] > 0 and result["ar_frames_per_second"] > 0
+  assert result["attention_kernel"] == "xla" and result["weights"] == "random, bf16"
+
+
+def test_sequence_parallel_benchmark_runs(bench_dir):
+  from benchmarks import sequence_parallel
+  sequence_parallel.run(["--tiny", "--repeats", "1"])
+  rows = json.load(open(bench_dir / "sequence_parallel_tiny.json"))["rows"]
+  assert [r["devices"] for r in rows] == [1, 8, 8]
+  assert all(r["temp_mib"] > 0 and r["best_s"] > 0 for r in rows)
+
+
+def test_train_scale_benchmark_runs_at_toy_size(bench_dir):
+  from benchmarks import train_scale
+  train_scale.run(["--tiny", "--repeats", "1"])
+  row = json.load(open(bench_dir / "train_scale_tiny.json"))["rows"][0]
+  assert row["tflops"] > 0 and 0 < row["mfu"] and row["peak_mem_gib"] > 0
+
+
+def test_peers_benchmark_runs_at_toy_size(bench_dir):
+  pytest.importorskip("diffusers")  # the optional .[peers] extra
+  from benchmarks import peers
+  peers.run(["--tiny", "--repeats", "1", "--dtypes", "float32"])
+  result = json.load(open(bench_dir / "peers_tiny.json"))
+  assert {r["model"] for r in result["rows"]} == {
+      "Latte float32", "Wan float32", "vdm factorized float32", "vdm full float32"}
+  assert all(r["gflop_per_step"] > 0 and r["gflops_best"] > 0 for r in result["rows"])
+  assert set(result["ratios"]) == {"vdm factorized / Latte, float32", "vdm full / Wan, float32"}
+
+
 def test_stream_memory_benchmark_runs(bench_dir):
   from benchmarks import stream_memory
   stream_memory.run(["--seconds", "0.5,2", "--modes", "rolling", "--steps", "2"])

@@ -67,6 +67,9 @@ def bad(tmp_path, model_dir):  # noqa: F811
 
 # (argv, text the message must contain); argv[0] names the subcommand ('data import' is two).
 CASES = [
+    (["plan", "--config", TINY, "--device-memory", "lots"], "--device-memory"),
+    (["plan", "--config", TINY, "--devices", "0"], "--devices"),
+    (["train", "--config", TINY, "--workdir", "{out}", "--num-processes", "2"], "--num-processes"),
     (["train", "--config", "{bad_syntax.py}", "--workdir", "{out}"], "not valid Python"),
     (["train", "--config", "{no_get_config.py}", "--workdir", "{out}"], "get_config"),
     (["train", "--config", "{binary.py}", "--workdir", "{out}"], "--config"),
@@ -182,6 +185,13 @@ CASES = [
     (["eval", "vae", "--checkpoint", "checkpoints/sr_x2", "--out", "{out}.json"],
      "not a vdm model directory"),
     (["config", "show", "--config", "{missing}.py"], "--config"),
+    (["eval", "control", "--checkpoint", "{model}", "--num", "0", "--out", "{out}.json"],
+     "--num 0"),
+    (["eval", "av-sync", "--checkpoint", "{model}", "--out", "{out}.json"], "makes no sound"),
+    (["models", "--checkpoint", "{missing}"], "--checkpoint"),
+    (["ui", "--checkpoint", "checkpoints/sr_x2", "--port", "0"], "no text-to-video model"),
+    (["ui", "--port", "-5"], "--port"),
+    (["convert", "{missing}", "--out", "{out}"], "not a Wan2.1 directory"),
     (["config", "show", "--config", "{bad_syntax.py}"], "not valid Python"),
     (["config", "show", "--config", "configs/spine.py:nonsense"], "nonsense"),
     (["config", "show", "--config", TINY, "--set", "dit.nope=1"], "dit.nope"),

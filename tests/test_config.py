@@ -30,7 +30,8 @@ def test_override_parses_literals():
     ("diffusion.timestep_sampling='cosine'", "diffusion.timestep_sampling"),
     ("diffusion.text_dropout=1.5", "diffusion.text_dropout"),
     ("sample.mode='sideways'", "sample.mode"),
-    ("train.vae.steps=0", "train.vae.steps"),
+    ("train.vae.steps=-1", "train.vae.steps"),  # 0 (the pretrained VAE) needs init_from
+    ("train.dit.steps=0", "train.dit.steps"),
     ("train.dit.learning_rate=-1.0", "train.dit.learning_rate"),
 ])
 def test_invalid_values_name_the_field(override, field):

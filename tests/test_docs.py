@@ -53,6 +53,19 @@ class Command:
   text: str
   argv: list[str]
   runs: bool
+  env: dict = dataclasses.field(default_factory=dict)  # leading NAME=value assignments
+
+
+ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+
+
+def split_env(argv: list[str]) -> tuple[dict, list[str]]:
+  """Leading environment assignments (`XLA_FLAGS=... vdm train ...`) and the command after."""
+  env = {}
+  while argv and ENV_WORD.match(argv[0]):
+    name, _, value = argv[0].partition("=")
+    env[name], argv = value, argv[1:]
+  return env, argv
 
 
 def fenced_blocks(text: str) -> list[tuple[str, int, list[str]]]:
@@ -88,10 +101,10 @@ def commands(text: str, name: str) -> list[Command]:
         pending += stripped[:-1] + " "
         continue
       full, pending = pending + stripped, ""
-      argv = shlex.split(full, comments=True)
+      env, argv = split_env(shlex.split(full, comments=True))
       if argv:
         out.append(Command(f"{name}:{pending_line}", " ".join(full.split()), argv,
-                           full.rstrip().endswith(RUN_MARK)))
+                           full.rstrip().endswith(RUN_MARK), env))
   return out
 
 
@@ -138,10 +151,12 @@ def _parse(parser, argv: list[str], cmd: Command):
 
 def _load_config(cmd: Command, spec: str, overrides: list[str], produced: set[str]):
   """Loads --config with its --set overrides; an override whose value is a path that an earlier
-  command writes is applied after validation (its target does not exist before that command)."""
+  command writes, or the reader's own ($NAME), is applied after validation (its target does not
+  exist here)."""
   from vdm.config import apply_override, load_config
   later = [o for o in overrides
-           if _is_produced(o.partition("=")[2].strip("'\""), produced)]
+           if _is_produced(o.partition("=")[2].strip("'\""), produced)
+           or _placeholder(o.partition("=")[2].strip("'\""))]
   try:
     config = load_config(spec, [o for o in overrides if o not in later])
     for item in later:
@@ -220,6 +235,17 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
     _check_input(cmd, args.video_from, produced, "--video-from")
     if args.audio or args.audio_from or args.video_from:  # the .wav written beside
       _produce(produced, os.path.splitext(args.out)[0] + ".wav")
+  elif args.command == "plan":
+    from vdm.train.plan import parse_bytes
+    _check_input(cmd, args.config.partition(":")[0], produced, "--config")
+    _load_config(cmd, args.config, args.set, produced)
+    if args.device_memory is not None:
+      try:
+        parse_bytes(args.device_memory)
+      except ValueError as e:
+        _fail(cmd, str(e))
+    if args.out:
+      _produce(produced, args.out)
   elif args.command in ("models", "ui"):
     for checkpoint in args.checkpoint:
       _check_input(cmd, checkpoint, produced, "--checkpoint")
@@ -243,6 +269,10 @@ def check_vdm(cmd: Command, argv: list[str], produced: set[str]):
       except ValueError as e:
         _fail(cmd, f"vdm data prepare {args.arg!r}: {e}")
     _produce(produced, args.data_dir)
+  elif args.command == "convert":
+    _check_input(cmd, args.directory, produced, "directory")
+    _check_input(cmd, args.generator, produced, "--generator")
+    _produce(produced, args.out)
   else:
     _fail(cmd, f"no check for `vdm {args.command}` yet: add one to tests/test_docs.py")
 
@@ -503,8 +533,8 @@ def test_marked_commands_run(name, tmp_path):
     else:
       exe = [sys.executable]
     t0 = time.perf_counter()
-    proc = subprocess.run(exe + rest, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(exe + rest, cwd=ROOT, env=dict(env, **cmd.env), capture_output=True,
+                          text=True, timeout=300)
     seconds = time.perf_counter() - t0
     assert proc.returncode == 0, (f"{cmd.where}: `{cmd.text}` exited {proc.returncode} after "
                                   f"{seconds:.1f}s:\n{proc.stderr[-3000:]}")

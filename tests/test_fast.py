@@ -16,7 +16,7 @@ from vdm.config import ConfigError, load_config
 from vdm.diffusion.samplers import sample
 from vdm.generate import streaming
 from vdm.generate.kv_cache import empty_cache
-from vdm.generate.modes import block_causal_mask, chunk_ids, schedule_grid
+from vdm.generate.modes import block_causal_mask, chunk_ids, explicit_levels, time_grid
 from vdm.models import build_denoiser, build_vae, load_model_dir, save_model_dir
 from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train import distill
@@ -88,15 +88,19 @@ def test_each_recipe_trains_through_the_loop_and_exports_a_model(students, recip
   assert config.sample.mode == ("autoregressive" if recipe == "self_forcing" else "parallel")
 
 
-def test_students_sample_with_their_own_schedule(students):
+def test_students_sample_with_their_own_levels(students, teacher):
   import vdm
   pipe = vdm.Pipeline.load(students["dmd"])
-  levels = tuple(pipe.config.sample.schedule)
-  assert len(levels) == 4 and levels[0] == 1.0
+  s = pipe.config.sample  # its levels, as a few-step generator lists them: warped by the shift
+  levels = tuple(s.timesteps)
+  assert len(levels) == 4 and levels[0] == 1.0 and s.shift == 3.0
+  np.testing.assert_allclose(time_grid(4, shift=s.shift, spacing=levels)[:-1],
+                             distill.student_schedule(load_config(
+                                 "configs/fast.py:dmd,tiny", [f"teacher={teacher}"])))
   for steps in (1, 2, 3, 4):
     assert pipe(PROMPT, steps=steps).shape == (5, 16, 16, 3)
-  np.testing.assert_allclose(schedule_grid(levels, 2), [levels[0], levels[2], 0.0])
-  with pytest.raises(ValueError, match=r"--steps 5: .*stored schedule.*allowed 1\.\.4"):
+  np.testing.assert_allclose(explicit_levels(levels, 2), [levels[0], levels[2]])
+  with pytest.raises(ValueError, match=r"--steps 5: .*sample.timesteps.*allowed 1\.\.4"):
     pipe(PROMPT, steps=5)
   same = [pipe(PROMPT, seed=3, steps=2) for _ in range(2)]
   np.testing.assert_array_equal(*same)
@@ -160,7 +164,7 @@ def test_few_step_rollout_at_its_last_exit_is_the_consistency_sampler(random_stu
   """Training's generator rollout (DMD) exits at the last step: the inference sampler, draw for
   draw; the gradient flows through the exit step only."""
   config, model, ids, mask = random_student
-  schedule = jnp.asarray(schedule_grid((1.0, 0.9, 0.75, 0.5), 4)[:-1], jnp.float32)
+  schedule = jnp.asarray((1.0, 0.9, 0.75, 0.5), jnp.float32)
   x1 = jax.random.normal(jax.random.key(1), (2, 3, 4, 4, 8))
   rng = jax.random.key(2)
   rolled = distill.few_step_rollout(model, x1, schedule, 3, rng, (ids, mask))
@@ -191,7 +195,7 @@ def test_self_forcing_rollout_is_the_streaming_sampler(random_student):
                       head_dim=dit.head_dim)
   streamed = streaming.generate_autoregressive(chunk_velocity, None, x1, cache, chunk=1,
                                                steps=2, sampler="consistency", rng=rng,
-                                               schedule=levels)
+                                               spacing=levels)
   np.testing.assert_allclose(rolled, streamed, atol=2e-5)
 
 

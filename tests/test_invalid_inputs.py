@@ -67,7 +67,7 @@ CONFIG_CASES = [
     ("diffusion.teacher_forcing=True", "diffusion.teacher_forcing"),  # needs causal_prob = 1
     ("diffusion.max_frame_offset=-2", "diffusion.max_frame_offset"),
     ("sample.max_frames=8", "sample.max_frames"),
-    ("train.vae.steps=0", "train.vae.steps"),
+    ("train.vae.steps=-1", "train.vae.steps"),
     ("train.dit.batch_size=0", "train.dit.batch_size"),
     ("train.vae.warmup_steps=-1", "train.vae.warmup_steps"),
     ("train.dit.log_every=0", "train.dit.log_every"),

@@ -106,6 +106,14 @@ def test_time_grid_spacings():
   assert time_grid(7, spacing="trailing")[0] == 1.0
   assert time_grid(10, spacing="leading")[0] == pytest.approx(0.901)  # never pure noise
   np.testing.assert_allclose(time_grid(10, spacing="trailing")[:3], [1.0, 0.9, 0.8])
+  # Levels given outright (a few-step generator's list), then shifted like any grid.
+  np.testing.assert_allclose(time_grid(3, spacing=(1.0, 0.757, 0.522)), [1, 0.757, 0.522, 0])
+  np.testing.assert_allclose(time_grid(4, spacing=(1.0, 0.75, 0.5, 0.25)),
+                             time_grid(4))  # the even grid itself
+  np.testing.assert_allclose(time_grid(2, shift=3.0, spacing=(1.0, 0.5)), [1, 0.75, 0])
+  levels, _ = generation_mode("autoregressive", steps=2, frames=4, chunk=2, shift=3.0,
+                              spacing=(1.0, 0.5))
+  np.testing.assert_allclose(levels[:, 0], [1, 0.75, 0, 0, 0])
 
 
 def test_noise_levels_is_the_matrix_of_generation_mode():
@@ -131,6 +139,9 @@ def test_errors_name_the_option_and_allowed_values():
     generation_mode("autoregressive", steps=2, frames=4, chunk=2, context_level=1.0)
   with pytest.raises(ValueError, match=r"spacing must be one of .*'trailing'"):
     time_grid(4, spacing="cosine")
+  for bad in ((1.0, 0.5), (0.5, 0.75, 0.25), (1.0, 0.5, 0.0), (1.5, 0.5, 0.25)):
+    with pytest.raises(ValueError, match=r"explicit levels must be 3 decreasing numbers in \(0, 1\]"):
+      time_grid(3, spacing=bad)
   with pytest.raises(ValueError, match="pinned frame 9"):
     generation_mode("parallel", steps=2, frames=4, pinned=(9,))
 

@@ -170,10 +170,10 @@ def test_sampler_errors():
     samplers.sample("unipc", v, X1, levels, variant="bh3")
   with pytest.raises(ValueError, match="frames"):
     samplers.sample("euler", v, X1, parallel_levels(4, 2))
-  assert set(samplers.SAMPLERS) == {"euler", "heun", "ddim", "euler_ancestral", "dpmpp_2m",
-                                    "unipc", "consistency", "shortcut"}
   with pytest.raises(ValueError, match="consistency.*rng"):
     samplers.sample("consistency", v, X1, levels)
+  assert set(samplers.SAMPLERS) == {"euler", "heun", "ddim", "euler_ancestral", "dpmpp_2m",
+                                    "unipc", "consistency", "shortcut"}
 
 
 # ----------------------------------------------------------------------------- few-step samplers
@@ -224,6 +224,29 @@ def test_shortcut_sampler_is_exact_with_the_average_velocity_and_euler_at_step_z
   levels = parallel_levels(6, 1, shift=2.0)
   np.testing.assert_array_equal(samplers.sample("shortcut", lambda x, t, step: v(x, t), X1, levels),
                                 samplers.sample("euler", v, X1, levels))
+
+
+def test_consistency_sampler_is_the_posterior_mean_renoised():
+  """With the exact velocity the x0 it predicts is E[x0 | x_t]. From pure noise (t = 1) that is
+  mu, re-noised to t1 with fresh noise z; the step to 0 then returns E[x0 | x_t1], so on levels
+  (1, t1, 0) the output is mu + k z with k = (1 - t1) sigma^2 t1 / ((1 - t1)^2 sigma^2 + t1^2):
+  its mean is mu and its std k (less than sigma: a few-step generator needs distillation)."""
+  mu, sigma, t1 = 1.5, 0.4, 0.6
+  noise = jax.random.normal(jax.random.key(0), (20000, 1, 1))
+  levels = np.array([[1.0], [t1], [0.0]], np.float32)
+  x = samplers.sample("consistency", exact_velocity(mu, sigma), noise, levels,
+                      rng=jax.random.key(1))
+  k = (1 - t1) * sigma ** 2 * t1 / ((1 - t1) ** 2 * sigma ** 2 + t1 ** 2)
+  assert abs(float(x.mean()) - mu) < 0.01 and abs(float(x.std()) - k) < 0.01
+  # It keeps nothing of its input noise: only the first step reads it, and at t = 1 the
+  # prediction does not depend on it.
+  other = samplers.sample("consistency", exact_velocity(mu, sigma), -noise, levels,
+                          rng=jax.random.key(1))
+  np.testing.assert_allclose(other, x, atol=1e-5)
+  # A point mass (sigma -> 0) is reached in one step, whatever the levels.
+  point = samplers.sample("consistency", exact_velocity(mu, 1e-4), noise[:16],
+                          parallel_levels(4, 1, shift=5.0), rng=jax.random.key(2))
+  np.testing.assert_allclose(point, mu, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- objectives

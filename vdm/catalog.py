@@ -27,10 +27,13 @@ def register_feature(name: str, doc: str, predicate) -> None:
   FEATURES[name] = (doc, predicate)
 
 
-register_feature("audio", "generates sound with the picture", lambda c: "audio" in c)
+register_feature("audio", "generates sound with the picture",
+                 lambda c: "audio" in c and bool(c.audio.enabled))
 register_feature("control", "takes trajectory, camera or timeline controls",
-                 lambda c: "control" in c)
-register_feature("few_step", "distilled to sample in a few steps", lambda c: "distill" in c)
+                 lambda c: "control" in c and bool(c.control.trajectory or c.control.camera))
+register_feature("few_step", "distilled to sample in a few steps (or a few-step generator's "
+                 "levels in sample.timesteps)",
+                 lambda c: "distill" in c or bool(c.sample.timesteps))
 
 
 def default_roots() -> list[str]:

@@ -1,4 +1,5 @@
-"""The `vdm` command line: train | sample | eval | data | post | config | tokenizer | models | ui.
+"""The `vdm` command line: train | sample | eval | data | post | plan | config | tokenizer |
+convert | models | ui.
 
   vdm train --config configs/spine.py[:arg] --workdir DIR [--set train.dit.steps=100]
   vdm sample --prompt "a red circle moving right on a blue background" --out clip.mp4
@@ -8,8 +9,10 @@
   vdm data import DIR --out NAME      (then: vdm train --config configs/folder_t2v.py:NAME,BUCKET)
   vdm data prepare [''|wide|tall|tiny|moving_mnist]
   vdm post IN.mp4 --post "upscale(4)|deflicker(0.5)|sharpen(0.3)" --out OUT.mp4
+  vdm plan --config configs/scale.py:gpu8 --devices 8 --device-memory 80GB --grid
   vdm config show --config configs/spine.py   # every field, its value and its doc
   vdm tokenizer --config configs/spine.py --out tokenizer.model
+  vdm convert WAN_DIR --out MODEL_DIR   # a downloaded Wan2.1 directory -> a vdm model directory
   vdm models                          # model directories and named configs
   vdm ui [--checkpoint DIR ...] [--port 8765]   # http://127.0.0.1:8765
 
@@ -18,9 +21,9 @@ Bad input exits with 2 and one line, 'vdm <command>: error: ...'.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-import time
 
 from vdm.cli_common import check_output_path, error_line
 # DEFAULT_CHECKPOINT stays importable from here (the benchmarks read it).
@@ -32,11 +35,22 @@ def _load_config(args):
   return load_config(args.config, args.set)
 
 
+def start_processes(args) -> None:
+  """Joins a multi-process run when the flags or the environment say this is one of several
+  processes (vdm.parallel.distributed); before any JAX computation."""
+  from vdm.parallel import distributed
+  if (args.process_id is None) != (args.num_processes is None):
+    raise ValueError("--num-processes and --process-id go together")
+  if distributed.launched_as_several(args.num_processes):
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def cmd_train(args) -> int:
-  from vdm.train.run import run_training
   if args.seed is not None and not 0 <= args.seed < 2**32:
     raise ValueError(f"--seed {args.seed} must be an integer in [0, 2**32)")
-  config = _load_config(args)
+  config = _load_config(args)  # a bad config fails before any process waits for the others
+  start_processes(args)
+  from vdm.train.run import run_training
   check_output_path(args.workdir, "--workdir", folder=True)
   if args.seed is not None:
     config.seed = args.seed
@@ -138,6 +152,57 @@ def cmd_eval(args) -> int:
   return 0
 
 
+def cmd_convert(args) -> int:
+  from vdm.convert.wan import load_wan
+  from vdm.models import save_model_dir
+  from vdm.provenance import write_provenance
+  if os.path.exists(args.out):
+    raise FileExistsError(f"--out {args.out!r} exists; choose a new directory")
+  check_output_path(args.out, "--out", folder=True)
+  if args.generator is not None and not os.path.isfile(args.generator):
+    raise ValueError(f"--generator {args.generator!r}: no such file")
+  config, tokenizer, vae, denoiser, stats = load_wan(
+      args.directory, generator=args.generator, generator_key=args.generator_key,
+      schedule=args.schedule)
+  save_model_dir(args.out, config=config, tokenizer=tokenizer, vae=vae, denoiser=denoiser,
+                 latent_stats=stats)
+  write_provenance(args.out, config.seed)
+  print(f"wrote {args.out} ({config.name}: a vdm model directory)")
+  return 0
+
+
+def cmd_plan(args) -> int:
+  from vdm.config import load_config
+  from vdm.train.plan import format_table, grid_settings, parse_bytes, plan_denoiser
+  memory = parse_bytes(args.device_memory) if args.device_memory else None
+  config = _load_config(args)
+  if args.out:
+    check_output_path(args.out, "--out")
+  if args.devices is not None:
+    from vdm.parallel.mesh import use_cpu_devices
+    use_cpu_devices(args.devices, "--devices")
+  import jax
+  settings = [("as configured", [])]
+  if args.grid:
+    settings += grid_settings(config, jax.device_count())
+  plans = []
+  for label, overrides in settings:
+    variant = load_config(args.config, list(args.set) + overrides)
+    plans.append(plan_denoiser(variant, label))
+    print(f"[plan] {label}: peak {plans[-1].peak / 2**30:.2f} GiB per device", flush=True)
+  print(f"# denoiser stage of {args.config}" + "".join(f" --set {s}" for s in args.set)
+        + f", {plans[0].devices} devices ({jax.devices()[0].platform}), bytes per device in GiB")
+  print(format_table(plans, memory))
+  if args.out:
+    from vdm.provenance import write_json
+    write_json(args.out, dict(config=args.config, sets=list(args.set), device_memory=memory,
+                              platform=jax.devices()[0].platform,
+                              plans=[dict(dataclasses.asdict(p), peak=p.peak,
+                                          fits=None if memory is None else p.fits(memory))
+                                     for p in plans]))
+  return 0
+
+
 def cmd_config(args) -> int:
   from vdm.config import describe, load_config
   config = load_config(args.config, args.set)
@@ -164,6 +229,15 @@ def cmd_tokenizer(args) -> int:
   return 0
 
 
+def add_processes(p) -> None:
+  """Flags of a multi-process run (one process per host; docs/scaling.md)."""
+  p.add_argument("--num-processes", type=int, default=None,
+                 help="processes in the run (TPU pods and SLURM need none of these flags)")
+  p.add_argument("--process-id", type=int, default=None, help="this process, in [0, N)")
+  p.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="process 0's address (default: $JAX_COORDINATOR_ADDRESS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="vdm", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -183,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                  choices=("tokenizer", "text", "vae", "audio", "dit", "export"),
                  help="last stage to run (text: span-corruption pretraining of the text encoder, "
                       "when train.text.steps > 0; audio: the audio VAE, when audio.enabled)")
+  add_processes(p)
   p.set_defaults(func=cmd_train)
 
   from vdm.generate.cli import add_sample_arguments
@@ -236,6 +311,31 @@ def build_parser() -> argparse.ArgumentParser:
   from vdm.post.cli import add_post_arguments, run_post_command
   p = add_post_arguments(sub.add_parser("post", help="run finishing stages over a video file"))
   p.set_defaults(func=run_post_command)
+
+  p = sub.add_parser("convert", help="a downloaded Wan2.1 directory (diffusers or original "
+                                     "layout) -> a vdm model directory")
+  p.add_argument("directory", help="the Wan2.1 directory (its layout is detected)")
+  p.add_argument("--out", required=True, help="the vdm model directory to write (must not exist)")
+  from vdm.convert.wan import GENERATORS
+  p.add_argument("--generator", default=None, help="a Self-Forcing or CausVid checkpoint (.pt) "
+                 "whose DiT replaces the directory's (docs/wan.md)")
+  p.add_argument("--generator-key", default="generator",
+                 help="the state dict to read from --generator (generator | generator_ema)")
+  p.add_argument("--schedule", default="self-forcing", choices=tuple(GENERATORS),
+                 help="how the --generator samples (its few-step levels and shift)")
+  p.set_defaults(func=cmd_convert)
+
+  p = sub.add_parser("plan", help="memory per device of the denoiser stage (params, optimizer, "
+                                  "activations) without allocating; which settings fit")
+  add_config(p)
+  p.add_argument("--device-memory", default=None, metavar="SIZE",
+                 help="e.g. 80GB (binary units): say which settings fit")
+  p.add_argument("--devices", type=int, default=None, metavar="N",
+                 help="plan on N simulated CPU devices (the mesh of a machine you do not have)")
+  p.add_argument("--grid", action="store_true",
+                 help="also every dit.remat, and FSDP over 2, 4, ... devices with full remat")
+  p.add_argument("--out", default=None, help="also write the plans as JSON")
+  p.set_defaults(func=cmd_plan)
 
   p = sub.add_parser("config", help="print a config field by field, with each field's doc")
   p.add_argument("action", choices=("show",))

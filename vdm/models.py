@@ -73,21 +73,35 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   """
   t, d = config.text, config.dit
   dense = lambda i, o: i * o + o  # noqa: E731
-  text = (vocab_size * t.width + 32 * t.heads + t.width  # embeddings, position buckets, final norm
-          + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
+  biases = t.depth if t.position_bias == "per_layer" else 1  # relative-position tables
+  text_params = ((t.vocab_rows or vocab_size) * t.width + 32 * t.heads * biases
+                 + t.width  # the final norm
+                 + t.depth * (2 * t.width + 4 * t.width**2 + 3 * t.width * t.mlp))
   w, c, p = d.width, config.vae.latent_channels, d.patch
   patch_dim = d.temporal_patch * p * p * c  # latent values per token
-  hidden = int(w * d.mlp_ratio)
+  hidden = d.mlp_width or int(w * d.mlp_ratio)
   attention = dense(w, w) + dense(w, 2 * w) + dense(w, w)
-  if d.qk_norm:  # a learned RMSNorm scale per head dimension on q and on k
-    attention += 2 * (w // d.heads)
+  if d.qk_norm:  # a learned RMSNorm scale on q and on k, per head dimension or over the width
+    attention += 2 * (w if d.qk_norm_over == "width" else w // d.heads)
   # factorized: spatial + temporal + cross attention, 9 modulations; full: 3D + cross, 6.
   attentions = 3 if d.attention == "factorized" else 2
+  mods = 3 * attentions * w
+  table = d.modulation == "table"  # a [mods] table per block, one shared projection
   block = (attentions * attention + dense(w, hidden) + dense(hidden, w)
-           + dense(w, 3 * attentions * w))
+           + (mods if table else dense(w, mods)) + (2 * w if d.cross_norm else 0))
+  if d.lora_rank:  # A [in, r] and B [r, out] per target layer (vdm.dit.lora)
+    from vdm.dit.lora import MODULES
+    shapes = dict(q=(w, w), kv=(w, 2 * w), out=(w, w), fc1=(w, hidden), fc2=(hidden, w))
+    block += sum(d.lora_rank * (i + o) for m in MODULES[d.attention]
+                 for layer, (i, o) in shapes.items()
+                 if (m == "mlp") == layer.startswith("fc")
+                 and (layer in d.lora_targets or f"{m}.{layer}" in d.lora_targets))
+  freq = d.time_freq_dim or w
+  time = dense(freq, w) + dense(w, w) + (dense(w, mods) if table else 0)
+  text_embed = (dense(t.width, w) + dense(w, w))  # text_proj + pooled_text, or the text MLP
+  head = (2 * w if table else dense(w, 2 * w)) + dense(w, patch_dim)
   scalar_inputs = int(d.guidance_input) + int(d.step_input)  # two dense(w, w) each
-  dit = (dense(patch_dim, w) + 2 * dense(w, w) + dense(t.width, w) + dense(w, w)
-         + d.depth * block + dense(w, 2 * w) + dense(w, patch_dim)
+  dit = (dense(patch_dim, w) + time + text_embed + d.depth * block + head
          + scalar_inputs * 2 * dense(w, w))
   control = dit_inputs(config)  # a linear map of the token features, an MLP of the frame's
   if control["control_token_features"]:
@@ -100,7 +114,7 @@ def denoiser_param_count(config, vocab_size: int) -> int:
             + d.depth * audio_block_params(w, d.mlp_ratio, d.heads,
                                            video_attention=a.video_attention,
                                            qk_norm=d.qk_norm))
-  return text + dit
+  return text_params + dit
 
 
 def build_vae(config, seed: int = 0) -> CausalVAE:
@@ -113,6 +127,24 @@ def build_audio_vae(config, seed: int = 0) -> AudioVAE:
 
 def build_denoiser(config, vocab_size: int, seed: int = 0) -> Denoiser:
   return Denoiser(config, vocab_size=vocab_size, rngs=nnx.Rngs(seed))
+
+
+def without_lora(config, denoiser: Denoiser, vocab_size: int):
+  """(config, denoiser) with LoRA folded into the weights, W + (alpha / r) A B
+  (`vdm.dit.lora.merge_lora`): a copy of the config with dit.lora_rank = 0 and a plain Denoiser
+  of it. Returned as given when the config has no LoRA."""
+  if not config.dit.lora_rank:
+    return config, denoiser
+  from vdm.convert.assemble import materialize
+  from vdm.dit.lora import merge_lora
+  plain = config.copy_and_resolve_references()
+  plain.dit.lora_rank = 0
+  flat = {path: var.get_value()
+          for path, var in nnx.to_flat_state(nnx.state(denoiser, nnx.Param))}
+  merged = merge_lora(flat, config.dit.lora_alpha / config.dit.lora_rank)
+  abstract = nnx.eval_shape(lambda: build_denoiser(plain, vocab_size))
+  return plain, materialize(abstract, {".".join(map(str, path)): (lambda v=value: v)
+                                       for path, value in merged.items()})
 
 
 def save_params(model: nnx.Module, path: str) -> None:
@@ -151,12 +183,15 @@ def load_params(model: nnx.Module, path: str) -> nnx.Module:
   return nnx.merge(graphdef, restored, rest)
 
 
-def copy_params(source: nnx.Module, target: nnx.Module) -> list[str]:
-  """Copies every parameter of `source` into the same-named parameter of `target`, in place
-  (fine-tuning a trained model whose config adds inputs). Raises ValueError naming the
-  parameters of source that target lacks or holds in another shape; returns the names of the
-  parameters of target that source lacks (they keep their initial values)."""
-  src = {".".join(map(str, k)): v for k, v in nnx.to_flat_state(nnx.state(source, nnx.Param))}
+def copy_params(source, target: nnx.Module, *, as_stored: tuple[str, ...] = ()) -> list[str]:
+  """Copies every parameter of `source` (a module, or its Params as an nnx.State) into the
+  same-named parameter of `target`, in place (fine-tuning a trained model whose config adds
+  inputs), in the target's dtype except the names starting with a prefix in `as_stored` (kept
+  as stored, e.g. a frozen bf16 text encoder). Raises ValueError naming the parameters of
+  source that target lacks or holds in another shape; returns the names of the parameters of
+  target that source lacks (they keep their initial values, e.g. LoRA matrices)."""
+  state = source if isinstance(source, nnx.State) else nnx.state(source, nnx.Param)
+  src = {".".join(map(str, k)): v for k, v in nnx.to_flat_state(state)}
   flat = list(nnx.to_flat_state(nnx.state(target, nnx.Param)))
   dst = {".".join(map(str, k)): v for k, v in flat}
   shape = lambda k, d: tuple(d[k].get_value().shape) if k in d else "absent"  # noqa: E731
@@ -165,8 +200,16 @@ def copy_params(source: nnx.Module, target: nnx.Module) -> list[str]:
   if differ:
     raise ValueError(f"{len(differ)} parameters do not fit the model being trained "
                      f"(source vs target): {differ[:8]}")
-  merged = [(k, src[".".join(map(str, k))] if ".".join(map(str, k)) in src else v)
-            for k, v in flat]
+
+  def value(name, var):
+    if name not in src:
+      return var
+    given = src[name]
+    if name.startswith(tuple(as_stored)) or given.get_value().dtype == var.get_value().dtype:
+      return given
+    return var.replace(given.get_value().astype(var.get_value().dtype))
+
+  merged = [(k, value(".".join(map(str, k)), v)) for k, v in flat]
   nnx.update(target, nnx.from_flat_state(merged))
   return sorted(set(dst) - set(src))
 
@@ -196,14 +239,17 @@ def read_latent_stats(path: str) -> dict:
 def save_model_dir(directory: str, *, config, tokenizer: Tokenizer, vae: CausalVAE,
                    denoiser: Denoiser, latent_stats: dict, audio_vae: AudioVAE | None = None
                    ) -> None:
-  """Writes a model directory (see the module docstring); audio_vae for a joint model."""
+  """Writes a model directory (see the module docstring); audio_vae for a joint model. The
+  models may be sharded over a mesh of several processes: every process calls this; process 0
+  writes the single files and orbax writes the parameters from all of them."""
   if bool(config.audio.enabled) != (audio_vae is not None):
     raise ValueError("save_model_dir: an audio VAE is saved exactly when config.audio.enabled")
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
-  tokenizer.save(os.path.join(directory, "tokenizer.model"))
-  write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
+  if jax.process_index() == 0:
+    with open(os.path.join(directory, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+    tokenizer.save(os.path.join(directory, "tokenizer.model"))
+    write_latent_stats(os.path.join(directory, "latent_stats.json"), latent_stats)
   save_params(vae, os.path.join(directory, "vae"))
   save_params(denoiser, os.path.join(directory, "denoiser"))
   if audio_vae is not None:

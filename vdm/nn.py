@@ -24,8 +24,10 @@ class RMSNorm(nnx.Module):
     self.eps = eps
 
   def __call__(self, x):
-    var = jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(var + self.eps) * self.scale[...]
+    # Statistics in fp32 whatever x's dtype (a no-op for fp32 inputs).
+    x32 = x.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    return (x32 * jax.lax.rsqrt(var + self.eps)).astype(x.dtype) * self.scale[...]
 
 
 def normalize_pixels(pixels) -> jax.Array:

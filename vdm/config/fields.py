@@ -44,6 +44,12 @@ def integer(low: int | None = None, high: int | None = None, what: str = "") -> 
                words + (f" ({what})" if what else ""))
 
 
+def integer_or(low: int, special: int, what: str) -> Check:
+  """An int >= low, or the one `special` value (e.g. -1 for 'the rest'), which `what` explains."""
+  return Check(lambda v: _is_int(v) and (v >= low or v == special),
+               f"an integer >= {low}, or {special} for {what}")
+
+
 def number(low: float, high: float, *, open_high: bool = False) -> Check:
   """An int or float in [low, high] (or [low, high) with open_high)."""
   if open_high:
@@ -86,11 +92,18 @@ def int_tuple(low: int = 1, *, non_empty: bool = True) -> Check:
                f"a {'non-empty ' if non_empty else ''}tuple of integers >= {low}")
 
 
-def number_tuple(low: float, high: float, *, non_empty: bool = True) -> Check:
-  """A tuple (or JSON list) of numbers in [low, high]."""
-  return Check(lambda v: isinstance(v, (tuple, list)) and (len(v) > 0 or not non_empty)
-               and all(_is_number(x) and low <= x <= high for x in v),
-               f"a {'non-empty ' if non_empty else ''}tuple of numbers in [{low}, {high}]")
+def str_tuple(what: str) -> Check:
+  """A tuple (or JSON list) of strings."""
+  return Check(lambda v: isinstance(v, (tuple, list)) and all(isinstance(x, str) for x in v),
+               what)
+
+
+def decreasing_levels() -> Check:
+  """A tuple (or JSON list) of numbers in (0, 1], strictly decreasing; empty allowed."""
+  def ok(v):
+    return (isinstance(v, (tuple, list)) and all(_is_number(x) and 0 < x <= 1 for x in v)
+            and all(a > b for a, b in zip(v, v[1:])))
+  return Check(ok, "a tuple of decreasing levels in (0, 1] (empty: none)")
 
 
 _UNSET = object()

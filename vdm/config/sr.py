@@ -3,7 +3,8 @@ between them. Its data section names frames by aspect and short side."""
 from __future__ import annotations
 
 from vdm.config.fields import Check, Field, integer, number, one_of, require, text
-from vdm.config.t2v import SEED, clip_fields, stage
+from vdm.config.t2v import (SEED, check_accumulate, check_parallel, clip_fields, parallel_fields,
+                            stage)
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 
@@ -66,6 +67,7 @@ SCHEMA = dict(
         blocks=Field(4, "residual blocks", POSITIVE),
         neighbours=Field(1, "frames on either side the model sees", NON_NEGATIVE),
     ),
+    parallel=parallel_fields(),
     train=stage(steps=1500, batch_size=4, learning_rate=1e-3, warmup_steps=50, ema_decay=0.99,
                 checkpoint_every=250),
 )
@@ -73,6 +75,10 @@ SCHEMA = dict(
 
 def validate(config) -> None:
   """The rules between fields of an upscaler config."""
+  check_parallel(config)
+  check_accumulate(config.train, "train")
+  require(config.train.precision == "float32", "train.precision", config.train.precision,
+          "'float32' (mixed precision is for the text encoder and the denoiser)")
   require(config.factor in (2, 4), "factor", config.factor, "2 or 4")
   require(config.data.short_side % (2 * config.factor) == 0, "data.short_side",
           config.data.short_side, f"a multiple of {2 * config.factor} (2 x factor)")

@@ -7,15 +7,19 @@ The defaults are the spine (configs/spine.py): 32x32 clips of 9 frames at 8 fps,
 """
 from __future__ import annotations
 
-from vdm.config.fields import (BOOL, Check, ConfigError, Field, get, int_tuple, integer, number,
-                               number_tuple, one_of, require, text)
+from vdm.config.fields import (BOOL, Check, ConfigError, Field, decreasing_levels, get,
+                               int_tuple, integer, integer_or, number, one_of, require, str_tuple,
+                               text)
 from vdm.control.timeline import SWITCHES
 from vdm.data.aspect_ratios import ASPECTS
 from vdm.data.kinds import DATA_KINDS
 from vdm.diffusion.samplers import SAMPLERS
+from vdm.dit.lora import allowed_targets
 from vdm.generate.modes import MODES, allowed_chunks, pipeline_modes
 from vdm.text.tokenizer import MODEL_TYPES
 from vdm.train.faults import NAN_POLICIES
+from vdm.parallel.attention import SEQUENCE_ATTENTION
+from vdm.train.microbatch import PRECISIONS
 from vdm.vae.model import TEMPORAL_DOWNSAMPLES
 
 AUDIO_DOWNSAMPLES = (1, 2, 4, 8)  # vdm.audio.vae.TEMPORAL_DOWNSAMPLES (jax-free here)
@@ -27,7 +31,7 @@ NON_NEGATIVE = integer(0)
 SEED = integer(0, 2**32 - 1, what="grain and numpy take 32-bit seeds")
 
 
-def stage(*, min_steps: int = 1, **defaults) -> dict:
+def stage(*, min_steps: int = 1, off: str = "the stage is off", **defaults) -> dict:
   """The fields of one training stage of the one loop (vdm.train.loop), with its defaults;
   Field values in `defaults` are extra fields of this stage."""
   d = dict(dict(steps=1000, batch_size=16, learning_rate=1e-3, warmup_steps=100,
@@ -35,8 +39,15 @@ def stage(*, min_steps: int = 1, **defaults) -> dict:
                 checkpoint_every=500), **defaults)
   return dict(
       steps=Field(d["steps"], "optimizer steps of this stage" + (
-          " (0: the stage is off)" if min_steps == 0 else ""), integer(min_steps)),
-      batch_size=Field(d["batch_size"], "clips (or captions) per step", POSITIVE),
+          f" (0: {off})" if min_steps == 0 else ""), integer(min_steps)),
+      batch_size=Field(d["batch_size"], "clips (or captions) per optimizer step, over all "
+                       "devices", POSITIVE),
+      accumulate=Field(1, "micro-batches the batch is split into, run one after another with "
+                       "their gradients averaged (activation memory of batch_size / accumulate)",
+                       POSITIVE),
+      precision=Field("float32", "bfloat16: the forward and backward run with bf16 parameters "
+                      "and activations, the optimizer keeps fp32 master weights",
+                      one_of(PRECISIONS)),
       learning_rate=Field(d["learning_rate"], "AdamW peak learning rate (linear warm-up, "
                           "cosine decay to a tenth)", number(1e-8, 1.0)),
       warmup_steps=Field(d["warmup_steps"], "steps of linear learning-rate warm-up",
@@ -54,6 +65,27 @@ def stage(*, min_steps: int = 1, **defaults) -> dict:
                        one_of(NAN_POLICIES)),
       max_nan_skips=Field(10, "skipped steps tolerated before the run stops", NON_NEGATIVE),
       **{k: v for k, v in defaults.items() if isinstance(v, Field)})
+
+
+MESH_SIZE = integer_or(1, -1, "the devices the other axes leave")
+
+
+def parallel_fields() -> dict:
+  """The `parallel` section: the device mesh `vdm train` runs on (vdm/parallel). Sharding
+  changes where arrays live, not what is computed, so a workdir may resume on another mesh."""
+  return dict(
+      data=Field(1, "devices the batch is split over (parameters replicated); -1: all devices "
+                 "the other axes leave", MESH_SIZE),
+      fsdp=Field(1, "devices the parameters, gradients and optimizer state are split over "
+                 "(along the model width) as well as the batch; gathered per layer", MESH_SIZE),
+      tensor=Field(1, "devices the attention heads and MLP widths are split over", MESH_SIZE),
+      sequence=Field(1, "devices the clip is split over: its frames (dit.attention=factorized) "
+                     "or its tokens (full)", MESH_SIZE),
+      sequence_attention=Field("gspmd", "full attention over split tokens: gspmd (the compiler "
+                               "gathers keys and values) | ulysses (all-to-all to a split of "
+                               "the heads; vdm/parallel/attention.py)",
+                               one_of(SEQUENCE_ATTENTION)),
+  )
 
 
 def clip_fields(*, frames: int, num_train: int, num_test: int, long_factor: int,
@@ -79,10 +111,12 @@ SCHEMA = dict(
     task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler, "
                "'distill' a few-step student of a t2v model", one_of(("t2v", "sr", "distill"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
-    init_from=Field("", "a model directory (`vdm train`'s export) to fine-tune: its tokenizer, "
-                    "VAE, latent statistics and denoiser weights start this run (parameters it "
-                    "lacks, e.g. new control inputs, keep their fresh init); '' trains from "
-                    "scratch", text("a model directory path string ('' for none)")),
+    init_from=Field("", "fine-tuning: a model to start from, a vdm model directory (`vdm "
+                    "train`'s export) or a downloaded Wan2.1 directory of either layout "
+                    "(docs/wan.md): its tokenizer, text encoder, VAE, latent statistics and "
+                    "denoiser weights start this run (parameters it lacks, e.g. new control "
+                    "inputs or LoRA matrices, keep their fresh init); '' trains from scratch",
+                    text("a model directory path string ('' for none)")),
     data=dict(
         kind=Field("simple", "the dataset (vdm.data.kinds)", one_of(lambda: tuple(DATA_KINDS))),
         height=Field(32, "frame height in pixels", POSITIVE),
@@ -105,6 +139,11 @@ SCHEMA = dict(
         depth=Field(2, "T5 encoder layers", POSITIVE),
         heads=Field(4, "T5 encoder attention heads", POSITIVE),
         mlp=Field(256, "T5 encoder MLP width", POSITIVE),
+        position_bias=Field("shared", "relative-position bias: shared by all layers (T5) | "
+                            "per_layer (UMT5, Wan's text encoder)",
+                            one_of(("shared", "per_layer"))),
+        vocab_rows=Field(0, "rows of the token embedding (0: the tokenizer's vocabulary; UMT5 "
+                         "pads its 256,300 pieces to 256,384)", NON_NEGATIVE),
         freeze=Field(False, "True: the denoiser stage leaves the text encoder's weights as they "
                      "are", BOOL),
         init_from=Field("", "a pretrained encoder to start from: a directory of `vdm train "
@@ -137,6 +176,9 @@ SCHEMA = dict(
         norm=Field("group", "group: GroupNorm per frame | rms: per-position RMS norm (Wan's; "
                    "spatial tiles of a decode then equal the whole decode beyond the "
                    "convolutions' reach, vdm/vae/tiled.py)", one_of(("group", "rms"))),
+        layout=Field("vdm", "vdm: this project's causal VAE | wan: Wan2.1's (zero causal "
+                     "padding, per-frame resampling plus temporal convs, middle attention, "
+                     "quant convs; docs/wan.md)", one_of(("vdm", "wan"))),
         disc_weight=Field(0.0, "weight of the hinge loss of a 3D patch discriminator "
                           "(vdm/vae/discriminator.py); 0: off, nothing built",
                           number(0.0, 100.0)),
@@ -179,6 +221,35 @@ SCHEMA = dict(
                              "student: one forward per step instead of two)", BOOL),
         step_input=Field(False, "the step size is an input (a shortcut student: few-step "
                          "sampling with the 'shortcut' sampler)", BOOL),
+        attention_kernel=Field("xla", "xla: attention on any backend (holds the full score "
+                               "matrices) | cudnn: cuDNN flash attention on a GPU for unmasked "
+                               "attention, q, k, v in bf16 (Wan's 32,760-token clips)",
+                               one_of(("xla", "cudnn"))),
+        # Options Wan2.1's layout needs (configs/wan.py sets them; docs/wan.md).
+        mlp_width=Field(0, "MLP hidden width (0: width x mlp_ratio)", NON_NEGATIVE),
+        qk_norm_over=Field("head", "qk_norm per head | over the whole width before the head "
+                           "split (Wan)", one_of(("head", "width"))),
+        cross_norm=Field(False, "a LayerNorm with scale and bias before cross-attention (Wan)",
+                         BOOL),
+        modulation=Field("per_block", "per_block: each block maps the conditioning to its "
+                         "(shift, scale, gate) | table: one shared projection plus a learned "
+                         "table per block (Wan)", one_of(("per_block", "table"))),
+        time_freq_dim=Field(0, "width of the level's sinusoid (0: dit.width; Wan: 256)",
+                            integer(0, what="an even width, 0 for dit.width")),
+        text_embed=Field("linear", "linear: a projection whose token mean joins the level's "
+                         "embedding | mlp: Linear-GELU-Linear, no pooled text (Wan)",
+                         one_of(("linear", "mlp"))),
+        cross_mask=Field(True, "cross-attention masks padded text; False: padded positions are "
+                         "zeroed and attended (Wan)", BOOL),
+        # LoRA (vdm/dit/lora.py): fine-tuning trains only the low-rank matrices; the export
+        # folds them into the weights.
+        lora_rank=Field(0, "rank of LoRA on the blocks' target layers (0: no LoRA; > 0: only "
+                        "the LoRA matrices train)", NON_NEGATIVE),
+        lora_alpha=Field(16.0, "LoRA scale numerator: the low-rank update is scaled by "
+                         "lora_alpha / lora_rank", number(1e-6, 1e6)),
+        lora_targets=Field(("q", "kv", "out"), "the layers that get LoRA: q | kv | out | fc1 | "
+                           "fc2 in every module, or module.layer (joint, spatial, temporal, "
+                           "cross, mlp), e.g. joint.q", str_tuple("a tuple of layer names")),
     ),
     # Conditioning beyond the text (vdm/control, docs/control.md): the DiT's control inputs,
     # trained on the data's recorded object paths and camera path.
@@ -256,6 +327,8 @@ SCHEMA = dict(
     sample=dict(
         steps=Field(25, "sampler steps", POSITIVE),
         guidance=Field(4.0, "classifier-free guidance scale (1: none)", number(0.0, 100.0)),
+        negative_prompt=Field("", "the prompt guidance steers away from when a request gives "
+                              "none ('' : unconditional)", text()),
         audio_guidance=Field(4.0, "classifier-free guidance scale of the audio stream "
                              "(sample.guidance is the video's)", number(0.0, 100.0)),
         mode=Field("parallel", "generation mode (vdm.generate.modes)",
@@ -266,6 +339,11 @@ SCHEMA = dict(
                             "Forcing)", number(0.0, 1.0, open_high=True)),
         shift=Field(3.0, "time-grid shift: more of the steps at high noise, where layout and "
                     "motion are decided", number(0.01, 100.0)),
+        timesteps=Field((), "the steps' levels given outright, before the shift (a few-step "
+                        "generator's list / 1000, e.g. CausVid's (1, 0.757, 0.522), or a "
+                        "distilled student's); sample.steps is at most their number (fewer "
+                        "take evenly spaced ones, vdm.generate.modes.explicit_levels). (): the "
+                        "even grid of sample.steps", decreasing_levels()),
         aspect=Field("1:1", "aspect ratio", one_of(tuple(ASPECTS))),
         resolution=Field(32, "short side in pixels", POSITIVE),
         seconds=Field(1.0, "clip duration", number(1e-6, 1e6)),
@@ -284,20 +362,19 @@ SCHEMA = dict(
         distilled_guidance=Field(0.0, "the guidance scale distilled into the weights (0: "
                                  "none); at --guidance 1 such a model runs one DiT row per step",
                                  number(0.0, 100.0)),
-        schedule=Field((), "a distilled few-step model's own levels, descending from 1 (--steps "
-                       "k takes k of them; vdm.generate.modes.schedule_grid); (): the shifted "
-                       "grid of any step count", number_tuple(0.0, 1.0, non_empty=False)),
     ),
     # Video prediction (configs/moving_mnist.py, `vdm eval --suite prediction`).
     prediction=dict(
         given_frames=Field(0, "pixel frames given, the rest predicted (0: not a prediction "
                            "model)", NON_NEGATIVE),
     ),
+    parallel=parallel_fields(),
     train=dict(
         # steps=0: no text pretraining (configs/text_pretrain.py turns it on).
         text=stage(min_steps=0, steps=0, batch_size=64, learning_rate=1e-3, weight_decay=0.01,
                    ema_decay=0.99),
-        vae=stage(steps=3000, batch_size=8, learning_rate=2e-3,
+        vae=stage(min_steps=0, off="with init_from, the pretrained VAE as it is", steps=3000,
+                  batch_size=8, learning_rate=2e-3,
                   crop_frames=Field(0, "frames of each clip the VAE trains on (0: all)",
                                     NON_NEGATIVE)),
         # The audio VAE (audio.enabled only).
@@ -332,8 +409,29 @@ def latent_frames_of(config, frames: int) -> int:
   return 1 + (frames - 1) // config.vae.temporal_downsample
 
 
+def check_parallel(config) -> None:
+  """At most one mesh axis takes the remaining devices (the device count is checked when the
+  mesh is built, vdm.parallel.make_mesh)."""
+  rest = [k for k, v in config.parallel.items() if v == -1 and k != "sequence_attention"]
+  require(len(rest) <= 1, f"parallel.{rest[-1] if rest else ''}", -1,
+          f"a size >= 1: parallel.{rest[0] if rest else ''} already takes the remaining devices "
+          "(at most one field may be -1)")
+
+
+def check_accumulate(stage_cfg, name: str) -> None:
+  """A stage's batch splits into whole micro-batches."""
+  require(stage_cfg.batch_size % stage_cfg.accumulate == 0, f"{name}.accumulate",
+          stage_cfg.accumulate, f"a divisor of {name}.batch_size={stage_cfg.batch_size}")
+
+
 def validate(config) -> None:
   """The rules between fields of a t2v config (each field's own check has run)."""
+  check_parallel(config)
+  for name in ("text", "vae", "dit"):
+    check_accumulate(config.train[name], f"train.{name}")
+  require(config.train.vae.precision == "float32", "train.vae.precision",
+          config.train.vae.precision, "'float32' (mixed precision is for the text encoder and "
+          "the denoiser, which compute in their parameters' dtype)")
   _check_data(config)
   _check_audio(config)
   _check_model(config)
@@ -435,6 +533,11 @@ def _check_model(config) -> None:
   require(crop == 0 or (crop <= frames and (crop - 1) % td == 0), "train.vae.crop_frames", crop,
           f"0 (whole clips) or 1 + a multiple of vae.temporal_downsample={td}, at most "
           f"data.frames={frames}")
+  if config.dit.lora_rank:
+    allowed = allowed_targets(config.dit.attention)
+    targets = tuple(config.dit.lora_targets)
+    require(targets and all(t in allowed for t in targets), "dit.lora_targets", targets,
+            f"a non-empty tuple of names from {allowed} (dit.attention={config.dit.attention!r})")
   temporal_patch = config.dit.temporal_patch
   if temporal_patch > 1:  # grouped frames: no chunked (KV-cached, block-causal) generation
     grouped = tuple(m for m in pipeline_modes() if MODES[m].temporal_patch)
@@ -505,8 +608,12 @@ def _check_text_pretrain(config) -> None:
   """init_from, text.init_from and the text stage."""
   import os
   model_dir = config.init_from
-  require(model_dir == "" or os.path.isfile(os.path.join(model_dir, "config.json")), "init_from",
-          model_dir, "'' or a model directory written by `vdm train` (with config.json)")
+  if model_dir:
+    from vdm.convert.layout import detect_layout
+    require(os.path.isfile(os.path.join(model_dir, "config.json"))
+            or (os.path.isdir(model_dir) and detect_layout(model_dir) is not None), "init_from",
+            model_dir, "'' or a model directory written by `vdm train` (with config.json) or a "
+            "downloaded Wan2.1 directory (docs/wan.md)")
   require(model_dir == "" or (config.text.init_from == "" and config.train.text.steps == 0),
           "init_from", model_dir, "'' while text.init_from or train.text.steps is set (the "
           "model directory provides the text encoder)")
@@ -549,13 +656,8 @@ def _check_sampling_defaults(config) -> None:
   allowed = allowed_chunks(latent_frames)
   require(s.chunk in allowed, "sample.chunk", s.chunk,
           f"a chunk size for the {latent_frames} latent frames of the default clip: {allowed}")
-  schedule = tuple(s.schedule)
-  if schedule:
-    require(schedule[0] == 1.0 and all(a > b for a, b in zip(schedule, schedule[1:]))
-            and schedule[-1] > 0.0, "sample.schedule", schedule,
-            "() or levels strictly descending from 1.0 and above 0")
-    require(s.steps <= len(schedule), "sample.steps", s.steps,
-            f"at most {len(schedule)}, the levels of sample.schedule")
+  require(not s.timesteps or s.steps <= len(s.timesteps), "sample.steps", s.steps,
+          f"at most {len(s.timesteps)}, the number of sample.timesteps {tuple(s.timesteps)}")
 
 
 __all__ = ["ASPECTS", "SCHEMA", "ConfigError", "spatial_stride", "validate"]

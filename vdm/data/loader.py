@@ -1,6 +1,7 @@
 """grain input pipeline over a prepared TFDS builder (random access via array_record), and over
 a list of captions (text-only training)."""
 import hashlib
+import json
 
 from absl import flags
 import grain
@@ -38,10 +39,51 @@ def stack_examples(examples) -> dict:
   return batch
 
 
+class BatchRowsSampler:
+  """The rows [start, stop) of every global batch of `batch_size` records that `sampler` orders:
+  what one process of a multi-process run reads (`vdm.parallel.Placement.process_rows`), so the
+  processes together see exactly the batches a single process sees, row for row."""
+
+  def __init__(self, sampler, batch_size: int, rows: slice):
+    self._sampler, self._batch_size = sampler, batch_size
+    self._start, self._local = rows.start, rows.stop - rows.start
+
+  def __len__(self) -> int:
+    n = len(self._sampler)
+    return n // self._batch_size * self._local
+
+  def __repr__(self) -> str:
+    return (f"BatchRowsSampler({self._sampler!r}, batch_size={self._batch_size}, "
+            f"rows={self._start}:{self._start + self._local})")
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    batch, row = divmod(index, self._local)
+    record = self._sampler[batch * self._batch_size + self._start + row]
+    return grain.RecordMetadata(index=index, record_key=record.record_key, rng=record.rng)
+
+
+def _rows_sampler(sampler, batch_size: int, rows: slice | None):
+  if rows is None or (rows.start, rows.stop) == (0, batch_size):
+    return sampler, batch_size  # a single process: the sampler itself (its checkpoints stay valid)
+  return BatchRowsSampler(sampler, batch_size, rows), rows.stop - rows.start
+
+
+def skip_records(iterator, records: int) -> None:
+  """Sets a fresh loader iterator (worker_count 0) to just after its first `records` records
+  without reading them: how a run resumed on another number of processes finds its place (each
+  step reads a fixed number of records of each process's rows)."""
+  state = json.loads(iterator.get_state())
+  if state.get("worker_count", 0) != 0 or list(state["last_seen_indices"]) != ["0"]:
+    raise ValueError("a loader with worker processes cannot be repositioned by record count")
+  state["last_seen_indices"] = {"0": records - 1}
+  iterator.set_state(json.dumps(state).encode())
+
+
 def make_loader(builder, split: str, *, batch_size: int, seed: int, shuffle: bool = True,
                 num_epochs: int | None = None, drop_remainder: bool = True,
                 worker_count: int = 0,
-                shard_options: grain.sharding.ShardOptions | None = None) -> grain.DataLoader:
+                shard_options: grain.sharding.ShardOptions | None = None,
+                rows: slice | None = None) -> grain.DataLoader:
   """A deterministic loader of dict batches from `builder.as_data_source()[split]`.
 
   Each batch holds 'video' uint8 [B, T, H, W, 3], 'caption' object array of str [B],
@@ -50,6 +92,8 @@ def make_loader(builder, split: str, *, batch_size: int, seed: int, shuffle: boo
   batches the flat index stream). worker_count > 0 starts grain worker processes: still
   deterministic for a fixed (seed, worker_count), but each worker batches every
   worker_count-th record, so batches differ from those of another worker_count.
+  rows: this process's rows [start, stop) of each global batch of `batch_size` (multi-process
+  runs); its batches then hold stop - start records.
   """
   sources = builder.as_data_source()
   if split not in sources:
@@ -66,10 +110,12 @@ def make_loader(builder, split: str, *, batch_size: int, seed: int, shuffle: boo
   sampler = grain.samplers.IndexSampler(
       num_records=len(source), shuffle=shuffle, seed=seed, num_epochs=num_epochs,
       shard_options=shard_options or grain.sharding.NoSharding())
+  sampler, local = _rows_sampler(sampler, batch_size, rows)
   return grain.DataLoader(
       data_source=source, sampler=sampler, worker_count=worker_count,
+      shard_options=shard_options or grain.sharding.NoSharding(),
       operations=[ToNumpy(dtypes), grain.transforms.Batch(
-          batch_size, drop_remainder=drop_remainder, batch_fn=stack_examples)])
+          local, drop_remainder=drop_remainder, batch_fn=stack_examples)])
 
 
 class CaptionSource(grain.sources.RandomAccessDataSource):
@@ -90,30 +136,38 @@ class CaptionSource(grain.sources.RandomAccessDataSource):
     return f"CaptionSource(num={len(self._captions)}, sha256={digest})"
 
 
-def make_source_loader(source, *, batch_size: int, seed: int) -> grain.DataLoader:
+def make_source_loader(source, *, batch_size: int, seed: int,
+                       rows: slice | None = None) -> grain.DataLoader:
   """Shuffled, endlessly repeating batches of a grain data source whose records are dicts of
   arrays and str (e.g. `vdm.train.latent_cache.LatentSource`), stacked by `stack_examples`;
-  the same seed visits the same record indices in the same order as `make_loader`'s."""
+  the same seed visits the same record indices in the same order as `make_loader`'s.
+  rows: this process's rows of each global batch (as in `make_loader`)."""
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   sampler = grain.samplers.IndexSampler(num_records=len(source), shuffle=True, seed=seed,
                                         num_epochs=None, shard_options=grain.sharding.NoSharding())
+  sampler, local = _rows_sampler(sampler, batch_size, rows)
   return grain.DataLoader(data_source=source, sampler=sampler, worker_count=0,
-                          operations=[grain.transforms.Batch(batch_size, drop_remainder=True,
+                          shard_options=grain.sharding.NoSharding(),
+                          operations=[grain.transforms.Batch(local, drop_remainder=True,
                                                              batch_fn=stack_examples)])
 
 
-def make_caption_loader(captions: list[str], *, batch_size: int, seed: int) -> grain.DataLoader:
+def make_caption_loader(captions: list[str], *, batch_size: int, seed: int,
+                        rows: slice | None = None) -> grain.DataLoader:
   """Shuffled, endlessly repeating batches {'caption': object array of str [B]} of `captions`
-  (text-only training); deterministic for a seed, and checkpointable like `make_loader`'s."""
+  (text-only training); deterministic for a seed, and checkpointable like `make_loader`'s.
+  rows: this process's rows of each global batch (as in `make_loader`)."""
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if not captions:
     raise ValueError("no captions to train on")
   sampler = grain.samplers.IndexSampler(num_records=len(captions), shuffle=True, seed=seed,
                                         num_epochs=None, shard_options=grain.sharding.NoSharding())
+  sampler, local = _rows_sampler(sampler, batch_size, rows)
   return grain.DataLoader(data_source=CaptionSource(captions), sampler=sampler, worker_count=0,
-                          operations=[grain.transforms.Batch(batch_size, drop_remainder=True,
+                          shard_options=grain.sharding.NoSharding(),
+                          operations=[grain.transforms.Batch(local, drop_remainder=True,
                                                              batch_fn=stack_examples)])
 
 

@@ -252,26 +252,31 @@ def euler_ancestral(velocity_fn, x_init: jax.Array, levels, *, eta: float = 1.0,
               on_step=on_step)
 
 
-# ----------------------------------------------------------------------------- few-step students
+# ----------------------------------------------------------------------------- few-step samplers
 
 def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None,
                 on_step=None) -> jax.Array:
-  """Multistep consistency sampling (Song et al. 2023, Alg. 1), the sampler of few-step students
-  (consistency, DMD, Self-Forcing): each step predicts the clean sample x0 = x - t v and re-noises
-  it to the next level with fresh noise, x_next = (1 - t_next) x0 + t_next z.
+  """Multistep consistency sampling (Song et al. 2023, Alg. 1): the few-step sampler of
+  distilled generators (CausVid, Self-Forcing, and vdm's consistency, DMD and Self-Forcing
+  students). Each step predicts the clean sample x0 = x - t v and puts it at the next level with
+  fresh noise,
 
-  A student trained to map x_t to x0 at the levels of its schedule sees at every step an input
-  drawn exactly as in training (a clean estimate re-noised), whatever the steps before did; the
-  deterministic Euler step would instead hand it the previous step's noise. One velocity
-  evaluation per step; the last step (t_next = 0) returns x0. Needs rng. Shapes as in `euler`.
+      x_next = (1 - t_next) x0 + t_next z,
+
+  so a step ending at 0 returns x0. Unlike the ODE samplers it keeps nothing of the noise it was
+  given: a generator trained to map any level straight to data needs no integration, and at each
+  step it sees an input drawn exactly as in training (a clean estimate re-noised), whatever the
+  steps before did. One velocity evaluation per step. Needs rng (z of step i is drawn from
+  fold_in(rng, i)). Shapes as in `euler`.
   """
   levels = _check(x_init, levels)
-  _need_rng(rng, "consistency", "its re-noising")
+  rng = _need_rng(rng, "consistency", "fresh noise every step")
 
   def step(x, inputs):
     t_now, t_next, i = inputs
     moving = t_next < t_now
-    x0 = x - _per_frame(t_now, x) * velocity_fn(x, _levels_for_batch(t_now, x))
+    v = velocity_fn(x, _levels_for_batch(t_now, x))
+    x0 = x - _per_frame(t_now, x) * v
     z = jax.random.normal(jax.random.fold_in(rng, i), x.shape, x.dtype)
     x_new = _per_frame(1.0 - t_next, x) * x0 + _per_frame(t_next, x) * z
     return jnp.where(_per_frame(moving, x), x_new, x), None

@@ -10,6 +10,7 @@ from flax import nnx
 
 from vdm.dit import fast_ops
 from vdm.nn import RMSNorm
+from vdm.parallel.attention import dot_product_attention as sequence_parallel_attention
 from vdm.parallel.sharding import logical_axes
 
 
@@ -163,37 +164,70 @@ def unpatchify(tokens: jax.Array, patch: int, h: int, w: int, temporal_patch: in
   return z[:, token_frame_of(frames, temporal_patch), np.where(f == 0, 0, (f - 1) % temporal_patch)]
 
 
+QK_NORM_AXES = ("head", "width")
+# How attention is computed: 'xla' (jax.nn.dot_product_attention's XLA path, any backend; it
+# holds every head's full score matrix) or 'cudnn' (cuDNN's fused flash attention on a GPU, q, k
+# and v in bf16: memory linear in the sequence; used where there is no mask).
+ATTENTION_KERNELS = ("xla", "cudnn")
+
+
+def attend(q, k, v, mask=None, kernel: str = "xla"):
+  """Scaled dot-product attention of q [B, L, H, Dh] over k, v [B, S, H, Dh] (mask
+  broadcastable to [B, H, L, S]) -> [B, L, H, Dh] in q's dtype, by `kernel`."""
+  if kernel == "cudnn" and mask is None:
+    bf16 = jnp.bfloat16
+    return jax.nn.dot_product_attention(q.astype(bf16), k.astype(bf16), v.astype(bf16),
+                                        implementation="cudnn").astype(q.dtype)
+  return jax.nn.dot_product_attention(q, k, v, mask=mask)
+
+
 class Attention(nnx.Module):
   """Multi-head attention; self-attention when `context` is None, else cross-attention.
 
-  qk_norm: RMS-normalise queries and keys per head (learned scale) before the dot product, which
-  bounds the attention logits and keeps large models' training stable.
+  qk_norm: RMS-normalise queries and keys (learned scale) before the dot product, which
+  bounds the attention logits and keeps large models' training stable; qk_norm_over 'head'
+  normalises each head on its own, 'width' all heads together before the head split (Wan's).
+  sequence_parallel: a self-attention over the tokens `parallel.sequence` splits (full 3D
+  attention): it runs as `vdm.parallel.attention.dot_product_attention`, which picks the
+  sequence-parallel algorithm of the run (the same values as plain attention).
   """
 
   def __init__(self, width: int, heads: int, *, context_width: int | None = None,
-               qk_norm: bool = False, rngs: nnx.Rngs, **dense_kwargs):
-    self.heads = heads
+               qk_norm: bool = False, qk_norm_over: str = "head", kernel: str = "xla",
+               sequence_parallel: bool = False, rngs: nnx.Rngs, **dense_kwargs):
+    if qk_norm_over not in QK_NORM_AXES:
+      raise ValueError(f"dit.qk_norm_over must be one of {QK_NORM_AXES}, got {qk_norm_over!r}")
+    if kernel not in ATTENTION_KERNELS:
+      raise ValueError(f"dit.attention_kernel must be one of {ATTENTION_KERNELS}, got {kernel!r}")
+    self.heads, self.qk_norm_over, self.kernel = heads, qk_norm_over, kernel
+    self.sequence_parallel = sequence_parallel
     self.q = dense(width, width, ("embed", "heads"), rngs=rngs, **dense_kwargs)
     self.kv = dense(context_width or width, 2 * width, ("embed", "heads"), rngs=rngs,
                     **dense_kwargs)
     self.out = dense(width, width, ("heads", "embed"), rngs=rngs, **dense_kwargs)
     if qk_norm:
-      self.q_norm, self.k_norm = RMSNorm(width // heads), RMSNorm(width // heads)
+      size = width if qk_norm_over == "width" else width // heads
+      self.q_norm, self.k_norm = RMSNorm(size), RMSNorm(size)
     else:
       self.q_norm = self.k_norm = None
 
   def _heads(self, x: jax.Array, norm, rope=None) -> jax.Array:
-    """[B, L, D] -> [B, L, H, D/H], normalised per head when qk_norm is on, then rotated when
-    `rope` (cos, sin [B, L, D/H/2]) is given."""
+    """[B, L, D] -> [B, L, H, D/H], normalised when qk_norm is on (over the whole width before
+    the split, or per head after it), then rotated when `rope` (cos, sin [B, L, D/H/2]) is
+    given."""
+    if norm is not None and self.qk_norm_over == "width":
+      x = norm(x)
     x = x.reshape(x.shape[0], x.shape[1], self.heads, x.shape[2] // self.heads)
-    x = x if norm is None else norm(x)
+    if norm is not None and self.qk_norm_over == "head":
+      x = norm(x)
     return x if rope is None else apply_rope(x, rope)
 
   def __call__(self, x: jax.Array, context: jax.Array | None = None,
-               mask: jax.Array | None = None, rope=None) -> jax.Array:
+               mask: jax.Array | None = None, rope=None, frames: int = 1) -> jax.Array:
     """x [B, L, D]; context [B, S, Dc] (defaults to x); mask broadcastable to [B, H, L, S];
     rope: (cos, sin) broadcastable to [B, L, D/H/2] rotating queries and keys (self-attention
-    only: queries and keys then share positions)."""
+    only: queries and keys then share positions); frames: L = frames x tokens per frame (what a
+    sequence-parallel attention splits)."""
     b, length, d = x.shape
     if rope is not None and context is not None:
       raise ValueError("rotary positions apply to self-attention only")
@@ -201,7 +235,12 @@ class Attention(nnx.Module):
     q = self._heads(self.q(x), self.q_norm, rope)
     k, v = jnp.split(self.kv(context), 2, axis=-1)
     k, v = self._heads(k, self.k_norm, rope), self._heads(v, None)
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    if self.sequence_parallel:
+      y = sequence_parallel_attention(
+          q, k, v, mask=mask, frames=frames,
+          plain=lambda q, k, v, mask: attend(q, k, v, mask, self.kernel))
+    else:
+      y = attend(q, k, v, mask, self.kernel)
     return self.out(y.reshape(b, length, d))
 
   def attend_with_past(self, x: jax.Array, past_k: jax.Array, past_v: jax.Array,
@@ -228,15 +267,31 @@ class Attention(nnx.Module):
     visible = jnp.concatenate([past_valid, jnp.ones((length,), bool)])[None, None, None, :]
     if mask is not None:
       visible = visible & mask[None, None]
-    y = jax.nn.dot_product_attention(q, jnp.concatenate([past_k, k], axis=1),
-                                     jnp.concatenate([past_v, v], axis=1), mask=visible)
-    return self.out(y.reshape(b, length, d)), k, v
+    # One dtype for the query and the keys and values it sees: the cache's slots may be wider
+    # than a bf16 model's new keys (jax's attention wants them equal; this is their promotion).
+    dtype = jnp.result_type(q, k, past_k)
+    y = jax.nn.dot_product_attention(
+        q.astype(dtype), jnp.concatenate([past_k, k], axis=1).astype(dtype),
+        jnp.concatenate([past_v, v], axis=1).astype(dtype), mask=visible)
+    return self.out(y.reshape(b, length, d).astype(q.dtype)), k, v
+
+
+# Activations of an Mlp by name: GELU in its tanh form (jax's default; Wan's FFN and text MLP),
+# SiLU (Wan's time MLP).
+ACTIVATIONS = {"gelu_tanh": jax.nn.gelu, "silu": jax.nn.silu}
 
 
 class Mlp(nnx.Module):
-  def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, **dense_kwargs):
-    self.fc1 = dense(width, hidden, ("embed", "mlp"), rngs=rngs, **dense_kwargs)
-    self.fc2 = dense(hidden, width, ("mlp", "embed"), rngs=rngs, **dense_kwargs)
+  """fc2(act(fc1(x))): [..., width] -> [..., out] (out defaults to width) through `hidden`.
+  in_axis names the input's logical axis ('embed'; 'text_embed' for the text encoder's width,
+  None for a sinusoid's)."""
+
+  def __init__(self, width: int, hidden: int, *, out: int | None = None,
+               act: str = "gelu_tanh", in_axis: str | None = "embed", rngs: nnx.Rngs,
+               **dense_kwargs):
+    self.act = act
+    self.fc1 = dense(width, hidden, (in_axis, "mlp"), rngs=rngs, **dense_kwargs)
+    self.fc2 = dense(hidden, out or width, ("mlp", "embed"), rngs=rngs, **dense_kwargs)
 
   def __call__(self, x):
-    return self.fc2(jax.nn.gelu(self.fc1(x)))
+    return self.fc2(ACTIVATIONS[self.act](self.fc1(x)))

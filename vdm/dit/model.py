@@ -18,7 +18,8 @@ from vdm.dit.audio import AudioBlock, audio_times, audio_video_frames, cross_mod
 from vdm.dit.layers import (Attention, Mlp, dense, modulate, patchify, rope3d_angles,
                             rope3d_split, sincos_embedding, spacetime_position_embedding,
                             speed_options, temporal_groups, unpatchify)
-from vdm.parallel.sharding import constrain
+from vdm.dit.lora import add_lora
+from vdm.parallel.sharding import constrain, logical_axes
 
 # Logical names of the activations (mapped to mesh axes by vdm.parallel, a no-op without a mesh).
 _TOKENS = ("batch", "frames", "tokens", "act_embed")  # x [B, T, N, D]
@@ -53,6 +54,10 @@ def _remat_block(policy):
 
 
 ATTENTION_LAYOUTS = ("factorized", "full")
+MODULATIONS = ("per_block", "table")
+# 'linear': one projection of the text, whose mean over its tokens is added to the level's
+# embedding; 'mlp': Linear-GELU-Linear (Wan's), the conditioning then being the level's alone.
+TEXT_EMBEDS = ("linear", "mlp")
 # 'sincos': a fixed 3D sinusoid added to the tokens (absolute positions); 'rope3d': queries and
 # keys of every self-attention rotated by their (frame, row, col) (relative positions).
 POSITIONS = ("sincos", "rope3d")
@@ -85,27 +90,49 @@ class DiTBlock(nnx.Module):
 
   def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
                attention: str = "factorized", qk_norm: bool = False,
-               matmul_dtype: str = "float32", fast_grads: bool = True):
+               qk_norm_over: str = "head", cross_norm: bool = False,
+               modulation: str = "per_block", mlp_width: int = 0,
+               matmul_dtype: str = "float32", fast_grads: bool = True,
+               attention_kernel: str = "xla"):
     if attention not in ATTENTION_LAYOUTS:
       raise ValueError(f"dit.attention must be one of {ATTENTION_LAYOUTS}, got {attention!r}")
+    if modulation not in MODULATIONS:
+      raise ValueError(f"dit.modulation must be one of {MODULATIONS}, got {modulation!r}")
     # Pre-norms have no scale or bias: the per-frame adaLN modulation supplies both.
     self.norm, kw = speed_options(matmul_dtype, fast_grads)
     self.attention = attention
-    attn = lambda: Attention(width, heads, qk_norm=qk_norm, rngs=rngs, **kw)  # noqa: E731
+    attn = lambda: Attention(width, heads, qk_norm=qk_norm, qk_norm_over=qk_norm_over,  # noqa: E731
+                             kernel=attention_kernel, rngs=rngs, **kw)
     if attention == "factorized":
       self.spatial, self.temporal = attn(), attn()
-    else:
-      self.joint = attn()
+    else:  # its tokens are what parallel.sequence splits (vdm/parallel/attention.py)
+      self.joint = Attention(width, heads, qk_norm=qk_norm, qk_norm_over=qk_norm_over,
+                             kernel=attention_kernel, sequence_parallel=True, rngs=rngs, **kw)
     self.cross = attn()
-    self.mlp = Mlp(width, int(width * mlp_ratio), rngs=rngs, **kw)
-    # (shift, scale, gate) per self-attention and for the MLP. Zero-initialised modulation makes
-    # every block start as the identity (adaLN-zero).
+    # cross_norm: a LayerNorm with its own scale and bias before cross-attention (Wan's; that
+    # input is not modulated), instead of the plain norm.
+    self.cross_norm = (nnx.LayerNorm(width, epsilon=1e-6, use_fast_variance=False,
+                                     scale_metadata=logical_axes("norm"),
+                                     bias_metadata=logical_axes("norm"), rngs=rngs)
+                       if cross_norm else None)
+    self.mlp = Mlp(width, mlp_width or int(width * mlp_ratio), rngs=rngs, **kw)
+    # (shift, scale, gate) per self-attention and for the MLP. 'per_block': this block's own
+    # linear map of the conditioning, zero-initialised so that every block starts as the
+    # identity (adaLN-zero). 'table': the DiT projects the conditioning once for all blocks and
+    # each block adds its learned table (Wan's), a few numbers per block instead of a matrix.
     self.num_modulations = 3 * (3 if attention == "factorized" else 2)
-    self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
-                            kernel_init=_zeros, rngs=rngs, **kw)
+    self.modulation_kind = modulation
+    if modulation == "per_block":
+      self.modulation = dense(width, self.num_modulations * width, ("embed", "mlp"),
+                              kernel_init=_zeros, rngs=rngs, **kw)
+    else:
+      self.modulation = nnx.Param(
+          jax.random.normal(rngs.params(), (self.num_modulations, width)) / width**0.5,
+          **logical_axes(None, "embed"))
 
   def __call__(self, x, cond, text, text_mask, temporal_mask=None, past=None, rope=None):
-    """x [B, T, N, D]; cond [B, T, D]; text [B, L, D] and text_mask [B, L], or a prompt per
+    """x [B, T, N, D]; cond [B, T, D] (with dit.modulation='table': the shared projection
+    [B, T, M * D] of M modulations); text [B, L, D] and text_mask [B, L], or a prompt per
     frame [B, T, L, D] and [B, T, L]; temporal_mask [T, T];
     rope: (cos, sin) [T, N, D/H/2] rotary angles of x's tokens (dit.position='rope3d') or None.
 
@@ -115,7 +142,11 @@ class DiTBlock(nnx.Module):
     of these frames, each [B*N, T, H, D/H]) then. Both layouts cache in that shape.
     """
     b, t, n, d = x.shape
-    mods = jnp.split(self.modulation(jax.nn.silu(cond)), self.num_modulations, axis=-1)
+    if self.modulation_kind == "per_block":
+      mods = self.modulation(jax.nn.silu(cond))
+    else:
+      mods = cond + self.modulation[...].reshape(-1).astype(cond.dtype)
+    mods = jnp.split(mods, self.num_modulations, axis=-1)
     gate = lambda g: g[:, :, None, :]  # noqa: E731
     if self.attention == "factorized":
       (shift_s, scale_s, gate_s, shift_t, scale_t, gate_t), mlp_mods = mods[:6], mods[6:]
@@ -137,7 +168,7 @@ class DiTBlock(nnx.Module):
         mask = None
         if temporal_mask is not None:  # frame i may attend frame j -> all their tokens
           mask = jnp.repeat(jnp.repeat(temporal_mask, n, axis=0), n, axis=1)
-        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b))
+        h = self.joint(h, mask=mask, rope=_rope_layout(rope, "joint", b), frames=t)
       else:
         frame_mask = past[3]
         token_mask = (None if frame_mask is None else
@@ -148,11 +179,12 @@ class DiTBlock(nnx.Module):
         k, v = (_frames_of_tokens(a, b, t, n) for a in (k, v))
       x = x + gate(gate_a) * h.reshape(b, t, n, d)
 
+    h = self.norm(x) if self.cross_norm is None else self.cross_norm(x)
     if text.ndim == 4:  # a prompt per frame: each frame's tokens attend to their own text
-      h = self.cross(self.norm(x).reshape(b * t, n, d), text.reshape(b * t, *text.shape[2:]),
+      h = self.cross(h.reshape(b * t, n, d), text.reshape(b * t, *text.shape[2:]),
                      mask=text_mask.reshape(b * t, -1)[:, None, None, :])
     else:
-      h = self.cross(self.norm(x).reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
+      h = self.cross(h.reshape(b, t * n, d), text, mask=text_mask[:, None, None, :])
     x = x + h.reshape(b, t, n, d)
 
     shift_m, scale_m, gate_m = mlp_mods
@@ -277,10 +309,15 @@ class DiT(nnx.Module):
                attention: str = "factorized", temporal_window: int = 0, qk_norm: bool = False,
                matmul_dtype: str = "float32", fast_grads: bool = True,
                position: str = "sincos", scan_layers: bool = False, temporal_patch: int = 1,
-               control_token_features: int = 0, control_frame_features: int = 0,
-               audio_channels: int = 0, audio_per_frame: int = 0,
-               video_temporal_downsample: int = 1, audio_video_attention: bool = True,
-               guidance_input: bool = False, step_input: bool = False, rngs: nnx.Rngs):
+               qk_norm_over: str = "head", cross_norm: bool = False,
+               modulation: str = "per_block", time_freq_dim: int = 0,
+               text_embed: str = "linear", cross_mask: bool = True, mlp_width: int = 0,
+               lora_rank: int = 0, lora_alpha: float = 1.0, lora_targets=(),
+               attention_kernel: str = "xla", control_token_features: int = 0,
+               control_frame_features: int = 0, audio_channels: int = 0,
+               audio_per_frame: int = 0, video_temporal_downsample: int = 1,
+               audio_video_attention: bool = True, guidance_input: bool = False,
+               step_input: bool = False, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
@@ -289,7 +326,13 @@ class DiT(nnx.Module):
       rope3d_split(width // heads)  # raises for a head dimension the split cannot serve
     if not isinstance(temporal_patch, int) or temporal_patch < 1:
       raise ValueError(f"dit.temporal_patch must be an integer >= 1, got {temporal_patch!r}")
+    if text_embed not in TEXT_EMBEDS:
+      raise ValueError(f"dit.text_embed must be one of {TEXT_EMBEDS}, got {text_embed!r}")
+    if time_freq_dim % 2:
+      raise ValueError(f"dit.time_freq_dim must be even (sin and cos halves), got {time_freq_dim}")
     self.patch, self.width, self.latent_channels = patch, width, latent_channels
+    self.modulation, self.text_embed, self.cross_mask = modulation, text_embed, bool(cross_mask)
+    self.time_freq_dim = time_freq_dim or width
     self.position, self.head_dim = position, width // heads
     self.temporal_patch = temporal_patch
     patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
@@ -307,9 +350,16 @@ class DiT(nnx.Module):
                                      rngs=rngs)
       self.control_frames_out = dense(width, width, ("mlp", "embed"), kernel_init=_zeros,
                                       rngs=rngs)
-    self.time_mlp = Mlp(width, width, rngs=rngs)
-    self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
-    self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
+    if modulation == "per_block":
+      self.time_mlp = Mlp(width, width, rngs=rngs)
+    else:  # Wan's: SiLU, from a sinusoid of its own width; one projection for all blocks
+      self.time_mlp = Mlp(self.time_freq_dim, width, out=width, act="silu", in_axis=None,
+                          rngs=rngs)
+    if text_embed == "linear":
+      self.text_proj = dense(text_width, width, ("text_embed", "embed"), rngs=rngs)
+      self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
+    else:
+      self.text_mlp = Mlp(text_width, width, out=width, in_axis="text_embed", rngs=rngs)
     # Extra scalar inputs of distilled students (vdm/train/distill.py); absent otherwise, so a
     # model without them has exactly the parameters it always had.
     self.guidance_input, self.step_input = bool(guidance_input), bool(step_input)
@@ -320,23 +370,29 @@ class DiT(nnx.Module):
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
     blocks = [DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention, qk_norm=qk_norm,
-                       matmul_dtype=matmul_dtype, fast_grads=fast_grads) for _ in range(depth)]
-    # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
-    # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
-    # the same weights either way.
-    self.scan_layers, self.depth = bool(scan_layers), depth
-    self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
+                       qk_norm_over=qk_norm_over, cross_norm=cross_norm, modulation=modulation,
+                       mlp_width=mlp_width, matmul_dtype=matmul_dtype, fast_grads=fast_grads,
+                       attention_kernel=attention_kernel)
+              for _ in range(depth)]
+    if modulation == "table":
+      self.time_projection = dense(width, blocks[0].num_modulations * width, ("embed", "mlp"),
+                                   rngs=rngs)
     self.final_norm, _ = speed_options(matmul_dtype, fast_grads)
-    self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
-                                  rngs=rngs)
+    if modulation == "per_block":
+      self.final_modulation = dense(width, 2 * width, ("embed", "mlp"), kernel_init=_zeros,
+                                    rngs=rngs)
+    else:  # (shift, scale) = this table + the level's embedding
+      self.final_modulation = nnx.Param(
+          jax.random.normal(rngs.params(), (2, width)) / width**0.5, **logical_axes(None, "embed"))
     self.final = dense(width, patch_dim, ("embed", "patch"), kernel_init=_zeros, rngs=rngs)
     # The audio stream is built last, so a seed gives the video weights a video DiT gets.
     self.audio_channels = int(audio_channels)
     if self.audio_channels:
       if (audio_per_frame < 1 or temporal_patch != 1 or scan_layers or position != "sincos"
-          or remat != "none"):
+          or remat != "none" or modulation != "per_block" or text_embed != "linear"):
         raise ValueError("the audio stream needs audio_per_frame >= 1, dit.temporal_patch=1, "
-                         "dit.scan_layers=False, dit.position='sincos' and dit.remat='none'")
+                         "dit.scan_layers=False, dit.position='sincos', dit.remat='none', "
+                         "dit.modulation='per_block' and dit.text_embed='linear'")
       self.audio_per_frame, self.video_td = int(audio_per_frame), int(video_temporal_downsample)
       self.audio_embed = dense(audio_channels, width, ("patch", "embed"), rngs=rngs)
       # The modality embedding: marks audio tokens (and fills the channels that carry a video
@@ -350,6 +406,17 @@ class DiT(nnx.Module):
                                           kernel_init=_zeros, rngs=rngs)
       self.audio_final = dense(width, audio_channels, ("embed", "patch"), kernel_init=_zeros,
                                rngs=rngs)
+    # LoRA (vdm.dit.lora) on the blocks' target layers, drawn after every base weight so the
+    # base weights are those of the same seed without LoRA.
+    if lora_rank:
+      for block in blocks:
+        add_lora(block, rank=lora_rank, alpha=lora_alpha, targets=tuple(lora_targets),
+                 rngs=rngs)
+    # scan_layers: one block with stacked weights, run by jax.lax.scan (one block traced and
+    # compiled whatever the depth). Built from the same per-layer blocks, so the same seed gives
+    # the same weights either way.
+    self.scan_layers, self.depth = bool(scan_layers), depth
+    self.blocks = stack_blocks(blocks) if scan_layers else nnx.List(blocks)
 
   @classmethod
   def from_config(cls, cfg, *, latent_channels: int, text_width: int, rngs: nnx.Rngs,
@@ -364,7 +431,12 @@ class DiT(nnx.Module):
                remat=cfg.remat, attention=cfg.attention, temporal_window=cfg.temporal_window,
                qk_norm=cfg.qk_norm, matmul_dtype=cfg.matmul_dtype, fast_grads=cfg.fast_grads,
                position=cfg.position, scan_layers=cfg.scan_layers,
-               temporal_patch=cfg.temporal_patch,
+               temporal_patch=cfg.temporal_patch, qk_norm_over=cfg.qk_norm_over,
+               cross_norm=cfg.cross_norm, modulation=cfg.modulation,
+               time_freq_dim=cfg.time_freq_dim, text_embed=cfg.text_embed,
+               cross_mask=cfg.cross_mask, mlp_width=cfg.mlp_width, lora_rank=cfg.lora_rank,
+               lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets,
+               attention_kernel=cfg.attention_kernel,
                audio_channels=audio.latent_channels if with_audio else 0,
                audio_per_frame=audio_per_frame if with_audio else 0,
                video_temporal_downsample=video_temporal_downsample,
@@ -460,6 +532,9 @@ class DiT(nnx.Module):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
+    # The model computes in its parameters' dtype: bf16 parameters (a stage's precision =
+    # bfloat16) make bf16 activations; float32 ones leave everything as it was.
+    z, text = z.astype(self.embed.kernel.dtype), text.astype(self.embed.kernel.dtype)
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
     control_tokens, control_frames = self._control_inputs(control, b, t, x.shape[2])
@@ -490,14 +565,23 @@ class DiT(nnx.Module):
     x = constrain(x, _TOKENS)
 
     per_frame_text = text.ndim == 4
-    text = constrain(self.text_proj(text), ("batch",) + ("frames",) * per_frame_text
-                     + ("text_tokens", "act_embed"))
-    weights = text_mask[..., None].astype(text.dtype)
-    pooled = (text * weights).sum(-2) / jnp.maximum(weights.sum(-2), 1.0)  # [B, (T,) D]
+    if not self.cross_mask:
+      # Wan's convention: the text encoder's output past each prompt's length is zeroed and
+      # every one of the L positions is attended.
+      text = text * text_mask[..., None].astype(text.dtype)
+      text_mask = jnp.ones_like(text_mask)
     # Levels are scaled by 1000 so the sinusoid resolves the small differences between steps.
-    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.width).astype(x.dtype))
-    pooled = self.pooled_text(pooled)
-    cond = cond + (pooled if per_frame_text else pooled[:, None, :])
+    cond = self.time_mlp(sincos_embedding(levels * 1000.0, self.time_freq_dim).astype(x.dtype))
+    if self.text_embed == "linear":
+      text = self.text_proj(text)
+      weights = text_mask[..., None].astype(text.dtype)
+      pooled = self.pooled_text((text * weights).sum(-2)
+                                / jnp.maximum(weights.sum(-2), 1.0))  # [B, (T,) D]
+      cond = cond + (pooled if per_frame_text else pooled[:, None, :])
+    else:  # Wan's: no pooled text (the audio stream, which reads it, needs 'linear')
+      text, pooled = self.text_mlp(text), None
+    text = constrain(text, ("batch",) + ("frames",) * per_frame_text
+                     + ("text_tokens", "act_embed"))
     if control_frames is not None:
       cond = cond + self.control_frames_out(jax.nn.gelu(self.control_frames_in(
           control_frames.astype(x.dtype))))
@@ -506,6 +590,8 @@ class DiT(nnx.Module):
         value = value[:, temporal_groups(frames, self.temporal_patch)[:, 0]]  # per token frame
       cond = cond + self._condition(name, value, b, t)
     cond = constrain(cond, ("batch", "frames", "act_embed"))
+    block_cond = cond if self.modulation == "per_block" else self.time_projection(
+        jax.nn.silu(cond))
 
     if audio is not None:
       if per_frame_text:
@@ -513,16 +599,21 @@ class DiT(nnx.Module):
       return self._joint_blocks(x, cond, text, text_mask, temporal_mask, pooled, frame_offset,
                                 audio, (h, w, frames))
     if self.scan_layers:
-      x, kv = self._scan_blocks(x, cond, text, text_mask, temporal_mask, rope, cache, frame_mask)
+      x, kv = self._scan_blocks(x, block_cond, text, text_mask, temporal_mask, rope, cache,
+                                frame_mask)
     else:
-      x, kv = self._unrolled_blocks(x, cond, text, text_mask, temporal_mask, rope, cache,
+      x, kv = self._unrolled_blocks(x, block_cond, text, text_mask, temporal_mask, rope, cache,
                                     frame_mask)
     return self._video_out(x, cond, (h, w, frames)), kv
 
   def _video_out(self, x, cond, size):
     """Final adaLN and projection: tokens [B, T, N, D] -> velocity [B, T, h, w, C]."""
     h, w, frames = size
-    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    if self.modulation == "per_block":
+      shift, scale = jnp.split(self.final_modulation(jax.nn.silu(cond)), 2, axis=-1)
+    else:  # Wan's: (shift, scale) = the table + the level's embedding
+      table = self.final_modulation[...].astype(cond.dtype)
+      shift, scale = table[0] + cond, table[1] + cond
     x = self.final(modulate(self.final_norm(x), shift, scale))
     return unpatchify(x, self.patch, h, w, self.temporal_patch, frames)
 

@@ -33,6 +33,9 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                       help='a prompt timeline instead of --prompt: "0s: a red circle moving '
                            'right; 2s: a blue circle moving right" or a JSON file '
                            "(autoregressive, rolling; docs/control.md)")
+  prompt.add_argument("--prompt-file", metavar="FILE",
+                      help="one prompt per line, sampled as one batch (split over --parallel "
+                           "data): prompt i with seed --seed + i, written to OUT_<i>.mp4")
   from vdm.control.timeline import SWITCHES
   p.add_argument("--switch", default=None, choices=SWITCHES,
                  help="--prompts: what a switch does to the earlier frames (default: the "
@@ -41,7 +44,8 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                  help="object paths to follow: points or keypoints per object (docs/control.md)")
   p.add_argument("--camera", default=None, metavar="MOVES",
                  help='camera path: moves like "pan(2,0)+zoom(1.3)" or a JSON file')
-  p.add_argument("--negative-prompt", default="")
+  p.add_argument("--negative-prompt", default=None,
+                 help="default: the model's sample.negative_prompt ('' for the spine)")
   p.add_argument("--seed", type=int, default=None, help="default 0")
   p.add_argument("--seconds", type=float, default=None)
   p.add_argument("--fps", type=int, default=None)
@@ -84,6 +88,10 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   p.add_argument("--overwrite", action="store_true")
   p.add_argument("--post", default="", metavar="PIPELINE",
                  help='finishing stages, e.g. "upscale(4)|deflicker(0.5)|sharpen(0.3)"')
+  p.add_argument("--parallel", action="append", default=[], metavar="FIELD=N",
+                 help="sample on a mesh, as the config's parallel section: data=4 splits "
+                      "--prompt-file's prompts, sequence=2 a clip's frames (or tokens); default "
+                      "one device (docs/scaling.md)")
   from vdm.generate.sweep import SWEEP_AXES
   p.add_argument("--sweep", default=None, metavar="AXIS=V1,V2,...",
                  help=f"one clip per value of one axis ({' | '.join(SWEEP_AXES)}), written as "

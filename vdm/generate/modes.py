@@ -37,25 +37,8 @@ SPACINGS = ("linear", "leading", "trailing")
 
 # ----------------------------------------------------------------------------- time grids
 
-def schedule_grid(schedule, steps: int) -> np.ndarray:
-  """`steps` levels of a distilled model's stored schedule, then 0: [steps + 1], decreasing.
-
-  schedule: the levels (descending from 1) a few-step student was trained to step from
-  (`sample.schedule`); with fewer steps than levels, evenly spaced ones by index are taken
-  (every other of 4 for 2 steps; the first for 1), so each step starts at a trained level.
-  """
-  schedule = np.asarray(schedule, np.float64)
-  n = len(schedule)
-  if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= n:
-    raise ValueError(f"--steps {steps!r}: this distilled model samples from its stored schedule "
-                     f"of {n} levels {tuple(round(float(t), 4) for t in schedule)}: allowed "
-                     f"1..{n}")
-  index = np.round(np.arange(steps) * n / steps).astype(int)
-  return np.append(schedule[index], 0.0)
-
-
-def time_grid(steps: int, *, shift: float = 1.0, spacing: str = "linear",
-              train_steps: int = 1000, schedule=()) -> np.ndarray:
+def time_grid(steps: int, *, shift: float = 1.0, spacing: str | tuple = "linear",
+              train_steps: int = 1000) -> np.ndarray:
   """Levels from (about) 1 down to 0 for `steps` sampler steps, [steps + 1], decreasing.
 
   spacing (Lin et al. 2023, "Common diffusion noise schedules and sample steps are flawed",
@@ -65,23 +48,25 @@ def time_grid(steps: int, *, shift: float = 1.0, spacing: str = "linear",
       Coincides with 'linear' whenever N is a multiple of steps.
     'leading':  timesteps k (N // S) counted up from 0; the top level is below 1, so sampling
       never starts from pure noise (the flaw the paper names); kept to reproduce older samplers.
+    a tuple of levels, decreasing in (0, 1]: the steps' levels given outright, as a few-step
+      generator lists its timesteps / 1000 (CausVid's (1, 0.757, 0.522); a distilled student's
+      own levels; `sample.timesteps`); fewer steps than levels take evenly spaced ones
+      (`explicit_levels`).
   The last level is always 0. `shift` > 1 then spends more steps at high noise,
   t' = s t / (1 + (s - 1) t) (SD3), which helps at larger resolutions and lengths where more of
-  the structure is decided early. A non-empty `schedule` (a distilled model's own levels) takes
-  the place of all of this: `schedule_grid(schedule, steps)`.
+  the structure is decided early. (Self-Forcing "warps" its list (1, 0.75, 0.5, 0.25) with
+  shift 5 in exactly this way.)
   """
-  if len(schedule):
-    return schedule_grid(schedule, steps)
   if not isinstance(steps, (int, np.integer)) or steps < 1:
     raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-  if spacing not in SPACINGS:
-    raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
   if not shift > 0:
     raise ValueError(f"shift must be > 0, got {shift!r}")
   n = train_steps
-  if spacing == "linear":
+  if not isinstance(spacing, str):
+    t = np.append(explicit_levels(spacing, steps), 0.0)
+  elif spacing == "linear":
     t = np.linspace(1.0, 0.0, steps + 1)
-  else:
+  elif spacing in SPACINGS:
     if steps > n:
       raise ValueError(f"steps={steps} must be <= train_steps={n} for spacing {spacing!r}")
     if spacing == "trailing":
@@ -89,13 +74,33 @@ def time_grid(steps: int, *, shift: float = 1.0, spacing: str = "linear",
     else:
       timesteps = (np.arange(steps) * (n // steps))[::-1]
     t = np.append((timesteps + 1.0) / n, 0.0)
+  else:
+    raise ValueError(f"spacing must be one of {SPACINGS} or a tuple of levels, got {spacing!r}")
   return shift * t / (1.0 + (shift - 1.0) * t)
 
 
+def explicit_levels(levels, steps: int) -> np.ndarray:
+  """`steps` of a given list of step levels (decreasing, in (0, 1]), checked. [steps]
+
+  With as many steps as levels, the levels themselves; with fewer, evenly spaced ones by index
+  (2 of 4: the first and third; 1: the first), so each step of a few-step model starts at a
+  level it was trained (or distilled) to step from.
+  """
+  t = np.asarray(levels, np.float64)
+  if t.ndim != 1 or not np.all((t > 0) & (t <= 1)) or np.any(np.diff(t) >= 0):
+    raise ValueError(f"explicit levels must be decreasing numbers in (0, 1], got "
+                     f"{tuple(levels)!r}")
+  n = len(t)
+  if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= n:
+    raise ValueError(f"--steps {steps!r}: this model samples at its {n} levels "
+                     f"{tuple(round(float(x), 4) for x in t)} (sample.timesteps): allowed 1..{n}")
+  return t[np.round(np.arange(steps) * n / steps).astype(int)]
+
+
 def shifted_grid_from(top: float, steps: int, *, shift: float = 1.0,
-                      spacing: str = "linear", schedule=()) -> np.ndarray:
+                      spacing: str | tuple = "linear") -> np.ndarray:
   """`time_grid` rescaled to end at `top` instead of 0: top + (1 - top) * grid, [steps + 1]."""
-  return top + (1.0 - top) * time_grid(steps, shift=shift, spacing=spacing, schedule=schedule)
+  return top + (1.0 - top) * time_grid(steps, shift=shift, spacing=spacing)
 
 
 # ----------------------------------------------------------------------------- masks
@@ -171,15 +176,15 @@ def pin_frames(levels: np.ndarray, pinned) -> np.ndarray:
 # ----------------------------------------------------------------------------- modes
 
 def parallel_levels(steps: int, frames: int, *, shift: float = 1.0,
-                    spacing: str = "linear", schedule=()) -> np.ndarray:
+                    spacing: str | tuple = "linear") -> np.ndarray:
   """Full-sequence generation: every frame shares one level per step. Returns [steps + 1, frames]."""
   _check_frames(frames)
-  grid = time_grid(steps, shift=shift, spacing=spacing, schedule=schedule)
+  grid = time_grid(steps, shift=shift, spacing=spacing)
   return np.repeat(grid[:, None], frames, axis=1).astype(np.float32)
 
 
 def autoregressive_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                          shift: float = 1.0, spacing: str = "linear", schedule=()) -> np.ndarray:
+                          shift: float = 1.0, spacing: str | tuple = "linear") -> np.ndarray:
   """Chunks of `chunk` frames generated one after another, each through all `steps` steps.
 
   Chunk k waits at the top level while chunks < k are generated, goes 1 -> context_level in its
@@ -190,7 +195,7 @@ def autoregressive_levels(steps: int, frames: int, *, chunk: int, context_level:
   _check_frames(frames)
   _check_chunk(chunk, frames)
   _check_context(context_level)
-  turn = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing, schedule=schedule)
+  turn = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing)
   bounds = chunk_bounds(frames, chunk)
   n = len(bounds)
   levels = np.empty((n * steps + 1, frames), np.float32)
@@ -204,7 +209,7 @@ def autoregressive_levels(steps: int, frames: int, *, chunk: int, context_level:
 
 
 def rolling_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                   shift: float = 1.0, spacing: str = "linear", schedule=()) -> np.ndarray:
+                   shift: float = 1.0, spacing: str | tuple = "linear") -> np.ndarray:
   """Diagonal / pyramid denoising (Diffusion Forcing): chunk k runs the same S-step schedule as
   chunk k - 1, one step later, so levels rise with frame index and the pattern slides by one chunk
   per step. R = steps + chunks rows (one model call per row, against autoregressive's
@@ -214,7 +219,7 @@ def rolling_levels(steps: int, frames: int, *, chunk: int, context_level: float 
   _check_frames(frames)
   _check_chunk(chunk, frames)
   _check_context(context_level)
-  turn = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing, schedule=schedule)
+  turn = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing)
   k_of_frame = chunk_ids(frames, chunk)
   rows = steps + int(k_of_frame[-1]) + 1
   progress = np.clip(np.arange(rows)[:, None] - k_of_frame[None, :], 0, steps)
@@ -224,21 +229,19 @@ def rolling_levels(steps: int, frames: int, *, chunk: int, context_level: float 
 
 
 def image_to_video_levels(steps: int, frames: int, *, shift: float = 1.0,
-                          spacing: str = "linear", schedule=()) -> np.ndarray:
+                          spacing: str | tuple = "linear") -> np.ndarray:
   """Parallel generation with frame 0 (the given image's latent) pinned at level 0."""
-  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing,
-                                    schedule=schedule), (0,))
+  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing), (0,))
 
 
 def keyframes_levels(steps: int, frames: int, *, shift: float = 1.0,
-                     spacing: str = "linear", schedule=()) -> np.ndarray:
+                     spacing: str | tuple = "linear") -> np.ndarray:
   """Parallel generation between two given keyframes: the first and last frames pinned at 0."""
-  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing,
-                                    schedule=schedule), (0, frames - 1))
+  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing), (0, frames - 1))
 
 
 def keyframes_first_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,
-                           shift: float = 1.0, spacing: str = "linear", schedule=()) -> np.ndarray:
+                           shift: float = 1.0, spacing: str | tuple = "linear") -> np.ndarray:
   """Coarse to fine: the keyframes (the first frame of each chunk, and the last frame) are
   generated first, all together, while the frames between them wait at pure noise; then the
   frames between are generated around the finished keyframes, which sit at context_level.
@@ -251,9 +254,8 @@ def keyframes_first_levels(steps: int, frames: int, *, chunk: int, context_level
   _check_context(context_level)
   keys = np.zeros(frames, bool)
   keys[[start for start, _ in chunk_bounds(frames, chunk)] + [frames - 1]] = True
-  first = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing,
-                            schedule=schedule)
-  then = time_grid(steps, shift=shift, spacing=spacing, schedule=schedule)
+  first = shifted_grid_from(context_level, steps, shift=shift, spacing=spacing)
+  then = time_grid(steps, shift=shift, spacing=spacing)
   levels = np.empty((2 * steps + 1, frames), np.float32)
   levels[:steps + 1] = np.where(keys, first[:, None], 1.0)
   levels[steps:] = np.where(keys, context_level, then[:, None])
@@ -277,9 +279,8 @@ def sliding_window_mask(frames: int, chunk: int, window: int) -> np.ndarray:
 class Mode:
   """A generation mode: what the pipeline, the CLI, config validation and the eval suites read.
 
-  levels(steps, frames, *, chunk, context_level, shift, spacing[, schedule]) -> [R, frames]
-    float32: the noise-level matrix (frames it pins itself at 0 in every row); `schedule` (a
-    distilled model's own levels, `time_grid`) is passed only when the model has one.
+  levels(steps, frames, *, chunk, context_level, shift, spacing) -> [R, frames] float32: the
+    noise-level matrix (frames it pins itself at 0 in every row).
   chunked: takes `chunk` (latent frames, `chunk_ids` chunking) and `context_level`.
   causal: the temporal mask is block-causal over those chunks, limited to `window` earlier
     frames when the caller has one (what the KV cache's ring buffer sees); otherwise the mask
@@ -343,19 +344,16 @@ def pipeline_modes() -> tuple[str, ...]:
 
 
 def generation_mode(mode: str, *, steps: int, frames: int, chunk: int = 1,
-                    context_level: float = 0.0, shift: float = 1.0, spacing: str = "linear",
-                    pinned=(), window: int | None = None, schedule=()):
+                    context_level: float = 0.0, shift: float = 1.0, spacing: str | tuple = "linear",
+                    pinned=(), window: int | None = None):
   """(levels [R, T] float32, mask [T, T] bool) of a registered mode.
 
   chunk and context_level apply to chunked modes (see `chunk_ids`); `pinned` lists extra frames
   held at level 0 in any mode (given frames, e.g. extension); `window` limits how many earlier
-  latent frames a chunk attends (the KV cache's ring buffer; None: all); `schedule` the levels
-  of a distilled model (`schedule_grid`; empty: the shifted grid).
+  latent frames a chunk attends (the KV cache's ring buffer; None: all).
   """
   spec = get_mode(mode)
   options = dict(chunk=chunk, context_level=context_level) if spec.chunked else {}
-  if len(schedule):  # only then: a mode registered elsewhere need not know the option
-    options["schedule"] = tuple(schedule)
   levels = spec.levels(steps, frames, shift=shift, spacing=spacing, **options)
   mask = spec.mask(frames, chunk=chunk, window=window)
   return (pin_frames(levels, pinned) if pinned else levels), mask

@@ -8,9 +8,15 @@ A joint audio-video model (config.audio.enabled) also makes the soundtrack:
     frames, waveform = pipe(prompt, audio=True)       # waveform float32 [T * sample_rate / fps]
     frames, waveform = pipe(prompt, audio_from="x.wav")   # video for a given audio
     frames, waveform = pipe(prompt, video_from="x.mp4")   # audio for a given video
+
+On a mesh (`Pipeline.load(DIR, parallel=dict(data=4, sequence=2))`) the denoiser's weights are
+laid out by the same rules as in training and sampling runs with the activation constraints on:
+`generate_batch` splits its prompts over data (and fsdp), a long clip's frames (factorized
+attention) or tokens (full) are split over `sequence`; the frames equal one device's.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -31,7 +37,7 @@ from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.control.timeline import load_timeline, schedule
 from vdm.generate.modes import (MODES, allowed_chunks, chunk_bounds, generation_mode,
-                                pipeline_modes, schedule_grid, shot_mask)
+                                explicit_levels, pipeline_modes, shot_mask)
 from vdm.generate.streaming import generate_autoregressive, generate_rolling, prefill, streams
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
@@ -162,7 +168,7 @@ class Pipeline:
   """The text-to-video model with its sampling defaults; call it with a prompt to get frames."""
 
   def __init__(self, config, tokenizer, vae, denoiser, latent_stats, directory: str = "",
-               audio_vae=None):
+               audio_vae=None, placement=None):
     self.config, self.tokenizer, self.vae, self.denoiser = config, tokenizer, vae, denoiser
     self.latent_mean = latent_stats["mean"]
     self.latent_std = latent_stats["std"]
@@ -170,21 +176,47 @@ class Pipeline:
     self.audio_vae = audio_vae  # a joint model's (config.audio.enabled), else None
     if audio_vae is not None:
       self.audio_mean, self.audio_std = latent_stats["audio_mean"], latent_stats["audio_std"]
+    self.placement = placement  # vdm.parallel.placement.Placement, or None: one device
 
   @classmethod
-  def load(cls, directory: str, *, scan_layers: bool | None = None) -> "Pipeline":
+  def load(cls, directory: str, *, scan_layers: bool | None = None,
+           parallel: dict | None = None) -> "Pipeline":
     """Loads a model directory written by `vdm train` (see vdm.models); scan_layers=True/False
-    runs its DiT in the other layer layout than it was trained with (same weights)."""
+    runs its DiT in the other layer layout than it was trained with (same weights). parallel:
+    a mesh as in the config's `parallel` section (e.g. dict(data=4, sequence=2)) to sample on;
+    None: one device."""
+    from vdm.convert.wan import detect_layout, load_wan
+    if detect_layout(directory) is not None:  # a downloaded Wan2.1 directory, either layout
+      if parallel:
+        raise ValueError(f"--parallel: {directory!r} is a Wan2.1 directory; convert it first "
+                         "(vdm convert DIR --out MODEL_DIR) and sample MODEL_DIR on the mesh")
+      return cls(*load_wan(directory), directory=directory)
     from vdm.models import load_audio_vae, load_model_dir
-    loaded = load_model_dir(directory, scan_layers=scan_layers)
-    return cls(*loaded, directory=directory, audio_vae=load_audio_vae(directory, loaded[0]))
+    config, tokenizer, vae, denoiser, stats = load_model_dir(directory, scan_layers=scan_layers)
+    audio_vae = load_audio_vae(directory, config)
+    placement = None
+    if parallel:
+      from vdm.parallel.placement import Placement
+      from vdm.parallel.sharding import shard_model
+      if audio_vae is not None:
+        raise ValueError("--parallel: a joint audio-video model samples on one device")
+      fields = dict(config.parallel.to_dict(), **parallel)
+      placement = Placement.from_config(fields, config.dit.attention)
+      denoiser = shard_model(denoiser, placement.mesh, placement.rules)
+      vae = nnx.merge(*_replicated(nnx.split(vae), placement))
+    return cls(config, tokenizer, vae, denoiser, stats, directory=directory,
+               audio_vae=audio_vae, placement=placement)
+
+  def _activate(self):
+    """The mesh context sampling runs in (nothing on one device)."""
+    return contextlib.nullcontext() if self.placement is None else self.placement.activate()
 
   @property
   def sample_rate(self) -> int:
     """Audio samples per second of a joint model's soundtrack (0 without audio)."""
     return self.config.data.sample_rate if self.audio_vae is not None else 0
 
-  def resolve(self, prompt: str, *, negative_prompt: str = "", seed: int = 0,
+  def resolve(self, prompt: str, *, negative_prompt: str | None = None, seed: int = 0,
               seconds: float | None = None, fps: int | None = None, aspect: str | None = None,
               resolution: int | None = None, steps: int | None = None,
               guidance: float | None = None, mode: str | None = None,
@@ -229,6 +261,8 @@ class Pipeline:
       raise ValueError(f"--audio-guidance {audio_guidance!r} must be a number in [0, 100]")
     if not isinstance(prompt, str) or not prompt.strip():
       raise ValueError("--prompt must be a non-empty string")
+    if negative_prompt is None:  # the model's own (Wan's configs carry Wan's)
+      negative_prompt = self.config.sample.negative_prompt
     if not isinstance(negative_prompt, str):
       raise ValueError("--negative-prompt must be a string")
     if not isinstance(seed, int) or seed < 0:
@@ -236,8 +270,8 @@ class Pipeline:
     steps = s.steps if steps is None else steps
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
       raise ValueError(f"--steps {steps!r} must be an integer in [1, 1000]")
-    if len(s.schedule):  # a few-step student: the levels it was trained on, nothing else
-      schedule_grid(s.schedule, steps)
+    if s.timesteps:  # a few-step model: its own levels (some of them), nothing else
+      explicit_levels(s.timesteps, steps)
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
@@ -317,8 +351,8 @@ class Pipeline:
     switch = s.switch if switch is None else switch
     if timeline is not None:
       self._check_timeline(timeline, switch, mode=mode, image=image, extend=extend,
-                           streaming=streaming, frames=frames, fps=fps, chunk=chunk,
-                           latent_frames=latent_frames)
+                           streaming=streaming, sampler=sampler, frames=frames, fps=fps,
+                           chunk=chunk, latent_frames=latent_frames)
     if video_from is not None:
       self._check_given_video(video_from, frames)
     return Request(prompt=prompt, negative_prompt=negative_prompt, seed=seed, frames=frames,
@@ -363,8 +397,8 @@ class Pipeline:
     return (streams(mode, sampler=sampler, kv_cache=kv_cache, image=image)
             and not (mode == "rolling" and per_chunk))
 
-  def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, frames, fps,
-                      chunk, latent_frames) -> None:
+  def _check_timeline(self, timeline, switch, *, mode, image, extend, streaming, sampler,
+                      frames, fps, chunk, latent_frames) -> None:
     """A timeline runs in a mode that takes one (Mode.timeline), on its chunks."""
     from vdm.control.timeline import SWITCHES
     allowed = [m for m in pipeline_modes() if MODES[m].timeline]
@@ -377,9 +411,11 @@ class Pipeline:
                      temporal_downsample=self.vae.temporal_downsample, seconds=frames / fps,
                      default_switch=switch)
     if "recache" in sched.switch and not streaming:
-      raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode "
-                       f"{[m for m in allowed if MODES[m].streams and m != 'rolling']} with the KV cache (got "
-                       f"--mode {mode}{' --no-kv-cache' if MODES[mode].streams else ''})")
+      streamed = [m for m in allowed if self._streams(m, sampler=sampler, kv_cache=True,
+                                                      image=None, timeline=True)]
+      raise ValueError(f"--switch recache re-encodes the KV cache: it needs --mode {streamed} "
+                       f"with the KV cache (got --mode {mode}"
+                       f"{' --no-kv-cache' if MODES[mode].streams else ''})")
 
   def _check_audio_request(self, audio_from, video_from, image, extend) -> None:
     """Sound options need a joint model, one given stream at most, and no image or extension;
@@ -396,6 +432,61 @@ class Pipeline:
     if audio_from is not None:
       from vdm.video_io import read_audio
       read_audio(audio_from, self.sample_rate, flag="--audio-from")
+
+  def generate_batch(self, requests: list[Request]) -> dict:
+    """Several prompts at once, one row each, split over the mesh's data-parallel devices:
+    frames uint8 [N, T, H, W, 3] (row i equals `generate(requests[i])` with a deterministic
+    sampler; a stochastic one draws its step noise for all rows together) and seconds.
+
+    The requests must differ only in prompt, negative prompt and seed, and use a mode sampled
+    as one noise-level matrix (not the KV-cached streaming path, an image or an extension).
+    """
+    t0 = time.perf_counter()
+    first = requests[0]
+    shared = dataclasses.replace(first, prompt="", negative_prompt="", seed=0)
+    for r in requests:
+      if dataclasses.replace(r, prompt="", negative_prompt="", seed=0) != shared:
+        raise ValueError("a batch of prompts shares every option but the prompt, negative "
+                         "prompt and seed")
+    spec = MODES[first.mode]
+    if ((spec.streams and first.kv_cache) or first.image or first.extend or first.timeline
+        or first.trajectory or first.camera or first.audio):
+      raise ValueError(f"--prompt-file: mode {first.mode} with the KV cache, --image, --extend, "
+                       "--prompts (a timeline), --trajectory, --camera and sound sample one "
+                       "prompt at a time")
+    n = len(requests)
+    ids, mask = self.tokenizer.encode([r.prompt for r in requests]
+                                      + [r.negative_prompt for r in requests],
+                                      self.config.text.max_length)
+    latent_shape = self._latent_shape(first)
+    x_init = jnp.concatenate([jax.random.normal(jax.random.split(jax.random.key(r.seed))[0],
+                                                latent_shape) for r in requests])
+    levels, temporal_mask = generation_mode(
+        first.mode, steps=first.steps, frames=latent_shape[1], chunk=first.chunk,
+        context_level=first.context_noise, shift=self.config.sample.shift,
+        window=first.window if spec.causal else None)
+    with self._activate():
+      denoiser_def, denoiser_state = nnx.split(self.denoiser)
+      text = encode_text(denoiser_def, denoiser_state, jnp.asarray(ids), jnp.asarray(mask))
+      if self.placement is not None:  # prompts split over the data-parallel devices
+        x_init = self.placement.place_batch(np.asarray(x_init), n)
+      z = sample_matrix(denoiser_def, denoiser_state, x_init, text, jnp.asarray(mask),
+                        jnp.asarray(levels), jnp.asarray(temporal_mask),
+                        jnp.float32(first.guidance),
+                        jax.random.split(jax.random.key(first.seed))[1],
+                        sampler_name=first.sampler)
+      vae_def, vae_state = nnx.split(self.vae)
+      frames = decode_latents(vae_def, vae_state, z, self.latent_mean, self.latent_std)
+      frames = np.asarray(jax.device_get(frames))
+    return dict(frames=frames, seconds_total=time.perf_counter() - t0)
+
+  def _latent_shape(self, request: Request) -> tuple[int, ...]:
+    """[1, T', h, w, C] of one request's latents."""
+    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
+    latent_frames = (request.frames // td if request.extend is not None
+                     else self.vae.latent_frames(request.frames))
+    return (1, latent_frames, request.height // sd, request.width // sd,
+            self.config.vae.latent_channels)
 
   def _check_given_video(self, path: str, frames: int) -> None:
     from vdm.video_io import probe_video
@@ -437,19 +528,20 @@ class Pipeline:
       return self._generate_joint(request, on_frames, given_video, given_audio)
     if given_video is not None or given_audio is not None:
       raise ValueError("given_video / given_audio need a request with sound (audio=True)")
-    if on_step is None:
-      return self._generate(request, on_frames, None, keep_frames)
     global _listener
-    with _listener_lock:
-      _listener = _StepListener(on_step)
-      try:
-        return self._generate(request, on_frames, _listener, keep_frames)
-      except jax.errors.JaxRuntimeError:
-        if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
-          raise _listener.error from None
-        raise
-      finally:
-        _listener = None
+    with self._activate():  # the mesh's rules (nothing on one device)
+      if on_step is None:
+        return self._generate(request, on_frames, None, keep_frames)
+      with _listener_lock:
+        _listener = _StepListener(on_step)
+        try:
+          return self._generate(request, on_frames, _listener, keep_frames)
+        except jax.errors.JaxRuntimeError:
+          if _listener.error is not None:  # what on_step raised, not XLA's wrapper around it
+            raise _listener.error from None
+          raise
+        finally:
+          _listener = None
 
   def _generate(self, request: Request, on_frames, listener: _StepListener | None,
                 keep_frames: bool = True) -> dict:
@@ -459,11 +551,8 @@ class Pipeline:
     # Rows 0 .. P-1: the prompts (one without a timeline); row P: the negative prompt.
     ids, mask = self.tokenizer.encode(prompts + [request.negative_prompt],
                                       self.config.text.max_length)
-    sd, td = self.vae.spatial_downsample, self.vae.temporal_downsample
-    latent_frames = (request.frames // td if request.extend is not None
-                     else self.vae.latent_frames(request.frames))
-    latent_shape = (1, latent_frames, request.height // sd, request.width // sd,
-                    self.config.vae.latent_channels)
+    td = self.vae.temporal_downsample
+    latent_shape = self._latent_shape(request)
     noise_key, sampler_key = jax.random.split(jax.random.key(request.seed))
     x_init = jax.random.normal(noise_key, latent_shape)
     if request.image is not None:
@@ -485,12 +574,12 @@ class Pipeline:
     def rows(prompt_row):  # text and mask [2, ...] of one prompt and the negative prompt
       return text[jnp.array([prompt_row, negative])], mask[jnp.array([prompt_row, negative])]
 
-    # One DiT row per clip instead of two (prompt, negative prompt): a guidance-distilled DiT
-    # takes the scale as an input; a model with guidance distilled into its weights
-    # (sample.distilled_guidance) needs none on top at --guidance 1.
-    guided = not (self.config.sample.distilled_guidance > 0 and request.guidance == 1.0)
+    # One DiT row per clip instead of two (prompt, negative prompt): guidance 1 is the prompt's
+    # velocity alone (a model with guidance distilled into its weights, sample.distilled_guidance,
+    # and few-step generators such as Self-Forcing's sample this way); a guidance-distilled DiT
+    # (dit.guidance_input) takes the scale as an input.
+    guided = request.guidance != 1.0
     cache_rows = 1 if self.denoiser.dit.guidance_input or not guided else 2
-    chunk_velocity = _guided_chunk_velocity if guided else _conditional_chunk_velocity
 
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
@@ -505,21 +594,32 @@ class Pipeline:
       if on_frames is not None:
         on_frames(frames)
 
+    # A few-step generator lists its steps' levels (sample.timesteps); others use the even grid.
+    spacing = tuple(self.config.sample.timesteps) or "linear"
+    # (Rolling's stream runs the even grid only: given levels keep it on the matrix path.)
     if self._streams(request.mode, sampler=request.sampler, kv_cache=request.kv_cache,
-                     image=request.image, timeline=timeline is not None):
+                     image=request.image, timeline=timeline is not None) and not (
+                         request.mode == "rolling" and spacing != "linear"):
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
       cache = empty_cache(depth=self.config.dit.depth, batch_tokens=cache_rows * (
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
           slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
-      params = (denoiser_def, denoiser_state, *rows(0), guidance, control)
+      chunk_velocity = _guided_chunk_velocity if guided else _chunk_velocity
+
+      def chunk_params(prompt_row, part):  # without guidance, the prompt's row alone
+        prompt_text, prompt_mask = rows(prompt_row)
+        if not guided:
+          prompt_text, prompt_mask = prompt_text[:1], prompt_mask[:1]
+        return (denoiser_def, denoiser_state, prompt_text, prompt_mask, guidance, part)
+
+      params = chunk_params(0, control)
 
       def params_of_chunk(c):  # the chunk's own prompt and control inputs
         start, stop = bounds[c]
         part = None if control is None else jax.tree.map(lambda a: a[:, start:stop], control)
-        return (denoiser_def, denoiser_state, *rows(plan.prompt[c] if plan else 0), guidance,
-                part)
+        return chunk_params(plan.prompt[c] if plan else 0, part)
 
       cut_starts = {bounds[c][0] for c, sw in enumerate(plan.switch) if sw == "cut"} if plan \
           else set()
@@ -548,23 +648,22 @@ class Pipeline:
                      sampler=request.sampler, rng=sampler_key,
                      first_frame=0 if context is None else context.shape[1], on_chunk=on_chunk)
       if request.mode == "rolling":  # the chunks in flight as one window, row by row
-        generate_rolling(_guided_chunk_velocity, params, x_init, cache, window=request.window,
+        generate_rolling(chunk_velocity, params, x_init, cache, window=request.window,
                          **options)
       else:
         generate_autoregressive(
-            chunk_velocity, params, x_init, cache, **options,
+            chunk_velocity, params, x_init, cache, **options, spacing=spacing,
             on_step=None if listener is None else _report_step,
             params_of_chunk=params_of_chunk if (plan or control is not None) else None,
-            switches=plan.switch if plan else None,
-            schedule=tuple(self.config.sample.schedule))
+            switches=plan.switch if plan else None)
     else:
       # A causal mode's mask is limited to the window the KV-cache path sees, so both paths of
       # one request give the same frames.
       levels, temporal_mask = generation_mode(
           request.mode, steps=request.steps, frames=latent_shape[1], chunk=request.chunk,
-          context_level=request.context_noise, shift=self.config.sample.shift,
+          context_level=request.context_noise, shift=self.config.sample.shift, spacing=spacing,
           pinned=(0,) if request.image is not None else (),
-          window=request.window if spec.causal else None, schedule=self.config.sample.schedule)
+          window=request.window if spec.causal else None)
       prompt_text, prompt_mask = rows(0)
       if plan is not None:  # each frame attends to its own prompt; no frame sees across a cut
         of_frame = jnp.asarray(plan.frame_prompts(bounds))
@@ -574,10 +673,13 @@ class Pipeline:
         temporal_mask = temporal_mask & shot_mask(plan.shots(bounds))
       if listener is not None:
         listener.size(len(levels) - 1, 1)
+      # A fused attention kernel (dit.attention_kernel) runs only without a mask: a bidirectional
+      # mode without shots then passes none (every frame sees every frame either way).
+      fused = self.config.dit.attention_kernel != "xla" and not spec.causal and plan is None
       z = sample_matrix(denoiser_def, denoiser_state, x_init, prompt_text, prompt_mask,
-                        jnp.asarray(levels), jnp.asarray(temporal_mask), guidance, sampler_key,
-                        sampler_name=request.sampler, report_steps=listener is not None,
-                        control=control, guided=guided)
+                        jnp.asarray(levels), None if fused else jnp.asarray(temporal_mask),
+                        guidance, sampler_key, sampler_name=request.sampler,
+                        report_steps=listener is not None, control=control, guided=guided)
       if plan is None or "cut" not in plan.switch:
         emit(decode(z))
       else:  # shot by shot, each decoded as if its first latent frame came before it
@@ -734,13 +836,15 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
                   sampler_name, guided=True, report_steps=False, control=None):
   """The sampler over x_init [B, T, h, w, C] for one noise-level matrix; text [2, L, D] and mask
   [2, L] are the prompt's and the negative prompt's rows, shared by the batch (or [2, T, L, D]
-  and [2, T, L]: a prompt per frame). guided=False (guidance 1): the prompt's velocity alone,
-  one DiT call a step. report_steps: each step is reported to the on_step of the
-  `Pipeline.generate` call in progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by
-  the batch and by both guidance branches (guidance is on the text only), or None."""
+  and [2, T, L]: a prompt per frame), or [2B, ...]: B prompts, then their B negative prompts
+  (`Pipeline.generate_batch`). guided=False (guidance 1): the prompt's velocity alone, one DiT
+  call a step. report_steps: each step is reported to the on_step of the `Pipeline.generate`
+  call in progress. control: a `vdm.dit.model.Control` [1, T, ...] shared by the batch and by
+  both guidance branches (guidance is on the text only), or None."""
   dit = nnx.merge(graphdef, state).dit
   b = x_init.shape[0]
-  text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))  # [2B]: prompt rows, then negative
+  if text.shape[0] != 2 * b:  # [2B]: prompt rows, then negative
+    text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
   if control is not None:
     control = jax.tree.map(lambda a: jnp.repeat(a, b, axis=0), control)  # [B]
 
@@ -818,8 +922,11 @@ def _guided_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, s
                          frame_offset=frame_offset, control=control, frame_mask=frame_mask)
 
 
-def _conditional_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, step=None):
-  """The chunk function without guidance: the prompt's row alone (the cache holds one row)."""
+def _chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, step=None):
+  """`vdm.generate.streaming` chunk function without guidance: the DiT on one chunk (or a
+  rolling window, with its frame_mask) with the KV cache, conditioned on the prompt alone
+  (params' text and mask hold its row only; the cache holds one row) and the chunk's control
+  inputs (a `Control` [1, k, ...] or None)."""
   graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
   return guided_velocity(dit, x, t, text, mask, guidance, guided=False, step=step, cache=cache,
@@ -860,6 +967,12 @@ def _decode_step(graphdef, state, z, cache, mean, std):
   """One streamed chunk: (normalised latents, decoder cache) -> (uint8 frames, new cache)."""
   video, cache = nnx.merge(graphdef, state).decode_step(z * std + mean, cache)
   return denormalize_pixels(video), cache
+
+
+def _replicated(split, placement):
+  """(graphdef, state) with the state's arrays on every device of the placement's mesh."""
+  graphdef, state = split
+  return graphdef, jax.device_put(state, placement.replicated)
 
 
 def read_resized_video(path: str, flag: str, height: int, width: int) -> np.ndarray:

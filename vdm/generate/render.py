@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import os
 import time
 
@@ -69,10 +70,56 @@ def _check_new(paths, overwrite: bool) -> None:
       raise FileExistsError(f"--out {path!r} exists; pass --overwrite to replace it")
 
 
+def parse_parallel(items: list[str] | None) -> dict | None:
+  """--parallel data=4 --parallel sequence=2 -> {'data': 4, 'sequence': 2} (None: one device)."""
+  from vdm.parallel import MESH_AXES
+  fields = MESH_AXES + ("sequence_attention",)
+  out = {}
+  for item in items or ():
+    key, sep, value = item.partition("=")
+    if not sep or key not in fields:
+      raise ValueError(f"--parallel {item!r}: expected FIELD=VALUE with FIELD one of {fields}")
+    try:
+      out[key] = value if key == "sequence_attention" else int(value)
+    except ValueError:
+      raise ValueError(f"--parallel {item!r}: {key} takes an integer (-1: the remaining "
+                       "devices)") from None
+  return out or None
+
+
+def read_prompt_file(path: str) -> list[str]:
+  """The prompts of a --prompt-file: one per line, blank lines and '#' comments skipped."""
+  if not os.path.isfile(path):
+    raise ValueError(f"--prompt-file {path!r}: no such file")
+  with open(path, encoding="utf-8") as f:
+    prompts = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+  if not prompts:
+    raise ValueError(f"--prompt-file {path!r} holds no prompt (one per line)")
+  return prompts
+
+
+def _prompt_file_clips(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
+  """--prompt-file: one clip per prompt, prompt i with seed --seed + i, to OUT_<i>.SUFFIX."""
+  for flag, given in (("--post", args.post), ("--sweep", args.sweep)):
+    if given:
+      raise ValueError(f"{flag} applies to one --prompt at a time, not to --prompt-file")
+  prompts = read_prompt_file(args.prompt_file)
+  stem, suffix = os.path.splitext(args.out)
+  seed = 0 if args.seed is None else args.seed
+  clips = []
+  for i, prompt in enumerate(prompts):
+    clip = copy.copy(args)
+    clip.prompt, clip.prompt_file, clip.seed = prompt, None, seed + i
+    clip.out = f"{stem}_{i}{suffix}"
+    clips.append((clip, None))
+  _check_new([c.out for c, _ in clips], args.overwrite)
+  return clips
+
+
 def plan(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
   """The clips a command line asks for, checked without the model: [(arguments of one clip,
-  its sweep value or None)]; one entry without --sweep. Raises ValueError / FileExistsError
-  naming the option."""
+  its sweep value or None)]; one entry without --sweep or --prompt-file. Raises ValueError /
+  FileExistsError naming the option."""
   from vdm.video_io import VIDEO_SUFFIXES
   sound = with_sound(args)
   suffix = os.path.splitext(args.out)[1].lower()
@@ -83,6 +130,9 @@ def plan(args: argparse.Namespace) -> list[tuple[argparse.Namespace, object]]:
   if sound and args.sweep and suffix == ".wav":
     raise ValueError("--sweep writes video grids: --out must be a .mp4 with sound")
   check_output_path(args.out, "--out")
+  parse_parallel(getattr(args, "parallel", None))  # a typo fails before the model loads
+  if getattr(args, "prompt_file", None):
+    return _prompt_file_clips(args)
   if args.post:
     from vdm.post.chain import parse_pipeline
     parse_pipeline(args.post)  # a typo fails here, before any sampling
@@ -180,13 +230,19 @@ def run_sample(args: argparse.Namespace, *, load=None, on_step=None, on_clip=Non
   Returns dict(clips=[dict(out, sidecar, record, value)], grid=None or the grid's paths).
   """
   planned = plan(args)
+  parallel = parse_parallel(getattr(args, "parallel", None))
   t0 = time.perf_counter()
   if load is None:
     from vdm.generate.pipeline import Pipeline
-    load = Pipeline.load
+    load = functools.partial(Pipeline.load, parallel=parallel)
+  elif parallel:
+    raise ValueError("--parallel: this caller loads its models itself, on one device")
   pipe = load(args.checkpoint)
   load_seconds = time.perf_counter() - t0
   requests = [resolve(pipe, clip_args) for clip_args, _ in planned]  # all before any sampling
+  if getattr(args, "prompt_file", None):
+    return _render_batch(pipe, requests, [c for c, _ in planned], parallel, load_seconds,
+                         on_clip)
   clips = []
   for i, ((clip_args, value), request) in enumerate(zip(planned, requests)):
     # A sweep's grids need every clip's frames; one clip streams to its file alone.
@@ -198,3 +254,26 @@ def run_sample(args: argparse.Namespace, *, load=None, on_step=None, on_clip=Non
       on_clip(i, clip)
   grid = write_grids(args, clips, [v for _, v in planned]) if args.sweep else None
   return dict(clips=[{k: v for k, v in c.items() if k != "frames"} for c in clips], grid=grid)
+
+
+def _render_batch(pipe, requests, clip_args, parallel, load_seconds, on_clip) -> dict:
+  """--prompt-file: every request sampled as one batch (`Pipeline.generate_batch`, split over
+  the mesh's data-parallel devices), each clip written with its sidecar; as `run_sample`."""
+  from vdm.provenance import git_commit, write_sidecar
+  from vdm.video_io import write_video
+  result = pipe.generate_batch(requests)
+  clips = []
+  for i, (args, request, frames) in enumerate(zip(clip_args, requests, result["frames"])):
+    write_video(args.out, frames, request.fps, overwrite=args.overwrite)
+    record = dict(request=dataclasses.asdict(request),
+                  checkpoint=os.path.abspath(args.checkpoint), git_commit=git_commit(),
+                  config=pipe.config.to_dict(), parallel=parallel,
+                  timings=dict(load_seconds=load_seconds,
+                               batch_seconds=result["seconds_total"]),
+                  frames_shape=list(frames.shape))
+    clip = dict(out=args.out, sidecar=write_sidecar(args.out, record), record=record,
+                value=None)
+    clips.append(clip)
+    if on_clip is not None:
+      on_clip(i, clip)
+  return dict(clips=clips, grid=None)

@@ -37,17 +37,15 @@ ChunkVelocity = Callable[..., tuple[jax.Array, tuple[jax.Array, jax.Array]]]
 @functools.lru_cache(maxsize=32)  # one compiled step per (model function, schedule, sampler)
 def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level: float,
                     shift: float = 1.0, sampler: str = "euler", on_step=None,
-                    schedule: tuple = ()):
+                    spacing: str | tuple = "linear"):
   """Returns step(params, x_noise [B, k, ...], cache, frame_offset, rng, last) -> (x, cache).
 
   Shapes are static (the chunk and the cache), so one compilation serves every chunk; `last`
   (the final chunk, whose own last step ends at 0) is a traced flag, not a recompilation.
   on_step(i): a host function called at each sampler step of a chunk (`samplers.sample`); it is
   part of the cache key, so pass one long-lived function, not a new closure per call.
-  schedule: a distilled model's own levels (`vdm.generate.modes.schedule_grid`; () the shifted
-  grid).
   """
-  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift, schedule=schedule),
+  turn = jnp.asarray(shifted_grid_from(context_level, steps, shift=shift, spacing=spacing),
                      jnp.float32)
 
   @jax.jit
@@ -68,11 +66,11 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
                             cache: KVCache, *,
                             chunk: int, steps: int, context_level: float = 0.0,
                             shift: float = 1.0, sampler: str = "euler", rng=None,
-                            first_frame: int = 0,
+                            first_frame: int = 0, spacing: str | tuple = "linear",
                             on_chunk: Callable[[int, jax.Array], None] | None = None,
                             on_step: Callable[[jax.Array], None] | None = None,
                             params_of_chunk: Callable[[int], object] | None = None,
-                            switches=None, schedule: tuple = ()):
+                            switches=None):
   """Generates noise.shape[1] frames in chunks of `chunk`; returns latents like `noise`.
 
   Args:
@@ -83,6 +81,8 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
     cache: a `KVCache` whose slots bound how many earlier frames each chunk sees; empty, or
       holding `first_frame` frames written by `prefill` (extending a clip).
     first_frame: position of noise's frame 0 in the whole clip (the number of prefilled frames).
+    spacing: the time grid's spacing, or the steps' levels given outright
+      (`vdm.generate.modes.time_grid`).
     on_chunk: called with (first frame index, clean chunk) as each chunk finishes (streaming).
     on_step: called with the sampler step index at each step of each chunk (as in
       `make_chunk_step`).
@@ -91,10 +91,9 @@ def generate_autoregressive(chunk_velocity: ChunkVelocity, params, noise: jax.Ar
     switches: per chunk, what happens to the cache before it (`vdm.control.timeline`): '' or
       'keep' nothing; 'recache' the cached frames are re-encoded under the chunk's params from
       the clean frames generated so far (LongLive's recache); 'cut' the cache is emptied.
-    schedule: a distilled model's own levels (see `make_chunk_step`).
   """
   step = make_chunk_step(chunk_velocity, steps=steps, context_level=context_level, shift=shift,
-                         sampler=sampler, on_step=on_step, schedule=tuple(schedule))
+                         sampler=sampler, on_step=on_step, spacing=spacing)
   rng = jax.random.key(0) if rng is None else rng
   out = []
   bounds = chunk_bounds(noise.shape[1], chunk)

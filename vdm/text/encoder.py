@@ -66,9 +66,21 @@ def gated_gelu(wi: nnx.Linear, wo: nnx.Linear, x: jax.Array) -> jax.Array:
   return wo(jax.nn.gelu(gate) * up)
 
 
+POSITION_BIASES = ("shared", "per_layer")
+
+
+def _rel_bias(num_buckets: int, heads: int, rngs: nnx.Rngs) -> nnx.Embed:
+  return nnx.Embed(num_buckets, heads, rngs=rngs,
+                   embedding_metadata=logical_axes("buckets", "head_count"))
+
+
 class T5Layer(nnx.Module):
-  def __init__(self, width: int, heads: int, mlp: int, *, rngs: nnx.Rngs):
+  """One encoder layer; with `rel_bias` (UMT5) it holds its own relative-position table."""
+
+  def __init__(self, width: int, heads: int, mlp: int, *, rngs: nnx.Rngs,
+               num_buckets: int = 0):
     self.heads = heads
+    self.rel_bias = _rel_bias(num_buckets, heads, rngs) if num_buckets else None
     self.attn_norm = RMSNorm(width)
     linear = lambda din, dout, axes: nnx.Linear(din, dout, use_bias=False, rngs=rngs,
                                                 kernel_metadata=logical_axes(*axes))
@@ -86,30 +98,42 @@ class T5Layer(nnx.Module):
 
 
 class T5Encoder(nnx.Module):
-  """ids [B, L] int32, mask [B, L] bool -> embeddings [B, L, width]."""
+  """ids [B, L] int32, mask [B, L] bool -> embeddings [B, L, width].
+
+  position_bias: 'shared' (T5: one relative-position table for all layers) or 'per_layer'
+  (UMT5, Wan's text encoder: each layer its own table)."""
 
   def __init__(self, *, vocab_size: int, width: int, depth: int, heads: int, mlp: int,
-               num_buckets: int = 32, max_distance: int = 128, rngs: nnx.Rngs):
+               num_buckets: int = 32, max_distance: int = 128, position_bias: str = "shared",
+               rngs: nnx.Rngs):
+    if position_bias not in POSITION_BIASES:
+      raise ValueError(f"text.position_bias must be one of {POSITION_BIASES}, "
+                       f"got {position_bias!r}")
     self.embed = nnx.Embed(vocab_size, width, rngs=rngs,
                            embedding_metadata=logical_axes("vocab", "embed"))
-    self.rel_bias = nnx.Embed(num_buckets, heads, rngs=rngs,
-                              embedding_metadata=logical_axes("buckets", "head_count"))
-    self.layers = nnx.List([T5Layer(width, heads, mlp, rngs=rngs) for _ in range(depth)])
+    per_layer = position_bias == "per_layer"
+    self.rel_bias = None if per_layer else _rel_bias(num_buckets, heads, rngs)
+    self.layers = nnx.List([T5Layer(width, heads, mlp, rngs=rngs,
+                                    num_buckets=num_buckets if per_layer else 0)
+                            for _ in range(depth)])
     self.final_norm = RMSNorm(width)
     self.num_buckets, self.max_distance = num_buckets, max_distance
 
   @classmethod
   def from_config(cls, cfg, *, vocab_size: int, rngs: nnx.Rngs) -> "T5Encoder":
-    return cls(vocab_size=vocab_size, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
-               mlp=cfg.mlp, rngs=rngs)
+    """vocab_size: the tokenizer's; text.vocab_rows, when set, overrides it."""
+    return cls(vocab_size=cfg.vocab_rows or vocab_size, width=cfg.width, depth=cfg.depth,
+               heads=cfg.heads, mlp=cfg.mlp, position_bias=cfg.position_bias, rngs=rngs)
 
   def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
     length = ids.shape[1]
-    bias = position_bias(self.rel_bias, length, length, bidirectional=True,
-                         max_distance=self.max_distance)
-    bias = bias + jnp.where(mask[:, None, None, :], 0.0, -1e9)
+    bias_of = lambda table: position_bias(table, length, length, bidirectional=True,  # noqa: E731
+                                          max_distance=self.max_distance)
+    padding = jnp.where(mask[:, None, None, :], 0.0, -1e9)
+    shared = None if self.rel_bias is None else bias_of(self.rel_bias) + padding
     tokens = ("batch", "text_tokens", "act_embed")
     x = constrain(self.embed(ids), tokens)
     for layer in self.layers:
+      bias = shared if layer.rel_bias is None else bias_of(layer.rel_bias) + padding
       x = constrain(layer(x, bias), tokens)
     return self.final_norm(x)

@@ -53,25 +53,45 @@ def caption_batch_fn(tokenizer, max_length: int) -> Callable[[dict], dict]:
   return prepare
 
 
-def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int,
-                      spatial_stride: int) -> Callable[[dict], dict]:
-  """The denoiser stage's host-side batch transform: clips -> normalised latents ('latents'
-  [B, T', h, w, C], by `encode`: uint8 video [B, T, H, W, 3] -> latents), the captions'
-  `caption_batch_fn` ids, the DiT's control inputs (`control_batch`), and with
-  diffusion.motion_supervision_weight the exact latent flow of
-  the clip's ground truth ('latent_flow', 'flow_valid')."""
+def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int, spatial_stride: int,
+                      latent_stats=None, text_cache=None,
+                      encode_audio=None) -> Callable[[dict], dict]:
+  """The denoiser stage's host-side batch transform (the `t2v` task's dit stage and the
+  distillation recipes): clips -> the denoiser's inputs.
+
+  'latents' [B, T', h, w, C]: a cached batch's latents normalised by latent_stats (its 'mean'
+  and 'std'), else `encode(video)` (uint8 video [B, T, H, W, 3] -> normalised latents); the
+  prompt and the empty prompt: with a `text_cache` (a frozen encoder's outputs,
+  vdm/train/latent_cache.py) 'text', 'mask', 'empty_text', 'empty_mask', else
+  `caption_batch_fn` ids; the DiT's control inputs (`control_batch`); 'audio_latents' by
+  `encode_audio` (a joint model); with diffusion.motion_supervision_weight the exact latent flow
+  of the clip's ground truth ('latent_flow', 'flow_valid')."""
   captions = caption_batch_fn(tokenizer, config.text.max_length)
   motion_weight = config.diffusion.motion_supervision_weight
+  if latent_stats is not None:
+    mean, std = np.asarray(latent_stats["mean"]), np.asarray(latent_stats["std"])
 
   def prepare_batch(batch):
-    out = dict(latents=encode(batch["video"]), **captions(batch))
+    names = list(batch["caption"])
+    n = len(names)
+    latents = ((batch["latents"] - mean) / std if "latents" in batch and latent_stats is not None
+               else encode(batch["video"]))
+    if text_cache is not None:
+      text, mask = text_cache.lookup(names)
+      empty_text, empty_mask = text_cache.lookup([""])
+      out = dict(latents=latents, text=text, mask=mask, empty_text=np.repeat(empty_text, n, 0),
+                 empty_mask=np.repeat(empty_mask, n, 0))
+    else:
+      out = dict(latents=latents, **captions(batch))
     out.update(control_batch(config, batch))
+    if encode_audio is not None:
+      out["audio_latents"] = encode_audio(batch["audio"])
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
-      _, _, height, width, _ = batch["video"].shape
+      height, width = config.data.height, config.data.width
       flows, valids = zip(*(latent_motion(
           int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
           temporal_stride=temporal_stride, spatial_stride=spatial_stride)
-          for i in range(len(out["ids"]))))
+          for i in range(n)))
       out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
     return out
 

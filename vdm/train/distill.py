@@ -26,8 +26,9 @@ functions of `vdm.diffusion.distill`:
                 that gets the same training compute without distillation.
 
 The export (WORKDIR/model) is a model directory `vdm sample` runs: the teacher's config plus what
-sampling the student needs (its inputs, sampler, steps, schedule and the guidance distilled into
-it, `student_config`), and `distill.json` recording this run's config.
+sampling the student needs (its inputs, sampler, steps, levels as `sample.timesteps` and
+`sample.shift`, and the guidance distilled into it, `student_config`), and `distill.json`
+recording this run's config.
 
 Frozen networks (the teacher) ride in each batch as arguments of the compiled step, not as
 constants baked into it: the program stays small and compiles as fast as a plain step.
@@ -94,9 +95,12 @@ def student_config(teacher_config, config) -> ml_collections.ConfigDict:
   elif recipe == "finetune":  # sampled as the teacher; its config records the level scheme
     student.diffusion.update(finetune_levels(config))
   else:  # ode_init, dmd, self_forcing: x0 predictions at fixed levels, re-noised in between
+    # Its levels as a few-step generator lists them: the even grid's, warped by the shift at
+    # sampling (time_grid(steps, shift, spacing=timesteps) == student_schedule + (0,)).
+    levels = time_grid(config.schedule.steps)[:-1]
     s.update(sampler="consistency", steps=config.schedule.steps,
-             schedule=student_schedule(config), guidance=1.0,
-             distilled_guidance=float(config.guidance))
+             timesteps=tuple(float(t) for t in levels), shift=float(config.schedule.shift),
+             guidance=1.0, distilled_guidance=float(config.guidance))
   autoregressive = recipe == "self_forcing" or (recipe == "ode_init" and config.ode.causal)
   if autoregressive:
     sf = config.self_forcing

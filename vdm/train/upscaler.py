@@ -21,6 +21,8 @@ import ml_collections
 from vdm.data.loader import make_loader
 from vdm.data import kinds
 from vdm.models import save_params
+from vdm.parallel import distributed
+from vdm.parallel.placement import Placement
 from vdm.post import sr
 from vdm.post.degradations import random_degrade
 from vdm.provenance import write_provenance
@@ -92,20 +94,26 @@ def run_sr_training(config: ml_collections.ConfigDict, workdir: str, *,
   text-to-video task's last stage) does not apply to it.
   """
   del until
+  placement = Placement.from_config(config.parallel)  # the upscaler is data parallel only
+  batch_size = config.train.batch_size
+  placement.check_batch(batch_size, "train.batch_size", config.train.accumulate)
   builder = kinds.build(config.data, config.data.data_dir or os.path.join(workdir, "data"))
   loss_fn = functools.partial(sr_loss, temporal_weight=float(config.loss.temporal_weight),
                               input_noise=float(config.loss.input_noise),
                               degrade=config.degrade.to_dict())
   model = train(sr.build(config, config.seed), loss_fn,
-                make_loader(builder, "train", batch_size=config.train.batch_size,
-                            seed=config.seed),
+                make_loader(builder, "train", batch_size=batch_size, seed=config.seed,
+                            rows=placement.process_rows(batch_size)),
                 config.train, os.path.join(workdir, "sr"), seed=config.seed,
-                prepare_batch=lambda batch: dict(video=batch["video"]), desc="sr")
+                prepare_batch=lambda batch: dict(video=batch["video"]), desc="sr",
+                placement=placement)
   model_dir = os.path.join(workdir, "model")
-  shutil.rmtree(model_dir, ignore_errors=True)
-  os.makedirs(model_dir)
-  with open(os.path.join(model_dir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
-  write_provenance(model_dir, config.seed)
+  if distributed.is_lead():
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+    write_provenance(model_dir, config.seed)
+  distributed.barrier("sr_export")
   save_params(model, os.path.join(os.path.abspath(model_dir), "params"))
   return model_dir

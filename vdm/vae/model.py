@@ -46,6 +46,11 @@ def _same_pads(kernel: int, stride: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
+# How a causal conv pads time at the clip start: 'replicate' copies frame 0 (vdm's), 'zeros'
+# (Wan's), 'none' pads nothing (the conv starts at frame 0; a caller handles the first frames).
+CAUSAL_PADDINGS = ("replicate", "zeros", "none")
+
+
 class CausalConv3d(nnx.Module):
   """3D convolution over `[B, T, H, W, C]` that never looks at future frames.
 
@@ -59,9 +64,12 @@ class CausalConv3d(nnx.Module):
   """
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size=(3, 3, 3),
-               strides=(1, 1, 1), *, rngs: nnx.Rngs):
+               strides=(1, 1, 1), *, padding: str = "replicate", rngs: nnx.Rngs):
+    if padding not in CAUSAL_PADDINGS:
+      raise ValueError(f"padding must be one of {CAUSAL_PADDINGS}, got {padding!r}")
     self.kernel_size = tuple(kernel_size)
     self.strides = tuple(strides)
+    self.padding = padding
     # lecun_normal over fan_in = kt * kh * kw * Cin, the same init as nnx.Conv's default.
     init = nnx.initializers.lecun_normal()
     self.kernel = nnx.Param(init(rngs.params(), self.kernel_size + (in_channels, out_channels)))
@@ -83,8 +91,10 @@ class CausalConv3d(nnx.Module):
     st, sh, sw = self.strides
     if cache is not None:
       x = jnp.concatenate([cache, x], axis=1)
-    elif kt > 1:
+    elif kt > 1 and self.padding == "replicate":
       x = jnp.concatenate([jnp.repeat(x[:, :1], kt - 1, axis=1), x], axis=1)
+    elif kt > 1 and self.padding == "zeros":
+      x = jnp.concatenate([jnp.zeros_like(x[:, :1]).repeat(kt - 1, axis=1), x], axis=1)
     b, t_pad, h, w, cin = x.shape
     t_out = (t_pad - kt) // st + 1
     # What the next chunk's first output frame reads: padded frames from t_out * st on.
@@ -119,32 +129,59 @@ class PixelRMSNorm(nnx.Module):
   2.1). Nothing is shared across positions, so a spatial tile of the frame is normalised exactly
   as in the whole frame: tiled decoding is exact beyond the convolutions' reach (vdm.vae.tiled)."""
 
-  def __init__(self, channels: int, *, eps: float = 1e-6, rngs: nnx.Rngs):
+  def __init__(self, channels: int, *, eps: float = 1e-6, bias: bool = True, rngs: nnx.Rngs):
     del rngs  # deterministic init: scale 1, bias 0
     self.eps = eps
     self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
-    self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+    self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32)) if bias else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x: [..., C] -> same shape."""
     rms = jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + self.eps)
-    return x * rms * self.scale[...] + self.bias[...]
+    y = x * rms * self.scale[...]
+    return y if self.bias is None else y + self.bias[...]
+
+
+def wan_rms_norm(channels: int, *, rngs: nnx.Rngs) -> PixelRMSNorm:
+  """Wan's VAE norm: x / |x| * sqrt(C) * gamma over the channels, no bias (eps only guards 0)."""
+  return PixelRMSNorm(channels, eps=1e-12, bias=False, rngs=rngs)
 
 
 # vae.norm -> the normalisation every block uses. 'group': GroupNorm per frame (statistics over
 # the frame: exact in temporal chunks, approximate in spatial tiles); 'rms': per position.
-NORMS = {"group": FrameGroupNorm, "rms": PixelRMSNorm}
+NORMS = {"group": FrameGroupNorm, "rms": PixelRMSNorm, "wan_rms": wan_rms_norm}
+# vae.layout: 'vdm' (this file's encoder and decoder) or 'wan' (Wan2.1's: zero causal padding,
+# per-frame spatial resampling with a separate temporal conv, attention in the middle blocks,
+# 1x1x1 quant convs, the decoder's channel routing; see `Encoder` and `Decoder`).
+LAYOUTS = ("vdm", "wan")
+
+
+class FrameAttention(nnx.Module):
+  """Single-head self-attention over the positions of each frame, with a residual (the middle
+  block of Wan's VAE). Reads no other frame, so chunked coding needs no state for it."""
+
+  def __init__(self, channels: int, *, rngs: nnx.Rngs):
+    self.norm = wan_rms_norm(channels, rngs=rngs)
+    self.qkv = nnx.Linear(channels, 3 * channels, rngs=rngs)
+    self.proj = nnx.Linear(channels, channels, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x: [B, T, H, W, C] -> same shape."""
+    b, t, h, w, c = x.shape
+    q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b * t, h * w, 1, 3 * c), 3, axis=-1)
+    y = jax.nn.dot_product_attention(q, k, v)
+    return x + self.proj(y.reshape(b, t, h, w, c))
 
 
 class ResBlock(nnx.Module):
   """Pre-activation residual block: (norm, SiLU, causal 3x3x3 conv) x 2, plus a shortcut."""
 
   def __init__(self, in_channels: int, out_channels: int, *, norm: str = "group",
-               rngs: nnx.Rngs):
+               padding: str = "replicate", rngs: nnx.Rngs):
     self.norm1 = NORMS[norm](in_channels, rngs=rngs)
-    self.conv1 = CausalConv3d(in_channels, out_channels, rngs=rngs)
+    self.conv1 = CausalConv3d(in_channels, out_channels, padding=padding, rngs=rngs)
     self.norm2 = NORMS[norm](out_channels, rngs=rngs)
-    self.conv2 = CausalConv3d(out_channels, out_channels, rngs=rngs)
+    self.conv2 = CausalConv3d(out_channels, out_channels, padding=padding, rngs=rngs)
     # A 1x1x1 projection only where the width changes; otherwise the identity.
     self.shortcut = (CausalConv3d(in_channels, out_channels, (1, 1, 1), rngs=rngs)
                      if in_channels != out_channels else None)
@@ -211,27 +248,95 @@ class Upsample(nnx.Module):
     return x, dict(to_time=c_time, conv=c_conv)
 
 
+class WanDownsample(nnx.Module):
+  """Wan's downsampler: a per-frame stride-2 conv (zero pad right/bottom), then in temporal
+  levels a (3, 1, 1) stride-2 conv over time that frame 0 bypasses: T = 1 + 2k -> 1 + k, output
+  frame j >= 1 reading frames 2j-2 .. 2j."""
+
+  def __init__(self, channels: int, *, temporal: bool, rngs: nnx.Rngs):
+    self.spatial = CausalConv3d(channels, channels, (1, 3, 3), (1, 2, 2), rngs=rngs)
+    self.time_conv = (CausalConv3d(channels, channels, (3, 1, 1), (2, 1, 1), padding="none",
+                                   rngs=rngs) if temporal else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.step(x, None)[0]
+
+  def step(self, x: jax.Array, cache: jax.Array | None) -> tuple[jax.Array, jax.Array | None]:
+    """Chunk [B, t, H, W, C] -> ([B, t', H/2, W/2, C], the last frame seen by the time conv)."""
+    x = self.spatial(x)
+    if self.time_conv is None:
+      return x, None
+    seq = x if cache is None else jnp.concatenate([cache, x], axis=1)
+    out = [x[:, :1]] if cache is None else []
+    if seq.shape[1] >= 3:
+      out.append(self.time_conv.step(seq, None)[0])
+    return jnp.concatenate(out, axis=1), seq[:, -1:]
+
+
+class WanUpsample(nnx.Module):
+  """Wan's upsampler: in temporal levels a causal (3, 1, 1) conv (zero padded) doubles the
+  channels into frames 2t, 2t+1 for every frame after frame 0 (frame 0 passes through:
+  T = 1 + k -> 1 + 2k); then nearest x2 in space and a per-frame conv to `out_channels`."""
+
+  def __init__(self, channels: int, out_channels: int, *, temporal: bool, rngs: nnx.Rngs):
+    self.time_conv = (CausalConv3d(channels, 2 * channels, (3, 1, 1), padding="zeros", rngs=rngs)
+                      if temporal else None)
+    self.conv = CausalConv3d(channels, out_channels, (1, 3, 3), rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.step(x, None)[0]
+
+  def step(self, x: jax.Array, cache: dict | None) -> tuple[jax.Array, dict]:
+    c_time = _sub(cache, "time_conv")
+    if self.time_conv is not None:
+      first, rest = (x[:, :1], x[:, 1:]) if cache is None else (None, x)
+      pieces = [] if first is None else [first]
+      if rest.shape[1]:
+        b, t, h, w, c = rest.shape
+        y, c_time = self.time_conv.step(rest, c_time)
+        pieces.append(jnp.moveaxis(y.reshape(b, t, h, w, 2, c), 4, 2).reshape(b, 2 * t, h, w, c))
+      x = jnp.concatenate(pieces, axis=1)
+    x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
+    return self.conv(x), dict(time_conv=c_time)
+
+
+def _temporal_levels(levels: int, num_temporal_downs: int, layout: str) -> list[bool]:
+  """Which of the `levels - 1` downsamplers also halve time: vdm's first ones, Wan's last ones."""
+  steps = range(levels - 1)
+  if layout == "wan":
+    return [i >= levels - 1 - num_temporal_downs for i in steps]
+  return [i < num_temporal_downs for i in steps]
+
+
 class Encoder(nnx.Module):
   """Video `[B, T, H, W, 3]` -> moments `[B, T', H/s, W/s, 2 * latent_channels]`."""
 
   def __init__(self, *, base_channels, channel_mult, latent_channels, num_temporal_downs,
-               num_res_blocks, norm: str = "group", rngs: nnx.Rngs):
+               num_res_blocks, norm: str = "group", layout: str = "vdm", rngs: nnx.Rngs):
     widths = [base_channels * m for m in channel_mult]
-    self.conv_in = CausalConv3d(3, widths[0], rngs=rngs)
+    wan = layout == "wan"
+    pad = "zeros" if wan else "replicate"
+    norm = "wan_rms" if wan else norm
+    self.conv_in = CausalConv3d(3, widths[0], padding=pad, rngs=rngs)
     blocks, downs = [], []
     prev = widths[0]
+    temporal = _temporal_levels(len(widths), num_temporal_downs, layout)
     for i, w in enumerate(widths):
       for _ in range(num_res_blocks):
-        blocks.append(ResBlock(prev, w, norm=norm, rngs=rngs))
+        blocks.append(ResBlock(prev, w, norm=norm, padding=pad, rngs=rngs))
         prev = w
       if i < len(widths) - 1:
-        downs.append(Downsample(w, temporal=i < num_temporal_downs, rngs=rngs))
+        down = WanDownsample if wan else Downsample
+        downs.append(down(w, temporal=temporal[i], rngs=rngs))
     self.blocks = nnx.List(blocks)
     self.downs = nnx.List(downs)
     self.num_res_blocks = num_res_blocks
-    self.mid = ResBlock(prev, prev, norm=norm, rngs=rngs)
+    self.mid = ResBlock(prev, prev, norm=norm, padding=pad, rngs=rngs)
+    # Wan's middle: residual block, attention within each frame, residual block.
+    self.mid_attn = FrameAttention(prev, rngs=rngs) if wan else None
+    self.mid2 = ResBlock(prev, prev, norm=norm, padding=pad, rngs=rngs) if wan else None
     self.norm_out = NORMS[norm](prev, rngs=rngs)
-    self.conv_out = CausalConv3d(prev, 2 * latent_channels, rngs=rngs)
+    self.conv_out = CausalConv3d(prev, 2 * latent_channels, padding=pad, rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.step(x, None)[0]
@@ -248,34 +353,56 @@ class Encoder(nnx.Module):
       if i < len(self.downs):
         h, c = self.downs[i].step(h, _sub(cache, "downs", i))
         new["downs"].append(c)
-    h, new["mid"] = self.mid.step(h, _sub(cache, "mid"))
+    h, new["mid"] = _middle(self, h, cache)
     h, new["conv_out"] = self.conv_out.step(nnx.silu(self.norm_out(h)), _sub(cache, "conv_out"))
     return h, new
+
+
+def _middle(coder, h, cache):
+  """The middle of an encoder or decoder: a residual block, or (Wan) residual, attention,
+  residual; returns (h, its cache)."""
+  h, c_mid = coder.mid.step(h, _sub(cache, "mid"))
+  if coder.mid_attn is None:
+    return h, c_mid
+  h, c_mid2 = coder.mid2.step(coder.mid_attn(h), _sub(cache, "mid", "mid2"))
+  return h, dict(c_mid, mid2=c_mid2)
 
 
 class Decoder(nnx.Module):
   """Latents `[B, T', h, w, latent_channels]` -> video `[B, T, h*s, w*s, 3]`."""
 
   def __init__(self, *, base_channels, channel_mult, latent_channels, num_temporal_downs,
-               num_res_blocks, norm: str = "group", rngs: nnx.Rngs):
+               num_res_blocks, norm: str = "group", layout: str = "vdm", rngs: nnx.Rngs):
     widths = [base_channels * m for m in channel_mult]
-    self.conv_in = CausalConv3d(latent_channels, widths[-1], rngs=rngs)
-    self.mid = ResBlock(widths[-1], widths[-1], norm=norm, rngs=rngs)
+    wan = layout == "wan"
+    pad = "zeros" if wan else "replicate"
+    norm = "wan_rms" if wan else norm
+    self.conv_in = CausalConv3d(latent_channels, widths[-1], padding=pad, rngs=rngs)
+    self.mid = ResBlock(widths[-1], widths[-1], norm=norm, padding=pad, rngs=rngs)
+    self.mid_attn = FrameAttention(widths[-1], rngs=rngs) if wan else None
+    self.mid2 = ResBlock(widths[-1], widths[-1], norm=norm, padding=pad, rngs=rngs) if wan else None
     blocks, ups = [], []
     prev = widths[-1]
+    temporal = _temporal_levels(len(widths), num_temporal_downs, layout)
+    # Wan: one more residual block per level, and each upsampler halves the channels that the
+    # next level's first residual block widens again.
+    self.num_res_blocks = num_res_blocks + 1 if wan else num_res_blocks
     for i in reversed(range(len(widths))):
-      for _ in range(num_res_blocks):
-        blocks.append(ResBlock(prev, widths[i], norm=norm, rngs=rngs))
+      for _ in range(self.num_res_blocks):
+        blocks.append(ResBlock(prev, widths[i], norm=norm, padding=pad, rngs=rngs))
         prev = widths[i]
       if i > 0:
         # Undo the encoder step between levels i-1 and i, temporal where that one was.
-        ups.append(Upsample(prev, widths[i - 1], temporal=i - 1 < num_temporal_downs, rngs=rngs))
-        prev = widths[i - 1]
+        if wan:
+          ups.append(WanUpsample(prev, prev // 2, temporal=temporal[i - 1], rngs=rngs))
+          prev = prev // 2
+        else:
+          ups.append(Upsample(prev, widths[i - 1], temporal=temporal[i - 1], rngs=rngs))
+          prev = widths[i - 1]
     self.blocks = nnx.List(blocks)
     self.ups = nnx.List(ups)
-    self.num_res_blocks = num_res_blocks
     self.norm_out = NORMS[norm](prev, rngs=rngs)
-    self.conv_out = CausalConv3d(prev, 3, rngs=rngs)
+    self.conv_out = CausalConv3d(prev, 3, padding=pad, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
     return self.step(z, None)[0]
@@ -284,7 +411,7 @@ class Decoder(nnx.Module):
     """Latent chunk [B, t, h, w, C] -> (frames chunk, cache); whole clip = one step from None."""
     new = dict(blocks=[], ups=[])
     h, new["conv_in"] = self.conv_in.step(z, _sub(cache, "conv_in"))
-    h, new["mid"] = self.mid.step(h, _sub(cache, "mid"))
+    h, new["mid"] = _middle(self, h, cache)
     for i in range(len(self.ups) + 1):
       for j in range(self.num_res_blocks):
         k = i * self.num_res_blocks + j
@@ -309,11 +436,16 @@ class CausalVAE(nnx.Module):
       frames (8: three temporal steps, the LTX-Video-style 8x compression).
     num_res_blocks: residual blocks per level, in the encoder and in the decoder.
     norm: 'group' (GroupNorm per frame) or 'rms' (per position; makes spatial tiling exact).
+    layout: 'vdm' or 'wan' (Wan2.1's VAE: its norm, padding, resamplers, middle attention and
+      1x1x1 quant convs; with channel_mult (1, 2, 4, 4), base 96, 16 latent channels,
+      num_res_blocks 2 and temporal_downsample 4 it is Wan2.1_VAE's exact shape).
   """
 
   def __init__(self, *, base_channels: int, channel_mult: tuple[int, ...], latent_channels: int,
                temporal_downsample: int, num_res_blocks: int = 1, norm: str = "group",
-               rngs: nnx.Rngs):
+               layout: str = "vdm", rngs: nnx.Rngs):
+    if layout not in LAYOUTS:
+      raise ValueError(f"vae.layout must be one of {LAYOUTS}, got {layout!r}")
     channel_mult = tuple(int(m) for m in channel_mult)
     if norm not in NORMS:
       raise ValueError(f"vae.norm must be one of {tuple(NORMS)}, got {norm!r}")
@@ -338,17 +470,23 @@ class CausalVAE(nnx.Module):
     self.latent_channels = latent_channels
     kwargs = dict(base_channels=base_channels, channel_mult=channel_mult,
                   latent_channels=latent_channels, num_temporal_downs=num_temporal_downs,
-                  num_res_blocks=num_res_blocks, norm=norm, rngs=rngs)
-    self.norm = norm
+                  num_res_blocks=num_res_blocks, norm=norm, layout=layout, rngs=rngs)
+    self.norm, self.layout = norm, layout
     self.encoder = Encoder(**kwargs)
     self.decoder = Decoder(**kwargs)
+    if layout == "wan":
+      z = latent_channels
+      self.quant_conv = CausalConv3d(2 * z, 2 * z, (1, 1, 1), rngs=rngs)
+      self.post_quant_conv = CausalConv3d(z, z, (1, 1, 1), rngs=rngs)
+    else:
+      self.quant_conv = self.post_quant_conv = None
 
   @classmethod
   def from_config(cls, cfg, *, rngs: nnx.Rngs) -> "CausalVAE":
     """Builds from the config's `vae` section (vdm/config/t2v.py documents each field)."""
     return cls(base_channels=cfg.base_channels, channel_mult=tuple(cfg.channel_mult),
                latent_channels=cfg.latent_channels, temporal_downsample=cfg.temporal_downsample,
-               num_res_blocks=cfg.num_res_blocks, norm=cfg.norm, rngs=rngs)
+               num_res_blocks=cfg.num_res_blocks, norm=cfg.norm, layout=cfg.layout, rngs=rngs)
 
   @property
   def spatial_downsample(self) -> int:
@@ -384,7 +522,7 @@ class CausalVAE(nnx.Module):
   def encode(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
     """video: [B, T, H, W, 3] in [-1, 1] -> (mean, logvar), each [B, T', H/s, W/s, latent]."""
     self._check_video(video)
-    moments = self.encoder(video)
+    moments = self._quant(self.encoder(video))
     mean, logvar = jnp.split(moments, 2, axis=-1)
     return mean, jnp.clip(logvar, *_LOGVAR_RANGE)
 
@@ -395,7 +533,13 @@ class CausalVAE(nnx.Module):
     """
     if z.ndim != 5 or z.shape[-1] != self.latent_channels:
       raise ValueError(f"z must be [B, T', h, w, {self.latent_channels}], got shape {z.shape}")
-    return self.decoder(z)
+    return self.decoder(self._post_quant(z))
+
+  def _quant(self, moments):
+    return moments if self.quant_conv is None else self.quant_conv(moments)
+
+  def _post_quant(self, z):
+    return z if self.post_quant_conv is None else self.post_quant_conv(z)
 
   def encode_step(self, video: jax.Array, cache: dict | None
                   ) -> tuple[jax.Array, jax.Array, dict]:
@@ -416,6 +560,7 @@ class CausalVAE(nnx.Module):
       raise ValueError(f"a video chunk after the first must be [B, k * {td}, H, W, 3] with "
                        f"k >= 1 (temporal_downsample={td}), got shape {video.shape}")
     moments, cache = self.encoder.step(video, cache)
+    moments = self._quant(moments)
     mean, logvar = jnp.split(moments, 2, axis=-1)
     return mean, jnp.clip(logvar, *_LOGVAR_RANGE), cache
 
@@ -432,7 +577,7 @@ class CausalVAE(nnx.Module):
     """
     if z.ndim != 5 or z.shape[-1] != self.latent_channels:
       raise ValueError(f"z must be [B, T', h, w, {self.latent_channels}], got shape {z.shape}")
-    return self.decoder.step(z, cache)
+    return self.decoder.step(self._post_quant(z), cache)
 
   def __call__(self, video: jax.Array, *, rng: jax.Array
                ) -> tuple[jax.Array, jax.Array, jax.Array]:
