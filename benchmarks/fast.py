@@ -76,25 +76,36 @@ def run(argv=None) -> None:
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--seconds", type=float, default=4.0,
                       help="length of the autoregressive (streamed) clip")
+  parser.add_argument("--modes", default="parallel,autoregressive",
+                      help="comma-separated: parallel (1 s clips) and/or autoregressive")
+  parser.add_argument("--teacher-steps", default="25,4",
+                      help="comma-separated step counts of the teacher's parallel rows (the "
+                           "first also its autoregressive row)")
   args = parser.parse_args(argv)
+  modes = args.modes.split(",")
+  if not modes or not set(modes) <= {"parallel", "autoregressive"}:
+    parser.error(f"--modes {args.modes!r}: allowed parallel, autoregressive")
+  teacher_steps = [int(n) for n in args.teacher_steps.split(",")]
   import vdm
   rows = []
+
+  def rows_of(pipe, name, parallel_steps, guidance):
+    if "parallel" in modes:
+      for steps in parallel_steps:
+        rows.append(measure(pipe, name, steps=steps, guidance=guidance, repeats=args.repeats,
+                            seconds=1.0, mode="parallel"))
+    if "autoregressive" in modes:
+      rows.append(measure(pipe, name, steps=parallel_steps[0], guidance=guidance,
+                          repeats=args.repeats, seconds=args.seconds, mode="autoregressive"))
+
   teacher = vdm.Pipeline.load(args.teacher)
   g = teacher.config.sample.guidance
-  for steps in (25, 4):
-    rows.append(measure(teacher, "teacher", steps=steps, guidance=g, repeats=args.repeats,
-                        seconds=1.0, mode="parallel"))
-  rows.append(measure(teacher, "teacher", steps=25, guidance=g, repeats=args.repeats,
-                      seconds=args.seconds, mode="autoregressive"))
+  rows_of(teacher, "teacher", teacher_steps, g)
   for directory in filter(None, args.students.split(",")):
     pipe = vdm.Pipeline.load(directory)
     s = pipe.config.sample
     name = os.path.basename(os.path.dirname(os.path.abspath(directory)))
     guidance = g if pipe.config.dit.guidance_input else s.guidance
-    for steps in sorted({s.steps, 1}, reverse=True):
-      rows.append(measure(pipe, name, steps=steps, guidance=guidance, repeats=args.repeats,
-                          seconds=1.0, mode="parallel"))
-    rows.append(measure(pipe, name, steps=s.steps, guidance=guidance, repeats=args.repeats,
-                        seconds=args.seconds, mode="autoregressive"))
+    rows_of(pipe, name, sorted({s.steps, 1}, reverse=True), guidance)
   write("fast", rows, dict(teacher=args.teacher, students=args.students,
                            repeats=args.repeats, backend=jax.default_backend()))

@@ -41,9 +41,11 @@ def teacher(tmp_path_factory):
   """A tiny Diffusion-Forcing-configured model directory with random weights (no training):
   what the recipes need of a teacher is its shape and its function, not its quality."""
   os.environ["VDM_NO_PROGRESS"] = "1"
+  # fp32 matmuls: the identities below (a zero DMD gradient, rollouts equal to samplers) are
+  # exact up to fp32 rounding, not bf16's.
   config = load_config("configs/spine.py:tiny", [
       "diffusion.per_frame_levels_prob=0.5", "diffusion.causal_prob=0.5",
-      "diffusion.max_frame_offset=8"])
+      "diffusion.max_frame_offset=8", "dit.matmul_dtype='float32'"])
   tokenizer = Tokenizer(train_tokenizer(training_captions(config, num=500),
                                         vocab_size=config.text.vocab_size,
                                         model_type=config.text.tokenizer))

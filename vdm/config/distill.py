@@ -101,6 +101,10 @@ def validate(config) -> None:
   steps = config.schedule.steps
   require(config.ode.teacher_steps % steps == 0, "ode.teacher_steps", config.ode.teacher_steps,
           f"a multiple of schedule.steps={steps}")
+  # The teacher rides in every batch whole (not split into micro-batches) and DMD's critic
+  # reads the generator's whole batch.
+  require(config.train.accumulate == 1, "train.accumulate", config.train.accumulate,
+          "1 (distillation steps take whole batches)")
   max_steps = config.shortcut.max_steps
   require(max_steps & (max_steps - 1) == 0, "shortcut.max_steps", max_steps, "a power of 2")
   require(config.dmd.min_level < config.dmd.max_level, "dmd.min_level", config.dmd.min_level,

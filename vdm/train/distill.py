@@ -488,10 +488,9 @@ def run_distill_training(config, workdir: str, *, until: str = "export") -> str:
                               spatial_stride=vae.spatial_downsample)
     loader = make_loader(_dataset(config, teacher_config, workdir), "train",
                          batch_size=t.batch_size, seed=config.seed)
-    prepare = lambda batch: dict(clips(batch), teacher=teacher_state)  # noqa: E731
+    prepare = clips
     if recipe == "finetune":
       loss = functools.partial(denoiser_loss, cfg=scfg.diffusion, temporal_patch=tp)
-      prepare = clips
     elif recipe == "guidance":
       loss = functools.partial(guidance_loss, teacher_def=teacher_def, diffusion=diffusion,
                                temporal_patch=tp, scales=(config.guidance_min, config.guidance))
@@ -511,7 +510,7 @@ def run_distill_training(config, workdir: str, *, until: str = "export") -> str:
     loader = make_caption_loader(training_captions(
         teacher_config, _caption_dataset(config, teacher_config, workdir)),
         batch_size=t.batch_size, seed=config.seed)
-    prepare = lambda batch: dict(captions(batch), teacher=teacher_state)  # noqa: E731
+    prepare = captions
     self_forcing = None
     if recipe == "self_forcing":
       sf = config.self_forcing
@@ -532,7 +531,8 @@ def run_distill_training(config, workdir: str, *, until: str = "export") -> str:
                                 optax.adamw(config.dmd.fake_learning_rate, b1=0.0, b2=0.99,
                                             weight_decay=t.weight_decay)))
   student = train(student, loss, loader, t, os.path.join(workdir, recipe), seed=config.seed,
-                  prepare_batch=prepare, desc=recipe, critic=critic)
+                  prepare_batch=prepare, desc=recipe, critic=critic,
+                  constants=dict(teacher=teacher_state))
   model_dir = os.path.join(workdir, "model")
   shutil.rmtree(model_dir, ignore_errors=True)  # derived: always rewritten whole
   save_model_dir(model_dir, config=scfg, tokenizer=tokenizer, vae=vae, denoiser=student,

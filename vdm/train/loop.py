@@ -321,7 +321,8 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
           *, seed: int, prepare_batch: Callable[[dict], dict] = lambda b: b,
           desc: str = "train", critic: Critic | None = None,
           frozen: tuple[str, ...] = (), placement: Placement | None = None,
-          evaluate: Callable[[nnx.Module], dict] | None = None) -> nnx.Module:
+          evaluate: Callable[[nnx.Module], dict] | None = None,
+          constants: dict | None = None) -> nnx.Module:
   """Trains `model` for `cfg.steps` steps, resuming from the latest checkpoint in `workdir`.
 
   Args:
@@ -344,6 +345,10 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
     evaluate: (EMA model) -> dict of scalars, run every `cfg.eval_every` steps when the stage
       has that field > 0 (held-out scores during training); lines go to `eval.jsonl` with the
       training seconds so far (evaluation time excluded) and to TensorBoard.
+    constants: {name: pytree of arrays} every step reads besides the batch (frozen networks,
+      e.g. a distillation teacher's state): replicated on the mesh once and added to each placed
+      batch under its name, so they are arguments of the compiled step, not constants baked
+      into it (the program stays small), and have no batch rows.
   Returns:
     the model with its parameters replaced by the EMA parameters (laid out on the mesh).
   Raises:
@@ -428,10 +433,11 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
     if writer is not None:
       writer.close()
 
+  constants = jax.device_put(constants or {}, placement.replicated)
   with faults.PreemptionGuard() as guard, placement.activate(), \
       open(metrics_path, "a") if lead else contextlib.nullcontext() as log:
     for step in bar:
-      batch = placement.place_batch(prepare_batch(next(iterator)), batch_size)
+      batch = dict(placement.place_batch(prepare_batch(next(iterator)), batch_size), **constants)
       state, metrics, finite, grads_finite = train_step(state, batch)
       done = step + 1
       # One scalar read per step, so 'stop' halts at the exact step and the skip count a
