@@ -171,18 +171,26 @@ def test_a_student_starts_as_its_teacher(teacher):
   new = distill.start_from(t_model, student)
   assert sorted({n.split(".")[1] for n in new}) == ["guidance_embed", "step_embed"]
   ids, mask = tokenizer.encode([PROMPT, "a blue square"], t_config.text.max_length)
+  ids, mask = jnp.asarray(ids), jnp.asarray(mask)
   z = jax.random.normal(jax.random.key(0), (2, 3, 4, 4, 8))
   t = jnp.array([[0.3, 0.5, 0.9], [1.0, 0.2, 0.0]])
-  want = t_model(z, t, ids, mask)
-  for w, d in ((1.0, 0.0), (4.0, 0.5)):
-    got = student(z, t, ids, mask, guidance=jnp.full((2,), w), step=jnp.full((2, 3), d))
-    np.testing.assert_allclose(got, want, atol=1e-6)
+  conditions = ((1.0, 0.0), (4.0, 0.5), (4.0, 0.0), (1.0, 0.5))  # (guidance, step)
+
+  @nnx.jit  # one program for all the forwards below
+  def velocities(teacher, student):
+    return teacher(z, t, ids, mask), [
+        student(z, t, ids, mask, guidance=jnp.full((2,), w), step=jnp.full((2, 3), d))
+        for w, d in conditions]
+
+  want, got = velocities(t_model, student)
+  for v in got:
+    np.testing.assert_allclose(v, want, atol=1e-6)
   # Once trained (here: random output layers), each input reaches the velocity.
   for name in ("guidance_embed", "step_embed"):
     fc2 = getattr(student.dit, name).fc2
     fc2.kernel.set_value(0.5 * jax.random.normal(jax.random.key(9), fc2.kernel.get_value().shape))
-  outs = [student(z, t, ids, mask, guidance=jnp.full((2,), w), step=jnp.full((2, 3), d))
-          for w, d in ((1.0, 0.0), (4.0, 0.0), (1.0, 0.5))]
+  outs = velocities(t_model, student)[1]
+  outs = [outs[i] for i in (0, 2, 3)]  # (1, 0), (4, 0), (1, 0.5)
   assert float(jnp.abs(outs[0] - outs[1]).max()) > 1e-3  # the guidance scale
   assert float(jnp.abs(outs[0] - outs[2]).max()) > 1e-3  # the step size
   # and the copy is a copy: the student's buffers are not the teacher's
@@ -244,8 +252,9 @@ def test_causal_ode_loss_scores_noisy_chunks_only(random_student):
   config, model, ids, mask = random_student
   traj = jax.random.normal(jax.random.key(5), (2, 5, 5, 4, 4, 8))  # [B, K + 1, T, ...]
   batch = dict(trajectory=traj, ids=ids, mask=mask)
-  loss, metrics = distill.ode_loss(model, batch, jax.random.key(6), levels=(1.0, 0.9, 0.75, 0.5),
-                                   causal_chunk=1)
+  levels = (1.0, 0.9, 0.75, 0.5)
+  loss, metrics = nnx.jit(lambda m, b: distill.ode_loss(m, b, jax.random.key(6), levels=levels,
+                                                        causal_chunk=1))(model, batch)
   assert np.isfinite(loss) and 0 < metrics["mean_level"] < 1
   # A student that knows the ODE's clean end: v = (x - end) / t at noisy frames, anything at
   # clean ones (x - 0 v = x is the end there). Its loss is 0 only if every frame, whichever
@@ -257,12 +266,11 @@ def test_causal_ode_loss_scores_noisy_chunks_only(random_student):
     exact = (x - end) / jnp.maximum(t, 1e-6)[..., None, None, None]
     return jnp.where((t > 0)[..., None, None, None], exact, 1e3)
 
-  loss, _ = distill.ode_loss(oracle, batch, jax.random.key(6), levels=(1.0, 0.9, 0.75, 0.5),
-                             causal_chunk=1)
-  np.testing.assert_allclose(loss, 0.0, atol=1e-8)
+  oracle_loss = jax.jit(lambda b: distill.ode_loss(oracle, b, jax.random.key(6), levels=levels,
+                                                   causal_chunk=1)[0])
+  np.testing.assert_allclose(oracle_loss(batch), 0.0, atol=1e-8)
   shifted = dict(batch, trajectory=traj.at[:, -1].add(0.1))  # another end: the loss sees it
-  assert distill.ode_loss(oracle, shifted, jax.random.key(6), levels=(1.0, 0.9, 0.75, 0.5),
-                          causal_chunk=1)[0] > 1e-4
+  assert oracle_loss(shifted) > 1e-4
   assert block_causal_mask(5, 1).sum() == 15 and chunk_ids(5, 1)[-1] == 4
 
 
