@@ -139,7 +139,7 @@ def test_students_sample_with_their_own_levels(students, teacher):
   for steps in (2, 4):  # all its levels, or evenly spaced ones of them
     assert pipe(PROMPT, steps=steps).shape == (5, 16, 16, 3)
   np.testing.assert_allclose(explicit_levels(levels, 2), [levels[0], levels[2]])
-  with pytest.raises(ValueError, match=r"--steps 5: .*sample.timesteps.*allowed 1\.\.4"):
+  with pytest.raises(ValueError, match=r"--steps 5 does not fit .*timesteps.*allowed: 1\.\.4"):
     pipe(PROMPT, steps=5)
   same = [pipe(PROMPT, seed=3, steps=2) for _ in range(2)]
   np.testing.assert_array_equal(*same)
@@ -157,7 +157,7 @@ def test_sample_cli_on_a_student_and_its_errors(students, tmp_path, capsys):
   assert json.load(open(out[:-4] + ".json"))["request"]["sampler"] == "consistency"
   assert cli.main(["sample", "--checkpoint", students["ode_init"], "--prompt", PROMPT,
                    "--steps", "8", "--out", str(tmp_path / "bad.mp4")]) == 2
-  assert "allowed 1..4" in capsys.readouterr().err
+  assert "allowed: 1..4" in capsys.readouterr().err
   assert not os.path.exists(tmp_path / "bad.mp4")
 
 

@@ -87,13 +87,11 @@ def explicit_levels(levels, steps: int) -> np.ndarray:
   level it was trained (or distilled) to step from.
   """
   t = np.asarray(levels, np.float64)
-  if t.ndim != 1 or not np.all((t > 0) & (t <= 1)) or np.any(np.diff(t) >= 0):
-    raise ValueError(f"explicit levels must be decreasing numbers in (0, 1], got "
-                     f"{tuple(levels)!r}")
+  if t.ndim != 1 or len(t) < steps or not np.all((t > 0) & (t <= 1)) or np.any(
+      np.diff(t) >= 0):
+    raise ValueError(f"explicit levels must be {steps} decreasing numbers in (0, 1] (one per "
+                     f"step; of more, evenly spaced ones are taken), got {tuple(levels)!r}")
   n = len(t)
-  if not isinstance(steps, (int, np.integer)) or not 1 <= steps <= n:
-    raise ValueError(f"--steps {steps!r}: this model samples at its {n} levels "
-                     f"{tuple(round(float(x), 4) for x in t)} (sample.timesteps): allowed 1..{n}")
   return t[np.round(np.arange(steps) * n / steps).astype(int)]
 
 

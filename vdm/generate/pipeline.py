@@ -37,7 +37,7 @@ from vdm.diffusion.samplers import SAMPLERS, sample
 from vdm.generate.kv_cache import empty_cache
 from vdm.control.timeline import load_timeline, schedule
 from vdm.generate.modes import (MODES, allowed_chunks, chunk_bounds, generation_mode,
-                                explicit_levels, pipeline_modes, shot_mask)
+                                pipeline_modes, shot_mask)
 from vdm.generate.streaming import generate_autoregressive, generate_rolling, prefill, streams
 from vdm.nn import denormalize_pixels, normalize_pixels
 from vdm.vae.chunked import StreamingDecoder
@@ -270,8 +270,10 @@ class Pipeline:
     steps = s.steps if steps is None else steps
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
       raise ValueError(f"--steps {steps!r} must be an integer in [1, 1000]")
-    if s.timesteps:  # a few-step model: its own levels (some of them), nothing else
-      explicit_levels(s.timesteps, steps)
+    if s.timesteps and steps > len(s.timesteps):  # a few-step model: (some of) its own levels
+      raise ValueError(f"--steps {steps} does not fit this model: it samples at the "
+                       f"{len(s.timesteps)} levels of its sample.timesteps "
+                       f"{tuple(s.timesteps)}; allowed: 1..{len(s.timesteps)}")
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
