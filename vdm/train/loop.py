@@ -99,8 +99,6 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
   are held by stop_gradient, so no gradient is computed for them at all (their gradient is 0):
   a LoRA fine-tune computes no gradient of the base weights.
   """
-  if critic is not None and accumulate > 1:  # the critic reads the model loss's whole batch
-    raise ValueError(f"train.accumulate={accumulate}: a run with a critic (DMD) takes 1")
   base_rng = jax.random.key(seed)
 
   def train_step(state, batch):
@@ -120,8 +118,8 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
 
     (loss, metrics), grads = accumulated_value_and_grad(
         loss_of, state["params"], batch, rng, accumulate=accumulate, batch_size=batch_size)
-    # A critic's loss reads what the model's loss produced (DMD's generated clips; one
-    # micro-batch: accumulation is refused with a critic above).
+    # A critic's loss may read what the model's loss produced (DMD's generated clips: one
+    # micro-batch, vdm/config/distill.py refuses train.accumulate > 1).
     shared = (jax.lax.stop_gradient(metrics.pop("critic_input")),) if "critic_input" in metrics \
         else ()
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
