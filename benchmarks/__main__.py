@@ -3,7 +3,7 @@ import sys
 
 BENCHMARKS = ("sampling", "autoregressive", "frames", "vae_decode", "post", "train_step", "data",
               "gpu_dit", "scan_layers", "sequence_parallel", "train_scale", "peers",
-              "stream_memory", "train_cost", "wan")
+              "stream_memory", "train_cost", "wan", "fast")
 
 
 def main() -> None:

@@ -323,7 +323,10 @@ def check_python(cmd: Command, argv: list[str], produced: set[str]):
       calls, err = [], io.StringIO()
       try:  # the training and scoring step stubbed out: only the arguments are checked
         with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
-          mp.setattr(pva, "run", lambda *a, **k: calls.append((a, k)) or 0)
+          # pva.run for the experiments built on it; an experiment's own `run` otherwise.
+          for module_with_run in {pva, experiment}:
+            if hasattr(module_with_run, "run"):
+              mp.setattr(module_with_run, "run", lambda *a, **k: calls.append((a, k)) or 0)
           rc = experiment.main(rest)
       except SystemExit as e:
         _fail(cmd, f"{module} refused its arguments (exit {e.code}): {err.getvalue().strip()}")

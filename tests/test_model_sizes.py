@@ -32,10 +32,15 @@ def test_full_attention_parameter_count_matches_the_formula():
     # The patch embedding and output layer read and write 2x the latent values per token.
     (["dit.temporal_patch=2"], (2 - 1) * 2 * 2 * 8 * (384 + 384 + 1)),
     (["dit.temporal_patch=4", "dit.scan_layers=True", "dit.position='rope3d'"],
-     (4 - 1) * 2 * 2 * 8 * (384 + 384 + 1))])
+     (4 - 1) * 2 * 2 * 8 * (384 + 384 + 1)),
+    # A distilled student's scalar input: a two-layer embedding, width x width each.
+    (["dit.guidance_input=True"], 2 * (384 * 384 + 384)),
+    (["dit.guidance_input=True", "dit.step_input=True", "dit.scan_layers=True"],
+     4 * (384 * 384 + 384))])
 def test_dit_options_parameter_count_matches_the_formula(overrides, extra):
   """Scanned layers hold the same parameters stacked; rotary positions have none; a temporal
-  patch widens only the patch embedding's input and the output layer."""
+  patch widens only the patch embedding's input and the output layer; a scalar input (guidance,
+  step) adds its embedding."""
   config = load_config("configs/model_sizes.py:small", overrides)
   count = count_params(nnx.eval_shape(lambda: build_denoiser(config, config.text.vocab_size)))
   assert count == denoiser_param_count(config, config.text.vocab_size)

@@ -9,19 +9,11 @@ import numpy as np
 import pytest
 
 from vdm.diffusion import guidance, objectives, samplers
+from vdm.diffusion.gaussian import exact_velocity, flow_map
 from vdm.generate.modes import generation_mode, parallel_levels
 
 MU, SIGMA = 1.0, 0.3
 X1 = jnp.linspace(-2.0, 2.0, 9).reshape(9, 1, 1)
-
-
-def exact_velocity(mu, sigma):
-  """E[noise - x0 | x_t] when x0 ~ N(mu, sigma^2) per dimension and noise ~ N(0, 1)."""
-  def velocity(x, t):
-    t = t.reshape(t.shape + (1,) * (x.ndim - t.ndim))
-    var_t = (1 - t) ** 2 * sigma ** 2 + t ** 2
-    return -mu + (t - (1 - t) * sigma ** 2) * (x - (1 - t) * mu) / var_t
-  return velocity
 
 
 def exact_map(x1, t_end, mu=MU, sigma=SIGMA):
@@ -181,7 +173,57 @@ def test_sampler_errors():
   with pytest.raises(ValueError, match="consistency.*rng"):
     samplers.sample("consistency", v, X1, levels)
   assert set(samplers.SAMPLERS) == {"euler", "heun", "ddim", "euler_ancestral", "dpmpp_2m",
-                                    "unipc", "consistency"}
+                                    "unipc", "consistency", "shortcut"}
+
+
+# ----------------------------------------------------------------------------- few-step samplers
+
+def exact_flow_map(mu, sigma):
+  """Phi(x, t, s): the exact ODE map of N(mu, sigma^2) data from level t to level s <= t."""
+  return lambda x, t, s: flow_map(x, t, s, mu, sigma)
+
+
+def as_velocity(x, t, target, s):
+  """The velocity whose step from t to s lands on `target`: (x - target) / (t - s)."""
+  return (x - target) / (t - s)
+
+
+def test_consistency_sampler_with_the_exact_consistency_function():
+  """A perfect consistency model predicts x0 = Phi(x_t, t, 0): one step is the exact ODE map,
+  and any number of steps (re-noised in between) samples the exact N(mu, sigma^2)."""
+  flow = exact_flow_map(MU, SIGMA)
+
+  def velocity(x, t):
+    t = t.reshape(t.shape + (1,) * (x.ndim - t.ndim))
+    return as_velocity(x, t, flow(x, t, 0.0), 0.0)
+
+  one = samplers.sample("consistency", velocity, X1, parallel_levels(1, 1), rng=jax.random.key(0))
+  np.testing.assert_allclose(one, exact_map(X1, 0.0), atol=1e-5)
+  noise = jax.random.normal(jax.random.key(1), (20000, 1, 1))
+  for steps in (2, 4):
+    x = samplers.sample("consistency", velocity, noise, parallel_levels(steps, 1, shift=3.0),
+                        rng=jax.random.key(2))
+    assert abs(float(x.mean()) - MU) < 0.01 and abs(float(x.std()) - SIGMA) < 0.01
+
+
+def test_shortcut_sampler_is_exact_with_the_average_velocity_and_euler_at_step_zero():
+  """Given the step size, a perfect shortcut model returns the average velocity over the step,
+  so every step count lands on the exact ODE map; told step 0 (the instantaneous velocity) the
+  sampler is Euler, bit for bit."""
+  flow, v = exact_flow_map(MU, SIGMA), exact_velocity(MU, SIGMA)
+
+  def average(x, t, step):
+    t, d = (a.reshape(a.shape + (1,) * (x.ndim - a.ndim)) for a in (t, step))
+    d = jnp.where(d > 0, d, 1.0)  # frames that do not move are left alone by the sampler
+    return as_velocity(x, t, flow(x, t, t - d), t - d)
+
+  for steps in (1, 3, 8):
+    levels = parallel_levels(steps, 1, shift=3.0)
+    np.testing.assert_allclose(samplers.sample("shortcut", average, X1, levels),
+                               exact_map(X1, 0.0), atol=2e-5)
+  levels = parallel_levels(6, 1, shift=2.0)
+  np.testing.assert_array_equal(samplers.sample("shortcut", lambda x, t, step: v(x, t), X1, levels),
+                                samplers.sample("euler", v, X1, levels))
 
 
 def test_consistency_sampler_is_the_posterior_mean_renoised():

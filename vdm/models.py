@@ -52,11 +52,12 @@ class Denoiser(nnx.Module):
         video_temporal_downsample=config.vae.temporal_downsample, **dit_inputs(config))
 
   def __call__(self, z, levels, ids, mask, temporal_mask=None, frame_offset=0, control=None,
-               audio=None, audio_levels=None):
+               audio=None, audio_levels=None, **conditions):
     """control: a `vdm.dit.model.Control` for a model with control inputs (None: not given);
-    audio [B, Ta, Ca] and audio_levels [B, Ta]: the audio stream of a joint model."""
+    audio [B, Ta, Ca] and audio_levels [B, Ta]: the audio stream of a joint model; conditions:
+    the DiT's scalar inputs (guidance, step) of a distilled student."""
     return self.dit(z, levels, self.text(ids, mask), mask, temporal_mask, frame_offset,
-                    control, audio=audio, audio_levels=audio_levels)
+                    control, audio=audio, audio_levels=audio_levels, **conditions)
 
 
 def count_params(module: nnx.Module) -> int:
@@ -99,7 +100,9 @@ def denoiser_param_count(config, vocab_size: int) -> int:
   time = dense(freq, w) + dense(w, w) + (dense(w, mods) if table else 0)
   text_embed = (dense(t.width, w) + dense(w, w))  # text_proj + pooled_text, or the text MLP
   head = (2 * w if table else dense(w, 2 * w)) + dense(w, patch_dim)
-  dit = dense(patch_dim, w) + time + text_embed + d.depth * block + head
+  scalar_inputs = int(d.guidance_input) + int(d.step_input)  # two dense(w, w) each
+  dit = (dense(patch_dim, w) + time + text_embed + d.depth * block + head
+         + scalar_inputs * 2 * dense(w, w))
   control = dit_inputs(config)  # a linear map of the token features, an MLP of the frame's
   if control["control_token_features"]:
     dit += dense(control["control_token_features"], w)

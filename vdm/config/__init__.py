@@ -2,7 +2,7 @@
 
 A config is `configs/<name>.py[:arg]`: the module's `get_config(arg)` builds an ml_collections
 ConfigDict. Every field a run reads is declared once, with its default, allowed values and a doc
-line, in the task's schema (`vdm/config/t2v.py`, `vdm/config/sr.py`); `vdm config show` prints
+line, in the task's schema (`vdm/config/t2v.py`, `vdm/config/sr.py`, `vdm/config/distill.py`); `vdm config show` prints
 them. On every load (a config file, a workdir's config.json, a model directory) the config goes
 through `upgrade` (fields an older config lacks get the value that reproduces what it did) and
 `validate` (each field's check, then the rules between fields), so the code reads
@@ -23,6 +23,7 @@ import os
 
 import ml_collections
 
+from vdm.config import distill as _distill
 from vdm.config import fields as _fields
 from vdm.config import sr as _sr
 from vdm.config import t2v as _t2v
@@ -30,7 +31,8 @@ from vdm.config.fields import ConfigError, Field, walk
 from vdm.config.t2v import ASPECTS, spatial_stride
 
 # task -> (schema, rules between fields). `config.task` picks one (t2v when absent).
-TASKS = {"t2v": (_t2v.SCHEMA, _t2v.validate), "sr": (_sr.SCHEMA, _sr.validate)}
+TASKS = {"t2v": (_t2v.SCHEMA, _t2v.validate), "sr": (_sr.SCHEMA, _sr.validate),
+         "distill": (_distill.SCHEMA, _distill.validate)}
 
 # Fields renamed or moved since model directories were first written: old dotted name -> new.
 # `upgrade` moves them, so an old workdir or model directory reads as today's config.

@@ -24,8 +24,8 @@ def kernel_tuple() -> Check:
 
 SCHEMA = dict(
     name=Field("sr_x2", "the run's name", text()),
-    task=Field("sr", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
-               one_of(("t2v", "sr"))),
+    task=Field("sr", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler, "
+               "'distill' a few-step student of a t2v model", one_of(("t2v", "sr", "distill"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
     factor=Field(2, "upscaling factor", integer(2, 4)),
     data=dict(

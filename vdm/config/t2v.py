@@ -108,8 +108,8 @@ def clip_fields(*, frames: int, num_train: int, num_test: int, long_factor: int,
 
 SCHEMA = dict(
     name=Field("spine", "the run's name (outputs and reports carry it)", text()),
-    task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler",
-               one_of(("t2v", "sr"))),
+    task=Field("t2v", "what `vdm train` trains: 't2v' text to video, 'sr' the learned upscaler, "
+               "'distill' a few-step student of a t2v model", one_of(("t2v", "sr", "distill"))),
     seed=Field(0, "seed of model init and training randomness", SEED),
     init_from=Field("", "fine-tuning: a model to start from, a vdm model directory (`vdm "
                     "train`'s export) or a downloaded Wan2.1 directory of either layout "
@@ -217,6 +217,10 @@ SCHEMA = dict(
                            one_of(("float32", "bfloat16")), legacy="float32"),
         fast_grads=Field(True, "hand-written LayerNorm/matmul gradients (same values, faster "
                          "on CPU; vdm/dit/fast_ops.py)", BOOL),
+        guidance_input=Field(False, "the guidance scale is an input (a guidance-distilled "
+                             "student: one forward per step instead of two)", BOOL),
+        step_input=Field(False, "the step size is an input (a shortcut student: few-step "
+                         "sampling with the 'shortcut' sampler)", BOOL),
         attention_kernel=Field("xla", "xla: attention on any backend (holds the full score "
                                "matrices) | cudnn: cuDNN flash attention on a GPU for unmasked "
                                "attention, q, k, v in bf16 (Wan's 32,760-token clips)",
@@ -336,9 +340,10 @@ SCHEMA = dict(
         shift=Field(3.0, "time-grid shift: more of the steps at high noise, where layout and "
                     "motion are decided", number(0.01, 100.0)),
         timesteps=Field((), "the steps' levels given outright, before the shift (a few-step "
-                        "generator's list / 1000, e.g. CausVid's (1, 0.757, 0.522)); then "
-                        "sample.steps must be their number. (): the even grid of sample.steps",
-                        decreasing_levels()),
+                        "generator's list / 1000, e.g. CausVid's (1, 0.757, 0.522), or a "
+                        "distilled student's); sample.steps is at most their number (fewer "
+                        "take evenly spaced ones, vdm.generate.modes.explicit_levels). (): the "
+                        "even grid of sample.steps", decreasing_levels()),
         aspect=Field("1:1", "aspect ratio", one_of(tuple(ASPECTS))),
         resolution=Field(32, "short side in pixels", POSITIVE),
         seconds=Field(1.0, "clip duration", number(1e-6, 1e6)),
@@ -354,6 +359,9 @@ SCHEMA = dict(
         window=Field(0, "earlier latent frames each autoregressive chunk attends (0: a training "
                      "clip's latents minus the chunk)", integer(0, what="0: a training clip's "
                                                             "latent frames minus the chunk")),
+        distilled_guidance=Field(0.0, "the guidance scale distilled into the weights (0: "
+                                 "none); at --guidance 1 such a model runs one DiT row per step",
+                                 number(0.0, 100.0)),
     ),
     # Video prediction (configs/moving_mnist.py, `vdm eval --suite prediction`).
     prediction=dict(
@@ -648,8 +656,8 @@ def _check_sampling_defaults(config) -> None:
   allowed = allowed_chunks(latent_frames)
   require(s.chunk in allowed, "sample.chunk", s.chunk,
           f"a chunk size for the {latent_frames} latent frames of the default clip: {allowed}")
-  require(not s.timesteps or s.steps == len(s.timesteps), "sample.steps", s.steps,
-          f"{len(s.timesteps)}: the number of sample.timesteps {tuple(s.timesteps)}")
+  require(not s.timesteps or s.steps <= len(s.timesteps), "sample.steps", s.steps,
+          f"at most {len(s.timesteps)}, the number of sample.timesteps {tuple(s.timesteps)}")
 
 
 __all__ = ["ASPECTS", "SCHEMA", "ConfigError", "spatial_stride", "validate"]

@@ -169,3 +169,39 @@ def make_caption_loader(captions: list[str], *, batch_size: int, seed: int,
                           shard_options=grain.sharding.NoSharding(),
                           operations=[grain.transforms.Batch(local, drop_remainder=True,
                                                              batch_fn=stack_examples)])
+
+
+class ArraySource(grain.sources.RandomAccessDataSource):
+  """Equal-length numpy arrays as a grain data source: record i is {name: array[i]}."""
+
+  def __init__(self, arrays: dict, name: str):
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if not arrays or len(set(lengths.values())) != 1:
+      raise ValueError(f"ArraySource {name!r}: arrays of one non-zero length needed, got {lengths}")
+    self._arrays, self._name = dict(arrays), name
+    self._len = next(iter(lengths.values()))
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> dict:
+    return {k: np.asarray(v[index]) for k, v in self._arrays.items()}
+
+  def __repr__(self) -> str:
+    # grain compares this repr with the checkpoint's on resume: the name and the shapes.
+    shapes = {k: tuple(v.shape) for k, v in sorted(self._arrays.items())}
+    return f"ArraySource({self._name}, {shapes})"
+
+
+def make_array_loader(arrays: dict, *, name: str, batch_size: int,
+                      seed: int) -> grain.DataLoader:
+  """Shuffled, endlessly repeating batches {name: [B, ...]} of equal-length arrays (e.g. the
+  teacher's ODE trajectories of distillation); deterministic for a seed, checkpointable."""
+  source = ArraySource(arrays, name)
+  if not 1 <= batch_size:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  sampler = grain.samplers.IndexSampler(num_records=len(source), shuffle=True, seed=seed,
+                                        num_epochs=None, shard_options=grain.sharding.NoSharding())
+  return grain.DataLoader(data_source=source, sampler=sampler, worker_count=0,
+                          operations=[grain.transforms.Batch(batch_size, drop_remainder=True,
+                                                             batch_fn=stack_examples)])

@@ -252,16 +252,22 @@ def euler_ancestral(velocity_fn, x_init: jax.Array, levels, *, eta: float = 1.0,
               on_step=on_step)
 
 
-def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None) -> jax.Array:
+# ----------------------------------------------------------------------------- few-step samplers
+
+def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None,
+                on_step=None) -> jax.Array:
   """Multistep consistency sampling (Song et al. 2023, Alg. 1): the few-step sampler of
-  distilled generators (CausVid, Self-Forcing). Each step predicts the clean sample
-  x0 = x - t v and puts it at the next level with fresh noise,
+  distilled generators (CausVid, Self-Forcing, and vdm's consistency, DMD and Self-Forcing
+  students). Each step predicts the clean sample x0 = x - t v and puts it at the next level with
+  fresh noise,
 
       x_next = (1 - t_next) x0 + t_next z,
 
   so a step ending at 0 returns x0. Unlike the ODE samplers it keeps nothing of the noise it was
-  given: a generator trained to map any level straight to data needs no integration. Needs rng
-  (z of step i is drawn from fold_in(rng, i)). Shapes as in `euler`.
+  given: a generator trained to map any level straight to data needs no integration, and at each
+  step it sees an input drawn exactly as in training (a clean estimate re-noised), whatever the
+  steps before did. One velocity evaluation per step. Needs rng (z of step i is drawn from
+  fold_in(rng, i)). Shapes as in `euler`.
   """
   levels = _check(x_init, levels)
   rng = _need_rng(rng, "consistency", "fresh noise every step")
@@ -275,7 +281,25 @@ def consistency(velocity_fn, x_init: jax.Array, levels, *, rng=None) -> jax.Arra
     x_new = _per_frame(1.0 - t_next, x) * x0 + _per_frame(t_next, x) * z
     return jnp.where(_per_frame(moving, x), x_new, x), None
 
-  x, _ = jax.lax.scan(step, x_init, _step_inputs(levels))
+  x, _ = scan_steps(step, x_init, levels, on_step)
+  return x
+
+
+def shortcut(velocity_fn, x_init: jax.Array, levels, *, on_step=None) -> jax.Array:
+  """Euler steps whose size the model is told: velocity_fn(x, t, step=d) with d [B, T] = t_now -
+  t_next per frame (0 for a frame that does not move) is the average velocity over the step, so
+  x_next = x - d v is exact for a shortcut model (Frans et al. 2024) at any step count. Shapes as
+  in `euler`; velocity_fn must take the `step` keyword (a model with dit.step_input)."""
+  levels = _check(x_init, levels)
+
+  def step(x, inputs):
+    t_now, t_next, _ = inputs
+    moving = t_next < t_now
+    d = jnp.where(moving, t_now - t_next, 0.0)
+    v = velocity_fn(x, _levels_for_batch(t_now, x), step=_levels_for_batch(d, x))
+    return jnp.where(_per_frame(moving, x), x - _per_frame(d, x) * v, x), None
+
+  x, _ = scan_steps(step, x_init, levels, on_step)
   return x
 
 
@@ -420,7 +444,8 @@ def register_sampler(name: str, fn) -> None:
 
 
 for _name, _fn in dict(euler=euler, heun=heun, ddim=ddim, euler_ancestral=euler_ancestral,
-                       dpmpp_2m=dpmpp_2m, unipc=unipc, consistency=consistency).items():
+                       dpmpp_2m=dpmpp_2m, unipc=unipc, consistency=consistency,
+                       shortcut=shortcut).items():
   register_sampler(_name, _fn)
 
 

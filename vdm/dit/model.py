@@ -193,6 +193,31 @@ class DiTBlock(nnx.Module):
     return x if past is None else (x, (k, v))
 
 
+class ScalarEmbedding(nnx.Module):
+  """An extra per-clip or per-frame scalar condition (a guidance scale, a step size) -> a width-D
+  vector added to the level embedding. The output layer starts at zero, so a model given this
+  input starts exactly as the model without it (a distilled student starts as its teacher)."""
+
+  def __init__(self, width: int, *, scale: float, rngs: nnx.Rngs):
+    self.scale = scale  # brings the value's useful range to the sinusoid's (levels use 1000)
+    self.fc1 = dense(width, width, ("embed", "mlp"), rngs=rngs)
+    self.fc2 = dense(width, width, ("mlp", "embed"), kernel_init=_zeros, rngs=rngs)
+
+  def __call__(self, value: jax.Array, frames: int, width: int) -> jax.Array:
+    """value [B] or [B, T] -> [B, T, width]."""
+    value = jnp.asarray(value, jnp.float32)
+    if value.ndim == 1:
+      value = jnp.broadcast_to(value[:, None], (value.shape[0], frames))
+    return self.fc2(jax.nn.silu(self.fc1(sincos_embedding(value * self.scale, width))))
+
+
+# The scalar conditions a DiT may take besides the levels: name -> sinusoid scale. 'guidance':
+# the classifier-free guidance scale (a guidance-distilled student, one forward instead of two);
+# 'step': the size of the step the velocity is used for (a shortcut student; 0: the
+# instantaneous velocity, as the teacher's).
+SCALAR_CONDITIONS = {"guidance": 100.0, "step": 1000.0}
+
+
 def _is_variable(x) -> bool:
   return isinstance(x, nnx.Variable)
 
@@ -291,7 +316,8 @@ class DiT(nnx.Module):
                attention_kernel: str = "xla", control_token_features: int = 0,
                control_frame_features: int = 0, audio_channels: int = 0,
                audio_per_frame: int = 0, video_temporal_downsample: int = 1,
-               audio_video_attention: bool = True, rngs: nnx.Rngs):
+               audio_video_attention: bool = True, guidance_input: bool = False,
+               step_input: bool = False, rngs: nnx.Rngs):
     if remat not in REMAT_POLICIES:
       raise ValueError(f"dit.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
     if position not in POSITIONS:
@@ -334,6 +360,13 @@ class DiT(nnx.Module):
       self.pooled_text = dense(width, width, ("embed", "mlp"), rngs=rngs)
     else:
       self.text_mlp = Mlp(text_width, width, out=width, in_axis="text_embed", rngs=rngs)
+    # Extra scalar inputs of distilled students (vdm/train/distill.py); absent otherwise, so a
+    # model without them has exactly the parameters it always had.
+    self.guidance_input, self.step_input = bool(guidance_input), bool(step_input)
+    if guidance_input:
+      self.guidance_embed = ScalarEmbedding(width, scale=SCALAR_CONDITIONS["guidance"], rngs=rngs)
+    if step_input:
+      self.step_embed = ScalarEmbedding(width, scale=SCALAR_CONDITIONS["step"], rngs=rngs)
     # matmul_dtype / fast_grads (vdm.dit.fast_ops) apply to the blocks, where the FLOPs are;
     # the embeddings and the output layer stay in fp32.
     blocks = [DiTBlock(width, heads, mlp_ratio, rngs=rngs, attention=attention, qk_norm=qk_norm,
@@ -408,32 +441,38 @@ class DiT(nnx.Module):
                audio_per_frame=audio_per_frame if with_audio else 0,
                video_temporal_downsample=video_temporal_downsample,
                audio_video_attention=bool(audio.video_attention) if with_audio else True,
+               guidance_input=cfg.guidance_input, step_input=cfg.step_input,
                rngs=rngs, **control)
 
   def __call__(self, z, levels, text, text_mask, temporal_mask=None, frame_offset=0,
-               control: Control | None = None, audio=None, audio_levels=None):
+               control: Control | None = None, audio=None, audio_levels=None, *,
+               guidance=None, step=None):
     """z [B, T, h, w, C]; levels [B, T]; text [B, L, text_width] and text_mask [B, L], or a
     prompt per frame [B, T, L, text_width] and [B, T, L] (each frame attends to its own);
     temporal_mask [T, T] bool or None (all frames see each other); frame_offset: position of
     frame 0 (int or traced scalar; with dit.position='rope3d' only differences of positions
     matter, so it changes nothing). Returns the velocity [B, T, h, w, C]; with audio [B, Ta,
     audio_channels] and audio_levels [B, Ta] (an audio model), (velocity, audio velocity).
+    guidance [B] (dit.guidance_input): the guidance scale the velocity is guided by; step [B] or
+    [B, T] (dit.step_input): the step size it is used for (None: 0, the instantaneous velocity).
 
     With dit.temporal_patch = pt > 1 the frames are grouped into token frames (frame 0 alone,
     then groups of pt; `vdm.dit.layers.temporal_groups`): the frames of a group must share one
     level and one row and column of temporal_mask (each group is read at its first frame),
     frame_offset and dit.temporal_window count token frames. control: the `Control` inputs of
     a model built with them (None: none given)."""
+    conditions = dict(guidance=guidance, step=step)
     if audio is None:
       return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
-                           control=control)[0]
+                           control=control, conditions=conditions)[0]
     if not self.audio_channels:
       raise ValueError("this DiT has no audio stream (audio.enabled=False)")
     return self._forward(z, levels, text, text_mask, temporal_mask, frame_offset=frame_offset,
-                         control=control, audio=(audio, audio_levels))[0]
+                         control=control, audio=(audio, audio_levels),
+                         conditions=conditions)[0]
 
   def forward_cached(self, z, levels, text, text_mask, cache, frame_offset, frame_mask=None,
-                     control: Control | None = None):
+                     control: Control | None = None, *, guidance=None, step=None):
     """One chunk of frames after cached earlier ones (autoregressive generation).
 
     Args:
@@ -444,6 +483,7 @@ class DiT(nnx.Module):
         attends (several chunks at once: rolling generation), or None: every valid slot and
         every frame of the chunk.
       control: the chunk's `Control` inputs ([B, k, ...]) or None.
+      guidance, step: the scalar conditions, as in `__call__`.
     Returns:
       (velocity [B, k, h, w, C], chunk keys and values, each [depth, B*N, k, H, D/H]).
     Equals the full forward under a block-causal temporal mask whose last block is this chunk
@@ -454,7 +494,7 @@ class DiT(nnx.Module):
                        f"{self.temporal_patch}): autoregressive chunks of grouped frames are "
                        "not supported")
     return self._forward(z, levels, text, text_mask, None, cache, frame_offset, control,
-                         frame_mask=frame_mask)
+                         frame_mask=frame_mask, conditions=dict(guidance=guidance, step=step))
 
   def _control_inputs(self, control: Control | None, b: int, t: int, n: int):
     """(tokens [B, T, N, F], frames [B, T, G]) of `control`, zeros for a part not given; None
@@ -473,8 +513,22 @@ class DiT(nnx.Module):
         out.append(jnp.zeros(shape + (size,)) if value is None else value)
     return out
 
+  def _condition(self, name: str, value, batch: int, frames: int) -> jax.Array | float:
+    """The embedding [B, T, D] of scalar condition `name` (0 when the model lacks the input)."""
+    takes = getattr(self, f"{name}_input")
+    if not takes:
+      if value is not None:
+        raise ValueError(f"this DiT takes no {name} input (dit.{name}_input=False)")
+      return 0.0
+    if value is None:
+      if name == "guidance":
+        raise ValueError("this DiT is guidance-distilled (dit.guidance_input=True): pass the "
+                         "guidance scale")
+      value = jnp.zeros((batch,), jnp.float32)
+    return getattr(self, f"{name}_embed")(value, frames, self.width)
+
   def _forward(self, z, levels, text, text_mask, temporal_mask, cache=None, frame_offset=0,
-               control=None, audio=None, frame_mask=None):
+               control=None, audio=None, frame_mask=None, conditions=None):
     b, frames, h, w, _ = z.shape
     if h % self.patch or w % self.patch:
       raise ValueError(f"latent size {h}x{w} is not divisible by dit.patch={self.patch}")
@@ -531,6 +585,10 @@ class DiT(nnx.Module):
     if control_frames is not None:
       cond = cond + self.control_frames_out(jax.nn.gelu(self.control_frames_in(
           control_frames.astype(x.dtype))))
+    for name, value in (conditions or {}).items():
+      if value is not None and jnp.ndim(value) == 2 and self.temporal_patch > 1:
+        value = value[:, temporal_groups(frames, self.temporal_patch)[:, 0]]  # per token frame
+      cond = cond + self._condition(name, value, b, t)
     cond = constrain(cond, ("batch", "frames", "act_embed"))
     block_cond = cond if self.modulation == "per_block" else self.time_projection(
         jax.nn.silu(cond))

@@ -44,14 +44,16 @@ def latent_split(given: int, new: int, temporal_downsample: int) -> tuple[int, i
 
 
 def extension_levels(mode: str, *, steps: int, given: int, new: int, shift: float,
-                     chunk: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                     chunk: int = 1,
+                     spacing: str | tuple = "linear") -> tuple[np.ndarray, np.ndarray]:
   """(levels [R, given + new] float32 with the first `given` columns 0, mask [T, T] bool) for
   latent frame counts `given` and `new`: the mode's matrix over the whole clip, given frames
-  pinned (DESIGN: 'image-to-video, extension')."""
+  pinned (DESIGN: 'image-to-video, extension'); `spacing` as in `time_grid` (a few-step
+  model's `sample.timesteps`)."""
   if mode not in extension_modes():
     raise ValueError(f"mode {mode!r} is not an extension mode: allowed {list(extension_modes())}")
   return generation_mode(mode, steps=steps, frames=given + new, chunk=chunk, shift=shift,
-                         pinned=tuple(range(given)))
+                         pinned=tuple(range(given)), spacing=spacing)
 
 
 def encode_given(pipe, given) -> jax.Array:
@@ -88,7 +90,8 @@ def extend_latents(pipe, context, new_latent_frames: int, *, samples: int = 1, s
     raise ValueError(f"sampler {sampler!r}: allowed {list(SAMPLERS)}")
   b, n = context.shape[:2]
   levels, temporal_mask = extension_levels(mode, steps=steps, given=n, new=new_latent_frames,
-                                           shift=s.shift, chunk=chunk)
+                                           shift=s.shift, chunk=chunk,
+                                           spacing=tuple(s.timesteps) or "linear")
   key = jax.random.key(seed)
   noise = jnp.stack([jnp.stack([
       jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, k), first_index + i),

@@ -48,9 +48,10 @@ def time_grid(steps: int, *, shift: float = 1.0, spacing: str | tuple = "linear"
       Coincides with 'linear' whenever N is a multiple of steps.
     'leading':  timesteps k (N // S) counted up from 0; the top level is below 1, so sampling
       never starts from pure noise (the flaw the paper names); kept to reproduce older samplers.
-    a tuple of `steps` levels, decreasing in (0, 1]: the steps' levels given outright, as a
-      few-step generator lists its timesteps / 1000 (CausVid's (1, 0.757, 0.522);
-      `sample.timesteps`).
+    a tuple of levels, decreasing in (0, 1]: the steps' levels given outright, as a few-step
+      generator lists its timesteps / 1000 (CausVid's (1, 0.757, 0.522); a distilled student's
+      own levels; `sample.timesteps`); fewer steps than levels take evenly spaced ones
+      (`explicit_levels`).
   The last level is always 0. `shift` > 1 then spends more steps at high noise,
   t' = s t / (1 + (s - 1) t) (SD3), which helps at larger resolutions and lengths where more of
   the structure is decided early. (Self-Forcing "warps" its list (1, 0.75, 0.5, 0.25) with
@@ -79,13 +80,19 @@ def time_grid(steps: int, *, shift: float = 1.0, spacing: str | tuple = "linear"
 
 
 def explicit_levels(levels, steps: int) -> np.ndarray:
-  """A given list of step levels, checked: `steps` of them, decreasing, in (0, 1]. [steps]"""
+  """`steps` of a given list of step levels (decreasing, in (0, 1]), checked. [steps]
+
+  With as many steps as levels, the levels themselves; with fewer, evenly spaced ones by index
+  (2 of 4: the first and third; 1: the first), so each step of a few-step model starts at a
+  level it was trained (or distilled) to step from.
+  """
   t = np.asarray(levels, np.float64)
-  if t.ndim != 1 or len(t) != steps or not np.all((t > 0) & (t <= 1)) or np.any(
+  if t.ndim != 1 or len(t) < steps or not np.all((t > 0) & (t <= 1)) or np.any(
       np.diff(t) >= 0):
     raise ValueError(f"explicit levels must be {steps} decreasing numbers in (0, 1] (one per "
-                     f"step), got {tuple(levels)!r}")
-  return t
+                     f"step; of more, evenly spaced ones are taken), got {tuple(levels)!r}")
+  n = len(t)
+  return t[np.round(np.arange(steps) * n / steps).astype(int)]
 
 
 def shifted_grid_from(top: float, steps: int, *, shift: float = 1.0,
@@ -228,8 +235,7 @@ def image_to_video_levels(steps: int, frames: int, *, shift: float = 1.0,
 def keyframes_levels(steps: int, frames: int, *, shift: float = 1.0,
                      spacing: str | tuple = "linear") -> np.ndarray:
   """Parallel generation between two given keyframes: the first and last frames pinned at 0."""
-  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing),
-                    (0, frames - 1))
+  return pin_frames(parallel_levels(steps, frames, shift=shift, spacing=spacing), (0, frames - 1))
 
 
 def keyframes_first_levels(steps: int, frames: int, *, chunk: int, context_level: float = 0.0,

@@ -270,10 +270,10 @@ class Pipeline:
     steps = s.steps if steps is None else steps
     if not isinstance(steps, int) or not 1 <= steps <= 1000:
       raise ValueError(f"--steps {steps!r} must be an integer in [1, 1000]")
-    if s.timesteps and steps != len(s.timesteps):
+    if s.timesteps and steps > len(s.timesteps):  # a few-step model: (some of) its own levels
       raise ValueError(f"--steps {steps} does not fit this model: it samples at the "
                        f"{len(s.timesteps)} levels of its sample.timesteps "
-                       f"{tuple(s.timesteps)}; allowed: {len(s.timesteps)}")
+                       f"{tuple(s.timesteps)}; allowed: 1..{len(s.timesteps)}")
     guidance = s.guidance if guidance is None else guidance
     if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 100:
       raise ValueError(f"--guidance {guidance!r} must be a number in [0, 100]")
@@ -576,6 +576,13 @@ class Pipeline:
     def rows(prompt_row):  # text and mask [2, ...] of one prompt and the negative prompt
       return text[jnp.array([prompt_row, negative])], mask[jnp.array([prompt_row, negative])]
 
+    # One DiT row per clip instead of two (prompt, negative prompt): guidance 1 is the prompt's
+    # velocity alone (a model with guidance distilled into its weights, sample.distilled_guidance,
+    # and few-step generators such as Self-Forcing's sample this way); a guidance-distilled DiT
+    # (dit.guidance_input) takes the scale as an input.
+    guided = request.guidance != 1.0
+    cache_rows = 1 if self.denoiser.dit.guidance_input or not guided else 2
+
     vae_def, vae_state = nnx.split(self.vae)
     decode = functools.partial(decode_latents, vae_def, vae_state, mean=self.latent_mean,
                                std=self.latent_std)
@@ -597,10 +604,7 @@ class Pipeline:
                          request.mode == "rolling" and spacing != "linear"):
       # Chunk by chunk with a KV cache (a ring buffer of `window` frames): equal to the matrix
       # below with a sliding-window mask, without recomputing the past; frames stream out.
-      # Guidance 1 is the prompt's velocity alone: one DiT pass per step, not two (distilled
-      # few-step generators such as Self-Forcing's sample this way).
-      guided = request.guidance != 1.0
-      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=(1 + guided) * (
+      cache = empty_cache(depth=self.config.dit.depth, batch_tokens=cache_rows * (
           latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch),
           slots=request.window, heads=self.config.dit.heads,
           head_dim=self.config.dit.width // self.config.dit.heads)
@@ -677,7 +681,7 @@ class Pipeline:
       z = sample_matrix(denoiser_def, denoiser_state, x_init, prompt_text, prompt_mask,
                         jnp.asarray(levels), None if fused else jnp.asarray(temporal_mask),
                         guidance, sampler_key, sampler_name=request.sampler,
-                        report_steps=listener is not None, control=control)
+                        report_steps=listener is not None, control=control, guided=guided)
       if plan is None or "cut" not in plan.switch:
         emit(decode(z))
       else:  # shot by shot, each decoded as if its first latent frame came before it
@@ -844,15 +848,11 @@ def sample_matrix(graphdef, state, x_init, text, mask, levels, temporal_mask, gu
   if text.shape[0] != 2 * b:  # [2B]: prompt rows, then negative
     text, mask = (jnp.repeat(a, b, axis=0) for a in (text, mask))
   if control is not None:
-    control = jax.tree.map(lambda a: jnp.repeat(a, b * (1 + guided), axis=0), control)
-  first = None if control is None else jax.tree.map(lambda a: a[:b], control)
+    control = jax.tree.map(lambda a: jnp.repeat(a, b, axis=0), control)  # [B]
 
-  def velocity(x, t):
-    if not guided:
-      return dit(x, t, text[:b], mask[:b], temporal_mask, control=first)
-    both = dit(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, temporal_mask,
-               control=control)
-    return guide(both[:b], both[b:], scale=guidance)
+  def velocity(x, t, step=None):  # step: the shortcut sampler's step size [B, T]
+    return guided_velocity(dit, x, t, text, mask, guidance, guided=guided, step=step,
+                           temporal_mask=temporal_mask, control=control)
 
   return sample(sampler_name, velocity, x_init, levels, rng=rng,
                 on_step=_report_step if report_steps else None)
@@ -880,27 +880,59 @@ def sample_joint(graphdef, state, x_init, text, mask, levels, temporal_mask, gui
   return sample(sampler_name, velocity, x_init, levels, rng=rng)
 
 
-def _chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None):
-  """`vdm.generate.streaming` chunk function without guidance: the DiT on one chunk (or a
-  rolling window, with its frame_mask) with the KV cache, conditioned on the prompt alone
-  (params' text and mask hold its row only) and the chunk's control inputs (a `Control`
-  [1, k, ...] or None)."""
-  graphdef, state, text, mask, _, control = params
-  return nnx.merge(graphdef, state).dit.forward_cached(x, t, text, mask, cache, frame_offset,
-                                                       frame_mask, control=control)
+def guided_velocity(dit, x, t, text, mask, guidance, *, guided=True, step=None,
+                    temporal_mask=None, cache=None, frame_offset=0, control=None,
+                    frame_mask=None):
+  """The velocity [B, T, ...] the sampler follows: classifier-free guided by `guidance` (two DiT
+  rows per clip: text [2B, ...] holds the prompt rows, then the negative prompt's), or, for a
+  guidance-distilled DiT (dit.guidance_input), one row given the scale as an input. step: the
+  step size for a DiT with dit.step_input (ignored by one without). control: the clips'
+  `Control` [B, T, ...] or None, the same for both guidance branches (guidance is on the text
+  only). With `cache` the KV-cached chunk forward (frame_mask: a rolling window's, see
+  `DiT.forward_cached`): returns (velocity, (keys, values)) of the DiT rows then."""
+  b = x.shape[0]
+  conditions = dict(step=step) if dit.step_input else {}
+
+  def call(x, t, text, mask, control, **extra):
+    if cache is None:
+      return dit(x, t, text, mask, temporal_mask, control=control, **conditions, **extra), None
+    return dit.forward_cached(x, t, text, mask, cache, frame_offset, frame_mask,
+                              control=control, **conditions, **extra)
+
+  if dit.guidance_input:  # one forward: the student was taught the guided velocity
+    v, kv = call(x, t, text[:b], mask[:b], control, guidance=jnp.broadcast_to(guidance, (b,)))
+  elif not guided:
+    v, kv = call(x, t, text[:b], mask[:b], control)
+  else:  # the prompt and the negative prompt as one batch of 2B rows
+    if "step" in conditions and step is not None:
+      conditions = dict(step=jnp.concatenate([step, step]))
+    both_control = None if control is None else jax.tree.map(
+        lambda a: jnp.concatenate([a, a]), control)
+    both, kv = call(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask, both_control)
+    v = guide(both[:b], both[b:], scale=guidance)
+  return v if cache is None else (v, kv)
 
 
-def _guided_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None):
-  """`vdm.generate.streaming` chunk function: guided DiT on one chunk (or a rolling window,
-  with its frame_mask) with the KV cache; the chunk's control inputs (a `Control` [1, k, ...] or
-  None) go to both guidance branches."""
+def _guided_chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, step=None):
+  """`vdm.generate.streaming` chunk function: the guided DiT on one chunk (or a rolling window,
+  with its frame_mask) with the KV cache (`guided_velocity`; the cache holds both rows, or one
+  for a guidance-distilled DiT); the chunk's control inputs (a `Control` [1, k, ...] or None) go
+  to both guidance branches."""
   graphdef, state, text, mask, guidance, control = params
   dit = nnx.merge(graphdef, state).dit
-  if control is not None:
-    control = jax.tree.map(lambda a: jnp.concatenate([a, a]), control)
-  both, kv = dit.forward_cached(jnp.concatenate([x, x]), jnp.concatenate([t, t]), text, mask,
-                                cache, frame_offset, frame_mask, control=control)
-  return guide(both[:1], both[1:], scale=guidance), kv
+  return guided_velocity(dit, x, t, text, mask, guidance, step=step, cache=cache,
+                         frame_offset=frame_offset, control=control, frame_mask=frame_mask)
+
+
+def _chunk_velocity(params, x, t, cache, frame_offset, frame_mask=None, step=None):
+  """`vdm.generate.streaming` chunk function without guidance: the DiT on one chunk (or a
+  rolling window, with its frame_mask) with the KV cache, conditioned on the prompt alone
+  (params' text and mask hold its row only; the cache holds one row) and the chunk's control
+  inputs (a `Control` [1, k, ...] or None)."""
+  graphdef, state, text, mask, guidance, control = params
+  dit = nnx.merge(graphdef, state).dit
+  return guided_velocity(dit, x, t, text, mask, guidance, guided=False, step=step, cache=cache,
+                         frame_offset=frame_offset, control=control, frame_mask=frame_mask)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -50,8 +50,8 @@ def make_chunk_step(chunk_velocity: ChunkVelocity, *, steps: int, context_level:
 
   @jax.jit
   def step(params, x, cache: KVCache, frame_offset, rng, last):
-    def velocity(x_chunk, t):
-      return chunk_velocity(params, x_chunk, t, cache, frame_offset)[0]
+    def velocity(x_chunk, t, **conditions):  # conditions: the shortcut sampler's step size
+      return chunk_velocity(params, x_chunk, t, cache, frame_offset, **conditions)[0]
 
     end = jnp.where(last, 0.0, context_level)
     levels = jnp.broadcast_to(turn.at[-1].set(end)[:, None], (turn.shape[0], x.shape[1]))

@@ -49,6 +49,9 @@ class Critic:
   the critic's as `loss_fn(critic, model, batch, rng)` (gradients w.r.t. the critic only), both
   from the parameters before this step's updates. Before step `start` (`active` False) the
   critic's update is not applied; the model's loss is expected to weight its term by `active`.
+  A model loss may put 'critic_input' in its metrics (any pytree, e.g. the samples a generator
+  made, gradients stopped): it is taken out of the metrics and given to the critic's loss as a
+  fifth argument, so what both losses need is computed once per step.
   """
   module: nnx.Module
   loss_fn: Callable[[nnx.Module, nnx.Module, dict, jax.Array], tuple[jax.Array, dict]]
@@ -115,6 +118,10 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
 
     (loss, metrics), grads = accumulated_value_and_grad(
         loss_of, state["params"], batch, rng, accumulate=accumulate, batch_size=batch_size)
+    # A critic's loss may read what the model's loss produced (DMD's generated clips: one
+    # micro-batch, vdm/config/distill.py refuses train.accumulate > 1).
+    shared = (jax.lax.stop_gradient(metrics.pop("critic_input")),) if "critic_input" in metrics \
+        else ()
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     # Warm the EMA up: averaging over the random init early on would only add noise.
@@ -128,7 +135,7 @@ def _make_train_step(graphdef, rest, tx, loss_fn: LossFn, ema_decay: float, seed
       model = nnx.merge(graphdef, state["params"], rest)
 
       def critic_loss_of(critic_params):
-        return critic.loss_fn(nnx.merge(critic_def, critic_params), model, batch, rng)
+        return critic.loss_fn(nnx.merge(critic_def, critic_params), model, batch, rng, *shared)
 
       (c_loss, c_metrics), c_grads = jax.value_and_grad(critic_loss_of, has_aux=True)(
           state["critic_params"])
@@ -312,7 +319,8 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
           *, seed: int, prepare_batch: Callable[[dict], dict] = lambda b: b,
           desc: str = "train", critic: Critic | None = None,
           frozen: tuple[str, ...] = (), placement: Placement | None = None,
-          evaluate: Callable[[nnx.Module], dict] | None = None) -> nnx.Module:
+          evaluate: Callable[[nnx.Module], dict] | None = None,
+          constants: dict | None = None) -> nnx.Module:
   """Trains `model` for `cfg.steps` steps, resuming from the latest checkpoint in `workdir`.
 
   Args:
@@ -335,6 +343,10 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
     evaluate: (EMA model) -> dict of scalars, run every `cfg.eval_every` steps when the stage
       has that field > 0 (held-out scores during training); lines go to `eval.jsonl` with the
       training seconds so far (evaluation time excluded) and to TensorBoard.
+    constants: {name: pytree of arrays} every step reads besides the batch (frozen networks,
+      e.g. a distillation teacher's state): replicated on the mesh once and added to each placed
+      batch under its name, so they are arguments of the compiled step, not constants baked
+      into it (the program stays small), and have no batch rows.
   Returns:
     the model with its parameters replaced by the EMA parameters (laid out on the mesh).
   Raises:
@@ -419,10 +431,11 @@ def train(model: ModelOrInit, loss_fn: LossFn, loader: grain.DataLoader, cfg, wo
     if writer is not None:
       writer.close()
 
+  constants = jax.device_put(constants or {}, placement.replicated)
   with faults.PreemptionGuard() as guard, placement.activate(), \
       open(metrics_path, "a") if lead else contextlib.nullcontext() as log:
     for step in bar:
-      batch = placement.place_batch(prepare_batch(next(iterator)), batch_size)
+      batch = dict(placement.place_batch(prepare_batch(next(iterator)), batch_size), **constants)
       state, metrics, finite, grads_finite = train_step(state, batch)
       done = step + 1
       # One scalar read per step, so 'stop' halts at the exact step and the skip count a

@@ -99,6 +99,28 @@ def training_mask(rng, frames: int, *, causal_prob: float, causal_chunks=(1,)):
   return jnp.asarray(masks)[which], jnp.asarray(ids)[which]
 
 
+def training_inputs(r_levels, r_mask, r_offset, r_given, batch: int, frames: int, cfg, *,
+                    temporal_patch: int = 1):
+  """(levels [B, T], frame weights [B, T] or None, temporal mask [T, T], frame offset) of one
+  batch under the level scheme of `cfg` (the config's `diffusion` section; see the module
+  docstring), each drawn from its own key. Distillation draws its students' inputs with the
+  same scheme as the teacher's training, so the student serves every mode the teacher does."""
+  kind = cfg.timestep_sampling
+  temporal_mask, ids_of_frame = training_mask(r_mask, frames, causal_prob=cfg.causal_prob,
+                                              causal_chunks=tuple(cfg.causal_chunks))
+  if cfg.teacher_forcing:
+    levels, weights = teacher_forcing_levels(r_levels, batch, ids_of_frame, kind=kind)
+  else:
+    levels = training_levels(r_levels, batch, frames, kind=kind,
+                             per_frame_prob=cfg.per_frame_levels_prob,
+                             temporal_patch=temporal_patch)
+    weights = None
+    if cfg.given_prob > 0:  # its own key: runs without it keep their random streams bit for bit
+      levels, weights = pin_given_frames(r_given, levels, cfg.given_frames, cfg.given_prob)
+  offset = jax.random.randint(r_offset, (), 0, cfg.max_frame_offset + 1)
+  return levels, weights, temporal_mask, offset
+
+
 def drop_control(rng, batch: dict, *, dropout: float, objects: int):
   """The `vdm.dit.model.Control` of a batch with each clip's object paths (per object) and
   camera path dropped (zeroed: 'not given') with probability `dropout`; None when the batch has
@@ -154,7 +176,7 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
   [B, Ta, Ca] (normalised); audio_per_frame and video_temporal_downsample place each audio
   latent frame in time (see the module docstring). Metrics then add 'audio_flow_loss'.
   """
-  kind, teacher_forcing = cfg.timestep_sampling, cfg.teacher_forcing
+  teacher_forcing = cfg.teacher_forcing
   causal_prob, given_prob = cfg.causal_prob, cfg.given_prob
   if temporal_patch > 1 and (causal_prob > 0 or teacher_forcing):
     raise ValueError("block-causal training (causal_prob > 0, teacher forcing) needs "
@@ -165,18 +187,9 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
   x0 = batch["latents"]
   b, t = x0.shape[:2]
   r_levels, r_noise, r_drop, r_mask, r_offset = jax.random.split(rng, 5)
-  temporal_mask, ids_of_frame = training_mask(r_mask, t, causal_prob=causal_prob,
-                                              causal_chunks=tuple(cfg.causal_chunks))
-  if teacher_forcing:
-    levels, weights = teacher_forcing_levels(r_levels, b, ids_of_frame, kind=kind)
-  else:
-    levels = training_levels(r_levels, b, t, kind=kind, per_frame_prob=cfg.per_frame_levels_prob,
-                             temporal_patch=temporal_patch)
-    weights = None
-    if given_prob > 0:  # its own key: runs without it keep their random streams bit for bit
-      levels, weights = pin_given_frames(jax.random.fold_in(rng, 1), levels, cfg.given_frames,
-                                         given_prob)
-  offset = jax.random.randint(r_offset, (), 0, cfg.max_frame_offset + 1)
+  levels, weights, temporal_mask, offset = training_inputs(
+      r_levels, r_mask, r_offset, jax.random.fold_in(rng, 1), b, t, cfg,
+      temporal_patch=temporal_patch)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)
   drop = jax.random.bernoulli(r_drop, cfg.text_dropout, (b, 1))
   mask = jnp.where(drop, batch["empty_mask"], batch["mask"])

@@ -27,7 +27,6 @@ from vdm.config import config_from_json
 from vdm.config.t2v import audio_latents_per_frame, check_vae_init
 from vdm.data import kinds
 from vdm.data.loader import make_caption_loader, make_loader, make_source_loader
-from vdm.data.simple import latent_motion
 from vdm.audio.vae import audio_vae_loss, pcm_to_float
 from vdm.dit.lora import is_lora
 from vdm.models import (build_audio_vae, build_denoiser, build_vae, load_vae, read_latent_stats,
@@ -43,6 +42,8 @@ from vdm.text.tokenizer import Tokenizer, train_tokenizer
 from vdm.train.latent_cache import (LatentSource, build_latent_cache, build_text_cache,
                                     cache_statistics)
 from vdm.train.loop import Critic, train
+from vdm.train.batches import denoiser_batch_fn, held_out_captions, training_captions
+from vdm.train.distill import run_distill_training
 from vdm.train.objectives import denoiser_loss
 from vdm.train.pretrained import load_pretrained, start_denoiser, start_vae
 from vdm.train.upscaler import run_sr_training
@@ -127,22 +128,6 @@ def caption_builder(config, workdir: str):
   return None if from_grammar else dataset_builder(config, workdir)
 
 
-def _grammar_corpus(config):
-  # A kind without a grammar of its own, asked without its dataset, falls back to the spine's.
-  return (kinds.DATA_KINDS[config.data.kind].caption_corpus
-          or kinds.DATA_KINDS["simple"].caption_corpus)
-
-
-def training_captions(config, builder=None, num: int = 20_000) -> list[str]:
-  """The captions the tokenizer and the text pretraining learn from: `num` of the kind's caption
-  grammar (the spine's), or the train captions of any other dataset
-  (`vdm.data.dataset_tokenizer.train_captions`, all of them)."""
-  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
-    return _grammar_corpus(config)(config.data.seed, num, "train")
-  from vdm.data.dataset_tokenizer import train_captions
-  return train_captions(builder)
-
-
 def train_tokenizer_stage(config, workdir: str, builder=None,
                           pretrained: Tokenizer | None = None) -> Tokenizer:
   """The workdir's tokenizer, trained once on `training_captions`, or the one a pretrained
@@ -224,18 +209,6 @@ def text_pretrain_stage(config, workdir: str, tokenizer: Tokenizer, builder=None
   return directory
 
 
-def held_out_captions(config, builder=None, num: int = 1024) -> list[str]:
-  """Captions never trained on: the spine grammar's held-out compositions, or the dataset's
-  'test' split (none if it has no such split)."""
-  if kinds.DATA_KINDS[config.data.kind].caption_corpus is not None or builder is None:
-    return _grammar_corpus(config)(config.data.seed, num, "test")
-  sources = builder.as_data_source()
-  if "test" not in sources:
-    return []
-  return [r["caption"].decode() if isinstance(r["caption"], bytes) else str(r["caption"])
-          for r in sources["test"]][:num]
-
-
 def latent_statistics(vae, loader, num_batches: int = 8, audio_vae=None) -> dict:
   """Per-channel mean and std of VAE latent means over a few training batches; with an audio
   VAE also those of its latents ('audio_mean', 'audio_std')."""
@@ -295,30 +268,6 @@ def vae_clip(video, stage_cfg):
   fraction of the cost of long high-resolution clips."""
   n = stage_cfg.crop_frames
   return video[:, :n] if n else video
-
-
-def control_batch(config, batch) -> dict:
-  """The DiT's control inputs of a batch from its recorded paths (config.control on; the
-  data kind records them): 'control_tokens' [B, T', N, F] from 'center' [B, T, K, 2] and
-  'present' [B, K]; 'control_frames' [B, T', G] from 'camera' [B, T, 3]. Empty when off."""
-  from vdm.config import spatial_stride
-  from vdm.control import features
-  c, out = config.control, {}
-  if not (c.trajectory or c.camera):  # (a cached batch has latents, not the video)
-    return out
-  _, _, height, width, _ = batch["video"].shape
-  td = config.vae.temporal_downsample
-  if c.trajectory:
-    centers = np.asarray(batch["center"], np.float64)[:, :, :c.objects]  # [B, T, K, 2]
-    present = np.asarray(batch["present"])[:, :c.objects]
-    paths = np.where(present[:, None, :, None], centers, np.nan).transpose(0, 2, 1, 3)
-    out["control_tokens"] = np.stack([features.trajectory_tokens(
-        p, height=height, width=width, stride=spatial_stride(config), temporal_downsample=td,
-        objects=c.objects, sigma=c.sigma) for p in paths])
-  if c.camera:
-    out["control_frames"] = np.stack([features.camera_frames(
-        path, height=height, width=width, temporal_downsample=td) for path in batch["camera"]])
-  return out
 
 
 def build_vae_critic(config) -> Critic:
@@ -414,11 +363,8 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   if audio_vae is not None:
     encode_audio = jax.jit(lambda pcm: (audio_vae.encode_audio(pcm_to_float(pcm))[0]
                                         - stats["audio_mean"]) / stats["audio_std"])
-  mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
-  empty_ids, empty_mask = tokenizer.encode([""], config.text.max_length)
 
   d = config.diffusion
-  motion_weight = d.motion_supervision_weight
   denoiser = build_denoiser(config, tokenizer.vocab_size, config.seed + 1)
   if text_init:  # a resumed run's checkpoint then overrides this, as it does the random init
     init_text_encoder(denoiser.text, text_init)
@@ -434,33 +380,10 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
                                  config.text.max_length)
                 if cached is not None and frozen else None)
 
-  def prepare_batch(batch):
-    captions = list(batch["caption"])
-    n = len(captions)
-    if "latents" in batch:
-      latents = (batch["latents"] - mean) / std
-    else:
-      latents = encode(batch["video"])
-    if text_cache is not None:
-      text, mask = text_cache.lookup(captions)
-      empty_text, empty_mask_ = text_cache.lookup([""])
-      out = dict(latents=latents, text=text, mask=mask,
-                 empty_text=np.repeat(empty_text, n, 0), empty_mask=np.repeat(empty_mask_, n, 0))
-    else:
-      ids, mask = tokenizer.encode(captions, config.text.max_length)
-      out = dict(latents=latents, ids=ids, mask=mask,
-                 empty_ids=np.repeat(empty_ids, n, 0), empty_mask=np.repeat(empty_mask, n, 0))
-    out.update(control_batch(config, batch))
-    if audio_vae is not None:
-      out["audio_latents"] = encode_audio(batch["audio"])
-    if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
-      height, width = config.data.height, config.data.width
-      flows, valids = zip(*(latent_motion(
-          int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
-          temporal_stride=vae.temporal_downsample, spatial_stride=vae.spatial_downsample)
-          for i in range(n)))
-      out.update(latent_flow=np.stack(flows), flow_valid=np.stack(valids))
-    return out
+  prepare_batch = denoiser_batch_fn(
+      config, encode, tokenizer, temporal_stride=vae.temporal_downsample,
+      spatial_stride=vae.spatial_downsample, latent_stats=stats, text_cache=text_cache,
+      encode_audio=encode_audio if audio_vae is not None else None)
 
   joint = {}
   if audio_vae is not None:
@@ -500,12 +423,13 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
 
 # config.task -> the function that trains it, (config, workdir, *, until) -> model directory.
 # A new task is one such function and one entry here.
-TASKS = {"t2v": run_t2v_training, "sr": run_sr_training}
+TASKS = {"t2v": run_t2v_training, "sr": run_sr_training, "distill": run_distill_training}
 
 
 def run_training(config, workdir: str, *, until: str = "export") -> str:
   """Trains what `config.task` names (`TASKS`: 't2v' the text-to-video model, the default; 'sr'
-  the learned upscaler, `vdm.train.upscaler`); returns the exported model directory."""
+  the learned upscaler, `vdm.train.upscaler`; 'distill' a few-step student of a t2v model,
+  `vdm.train.distill`); returns the exported model directory."""
   task = config.task
   if task not in TASKS:
     raise ValueError(f"config.task {task!r}: allowed {list(TASKS)}")
