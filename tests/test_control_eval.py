@@ -95,3 +95,17 @@ def test_nearest_palette_colour():
     assert m.nearest_color(rgb) == i
   with pytest.raises(ValueError, match="must both be"):
     m.trajectory_error(np.zeros((3, 2)), np.zeros((4, 2)))
+
+
+def test_the_camera_baseline_caption_names_no_camera_move():
+  from vdm.data import captions
+  from vdm.eval.control import without_camera
+  seen = set()
+  for i in range(60):
+    scene = scenes.sample_scene(scenes.example_rng(0, "test", i), 32, 32, 9, "test", max_objects=1)
+    for text in (captions.short_caption(scene), captions.long_caption(scene)):
+      stripped = without_camera(text)
+      assert "camera" not in stripped.lower(), (text, stripped)
+      assert stripped and text.startswith(stripped[:10])  # the rest of the caption is kept
+    seen.add(scenes.CAMERAS[scene.camera])
+  assert {"static", "pan-left", "zoom-in"} <= seen  # every kind of clause was exercised

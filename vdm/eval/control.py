@@ -9,9 +9,11 @@ captions of its own data kind (scenes, or the spine's simple clips).
   trajectory  the clip's caption alone, then with the object's recorded path: the detected
               centre's distance from the path (px per frame; digits are skipped: their ink's
               centroid is not their centre)
-  camera      the caption alone, then with the recorded camera path, on clips over a photo (a
-              flat or gradient background shows no motion to measure): the estimated global
-              motion's endpoint distance from the requested one (px per frame step)
+  camera      the caption without its camera clause, alone (the unconditioned baseline), then
+              with the recorded camera path, on clips over a photo (a flat or gradient
+              background shows no motion to measure): the estimated global motion's endpoint
+              distance from the requested one (px per frame step). The clause goes from both:
+              kept, the text alone names the move and the path adds nothing to measure
   timeline    "0s: caption; T s: the caption with the object's colour changed", autoregressive at
               twice the training length, switched at the training length, under each switch
               policy (keep, recache, cut): frames until the new colour holds for good (lag),
@@ -21,6 +23,7 @@ captions of its own data kind (scenes, or the spine's simple clips).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -118,15 +121,29 @@ def score_paths(pipe, clips, *, seed: int, steps: int | None) -> dict:
   return dict(rows=rows, **summary)
 
 
+# The camera clause of a scenes caption (vdm.data.captions.camera): the short form's ', the camera
+# pans left' / ', the camera zooms in', the long form's sentence ('The camera pans left.',
+# 'The camera is still.').
+_CAMERA_CLAUSE = re.compile(r",? the camera (?:pans|zooms) \w+|\s*The camera (?:pans \w+|zooms \w+|"
+                            r"is still)\.?")
+
+
+def without_camera(caption: str) -> str:
+  """The caption with its camera clause removed: 'a red circle moving right over a photo of a
+  cat, the camera pans left' -> 'a red circle moving right over a photo of a cat'."""
+  return _CAMERA_CLAUSE.sub("", caption).strip()
+
+
 def score_cameras(pipe, clips, *, seed: int, steps: int | None) -> dict:
-  """Camera errors, text alone vs with the recorded camera path."""
+  """Camera errors, the caption without its camera clause alone vs with the recorded path."""
   rows = []
   h, w = pipe.config.data.height, pipe.config.data.width
   for i, example in enumerate(tqdm(clips, desc="control: camera")):
     requested = step_transforms(example["camera"])
-    row = dict(caption=example["caption"], camera=scenes.CAMERAS[int(example["camera_kind"])])
+    caption = without_camera(example["caption"])
+    row = dict(caption=caption, camera=scenes.CAMERAS[int(example["camera_kind"])])
     for name, options in (("text", {}), ("camera", dict(camera=example["camera"]))):
-      frames = pipe(example["caption"], seed=seed + i, steps=steps, **_clip_options(pipe),
+      frames = pipe(caption, seed=seed + i, steps=steps, **_clip_options(pipe),
                     **options)
       objects = metrics.color_masks(frames, int(example["color"][0]))
       err = metrics.camera_error(metrics.estimate_camera(frames, ignore=objects), requested, h, w)
