@@ -34,6 +34,9 @@ import numpy as np
 
 from vdm.post import common
 
+# The reference's blur, compiled once per (frame shape, sigma) rather than on every call.
+_blur = jax.jit(common.gaussian_blur, static_argnames=("sigma",))
+
 
 def validate(strength=1.0, tolerance=0.015, smooth=0.0) -> dict:
   """Checks steady arguments (tolerance in [0, 1] units: 0.015 ~ 4 levels of 255; smooth: the
@@ -73,11 +76,9 @@ def follow_reference(pred, ref, strength: float = 1.0, tolerance: float = 0.015,
   chunk = common.check_chunk(chunk)
   if p["strength"] == 0:
     return pred
-  blur = jax.jit(functools.partial(common.gaussian_blur, sigma=p["smooth"]))
-
   def reference(frames):  # uint8 or float [C, H, W, 3] -> the float reference followed
     frames = jnp.asarray(common.to_float(frames))
-    return blur(frames) if p["smooth"] > 0 else frames
+    return _blur(frames, sigma=p["smooth"]) if p["smooth"] > 0 else frames
 
   # Frame 0 is taken as it is: out_{-1} = P_0 and ref_{-1} = B_0 give O_0 = P_0 for any w.
   prev_out = jnp.asarray(common.to_float(pred[0]))
