@@ -99,7 +99,7 @@ def test_nearest_palette_colour():
 
 def test_the_camera_baseline_caption_names_no_camera_move():
   from vdm.data import captions
-  from vdm.eval.control import without_camera
+  from vdm.data.captions import without_camera
   seen = set()
   for i in range(60):
     scene = scenes.sample_scene(scenes.example_rng(0, "test", i), 32, 32, 9, "test", max_objects=1)

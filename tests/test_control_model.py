@@ -109,6 +109,9 @@ def test_control_config_rules():
   with pytest.raises(ValueError, match=r"control.objects=1 is invalid: allowed at least "
                      r"data.max_objects=3"):
     load_config("configs/scenes_t2v.py", ["control.trajectory=True", "control.objects=1"])
+  with pytest.raises(ValueError, match=r"control.camera_caption_dropout=0.5 is invalid: "
+                     r"allowed 0 with control.camera=False"):
+    load_config("configs/spine.py", ["control.camera_caption_dropout=0.5"])
 
 
 def test_training_reaches_the_control_inputs_and_dropout_removes_them(randomized_dit):
@@ -146,6 +149,63 @@ def test_drop_control_drops_per_object_and_per_clip():
   cam = np.asarray(out.frames)[:, 0, 0]
   assert set(cam.tolist()) == {0.0, 1.0} and np.all(np.asarray(out.frames) == cam[:, None, None])
   assert drop_control(jax.random.key(0), {}, dropout=0.5, objects=3) is None
+
+
+def test_camera_caption_dropout_swaps_the_caption_only_where_the_camera_path_is_given():
+  """control.camera_caption_dropout: a clip whose camera path is kept sees the caption without
+  its camera clause with the given probability; a clip whose path was dropped keeps its words."""
+  b, length = 256, 6
+  z = jnp.zeros((b, 2, 2, 2, 4))
+  ids, free = jnp.ones((b, length), jnp.int32), jnp.full((b, length), 2, jnp.int32)
+  mask = jnp.ones((b, length), bool)
+  batch = dict(latents=z, ids=ids, mask=mask, empty_ids=ids * 0, empty_mask=mask,
+               camera_free_ids=free, camera_free_mask=mask, control_frames=jnp.ones((b, 2, 5)))
+  seen = {}
+
+  def model(x, t, ids, m, tm, off, control=None):  # records what the DiT was given
+    seen.update(ids=ids, camera=control.frames[:, 0, -1])
+    return jnp.zeros_like(x)
+
+  def run(dropout, caption_dropout):
+    cfg = section("control", objects=1, dropout=dropout, camera_caption_dropout=caption_dropout)
+    diffusion = section("diffusion", text_dropout=0.0)
+    denoiser_loss(model, batch, jax.random.key(1), diffusion, control=cfg)
+    return np.asarray(seen["ids"][:, 0]), np.asarray(seen["camera"])
+
+  words, camera = run(0.0, 0.0)
+  assert np.all(words == 1)  # off: the whole caption
+  words, camera = run(0.0, 1.0)
+  assert np.all(camera == 1) and np.all(words == 2)  # every path given: every clause gone
+  words, camera = run(1.0, 1.0)
+  assert np.all(camera == 0) and np.all(words == 1)  # no path: the words keep the move
+  words, camera = run(0.5, 0.5)
+  assert np.all(words[camera == 0] == 1)
+  assert 0.3 < (words[camera == 1] == 2).mean() < 0.7
+
+
+def test_the_batch_carries_the_captions_without_their_camera_clause():
+  from vdm.data import scene_examples
+  from vdm.train.batches import denoiser_batch_fn
+
+  class Words:  # a tokenizer that keeps the words: one id per word
+    def encode(self, texts, max_length):
+      ids = np.array([[len(w) for w in t.split()][:max_length] + [0] * (max_length - len(t.split()))
+                      for t in texts], np.int32)
+      return ids, ids != 0
+
+  examples = [scene_examples.make_example(0, "train", i, 16, 16, 5, max_objects=1,
+                                          cameras=("pan-left",)) for i in range(2)]
+  batch = {k: np.stack([e[k] for e in examples]) for k in ("video", "center", "present", "camera")}
+  batch["caption"] = np.array([e["caption"] for e in examples])
+  for caption_dropout, expected in ((0.0, False), (0.5, True)):
+    config = load_config("configs/control.py:tiny",
+                         [f"control.camera_caption_dropout={caption_dropout}"])
+    prepare = denoiser_batch_fn(config, lambda video: np.zeros(1), Words(), temporal_stride=2,
+                                spatial_stride=4)
+    out = prepare(batch)
+    assert ("camera_free_ids" in out) == expected
+  words = np.asarray(out["camera_free_mask"]).sum(1)
+  assert np.all(words == np.asarray(out["mask"]).sum(1) - 4)  # ', the camera pans left'
 
 
 def test_recache_rewrites_the_cache_under_the_new_prompt(randomized_dit):

@@ -265,6 +265,12 @@ SCHEMA = dict(
         dropout=Field(0.3, "training: probability that each object's path, and the camera path, "
                       "of a clip is dropped (so the model also runs without them)",
                       number(0.0, 1.0)),
+        # Every scenes caption names its camera move (or, by saying nothing, a still camera), so
+        # a model trained on whole captions reads the move from the words and ignores the path.
+        camera_caption_dropout=Field(
+            0.0, "training: probability that a clip whose camera path is given sees its "
+            "caption without the camera clause (vdm.data.captions.without_camera), so the move "
+            "must come from the path (needs control.camera)", number(0.0, 1.0)),
     ),
     # Sound with the picture (docs/audio.md): an audio VAE over log-magnitude spectrograms,
     # trained in its own stage, and an audio token stream in the DiT.
@@ -445,6 +451,8 @@ def validate(config) -> None:
 def _check_control(config) -> None:
   """Control inputs are trained on a data kind that records paths, one frame per token frame."""
   c = config.control
+  require(c.camera or not c.camera_caption_dropout, "control.camera_caption_dropout",
+          c.camera_caption_dropout, "0 with control.camera=False (there is no path to read)")
   if not (c.trajectory or c.camera):
     return
   kind = config.data.kind

@@ -17,6 +17,8 @@ Layered the way people write video prompts: subject, action with speed, environm
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from vdm.data import assets
@@ -77,6 +79,21 @@ def camera(scene: scenes.Scene) -> str:
     return ""
   kind, where = name.split("-")
   return f"the camera {kind}s {where}"
+
+
+# The camera clause of a caption (`camera` above): the short form's ', the camera pans left' /
+# ', the camera zooms in', the long form's sentence ('The camera pans left.', 'The camera is
+# still.').
+_CAMERA_CLAUSE = re.compile(r",? the camera (?:pans|zooms) \w+|\s*The camera (?:pans \w+|zooms \w+|"
+                            r"is still)\.?")
+
+
+def without_camera(caption: str) -> str:
+  """The caption with its camera clause removed: 'a red circle moving right over a photo of a
+  cat, the camera pans left' -> 'a red circle moving right over a photo of a cat'. What a
+  camera-path model is asked in `vdm eval control`, and what it trains on with
+  control.camera_caption_dropout."""
+  return _CAMERA_CLAUSE.sub("", caption).strip()
 
 
 def _objects_clause(scene: scenes.Scene) -> str:

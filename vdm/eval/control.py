@@ -23,7 +23,6 @@ captions of its own data kind (scenes, or the spine's simple clips).
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 from vdm.control.camera import step_transforms
 from vdm.control.timeline import SWITCHES, load_timeline, schedule
 from vdm.data import scene_examples, scenes
+from vdm.data.captions import without_camera
 from vdm.eval.metrics import control as metrics
 from vdm.eval.run import write_report
 from vdm.generate.modes import MODES, chunk_bounds
@@ -119,19 +119,6 @@ def score_paths(pipe, clips, *, seed: int, steps: int | None) -> dict:
                         per_frame_px=np.nanmean([r[name]["per_frame"] for r in rows], 0).tolist())
              for name in ("text", "trajectory")}
   return dict(rows=rows, **summary)
-
-
-# The camera clause of a scenes caption (vdm.data.captions.camera): the short form's ', the camera
-# pans left' / ', the camera zooms in', the long form's sentence ('The camera pans left.',
-# 'The camera is still.').
-_CAMERA_CLAUSE = re.compile(r",? the camera (?:pans|zooms) \w+|\s*The camera (?:pans \w+|zooms \w+|"
-                            r"is still)\.?")
-
-
-def without_camera(caption: str) -> str:
-  """The caption with its camera clause removed: 'a red circle moving right over a photo of a
-  cat, the camera pans left' -> 'a red circle moving right over a photo of a cat'."""
-  return _CAMERA_CLAUSE.sub("", caption).strip()
 
 
 def score_cameras(pipe, clips, *, seed: int, steps: int | None) -> dict:

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from vdm.data import kinds
+from vdm.data.captions import without_camera
 from vdm.data.simple import latent_motion
 
 
@@ -63,11 +64,13 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int, spatia
   and 'std'), else `encode(video)` (uint8 video [B, T, H, W, 3] -> normalised latents); the
   prompt and the empty prompt: with a `text_cache` (a frozen encoder's outputs,
   vdm/train/latent_cache.py) 'text', 'mask', 'empty_text', 'empty_mask', else
-  `caption_batch_fn` ids; the DiT's control inputs (`control_batch`); 'audio_latents' by
+  `caption_batch_fn` ids (and, with control.camera_caption_dropout, 'camera_free_ids' /
+  'camera_free_mask': the captions without their camera clause); the DiT's control inputs (`control_batch`); 'audio_latents' by
   `encode_audio` (a joint model); with diffusion.motion_supervision_weight the exact latent flow
   of the clip's ground truth ('latent_flow', 'flow_valid')."""
   captions = caption_batch_fn(tokenizer, config.text.max_length)
   motion_weight = config.diffusion.motion_supervision_weight
+  camera_free = config.control.camera and config.control.camera_caption_dropout > 0
   if latent_stats is not None:
     mean, std = np.asarray(latent_stats["mean"]), np.asarray(latent_stats["std"])
 
@@ -83,6 +86,9 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int, spatia
                  empty_mask=np.repeat(empty_mask, n, 0))
     else:
       out = dict(latents=latents, **captions(batch))
+      if camera_free:  # the loss picks these for some clips whose camera path is given
+        out["camera_free_ids"], out["camera_free_mask"] = tokenizer.encode(
+            [without_camera(name) for name in names], config.text.max_length)
     out.update(control_batch(config, batch))
     if encode_audio is not None:
       out["audio_latents"] = encode_audio(batch["audio"])

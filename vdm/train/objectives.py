@@ -192,7 +192,6 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
       temporal_patch=temporal_patch)
   noise = jax.random.normal(r_noise, x0.shape, x0.dtype)
   drop = jax.random.bernoulli(r_drop, cfg.text_dropout, (b, 1))
-  mask = jnp.where(drop, batch["empty_mask"], batch["mask"])
   joint = {}
   if audio is not None:
     a0 = batch["audio_latents"]
@@ -204,16 +203,25 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
     a_noise = jax.random.normal(jax.random.fold_in(r_audio, 1), a0.shape, a0.dtype)
     joint = dict(audio=interpolate(a0, a_noise, a_levels), audio_levels=a_levels)
   x_t = interpolate(x0, noise, levels)
-  inputs = {}
+  inputs, caption_ids, caption_mask = {}, batch.get("ids"), batch["mask"]
   if control is not None:  # its own key: runs without control keep their random streams
     given = drop_control(jax.random.fold_in(rng, 3), batch, dropout=control.dropout,
                          objects=control.objects)
     inputs = {} if given is None else dict(control=given)
+    if "camera_free_ids" in batch and given is not None and given.frames is not None:
+      # control.camera_caption_dropout: a clip whose camera path survived the dropout may lose
+      # the camera clause of its caption, so the move has to be read from the path.
+      camera_given = given.frames[:, :1, -1] > 0  # [B, 1], the path's given-flag
+      swap = camera_given & jax.random.bernoulli(
+          jax.random.fold_in(rng, 4), control.camera_caption_dropout, (b, 1))
+      caption_ids = jnp.where(swap, batch["camera_free_ids"], caption_ids)
+      caption_mask = jnp.where(swap, batch["camera_free_mask"], caption_mask)
+  mask = jnp.where(drop, batch["empty_mask"], caption_mask)
   if "text" in batch:  # a frozen encoder's cached outputs (vdm.train.latent_cache.TextCache)
     text = jnp.where(drop[:, :, None], batch["empty_text"], batch["text"])
     velocity = model.dit(x_t, levels, text, mask, temporal_mask, offset, **inputs, **joint)
   else:
-    ids = jnp.where(drop, batch["empty_ids"], batch["ids"])
+    ids = jnp.where(drop, batch["empty_ids"], caption_ids)
     velocity = model(x_t, levels, ids, mask, temporal_mask, offset, **inputs, **joint)
   if audio is not None:
     velocity, a_velocity = velocity
