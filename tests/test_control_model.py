@@ -16,7 +16,7 @@ from vdm.generate.modes import block_causal_mask
 from vdm.models import build_denoiser, count_params, denoiser_param_count
 from vdm.train.objectives import denoiser_loss, drop_control
 
-F, G = 24, 5  # control token and frame features
+F, G, E = 24, 5, 9  # control token, frame and camera-token features
 
 
 def inputs(frames=4, batch=2):
@@ -42,6 +42,20 @@ def test_control_not_given_reads_zeros_and_changes_the_output(randomized_dit):
     assert np.abs(model(z, levels, text, mask, control=part) - base).max() > 1e-2
   with pytest.raises(ValueError, match="control tokens given to a DiT built without them"):
     randomized_dit()(z, levels, text, mask, control=Control(tokens=control.tokens))
+
+
+def test_camera_tokens_are_read_per_token_and_not_given_reads_zeros(randomized_dit):
+  model = randomized_dit(control_camera_token_features=E)
+  z, levels, text, mask, _ = inputs()
+  maps = jax.random.normal(jax.random.key(7), z.shape[:2] + (4, E))
+  base = model(z, levels, text, mask)
+  np.testing.assert_allclose(
+      model(z, levels, text, mask, control=Control(camera_tokens=jnp.zeros_like(maps))), base,
+      atol=1e-6)
+  assert np.abs(model(z, levels, text, mask, control=Control(camera_tokens=maps))
+                - base).max() > 1e-2
+  with pytest.raises(ValueError, match="control camera_tokens given to a DiT built without"):
+    randomized_dit()(z, levels, text, mask, control=Control(camera_tokens=maps))
 
 
 def test_fresh_control_layers_start_as_no_change():
@@ -97,7 +111,11 @@ def test_parameter_count_with_control_matches_the_formula():
   vocab = config.text.vocab_size
   count = count_params(nnx.eval_shape(lambda: build_denoiser(config, vocab)))
   assert count == denoiser_param_count(config, vocab)
-  plain = load_config("configs/control.py", ["control.trajectory=False", "control.camera=False"])
+  per_token = load_config("configs/control.py", ["control.camera_input='tokens'"])
+  assert count_params(nnx.eval_shape(lambda: build_denoiser(per_token, vocab))) == \
+      denoiser_param_count(per_token, vocab)
+  plain = load_config("configs/control.py", ["control.trajectory=False", "control.camera=False",
+                                            "control.camera_caption_dropout=0.0"])
   w, f, g = config.dit.width, 8 * 8 * 2 * 1, 6 * 2 + 1  # stride 8, td 2, one object slot
   assert count == denoiser_param_count(plain, vocab) + (f * w + w) + (g * w + w) + (w * w + w)
 

@@ -219,3 +219,32 @@ def test_camera_features():
                              rtol=1e-5)
   np.testing.assert_allclose(f[0, :6], 0.0, atol=1e-7)  # frame 0: identity, no step
   assert not features.no_camera(9, 2).any()
+
+
+def test_camera_tokens_are_the_displacement_field_of_the_path():
+  """Per token: where its content was in frame 0 and in the frame before (in tokens). A pan is
+  one offset everywhere, growing by the pan per frame; a zoom's grows with the distance from the
+  zoom's fixed point; a still camera is all zeros but the given-flag."""
+  stride, td = 8, 2
+  size = features.camera_token_feature_size(temporal_downsample=td)
+  still = features.camera_tokens(camera.load_camera("static()", **CLIP), height=32, width=32,
+                                 stride=stride, temporal_downsample=td)
+  assert still.shape == (5, 16, size) == (5, 16, 9)
+  assert not still[..., :-1].any() and np.all(still[..., -1] == 1)
+  path = np.array([[1.0, 1.5 * f, -0.5 * f] for f in range(9)])  # content moves (1.5, -0.5)/frame
+  pan = features.camera_tokens(path, height=32, width=32, stride=stride, temporal_downsample=td)
+  groups = features.pixel_frames_of_latents(9, td)
+  for l in range(5):
+    for j, f in enumerate(groups[l]):
+      since_first, since_previous = pan[l, :, 4 * j:4 * j + 2], pan[l, :, 4 * j + 2:4 * j + 4]
+      np.testing.assert_allclose(since_first, np.broadcast_to([-1.5 * f / stride, 0.5 * f / stride],
+                                                              (16, 2)), atol=1e-6)
+      np.testing.assert_allclose(since_previous, 0.0 if f == 0 else np.broadcast_to(
+          [-1.5 / stride, 0.5 / stride], (16, 2)), atol=1e-6)
+  zoom = np.array([[1.25, 0.0, 0.0]] * 9)  # s = 1.25 about the origin from frame 1 on
+  zoom[0] = [1.0, 0.0, 0.0]
+  z = features.camera_tokens(zoom, height=32, width=32, stride=stride, temporal_downsample=td)
+  centres = np.array([[x, y] for y in (3.5, 11.5, 19.5, 27.5) for x in (3.5, 11.5, 19.5, 27.5)])
+  np.testing.assert_allclose(z[1, :, 0:2], (centres / 1.25 - centres) / stride, atol=1e-6)
+  np.testing.assert_allclose(z[1, :, 2:4], (centres / 1.25 - centres) / stride, atol=1e-6)  # f1
+  np.testing.assert_allclose(z[1, :, 6:8], 0.0, atol=1e-6)  # frame 2: no step since frame 1

@@ -108,6 +108,8 @@ def denoiser_param_count(config, vocab_size: int) -> int:
     dit += dense(control["control_token_features"], w)
   if control["control_frame_features"]:
     dit += dense(control["control_frame_features"], w) + dense(w, w)
+  if control["control_camera_token_features"]:
+    dit += dense(control["control_camera_token_features"], w)
   if config.audio.enabled:  # vdm.dit.audio: embedding, modality vector, blocks, output
     a = config.audio
     dit += (dense(a.latent_channels, w) + w + dense(w, 2 * w) + dense(w, a.latent_channels)

@@ -258,6 +258,11 @@ SCHEMA = dict(
                          "centre, per token (vdm/control/features.py)", BOOL),
         camera=Field(False, "condition the DiT on the camera path: scale and offset per frame",
                      BOOL),
+        camera_input=Field("frames", "how the DiT reads the camera path: 'frames' (scale and "
+                           "offset per frame, into the adaLN condition) or 'tokens' (per token, "
+                           "where its content was in frame 0 and the frame before, added to "
+                           "the patch embedding; vdm/control/features.py)",
+                           one_of(("frames", "tokens"))),
         objects=Field(3, "object slots of a trajectory (slot k: the k-th object the prompt "
                       "names)", integer(1, 3)),
         sigma=Field(1.5, "std in pixels of an object's blob in the trajectory maps",

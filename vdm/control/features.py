@@ -9,9 +9,17 @@ The DiT (`vdm.dit.model.DiT`, `control_token_features` / `control_frame_features
                      token order of `vdm.dit.layers.patchify`). A token sees where in its own
                      patch each object is, to a fraction of a pixel; an object without a path
                      (not given, or dropped in training) is all zeros.
-  camera frames      float32 [T', td * 6 + 1] per latent frame: for each of its pixel frames the
-                     path (log s, tx / W, ty / H) and the step from the frame before (same
-                     three), then 1 (a path is given; all zeros when it is not).
+  camera frames      float32 [T', td * 6 + 1] per latent frame (control.camera_input =
+                     'frames'): for each of its pixel frames the path (log s, tx / W, ty / H)
+                     and the step from the frame before (same three), then 1 (a path is given;
+                     all zeros when it is not).
+  camera tokens      float32 [T', N, td * 4 + 1] per latent frame and token
+                     (control.camera_input = 'tokens'): for each of its pixel frames, where the
+                     content at the token's centre was in frame 0 and in the frame before, as
+                     offsets in tokens (x, y each), then 1. A pan is the same offset everywhere,
+                     a zoom one that grows from the centre: a map the patch embedding reads as it
+                     reads the trajectory blobs, where a per-frame vector has to be turned into
+                     a displacement field by the network itself.
 
 Latent frame 0 stands for pixel frame 0 (the causal VAE encodes it alone: its td slots repeat
 it); latent frame l >= 1 for pixel frames (l - 1) td + 1 .. l td. The slot of object k is its
@@ -79,6 +87,41 @@ def trajectory_tokens(paths, *, height: int, width: int, stride: int,
   return maps.reshape(t_lat, rows * cols, stride * stride * td * objects).astype(np.float32)
 
 
+def camera_token_feature_size(*, temporal_downsample: int) -> int:
+  return 4 * temporal_downsample + 1
+
+
+def camera_tokens(path, *, height: int, width: int, stride: int,
+                  temporal_downsample: int) -> np.ndarray:
+  """Per-token camera displacements float32 [T', (H / stride) (W / stride), 4 td + 1] of a path
+  [T, 3] (s, tx, ty; `vdm.control.camera`: image = s * world + t).
+
+  For the centre p of each token in frame f, the world point w = (p - t_f) / s_f it shows; the
+  features are (p_0 - p) / stride and (p_{f-1} - p) / stride with p_g = s_g w + t_g (frame 0's
+  step is 0), then a given-flag of 1."""
+  if height % stride or width % stride:
+    raise ValueError(f"frame {height}x{width} is not a multiple of the token stride {stride}")
+  path = np.asarray(path, np.float64)
+  groups = pixel_frames_of_latents(len(path), temporal_downsample)  # [T', td]
+  centre = (np.arange(height // stride) * stride + (stride - 1) / 2.0,
+            np.arange(width // stride) * stride + (stride - 1) / 2.0)
+  ys, xs = np.meshgrid(*centre, indexing="ij")
+  p = np.stack([xs.ravel(), ys.ravel()], -1)  # [N, 2] pixel (x, y)
+  s, t = path[:, :1, None], path[:, None, 1:]  # [T, 1, 1], [T, 1, 2]
+  world = (p[None] - t) / s  # [T, N, 2]: what each token shows in each frame
+
+  def seen_in(frame):  # [T, N, 2]: where frame `frame[f]` showed frame f's world points
+    return path[frame, :1, None] * world + path[frame, None, 1:]
+
+  previous = np.maximum(np.arange(len(path)) - 1, 0)
+  moves = np.concatenate([seen_in(np.zeros(len(path), np.int64)) - p,
+                          seen_in(previous) - p], -1) / stride  # [T, N, 4]
+  per_frame = moves[groups].transpose(0, 2, 1, 3)  # [T', N, td, 4]
+  t_lat, n = per_frame.shape[:2]
+  flag = np.ones((t_lat, n, 1))
+  return np.concatenate([per_frame.reshape(t_lat, n, -1), flag], -1).astype(np.float32)
+
+
 def camera_frames(path, *, height: int, width: int, temporal_downsample: int) -> np.ndarray:
   """Per-latent-frame camera features float32 [T', 6 td + 1] of a path [T, 3] (s, tx, ty)
   (`no_camera` gives the features of no path)."""
@@ -102,12 +145,17 @@ def no_camera(frames: int, temporal_downsample: int) -> np.ndarray:
 
 
 def dit_inputs(config) -> dict:
-  """The DiT's control_token_features / control_frame_features for a t2v config (0 where its
-  `control` section leaves the input off)."""
+  """The DiT's control_token_features / control_frame_features /
+  control_camera_token_features for a t2v config (0 where its `control` section leaves the
+  input off)."""
   from vdm.config import spatial_stride
   c, td = config.control, config.vae.temporal_downsample
+  per_token = c.camera and c.camera_input == "tokens"
   return dict(
       control_token_features=trajectory_feature_size(
           stride=spatial_stride(config), temporal_downsample=td, objects=c.objects)
       if c.trajectory else 0,
-      control_frame_features=camera_feature_size(temporal_downsample=td) if c.camera else 0)
+      control_frame_features=camera_feature_size(temporal_downsample=td)
+      if c.camera and not per_token else 0,
+      control_camera_token_features=camera_token_feature_size(temporal_downsample=td)
+      if per_token else 0)

@@ -32,11 +32,13 @@ class Control(NamedTuple):
 
   tokens: [B, T, N, F] added to the tokens through a linear map (per-token maps, e.g. where
     each object is); frames: [B, T, G] added to the per-frame adaLN condition through an MLP
-    (per-frame parameters, e.g. the camera). A model built with F or G > 0 reads zeros for a
-    part that is None: the input of "not given".
+    (per-frame parameters, e.g. the camera); camera_tokens: [B, T, N, E], the camera as
+    per-token displacements, added through its own linear map. A model built with F, G or E > 0
+    reads zeros for a part that is None: the input of "not given".
   """
   tokens: jax.Array | None = None
   frames: jax.Array | None = None
+  camera_tokens: jax.Array | None = None
 
 
 # Activation checkpointing per block: 'full' recomputes the whole block in the backward pass
@@ -292,11 +294,12 @@ class DiT(nnx.Module):
   Call with z [B, T, h, w, C] latents, levels [B, T] in [0, 1], text [B, L, Dt], text_mask [B, L];
   returns the predicted velocity [B, T, h, w, C].
 
-  control_token_features F / control_frame_features G > 0 add the inputs of a `Control` (object
-  paths as per-token maps, the camera per frame; vdm.control.features): a zero-initialised
-  linear map of the tokens' F features is added to the patch embeddings, an MLP of the frame's G
-  features (last layer zero-initialised) to the per-frame adaLN condition. 0: no such input and
-  no parameters (every model trained before they existed).
+  control_token_features F / control_frame_features G / control_camera_token_features E > 0 add
+  the inputs of a `Control` (object paths as per-token maps, the camera per frame or per token;
+  vdm.control.features): a zero-initialised linear map of the tokens' F (and E) features is
+  added to the patch embeddings, an MLP of the frame's G features (last layer zero-initialised)
+  to the per-frame adaLN condition. 0: no such input and no parameters (every model trained
+  before they existed).
 
   With audio_channels > 0 it also has an audio token stream (`vdm.dit.audio`): audio latents
   [B, Ta, audio_channels] with their own levels [B, Ta], audio_per_frame audio latent frames per
@@ -314,7 +317,8 @@ class DiT(nnx.Module):
                text_embed: str = "linear", cross_mask: bool = True, mlp_width: int = 0,
                lora_rank: int = 0, lora_alpha: float = 1.0, lora_targets=(),
                attention_kernel: str = "xla", control_token_features: int = 0,
-               control_frame_features: int = 0, audio_channels: int = 0,
+               control_frame_features: int = 0, control_camera_token_features: int = 0,
+               audio_channels: int = 0,
                audio_per_frame: int = 0, video_temporal_downsample: int = 1,
                audio_video_attention: bool = True, guidance_input: bool = False,
                step_input: bool = False, rngs: nnx.Rngs):
@@ -338,13 +342,18 @@ class DiT(nnx.Module):
     patch_dim = temporal_patch * patch * patch * latent_channels  # one token's latent values
     self.remat, self.temporal_window = remat, int(temporal_window)
     self.embed = dense(patch_dim, width, ("patch", "embed"), rngs=rngs)
-    if (control_token_features or control_frame_features) and temporal_patch > 1:
+    if (control_token_features or control_frame_features
+        or control_camera_token_features) and temporal_patch > 1:
       raise ValueError(f"control inputs need dit.temporal_patch=1, got {temporal_patch}")
     self.control_token_features = int(control_token_features)
     self.control_frame_features = int(control_frame_features)
+    self.control_camera_token_features = int(control_camera_token_features)
     if control_token_features:  # zero-initialised: a new input starts as no change
       self.control_tokens = dense(control_token_features, width, ("patch", "embed"),
                                   kernel_init=_zeros, rngs=rngs)
+    if control_camera_token_features:
+      self.control_camera_tokens = dense(control_camera_token_features, width,
+                                         ("patch", "embed"), kernel_init=_zeros, rngs=rngs)
     if control_frame_features:
       self.control_frames_in = dense(control_frame_features, width, ("patch", "embed"),
                                      rngs=rngs)
@@ -424,7 +433,8 @@ class DiT(nnx.Module):
                   video_temporal_downsample: int = 1, **control) -> "DiT":
     """Builds from the config's `dit` section (vdm/config/t2v.py documents each field); with
     the `audio` section of an audio.enabled config, also the audio stream; `control`:
-    control_token_features / control_frame_features (vdm.control.features)."""
+    control_token_features / control_frame_features / control_camera_token_features
+    (vdm.control.features)."""
     with_audio = audio is not None and audio.enabled
     return cls(latent_channels=latent_channels, text_width=text_width, width=cfg.width,
                depth=cfg.depth, heads=cfg.heads, patch=cfg.patch, mlp_ratio=cfg.mlp_ratio,
@@ -497,12 +507,14 @@ class DiT(nnx.Module):
                          frame_mask=frame_mask, conditions=dict(guidance=guidance, step=step))
 
   def _control_inputs(self, control: Control | None, b: int, t: int, n: int):
-    """(tokens [B, T, N, F], frames [B, T, G]) of `control`, zeros for a part not given; None
-    for a part the model has no input for (given anyway: an error)."""
+    """(tokens [B, T, N, F], frames [B, T, G], camera_tokens [B, T, N, E]) of `control`, zeros
+    for a part not given; None for a part the model has no input for (given anyway: an
+    error)."""
     control = Control() if control is None else control
     out = []
     for name, size, shape in (("tokens", self.control_token_features, (b, t, n)),
-                              ("frames", self.control_frame_features, (b, t))):
+                              ("frames", self.control_frame_features, (b, t)),
+                              ("camera_tokens", self.control_camera_token_features, (b, t, n))):
       value = getattr(control, name)
       if not size:
         if value is not None:
@@ -537,9 +549,12 @@ class DiT(nnx.Module):
     z, text = z.astype(self.embed.kernel.dtype), text.astype(self.embed.kernel.dtype)
     x = self.embed(patchify(z, self.patch, self.temporal_patch))
     t = x.shape[1]  # token frames
-    control_tokens, control_frames = self._control_inputs(control, b, t, x.shape[2])
+    control_tokens, control_frames, camera_tokens = self._control_inputs(control, b, t,
+                                                                         x.shape[2])
     if control_tokens is not None:
       x = x + self.control_tokens(control_tokens.astype(x.dtype))
+    if camera_tokens is not None:
+      x = x + self.control_camera_tokens(camera_tokens.astype(x.dtype))
     if self.temporal_patch > 1:  # one level and one mask row per token frame: its first frame's
       first = temporal_groups(frames, self.temporal_patch)[:, 0]
       levels = levels[:, first]

@@ -705,24 +705,32 @@ class Pipeline:
     from vdm.control import features
     from vdm.dit.model import Control
     td = self.vae.temporal_downsample
-    tokens = frames = None
+    tokens = frames = camera_tokens = None
+    per_token = c.camera and c.camera_input == "tokens"
     if request.trajectory is not None:
       tokens = features.trajectory_tokens(
           np.asarray(request.trajectory, np.float64), height=request.height,
           width=request.width, stride=spatial_stride(self.config), temporal_downsample=td,
           objects=c.objects, sigma=c.sigma)[None]
-    if request.camera is not None:
+    if request.camera is not None and per_token:
+      camera_tokens = features.camera_tokens(
+          np.asarray(request.camera), height=request.height, width=request.width,
+          stride=spatial_stride(self.config), temporal_downsample=td)[None]
+    elif request.camera is not None:
       frames = features.camera_frames(np.asarray(request.camera), height=request.height,
                                       width=request.width, temporal_downsample=td)[None]
     # A part not given is zeros of the model's width: explicit here, so chunk slices exist.
     t = latent_shape[1]
+    n = (latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch)
+    dit = self.denoiser.dit
     if c.trajectory and tokens is None:
-      n = (latent_shape[2] // self.config.dit.patch) * (latent_shape[3] // self.config.dit.patch)
-      tokens = np.zeros((1, t, n, self.denoiser.dit.control_token_features), np.float32)
-    if c.camera and frames is None:
-      frames = np.zeros((1, t, self.denoiser.dit.control_frame_features), np.float32)
-    return Control(None if tokens is None else jnp.asarray(tokens),
-                   None if frames is None else jnp.asarray(frames))
+      tokens = np.zeros((1, t, n, dit.control_token_features), np.float32)
+    if per_token and camera_tokens is None:
+      camera_tokens = np.zeros((1, t, n, dit.control_camera_token_features), np.float32)
+    if c.camera and not per_token and frames is None:
+      frames = np.zeros((1, t, dit.control_frame_features), np.float32)
+    as_array = lambda a: None if a is None else jnp.asarray(a)  # noqa: E731
+    return Control(as_array(tokens), as_array(frames), as_array(camera_tokens))
 
   def _generate_joint(self, request: Request, on_frames=None, given_video=None,
                       given_audio=None) -> dict:

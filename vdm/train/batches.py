@@ -107,7 +107,8 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int, spatia
 def control_batch(config, batch) -> dict:
   """The DiT's control inputs of a batch from its recorded paths (config.control on; the
   data kind records them): 'control_tokens' [B, T', N, F] from 'center' [B, T, K, 2] and
-  'present' [B, K]; 'control_frames' [B, T', G] from 'camera' [B, T, 3]. Empty when off."""
+  'present' [B, K]; 'control_frames' [B, T', G] (or, control.camera_input = 'tokens',
+  'control_camera_tokens' [B, T', N, E]) from 'camera' [B, T, 3]. Empty when off."""
   from vdm.config import spatial_stride
   from vdm.control import features
   c, out = config.control, {}
@@ -122,7 +123,11 @@ def control_batch(config, batch) -> dict:
     out["control_tokens"] = np.stack([features.trajectory_tokens(
         p, height=height, width=width, stride=spatial_stride(config), temporal_downsample=td,
         objects=c.objects, sigma=c.sigma) for p in paths])
-  if c.camera:
+  if c.camera and c.camera_input == "tokens":
+    out["control_camera_tokens"] = np.stack([features.camera_tokens(
+        path, height=height, width=width, stride=spatial_stride(config), temporal_downsample=td)
+        for path in batch["camera"]])
+  elif c.camera:
     out["control_frames"] = np.stack([features.camera_frames(
         path, height=height, width=width, temporal_downsample=td) for path in batch["camera"]])
   return out

@@ -125,9 +125,11 @@ def drop_control(rng, batch: dict, *, dropout: float, objects: int):
   """The `vdm.dit.model.Control` of a batch with each clip's object paths (per object) and
   camera path dropped (zeroed: 'not given') with probability `dropout`; None when the batch has
   no control inputs. 'control_tokens' [B, T, N, F] keep the object slot last (F = ... x K,
-  vdm.control.features), 'control_frames' [B, T, G] carry a given-flag."""
+  vdm.control.features), 'control_frames' [B, T, G] and 'control_camera_tokens' [B, T, N, E]
+  carry a given-flag last."""
   tokens, frames = batch.get("control_tokens"), batch.get("control_frames")
-  if tokens is None and frames is None:
+  camera_tokens = batch.get("control_camera_tokens")
+  if tokens is None and frames is None and camera_tokens is None:
     return None
   r_objects, r_camera = jax.random.split(rng)
   if tokens is not None:
@@ -136,7 +138,10 @@ def drop_control(rng, batch: dict, *, dropout: float, objects: int):
     tokens = (tokens.reshape(b, t, n, f // objects, objects) * keep).reshape(b, t, n, f)
   if frames is not None:
     frames = frames * jax.random.bernoulli(r_camera, 1.0 - dropout, (frames.shape[0], 1, 1))
-  return Control(tokens, frames)
+  if camera_tokens is not None:  # the same draw as a per-frame path would get
+    camera_tokens = camera_tokens * jax.random.bernoulli(
+        r_camera, 1.0 - dropout, (camera_tokens.shape[0], 1, 1, 1))
+  return Control(tokens, frames, camera_tokens)
 
 
 def audio_levels_and_weights(rng, levels, weights, frame_of_audio, *, given_video_prob: float,
@@ -208,10 +213,13 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
     given = drop_control(jax.random.fold_in(rng, 3), batch, dropout=control.dropout,
                          objects=control.objects)
     inputs = {} if given is None else dict(control=given)
-    if "camera_free_ids" in batch and given is not None and given.frames is not None:
+    camera = None if given is None else (
+        given.frames[:, :1, -1] if given.frames is not None else
+        given.camera_tokens[:, :1, 0, -1] if given.camera_tokens is not None else None)
+    if "camera_free_ids" in batch and camera is not None:
       # control.camera_caption_dropout: a clip whose camera path survived the dropout may lose
       # the camera clause of its caption, so the move has to be read from the path.
-      camera_given = given.frames[:, :1, -1] > 0  # [B, 1], the path's given-flag
+      camera_given = camera > 0  # [B, 1], the path's given-flag
       swap = camera_given & jax.random.bernoulli(
           jax.random.fold_in(rng, 4), control.camera_caption_dropout, (b, 1))
       caption_ids = jnp.where(swap, batch["camera_free_ids"], caption_ids)
