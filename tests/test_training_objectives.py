@@ -6,7 +6,9 @@ import numpy as np
 from vdm.diffusion import flow_matching_loss
 from vdm.generate.modes import block_causal_mask, chunk_ids
 from vdm.config import section
-from vdm.train.objectives import denoiser_loss, teacher_forcing_levels, training_mask
+from vdm.diffusion.objectives import shifted_levels
+from vdm.train.objectives import (denoiser_loss, teacher_forcing_levels, training_inputs,
+                                  training_mask)
 
 
 def test_training_mask_is_full_or_block_causal_with_the_given_probability():
@@ -206,3 +208,18 @@ def test_per_frame_levels_are_shared_within_a_temporal_patch_group():
   with pytest.raises(ValueError, match="dit.temporal_patch=1"):
     denoiser_loss(None, dict(latents=jnp.zeros((1, 5, 2, 2, 1))), rng,
                   section("diffusion", causal_prob=0.5), temporal_patch=2)
+
+
+def test_train_shift_moves_the_drawn_levels_toward_noise_and_keeps_given_frames_clean():
+  keys = jax.random.split(jax.random.key(3), 4)
+  cfg = dict(per_frame_levels_prob=0.5, given_frames=1, given_prob=0.5)
+  plain = training_inputs(*keys, 64, 5, section("diffusion", **cfg))[0]
+  shifted = training_inputs(*keys, 64, 5, section("diffusion", train_shift=3.0, **cfg))[0]
+  np.testing.assert_allclose(shifted, shifted_levels(plain, 3.0), rtol=1e-6)
+  assert (np.asarray(shifted)[np.asarray(plain) == 0] == 0).all()  # given frames stay clean
+  noisy = np.asarray(plain) > 0
+  assert (np.asarray(shifted)[noisy] > np.asarray(plain)[noisy]).all()
+  # Uniform levels shifted by 3: P(t' > 1/2) = P(t > 1/4) = 3/4.
+  many = training_inputs(*jax.random.split(jax.random.key(4), 4), 4096, 1,
+                         section("diffusion", train_shift=3.0))[0]
+  assert abs(float((many > 0.5).mean()) - 0.75) < 0.03

@@ -310,6 +310,10 @@ SCHEMA = dict(
         # colour but ignored direction words (direction 15 % at 2,000 steps).
         timestep_sampling=Field("uniform", "how training draws levels: uniform | logit_normal",
                                 one_of(TIMESTEP_SAMPLING)),
+        # Training's counterpart of sample.shift (SD3 / Wan): levels drawn as above, then moved
+        # toward noise, t' = shift t / (1 + (shift - 1) t), where direction is decided.
+        train_shift=Field(1.0, "shift of the training levels toward noise (1: none; the same "
+                          "map as sample.shift)", number(0.01, 100.0)),
         per_frame_levels_prob=Field(0.0, "probability that a clip gets an independent level per "
                                     "frame (Diffusion Forcing) instead of one shared level",
                                     number(0.0, 1.0)),

@@ -16,6 +16,8 @@ exact ground-truth flow (motion supervision: batch 'latent_flow' and 'flow_valid
 are the fields of the config's `diffusion` section, which the loss takes whole. With a DiT
 whose `temporal_patch` > 1 (several latent frames per token frame) the per-frame levels are
 drawn per token frame, so the frames of a group share one level, as the model requires.
+`train_shift` > 1 moves every drawn level toward noise (sample.shift's map), so more of the
+training is spent where a clip's layout and motion are decided.
 Extension training (`given_frames`, `given_prob`): with probability `given_prob` a clip's first
 `given_frames` latent frames are clean (level 0) and not scored, the rest keep their levels, so
 the model learns the extension / video-prediction mode (given frames pinned at level 0) directly.
@@ -34,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm.diffusion import flow_matching_loss, interpolate, temporal_consistency_loss
-from vdm.diffusion.objectives import sample_timesteps
+from vdm.diffusion.objectives import sample_timesteps, shifted_levels
 from vdm.dit.audio import audio_video_frames
 from vdm.dit.layers import token_frame_of
 from vdm.dit.model import Control
@@ -117,6 +119,8 @@ def training_inputs(r_levels, r_mask, r_offset, r_given, batch: int, frames: int
     weights = None
     if cfg.given_prob > 0:  # its own key: runs without it keep their random streams bit for bit
       levels, weights = pin_given_frames(r_given, levels, cfg.given_frames, cfg.given_prob)
+  if cfg.train_shift != 1.0:  # 0 (given, clean context) and 1 (pure noise) stay put
+    levels = shifted_levels(levels, cfg.train_shift)
   offset = jax.random.randint(r_offset, (), 0, cfg.max_frame_offset + 1)
   return levels, weights, temporal_mask, offset
 
