@@ -1,7 +1,7 @@
 """Writes docs/default_samples.png: the default model on one held-out prompt in each mode, the
 autoregressive and rolling rows at 4x the training length, every 2nd frame of each clip.
 
-  .venv/bin/python experiments/make_default_strip.py [--checkpoint checkpoints/default] [--out PNG]
+  .venv/bin/python experiments/make_default_strip.py [--checkpoint workdirs/default/model] [--out PNG]
 """
 import argparse
 
@@ -21,7 +21,7 @@ ROWS = (("parallel, 1x (9 frames)", dict(mode="parallel")),
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--checkpoint", default="checkpoints/default")
+  parser.add_argument("--checkpoint", default="workdirs/default/model")  # configs/default.py
   parser.add_argument("--prompt", default=PROMPT)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="docs/default_samples.png")
