@@ -22,8 +22,8 @@ Arguments (`configs/default.py:ARG`):
   (none)  the candidate at full size (6,000 DiT steps, 32 held-out prompts scored every 500).
   finetune  the same schemes as a fine-tune of the shipped spine (`init_from`), which already
           follows direction words: its sinusoidal positions (seen at random frame offsets up to
-          32, so long rollouts stay in range) instead of rope3d, its VAE and text encoder as
-          they are, 2,000 DiT steps.
+          32, so long rollouts stay in range) instead of rope3d, its VAE as it is, its text
+          encoder as the start (trained on with the DiT), 2,000 DiT steps.
   tiny    seconds-long settings for tests.
 """
 from configs import spine
@@ -50,7 +50,7 @@ def get_config(arg: str | None = None):
     config.train.vae.steps = 0  # the spine's VAE as it is
     # EMA 0.995: over 2,000 steps 0.999 would still be mostly the spine's parallel-only weights.
     config.train.dit.update(steps=2000, learning_rate=3e-4, warmup_steps=50, ema_decay=0.995,
-                            eval_every=250, eval_num=32, checkpoint_every=250)
+                            eval_every=250, checkpoint_every=250)
   else:
     config.vae.init_from = "checkpoints/spine"
     config.train.dit.update(steps=6000, eval_every=500, eval_num=32, checkpoint_every=250)
