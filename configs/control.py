@@ -10,17 +10,24 @@ checkpoints/spine_forcing, same shapes: its tokenizer, VAE, text encoder and DiT
 weights run parallel, autoregressive and rolling generation and prompt timelines; the control
 inputs start at zero. The machine it was trained on is a shared 2-core CPU: the budget is small.
 
-Arguments (`configs/control.py:ARG`):
-  (none)  32x32, 9 frames at 8 fps (5 latent frames), 20,000 training clips.
-  tiny    seconds-long settings for tests (trained from scratch).
+Arguments (`configs/control.py:ARG[,tiny]`):
+  (none)     32x32, 9 frames at 8 fps (5 latent frames), 20,000 training clips.
+  timelines  prompt timelines instead of paths: the spine's clips, half of them with their
+             object changing colour at a random latent frame and the caption changing with it
+             (`control.prompt_switch_prob`), a fine-tune of spine_forcing.
+  tiny       seconds-long settings for tests (trained from scratch).
 """
 from configs import spine
 
 
 def get_config(arg: str | None = None):
-  if arg not in (None, "", "tiny"):
-    raise ValueError(f"configs/control.py: unknown argument {arg!r}; allowed: '' or 'tiny'")
-  tiny = arg == "tiny"
+  options = set((arg or "").split(",")) - {""}
+  if not options <= {"tiny", "timelines"}:
+    raise ValueError(f"configs/control.py: unknown argument {arg!r}; allowed: '', 'timelines', "
+                     "'tiny' or 'timelines,tiny'")
+  tiny = "tiny" in options
+  if "timelines" in options:
+    return _timelines(tiny)
   config = spine.get_config("tiny" if tiny else None)
   config.name = "control"
   size = dict(height=16, width=16, frames=5, num_train=16, num_test=4) if tiny else \
@@ -49,4 +56,24 @@ def get_config(arg: str | None = None):
     # mostly the initial weights, whose control inputs are zero.
     config.train.dit.update(steps=3000, batch_size=12, learning_rate=8e-4, warmup_steps=30,
                             ema_decay=0.99, log_every=25, checkpoint_every=50)
+  return config
+
+
+def _timelines(tiny: bool):
+  """Prompt timelines on the spine's world: colour switches drawn into its clips (the eval's
+  timeline cases switch colour too, on held-out compositions)."""
+  config = spine.get_config("tiny" if tiny else None)
+  config.name = "control_timelines"
+  config.control.prompt_switch_prob = 0.5
+  latent_frames = 1 + (config.data.frames - 1) // config.vae.temporal_downsample
+  config.diffusion.update(per_frame_levels_prob=0.5, causal_prob=0.5, max_frame_offset=32,
+                          causal_chunks=tuple(k for k in (1, 2, 4) if k < latent_frames))
+  config.sample.update(seconds=config.data.frames / config.data.fps,
+                       max_frames=4 * (config.data.frames - 1) + 1)
+  if not tiny:
+    config.init_from = "checkpoints/spine_forcing"
+    config.data.num_train = 20000  # spine_forcing's clips
+    config.train.vae.steps = 0  # spine_forcing's VAE as it is
+    config.train.dit.update(steps=1500, batch_size=16, learning_rate=3e-4, warmup_steps=30,
+                            ema_decay=0.99, log_every=25, checkpoint_every=100, eval_every=500)
   return config

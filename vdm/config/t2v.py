@@ -276,6 +276,12 @@ SCHEMA = dict(
             0.0, "training: probability that a clip whose camera path is given sees its "
             "caption without the camera clause (vdm.data.captions.without_camera), so the move "
             "must come from the path (needs control.camera)", number(0.0, 1.0)),
+        # Prompt timelines ask the model to change a clip mid-way; clips that never change
+        # teach it to hold on to what its context shows (vdm/train/batches.py draws them).
+        prompt_switch_prob=Field(
+            0.0, "training: probability that a clip's object changes colour at a random latent "
+            "frame and its caption with it (a prompt per frame), so generation follows prompt "
+            "timelines (--prompts); needs data.kind 'simple'", number(0.0, 1.0)),
     ),
     # Sound with the picture (docs/audio.md): an audio VAE over log-magnitude spectrograms,
     # trained in its own stage, and an audio token stream in the DiT.
@@ -462,6 +468,14 @@ def _check_control(config) -> None:
   c = config.control
   require(c.camera or not c.camera_caption_dropout, "control.camera_caption_dropout",
           c.camera_caption_dropout, "0 with control.camera=False (there is no path to read)")
+  if c.prompt_switch_prob:
+    field, value = "control.prompt_switch_prob", c.prompt_switch_prob
+    require(config.data.kind == "simple", field, value,
+            f"0 with data.kind={config.data.kind!r} (colour switches are drawn on 'simple' clips)")
+    require(config.data.frames > config.vae.temporal_downsample, field, value,
+            f"0 with data.frames={config.data.frames} (a switch needs two latent frames)")
+    require(config.dit.temporal_patch == 1 and not config.audio.enabled, field, value,
+            "0 with dit.temporal_patch > 1 or audio.enabled (a prompt per latent frame)")
   if not (c.trajectory or c.camera):
     return
   kind = config.data.kind

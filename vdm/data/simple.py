@@ -185,6 +185,28 @@ def render_clip(spec: ClipSpec, height: int, width: int,
   return video, truth
 
 
+def switch_color(video: np.ndarray, old: int, new: int, start: int) -> np.ndarray:
+  """The clip with its object turning from palette colour `old` to `new` at frame `start` (a
+  prompt switch, for training prompt timelines: `control.prompt_switch_prob`).
+
+  video uint8 [T, H, W, 3] (not modified); returns a copy in which every pixel of colour `old`
+  in frames >= start is `new`. Exact: clips have no anti-aliasing, and a clip's background is
+  never its object's colour.
+  """
+  out = np.array(video, copy=True)
+  tail = out[start:]
+  tail[np.all(tail == PALETTE[old], axis=-1)] = PALETTE[new]
+  return out
+
+
+def switched_caption(text: str, old: int, new: int) -> str:
+  """A `caption` with its object's colour word `old` replaced by `new` (palette indices)."""
+  prefix = f"a {COLOR_NAMES[old]} "
+  if not text.startswith(prefix):
+    raise ValueError(f"caption {text!r} does not start with {prefix!r}")
+  return f"a {COLOR_NAMES[new]} " + text[len(prefix):]
+
+
 def latent_motion(shape: int, center: np.ndarray, radius: float, height: int, width: int, *,
                   temporal_stride: int, spatial_stride: int) -> tuple[np.ndarray, np.ndarray]:
   """The exact motion of a clip on its latent grid (motion supervision; vdm.diffusion's

@@ -3,13 +3,14 @@ distillation task (vdm/train/distill.py): the captions of a dataset, and the hos
 of a clip batch into the denoiser's inputs."""
 from __future__ import annotations
 
+import zlib
 from typing import Callable
 
 import numpy as np
 
 from vdm.data import kinds
+from vdm.data import simple
 from vdm.data.captions import without_camera
-from vdm.data.simple import latent_motion
 
 
 def _grammar_corpus(config):
@@ -67,14 +68,21 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int, spatia
   `caption_batch_fn` ids (and, with control.camera_caption_dropout, 'camera_free_ids' /
   'camera_free_mask': the captions without their camera clause); the DiT's control inputs (`control_batch`); 'audio_latents' by
   `encode_audio` (a joint model); with diffusion.motion_supervision_weight the exact latent flow
-  of the clip's ground truth ('latent_flow', 'flow_valid')."""
+  of the clip's ground truth ('latent_flow', 'flow_valid'); with control.prompt_switch_prob the
+  clips of `prompt_switches` and the prompt after each switch ('switch_ids', 'switch_mask' [B, L],
+  'switch_frame' int32 [B]: the first latent frame that reads it)."""
   captions = caption_batch_fn(tokenizer, config.text.max_length)
+  switch_prob = config.control.prompt_switch_prob
   motion_weight = config.diffusion.motion_supervision_weight
   camera_free = config.control.camera and config.control.camera_caption_dropout > 0
   if latent_stats is not None:
     mean, std = np.asarray(latent_stats["mean"]), np.asarray(latent_stats["std"])
 
   def prepare_batch(batch):
+    if switch_prob:  # before encoding: the switch is drawn in pixels
+      video, after, switch_frame = prompt_switches(batch, switch_prob, temporal_stride,
+                                                   seed=config.seed)
+      batch = dict(batch, video=video)
     names = list(batch["caption"])
     n = len(names)
     latents = ((batch["latents"] - mean) / std if "latents" in batch and latent_stats is not None
@@ -89,12 +97,15 @@ def denoiser_batch_fn(config, encode, tokenizer, *, temporal_stride: int, spatia
       if camera_free:  # the loss picks these for some clips whose camera path is given
         out["camera_free_ids"], out["camera_free_mask"] = tokenizer.encode(
             [without_camera(name) for name in names], config.text.max_length)
+      if switch_prob:
+        out["switch_ids"], out["switch_mask"] = tokenizer.encode(after, config.text.max_length)
+        out["switch_frame"] = switch_frame
     out.update(control_batch(config, batch))
     if encode_audio is not None:
       out["audio_latents"] = encode_audio(batch["audio"])
     if motion_weight:  # the exact flow on the latent grid, from the clip's ground truth
       height, width = config.data.height, config.data.width
-      flows, valids = zip(*(latent_motion(
+      flows, valids = zip(*(simple.latent_motion(
           int(batch["shape"][i]), batch["center"][i], float(batch["radius"][i]), height, width,
           temporal_stride=temporal_stride, spatial_stride=spatial_stride)
           for i in range(n)))
@@ -131,3 +142,37 @@ def control_batch(config, batch) -> dict:
     out["control_frames"] = np.stack([features.camera_frames(
         path, height=height, width=width, temporal_downsample=td) for path in batch["camera"]])
   return out
+
+
+def prompt_switches(batch, prob: float, temporal_stride: int, *,
+                    seed: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """Prompt switches drawn into a batch of 'simple' clips (control.prompt_switch_prob), so that
+  a model learns to follow a prompt timeline: (video uint8 [B, T, H, W, 3], the caption after
+  the switch [B], switch latent frame int32 [B]).
+
+  With probability `prob` a clip switches at a latent frame k drawn from [1, T'): from video
+  frame (k - 1) * temporal_stride + 1 on (the first frame latent k covers in the causal VAE) its
+  object takes a colour that is neither its own nor the background's, and so does its caption.
+  A clip that does not switch keeps its caption, with k = T'. The draw depends only on the clip
+  (caption and path) and `seed`, so a resumed run sees the same batches.
+  """
+  video = np.asarray(batch["video"])
+  n, frames = video.shape[:2]
+  latent_frames = 1 + (frames - 1) // temporal_stride
+  out, after = video.copy(), []
+  switch_frame = np.full(n, latent_frames, np.int32)
+  for i in range(n):
+    caption = batch["caption"][i]
+    caption = caption.decode() if isinstance(caption, bytes) else str(caption)
+    key = zlib.crc32(caption.encode() + np.asarray(batch["center"][i], np.float32).tobytes())
+    rng = np.random.default_rng([seed, key])
+    after.append(caption)
+    if rng.random() >= prob:
+      continue
+    old, background = int(batch["color"][i]), int(batch["background"][i])
+    new = int(rng.choice([c for c in range(len(simple.COLORS)) if c not in (old, background)]))
+    k = int(rng.integers(1, latent_frames))
+    out[i] = simple.switch_color(video[i], old, new, (k - 1) * temporal_stride + 1)
+    after[i] = simple.switched_caption(caption, old, new)
+    switch_frame[i] = k
+  return out, after, switch_frame

@@ -165,6 +165,18 @@ def audio_levels_and_weights(rng, levels, weights, frame_of_audio, *, given_vide
           jnp.where(audio_given, 0.0, a_levels), jnp.where(audio_given, 0.0, a_weights))
 
 
+def switched_text(encoder, ids, mask, after_ids, after_mask, switch_frame, frames: int):
+  """A prompt per latent frame for prompt-switch training (vdm.train.batches.prompt_switches):
+  frames before switch_frame [B] read the caption (ids, mask [B, L]), the rest the one after
+  it (after_ids, after_mask [B, L]). Returns (text [B, T, L, D], mask [B, T, L]), which the DiT
+  takes as it does a timeline's prompts at sampling time."""
+  b = ids.shape[0]
+  text = encoder(jnp.concatenate([ids, after_ids]), jnp.concatenate([mask, after_mask]))
+  after = (jnp.arange(frames)[None] >= switch_frame[:, None])[..., None]  # [B, T, 1]
+  return (jnp.where(after[..., None], text[b:, None], text[:b, None]),
+          jnp.where(after, after_mask[:, None], mask[:, None]))
+
+
 def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, control=None,
                   audio=None, audio_per_frame: int = 0, video_temporal_downsample: int = 1):
   """Flow-matching loss of `model(z_t, levels, ids, mask, temporal_mask, frame_offset) -> velocity`.
@@ -184,6 +196,8 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
   audio: the config's `audio` section of a joint model, whose batch also holds 'audio_latents'
   [B, Ta, Ca] (normalised); audio_per_frame and video_temporal_downsample place each audio
   latent frame in time (see the module docstring). Metrics then add 'audio_flow_loss'.
+  A batch with 'switch_ids', 'switch_mask' and 'switch_frame' (control.prompt_switch_prob) gives
+  each latent frame its own prompt (`switched_text`).
   """
   teacher_forcing = cfg.teacher_forcing
   causal_prob, given_prob = cfg.causal_prob, cfg.given_prob
@@ -231,6 +245,12 @@ def denoiser_loss(model, batch: dict, rng, cfg, *, temporal_patch: int = 1, cont
   mask = jnp.where(drop, batch["empty_mask"], caption_mask)
   if "text" in batch:  # a frozen encoder's cached outputs (vdm.train.latent_cache.TextCache)
     text = jnp.where(drop[:, :, None], batch["empty_text"], batch["text"])
+    velocity = model.dit(x_t, levels, text, mask, temporal_mask, offset, **inputs, **joint)
+  elif "switch_ids" in batch:  # control.prompt_switch_prob: a prompt per latent frame
+    text, mask = switched_text(
+        model.text, jnp.where(drop, batch["empty_ids"], caption_ids), mask,
+        jnp.where(drop, batch["empty_ids"], batch["switch_ids"]),
+        jnp.where(drop, batch["empty_mask"], batch["switch_mask"]), batch["switch_frame"], t)
     velocity = model.dit(x_t, levels, text, mask, temporal_mask, offset, **inputs, **joint)
   else:
     ids = jnp.where(drop, batch["empty_ids"], caption_ids)

@@ -343,9 +343,10 @@ def run_t2v_training(config, workdir: str, *, until: str = "export") -> str:
   # The cache: every clip encoded once (and, with a frozen encoder, every caption), keyed by
   # the weights that made it (vdm/train/latent_cache.py).
   # Batches that need more of a clip than its latents and scalar fields (the soundtrack, object
-  # and camera paths, the exact flow) read the dataset itself.
+  # and camera paths, the exact flow, pixels to draw a prompt switch into) read the dataset.
   needs_clips = (audio_vae is not None or config.control.trajectory or config.control.camera
-                 or config.diffusion.motion_supervision_weight > 0)
+                 or config.diffusion.motion_supervision_weight > 0
+                 or config.control.prompt_switch_prob > 0)
   cached = (LatentSource(build_latent_cache(builder, "train", vae, config.vae), "train")
             if dit_cfg.cache and not needs_clips else None)
   stats_path = os.path.join(workdir, "latent_stats.json")
