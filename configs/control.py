@@ -40,13 +40,7 @@ def get_config(arg: str | None = None):
   # to read the move from the words and ignore the path (0.69 vs 0.69 px/step at 3,000 steps).
   config.control.update(trajectory=True, camera=True, objects=config.data.max_objects,
                         sigma=1.0 if tiny else 1.5, dropout=0.3, camera_caption_dropout=0.5)
-  # Diffusion Forcing (configs/parallel_vs_ar.py:forcing): per-frame levels and block-causal
-  # masks, so autoregressive and rolling timelines run on the same weights.
-  latent_frames = 1 + (config.data.frames - 1) // config.vae.temporal_downsample
-  config.diffusion.update(per_frame_levels_prob=0.5, causal_prob=0.5, max_frame_offset=32,
-                          causal_chunks=tuple(k for k in (1, 2, 4) if k < latent_frames))
-  config.sample.update(seconds=config.data.frames / config.data.fps,
-                       max_frames=4 * (config.data.frames - 1) + 1)
+  _diffusion_forcing(config)
   if not tiny:
     config.init_from = "checkpoints/spine_forcing"
     # A short fine-tune for a shared 2-core CPU (a DiT step at batch 12: 0.37 s quiet).
@@ -65,11 +59,7 @@ def _timelines(tiny: bool):
   config = spine.get_config("tiny" if tiny else None)
   config.name = "control_timelines"
   config.control.prompt_switch_prob = 0.5
-  latent_frames = 1 + (config.data.frames - 1) // config.vae.temporal_downsample
-  config.diffusion.update(per_frame_levels_prob=0.5, causal_prob=0.5, max_frame_offset=32,
-                          causal_chunks=tuple(k for k in (1, 2, 4) if k < latent_frames))
-  config.sample.update(seconds=config.data.frames / config.data.fps,
-                       max_frames=4 * (config.data.frames - 1) + 1)
+  _diffusion_forcing(config)
   if not tiny:
     config.init_from = "checkpoints/spine_forcing"
     config.data.num_train = 20000  # spine_forcing's clips
@@ -77,3 +67,14 @@ def _timelines(tiny: bool):
     config.train.dit.update(steps=1500, batch_size=16, learning_rate=3e-4, warmup_steps=30,
                             ema_decay=0.99, log_every=25, checkpoint_every=100, eval_every=500)
   return config
+
+
+def _diffusion_forcing(config) -> None:
+  """spine_forcing's schemes (configs/parallel_vs_ar.py:forcing): per-frame levels and
+  block-causal masks, so autoregressive and rolling timelines run on the same weights; clips
+  of the training length, up to four times that."""
+  latent_frames = 1 + (config.data.frames - 1) // config.vae.temporal_downsample
+  config.diffusion.update(per_frame_levels_prob=0.5, causal_prob=0.5, max_frame_offset=32,
+                          causal_chunks=tuple(k for k in (1, 2, 4) if k < latent_frames))
+  config.sample.update(seconds=config.data.frames / config.data.fps,
+                       max_frames=4 * (config.data.frames - 1) + 1)
