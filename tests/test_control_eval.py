@@ -1,6 +1,7 @@
 """Control metrics on ground-truth clips (the scenes data renders exactly what was requested):
 ~0 error on them, and the size of a known perturbation when one is added."""
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -78,6 +79,30 @@ def test_adherence_lag_identity_and_spike_on_a_recoloured_clip():
     assert m.adherence_lag(colors == new, 4) == delay
     assert m.switch_spike(clip, 4 + delay) > 1.5
   assert m.adherence_lag(m.frame_colors(example["video"]) == new, 4) is None
+
+
+def test_the_ground_truth_of_a_timeline_follows_it_even_where_the_object_leaves_the_frame():
+  """The timeline part's cases on the spine's plain clips at twice their length: the object of
+  most of them leaves the frame after the switch, which must not count as not following."""
+  from vdm.data import simple
+  from vdm.eval.control import timeline_cases
+  data = SimpleNamespace(kind="simple", seed=0, height=32, width=32, frames=9)
+  cases = timeline_cases(data, 8)
+  left = 0
+  for i, case in enumerate(cases):
+    example = simple.long_example(0, i, 32, 32, 9, 2, wrap=False)
+    assert case["first"] == example["caption"]
+    new = simple.COLOR_NAMES.index(case["second"].split()[1])
+    clip = simple.switch_color(example["video"], int(example["color"]), new, 8)
+    colors = m.frame_colors(clip)
+    left += colors[-1] < 0
+    assert m.adherence_lag(colors == case["new"], 8, present=colors >= 0) == 0
+    late = simple.switch_color(example["video"], int(example["color"]), new, 11)
+    colors = m.frame_colors(late)
+    assert m.adherence_lag(colors == case["new"], 8, present=colors >= 0) == 3
+  assert left >= 4  # the case this guards against is common
+  assert m.adherence_lag([True, False, False], 1, present=[True, True, False]) is None
+  assert m.adherence_lag([True, False, False], 1, present=[True, False, False]) is None
 
 
 def test_cut_steps_count_a_clean_cut_as_one_and_a_blend_as_several():

@@ -161,7 +161,7 @@ def score_timelines(pipe, cases, *, seed: int, steps: int | None, chunk: int = 1
                    seconds=seconds, fps=d.fps, resolution=min(d.height, d.width), seed=seed + i,
                    steps=steps)
       colors = metrics.frame_colors(video)
-      lag = metrics.adherence_lag(colors == case["new"], switch_frame)
+      lag = metrics.adherence_lag(colors == case["new"], switch_frame, present=colors >= 0)
       around = colors[max(0, switch_frame - 2):switch_frame + 2 * chunk_frames]
       row[policy] = dict(
           lag_frames=lag, lag_chunks=None if lag is None else math.ceil(lag / chunk_frames),

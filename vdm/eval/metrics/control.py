@@ -171,14 +171,21 @@ def frame_colors(video) -> np.ndarray:
   return out
 
 
-def adherence_lag(follows, switch_frame: int) -> int | None:
+def adherence_lag(follows, switch_frame: int, present=None) -> int | None:
   """Frames after `switch_frame` until a clip follows its new prompt for good: the smallest
-  lag such that follows[switch_frame + lag:] are all True; None if the last frame does not
-  follow it. follows: bool [T] per frame."""
+  lag such that every frame from switch_frame + lag on that shows the object follows it; None
+  if the last such frame does not (or none after the switch shows it). follows: bool [T] per
+  frame; present: bool [T], the frames where an object is found (default: all). A frame
+  without the object neither follows nor breaks the prompt: an object may leave the frame, as
+  the ground truth of a plain clip past its training length does (object presence through the
+  switch is its own measure)."""
   follows = np.asarray(follows, bool)
-  if not follows[-1]:
+  present = np.ones_like(follows) if present is None else np.asarray(present, bool)
+  follows, present = follows[switch_frame:], present[switch_frame:]
+  shown = np.nonzero(present)[0]
+  if not len(shown) or not follows[shown[-1]]:
     return None
-  bad = np.nonzero(~follows[switch_frame:])[0]
+  bad = np.nonzero(present & ~follows)[0]
   return 0 if not len(bad) else int(bad[-1]) + 1
 
 
