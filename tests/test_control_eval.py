@@ -85,24 +85,37 @@ def test_the_ground_truth_of_a_timeline_follows_it_even_where_the_object_leaves_
   """The timeline part's cases on the spine's plain clips at twice their length: the object of
   most of them leaves the frame after the switch, which must not count as not following."""
   from vdm.data import simple
-  from vdm.eval.control import timeline_cases
+  from vdm.eval.control import timeline_cases, timeline_palette
   data = SimpleNamespace(kind="simple", seed=0, height=32, width=32, frames=9)
   cases = timeline_cases(data, 8)
   left = 0
   for i, case in enumerate(cases):
     example = simple.long_example(0, i, 32, 32, 9, 2, wrap=False)
     assert case["first"] == example["caption"]
-    new = simple.COLOR_NAMES.index(case["second"].split()[1])
-    clip = simple.switch_color(example["video"], int(example["color"]), new, 8)
-    colors = m.frame_colors(clip)
+    assert case["second"] == simple.switched_caption(case["first"], case["old"], case["new"])
+    palette = timeline_palette(data)
+    clip = simple.switch_color(example["video"], case["old"], case["new"], 8)
+    colors = m.frame_colors(clip, palette)
+    assert np.all(colors[:8] == case["old"])
     left += colors[-1] < 0
     assert m.adherence_lag(colors == case["new"], 8, present=colors >= 0) == 0
-    late = simple.switch_color(example["video"], int(example["color"]), new, 11)
-    colors = m.frame_colors(late)
+    late = simple.switch_color(example["video"], case["old"], case["new"], 11)
+    colors = m.frame_colors(late, palette)
     assert m.adherence_lag(colors == case["new"], 8, present=colors >= 0) == 3
   assert left >= 4  # the case this guards against is common
   assert m.adherence_lag([True, False, False], 1, present=[True, True, False]) is None
   assert m.adherence_lag([True, False, False], 1, present=[True, False, False]) is None
+
+
+def test_frame_colours_read_a_blurred_spine_clip_in_its_own_palette():
+  """A red object blurred into a yellow background: its core reads orange in the scenes'
+  palette, red in the spine's own six colours."""
+  from vdm.data import simple
+  red, yellow = simple.COLOR_NAMES.index("red"), simple.COLOR_NAMES.index("yellow")
+  frame = np.tile(simple.PALETTE[yellow].astype(np.float64), (1, 16, 16, 1))
+  frame[0, 5:11, 5:11] = 0.45 * simple.PALETTE[yellow] + 0.55 * simple.PALETTE[red]
+  assert scenes.COLOR_NAMES[m.frame_colors(frame)[0]] == "orange"
+  assert m.frame_colors(frame, simple.PALETTE)[0] == red
 
 
 def test_cut_steps_count_a_clean_cut_as_one_and_a_blend_as_several():

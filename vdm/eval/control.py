@@ -74,7 +74,7 @@ def recolored_caption(example) -> tuple[str, int] | None:
 
 def timeline_cases(data, num: int, *, seed: int = 0) -> list[dict]:
   """Up to `num` held-out colour switches of the model's data kind: dict(first, second (the
-  caption with the object's colour changed), old, new (scenes palette indices))."""
+  caption with the object's colour changed), old, new (indices into `timeline_palette`))."""
   cases = []
   if data.kind == "scenes":
     for example in held_out_clips(data, num, skip_digits=False, seed=seed):
@@ -89,10 +89,14 @@ def timeline_cases(data, num: int, *, seed: int = 0) -> list[dict]:
     old, bg = int(example["color"]), int(example["background"])
     new = next(c for c in range(len(simple.COLORS)) if c not in (old, bg))
     second = _recolor(example["caption"], simple.COLOR_NAMES[old], simple.COLOR_NAMES[new])
-    cases.append(dict(first=example["caption"], second=second,
-                      old=metrics.nearest_color(simple.PALETTE[old]),
-                      new=metrics.nearest_color(simple.PALETTE[new])))
+    cases.append(dict(first=example["caption"], second=second, old=old, new=new))
   return cases
+
+
+def timeline_palette(data):
+  """The colours a timeline's frames are read in: the world's own (`metrics.frame_colors`)."""
+  from vdm.data import simple
+  return simple.PALETTE if data.kind == "simple" else scenes.PALETTE
 
 
 def _mean(values) -> float:
@@ -160,7 +164,7 @@ def score_timelines(pipe, cases, *, seed: int, steps: int | None, chunk: int = 1
       video = pipe(prompts=text, switch=policy, mode="autoregressive", chunk=chunk,
                    seconds=seconds, fps=d.fps, resolution=min(d.height, d.width), seed=seed + i,
                    steps=steps)
-      colors = metrics.frame_colors(video)
+      colors = metrics.frame_colors(video, timeline_palette(d))
       lag = metrics.adherence_lag(colors == case["new"], switch_frame, present=colors >= 0)
       around = colors[max(0, switch_frame - 2):switch_frame + 2 * chunk_frames]
       row[policy] = dict(

@@ -26,9 +26,10 @@ PALETTE = scenes.PALETTE.astype(np.float64)  # [10, 3]
 COLOR_RADIUS = 0.45 * 128.0
 
 
-def nearest_color(rgb) -> int:
-  """Index of the scenes palette colour nearest to rgb [3]."""
-  return int(np.argmin(np.linalg.norm(PALETTE - np.asarray(rgb, np.float64), axis=-1)))
+def nearest_color(rgb, palette=None) -> int:
+  """Index of the palette colour nearest to rgb [3]; palette [K, 3] (default: the scenes')."""
+  palette = PALETTE if palette is None else np.asarray(palette, np.float64)
+  return int(np.argmin(np.linalg.norm(palette - np.asarray(rgb, np.float64), axis=-1)))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -155,9 +156,11 @@ def camera_error(estimated, requested, height: int, width: int) -> dict:
 
 # ----------------------------------------------------------------------------- timelines
 
-def frame_colors(video) -> np.ndarray:
+def frame_colors(video, palette=None) -> np.ndarray:
   """Per frame, the palette colour of the most saturated-unlike-the-background blob: the
-  object's colour index, int [T] (-1 where no object stands out from the border's colour)."""
+  object's colour index, int [T] (-1 where no object stands out from the border's colour).
+  palette [K, 3]: the colours of the clip's world (default: the scenes'; the spine's clips have
+  six, and the scenes' in-between ones, orange and purple, would take a blurred red or magenta)."""
   pixels = np.asarray(video, np.float64)
   border = np.concatenate([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], 1)
   background = np.median(border, axis=1)  # [T, 3]
@@ -167,7 +170,7 @@ def frame_colors(video) -> np.ndarray:
     mask = _largest_component(distance > COLOR_RADIUS)
     if mask.sum() >= 2:
       core = frame[mask][distance[mask] >= np.median(distance[mask])]
-      out[t] = nearest_color(np.median(core, axis=0))
+      out[t] = nearest_color(np.median(core, axis=0), palette)
   return out
 
 
