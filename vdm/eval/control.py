@@ -88,8 +88,8 @@ def timeline_cases(data, num: int, *, seed: int = 0) -> list[dict]:
                                              data.width, data.frames):
     old, bg = int(example["color"]), int(example["background"])
     new = next(c for c in range(len(simple.COLORS)) if c not in (old, bg))
-    second = _recolor(example["caption"], simple.COLOR_NAMES[old], simple.COLOR_NAMES[new])
-    cases.append(dict(first=example["caption"], second=second, old=old, new=new))
+    cases.append(dict(first=example["caption"], old=old, new=new,
+                      second=simple.switched_caption(example["caption"], old, new)))
   return cases
 
 
