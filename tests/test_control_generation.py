@@ -172,11 +172,18 @@ def test_controls_a_model_lacks_or_that_clash_are_refused(capsys, tmp_path):
   assert not out.exists()
 
 
-def test_control_suite_runs_and_writes_its_report(model_dir, tmp_path):
+def test_control_suite_runs_and_writes_its_report(model_dir, tmp_path, monkeypatch):
+  from vdm.generate.pipeline import Pipeline
+  scales, call = [], Pipeline.__call__
+  def recording(self, *args, **kwargs):  # every sample of every part gets --guidance
+    scales.append(kwargs.get("guidance"))
+    return call(self, *args, **kwargs)
+  monkeypatch.setattr(Pipeline, "__call__", recording)
   out = tmp_path / "control.json"
   assert cli.main(["eval", "control", "--checkpoint", model_dir, "--num", "1", "--steps", "1",
-                   "--out", str(out)]) == 0
+                   "--guidance", "2.5", "--out", str(out)]) == 0
   report = json.load(open(out))
+  assert report["guidance"] == 2.5 and len(scales) >= 7 and set(scales) == {2.5}, scales
   assert report["trajectory"]["text"]["found"] >= 0 and len(report["trajectory"]["rows"]) == 1
   assert set(report["camera"]) == {"rows", "text", "camera"}
   timeline = report["timeline"]

@@ -118,6 +118,12 @@ def test_random_degrade_is_deterministic_per_seed_and_varies_per_clip(photo):
                                       noise=0.0, jpeg=0.0, jpeg_quality=30.0)
   np.testing.assert_array_equal(plain, degradations.quantise(degradations.downscale(hr, 2,
                                                                                      "area")))
+  # clean = 1: blur and JPEG are drawn but never applied; clean = 0.5: some clips only.
+  heavy = functools.partial(degradations.random_degrade, factor=2, kernels=("area",), blur=2.0,
+                            noise=0.0, jpeg=1.0, jpeg_quality=10.0)
+  np.testing.assert_array_equal(heavy(jax.random.key(0), hr, clean=1.0), plain)
+  untouched = [np.array_equal(clip, plain[0]) for clip in heavy(jax.random.key(1), hr, clean=0.5)]
+  assert 0 < sum(untouched) < len(untouched), untouched
 
 
 def test_vdm_bicubic_upscale_matches_pil_within_a_twentieth_of_a_db(photo):
@@ -136,7 +142,7 @@ def test_degrade_section_is_checked_and_old_models_keep_their_input():
   assert tuple(config.degrade.kernels) == ("area", "lanczos")
   for bad in ["degrade.kernels=('box',)", "degrade.kernels=()", "degrade.blur=9.0",
               "degrade.jpeg=1.5", "degrade.jpeg_quality=0.0", "degrade.chroma=-0.5",
-              "degrade.shuffle=2.0"]:
+              "degrade.shuffle=2.0", "degrade.clean=1.5"]:
     with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", "\\.")):
       load_config("configs/sr.py:2", [bad])
   # A model directory written before the section reads as its own input: bicubic only, no blur,
@@ -149,3 +155,4 @@ def test_degrade_section_is_checked_and_old_models_keep_their_input():
   assert tuple(upgraded.degrade.kernels) == ("bicubic",)
   assert upgraded.degrade.blur == 0.0 and upgraded.degrade.jpeg == 0.0
   assert upgraded.degrade.chroma == 0.0 and upgraded.degrade.shuffle == 0.0
+  assert upgraded.degrade.clean == 0.0

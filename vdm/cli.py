@@ -85,7 +85,8 @@ EVAL_NUM = dict(adherence=48, rollout=8, coherence=16, vae=32, upscale=32,  # --
 # given: they would change nothing).
 EVAL_OPTIONS = dict(adherence=("seed", "steps", "guidance"), rollout=("seed", "steps", "lengths"),
                     coherence=("seed", "steps", "lengths"), vae=(), upscale=(),
-                    prediction=("seed", "steps", "samples"), control=("seed", "steps"),
+                    prediction=("seed", "steps", "samples"),
+                    control=("seed", "steps", "guidance"),
                     **{"av-sync": ("seed", "steps", "guidance")})
 EVAL_DEFAULTS = dict(seed=0, samples=4)
 EVAL_LENGTHS = dict(rollout="1,2,4", coherence="1,4,8,16")  # --lengths defaults
@@ -137,7 +138,8 @@ def cmd_eval(args) -> int:
     run_vae_reconstruction(args.checkpoint, num=num, out=out)
   elif suite == "control":  # a model trained with configs/control.py
     from vdm.eval.control import run_control
-    run_control(args.checkpoint, num=num, seed=args.seed, steps=args.steps, out=out)
+    run_control(args.checkpoint, num=num, seed=args.seed, steps=args.steps,
+                guidance=args.guidance, out=out)
   elif suite == "av-sync":  # a joint audio-video model (configs/audio.py)
     from vdm.eval.run import run_av_sync
     run_av_sync(args.checkpoint, num=num, seed=args.seed, steps=args.steps,
@@ -296,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="adherence, rollout, coherence, prediction, control, av-sync (0)")
   p.add_argument("--steps", type=int, default=None,
                  help="adherence, rollout, coherence, prediction, control, av-sync")
-  p.add_argument("--guidance", type=float, default=None, help="adherence, av-sync")
+  p.add_argument("--guidance", type=float, default=None, help="adherence, control, av-sync")
   p.add_argument("--lengths", default=None,
                  help="rollout (1,2,4), coherence (1,4,8,16): multiples of the training "
                       "length")

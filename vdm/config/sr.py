@@ -61,6 +61,9 @@ SCHEMA = dict(
         chroma=Field(0.75, "probability that a JPEG-compressed clip's chroma is coded at half "
                      "resolution (4:2:0, as most JPEGs and nearly all video)", number(0.0, 1.0),
                      legacy=0.0),
+        clean=Field(0.0, "share of training clips that are only downscaled and noised (no blur, "
+                    "no compression): clean resizes are common, and a model trained on softened "
+                    "input alone smooths fine texture", number(0.0, 1.0)),
     ),
     model=dict(
         width=Field(32, "channels", POSITIVE),

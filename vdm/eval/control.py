@@ -104,7 +104,8 @@ def _mean(values) -> float:
   return float(np.mean(values)) if values else float("nan")
 
 
-def score_paths(pipe, clips, *, seed: int, steps: int | None) -> dict:
+def score_paths(pipe, clips, *, seed: int, steps: int | None,
+                guidance: float | None = None) -> dict:
   """Trajectory errors, text alone vs with the recorded path. Returns dict(rows, text,
   trajectory) with the mean px error of each (and per-frame means)."""
   rows = []
@@ -113,8 +114,8 @@ def score_paths(pipe, clips, *, seed: int, steps: int | None) -> dict:
     color = int(example["color"][0])
     row = dict(caption=example["caption"])
     for name, options in (("text", {}), ("trajectory", dict(trajectory=truth[None]))):
-      frames = pipe(example["caption"], seed=seed + i, steps=steps, **_clip_options(pipe),
-                    **options)
+      frames = pipe(example["caption"], seed=seed + i, steps=steps, guidance=guidance,
+                    **_clip_options(pipe), **options)
       err = metrics.trajectory_error(metrics.object_centers(frames, color), truth)
       row[name] = dict(mean=err["mean"], found=err["found"], per_frame=err["per_frame"].tolist())
     rows.append(row)
@@ -125,7 +126,8 @@ def score_paths(pipe, clips, *, seed: int, steps: int | None) -> dict:
   return dict(rows=rows, **summary)
 
 
-def score_cameras(pipe, clips, *, seed: int, steps: int | None) -> dict:
+def score_cameras(pipe, clips, *, seed: int, steps: int | None,
+                  guidance: float | None = None) -> dict:
   """Camera errors, the caption without its camera clause alone vs with the recorded path."""
   rows = []
   h, w = pipe.config.data.height, pipe.config.data.width
@@ -134,7 +136,7 @@ def score_cameras(pipe, clips, *, seed: int, steps: int | None) -> dict:
     caption = without_camera(example["caption"])
     row = dict(caption=caption, camera=scenes.CAMERAS[int(example["camera_kind"])])
     for name, options in (("text", {}), ("camera", dict(camera=example["camera"]))):
-      frames = pipe(caption, seed=seed + i, steps=steps, **_clip_options(pipe),
+      frames = pipe(caption, seed=seed + i, steps=steps, guidance=guidance, **_clip_options(pipe),
                     **options)
       objects = metrics.color_masks(frames, int(example["color"][0]))
       err = metrics.camera_error(metrics.estimate_camera(frames, ignore=objects), requested, h, w)
@@ -144,7 +146,8 @@ def score_cameras(pipe, clips, *, seed: int, steps: int | None) -> dict:
                             for name in ("text", "camera")})
 
 
-def score_timelines(pipe, cases, *, seed: int, steps: int | None, chunk: int = 1) -> dict:
+def score_timelines(pipe, cases, *, seed: int, steps: int | None, chunk: int = 1,
+                    guidance: float | None = None) -> dict:
   """Colour-switch timelines (`timeline_cases`) at twice the training length, switched at the
   training length, under each switch policy."""
   d = pipe.config.data
@@ -163,7 +166,7 @@ def score_timelines(pipe, cases, *, seed: int, steps: int | None, chunk: int = 1
     for policy in SWITCHES:
       video = pipe(prompts=text, switch=policy, mode="autoregressive", chunk=chunk,
                    seconds=seconds, fps=d.fps, resolution=min(d.height, d.width), seed=seed + i,
-                   steps=steps)
+                   steps=steps, guidance=guidance)
       colors = metrics.frame_colors(video, timeline_palette(d))
       lag = metrics.adherence_lag(colors == case["new"], switch_frame, present=colors >= 0)
       around = colors[max(0, switch_frame - 2):switch_frame + 2 * chunk_frames]
@@ -194,8 +197,9 @@ def _clip_options(pipe) -> dict:
 
 
 def run_control(checkpoint: str, *, num: int = 16, seed: int = 0, steps: int | None = None,
-                out: str = "") -> dict:
-  """The control suite on `num` held-out clips per part; writes JSON and a markdown table."""
+                guidance: float | None = None, out: str = "") -> dict:
+  """The control suite on `num` held-out clips per part; writes JSON and a markdown table.
+  guidance: the CFG scale of every sample (None: the model's sample.guidance)."""
   from vdm.generate.pipeline import Pipeline
   from vdm.provenance import git_commit
   if num < 1:
@@ -207,22 +211,26 @@ def run_control(checkpoint: str, *, num: int = 16, seed: int = 0, steps: int | N
                      f"data.kind 'scenes' (paths, cameras, timelines) or 'simple' (timelines); "
                      f"this model was trained on {d.kind!r}")
   report = dict(checkpoint=checkpoint, num=num, seed=seed,
-                steps=steps or pipe.config.sample.steps, git_commit=git_commit())
+                steps=steps or pipe.config.sample.steps,
+                guidance=pipe.config.sample.guidance if guidance is None else guidance,
+                git_commit=git_commit())
   lines = ["| part | condition | metric | value |", "|---|---|---|---|"]
   if c.trajectory:
-    paths = score_paths(pipe, held_out_clips(d, num, skip_digits=True), seed=seed, steps=steps)
+    paths = score_paths(pipe, held_out_clips(d, num, skip_digits=True), seed=seed, steps=steps,
+                        guidance=guidance)
     report["trajectory"] = paths
     for name in ("text", "trajectory"):
       lines.append(f"| trajectory | {name} | centre error (px) | {paths[name]['mean_px']:.2f} |")
       lines.append(f"| trajectory | {name} | object found | {paths[name]['found']:.2f} |")
   if c.camera:
     cams = score_cameras(pipe, held_out_clips(d, num, skip_digits=False, background="texture"),
-                         seed=seed, steps=steps)
+                         seed=seed, steps=steps, guidance=guidance)
     report["camera"] = cams
     for name in ("text", "camera"):
       lines.append(f"| camera | {name} | motion error (px / step) | {cams[name]['mean_px']:.2f} |")
   if MODES["autoregressive"].timeline:  # any model runs it; one trained for it runs it well
-    tl = score_timelines(pipe, timeline_cases(d, num), seed=seed, steps=steps)
+    tl = score_timelines(pipe, timeline_cases(d, num), seed=seed, steps=steps,
+                         guidance=guidance)
     report["timeline"] = tl
     for policy in SWITCHES:
       s = tl[policy]

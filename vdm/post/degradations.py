@@ -140,7 +140,7 @@ def quantise(x: jax.Array) -> jax.Array:
 
 def random_degrade(rng: jax.Array, hr: jax.Array, factor: int, *, kernels: tuple[str, ...],
                    blur: float, noise: float, jpeg: float, jpeg_quality: float,
-                   chroma: float = 0.0) -> jax.Array:
+                   chroma: float = 0.0, clean: float = 0.0) -> jax.Array:
   """One random degradation chain per clip of hr [B, T, H, W, C] in [0, 1] -> lr
   [B, T, H/f, W/f, C] quantised to 8 bits.
 
@@ -148,12 +148,16 @@ def random_degrade(rng: jax.Array, hr: jax.Array, factor: int, *, kernels: tuple
   applied before downscaling, drawn uniformly in [0, blur]; noise: max std (8-bit levels) of
   fresh per-frame Gaussian noise; jpeg: probability of `jpeg_like` compression, at a quality
   drawn uniformly in [jpeg_quality, 95]; chroma: probability that a compressed clip's chroma is
-  coded at half resolution (4:2:0).
+  coded at half resolution (4:2:0); clean: probability that a clip is only downscaled (and
+  noised): no blur and no compression, since much real footage is a clean resize, and a model
+  that only ever sees softened input learns to smooth away fine texture.
   """
   b = hr.shape[0]
   r_blur, r_kernel, r_std, r_noise, r_jpeg, r_q = jax.random.split(rng, 6)
+  # Its own key (as chroma's), so clean = 0 draws the chain drawn before it existed.
+  degraded = ~jax.random.bernoulli(jax.random.fold_in(rng, 8), clean, (b,))  # [B]
   if blur > 0:
-    hr = gaussian_blur(hr, blur * jax.random.uniform(r_blur, (b,)))
+    hr = gaussian_blur(hr, blur * jax.random.uniform(r_blur, (b,)) * degraded)
   # Every kernel's downscale, one picked per clip: the kernel is a static choice in
   # jax.image.resize, and the downscale costs little beside the model.
   choice = jax.random.randint(r_kernel, (b,), 0, len(kernels))
@@ -168,6 +172,6 @@ def random_degrade(rng: jax.Array, hr: jax.Array, factor: int, *, kernels: tuple
     # Its own key (not a seventh split), so chroma = 0 draws what the chain drew before it.
     halve = jax.random.bernoulli(jax.random.fold_in(rng, 7), chroma, (b,))
     compressed = jpeg_like(quantise(lr), quality, halve if chroma > 0 else None)
-    use = jax.random.bernoulli(r_jpeg, jpeg, (b, 1, 1, 1, 1))
+    use = jax.random.bernoulli(r_jpeg, jpeg, (b, 1, 1, 1, 1)) & degraded[:, None, None, None, None]
     lr = jnp.where(use, compressed, lr)
   return quantise(lr)

@@ -59,7 +59,7 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
   degrade: the config's `degrade` section: `shuffle` (the share of clips whose frames are put
   in random order, `shuffle_frames`: real footage has fast motion, cuts and occlusions the
   smooth photo pans lack, so the model must learn to use a neighbouring frame only where it
-  matches), then kernels, blur, jpeg, jpeg_quality and chroma for `random_degrade`; None, or its legacy values (bicubic only, no blur, no JPEG), keeps the
+  matches), then kernels, blur, jpeg, jpeg_quality, chroma and clean for `random_degrade`; None, or its legacy values (bicubic only, no blur, no JPEG), keeps the
   original input, `sr.degrade` with noise, so that runs made before the section resume with the
   same random numbers.
   """
@@ -77,7 +77,8 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
                         blur=float(degrade["blur"]), noise=input_noise,
                         jpeg=float(degrade["jpeg"]),
                         jpeg_quality=float(degrade["jpeg_quality"]),
-                        chroma=float(degrade["chroma"]))
+                        chroma=float(degrade["chroma"]),
+                        clean=float(degrade.get("clean", 0.0)))
   up = model(lr)
   mse = jnp.mean(jnp.square(up - hr))
   temporal = temporal_difference_mse(up, hr)
