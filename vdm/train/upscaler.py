@@ -59,9 +59,10 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
   degrade: the config's `degrade` section: `shuffle` (the share of clips whose frames are put
   in random order, `shuffle_frames`: real footage has fast motion, cuts and occlusions the
   smooth photo pans lack, so the model must learn to use a neighbouring frame only where it
-  matches), then kernels, blur, jpeg, jpeg_quality, chroma and clean for `random_degrade`; None, or its legacy values (bicubic only, no blur, no JPEG), keeps the
-  original input, `sr.degrade` with noise, so that runs made before the section resume with the
-  same random numbers.
+  matches), then kernels, blur, jpeg, jpeg_quality, chroma and clean for `random_degrade`;
+  None, or its legacy values (bicubic only, no blur, no JPEG), keeps the original input,
+  `sr.degrade` with noise, so that runs made before the section resume with the same random
+  numbers.
   """
   hr = batch["video"].astype(jnp.float32) / 255.0
   if degrade is not None and degrade["shuffle"] > 0:
@@ -78,7 +79,7 @@ def sr_loss(model: sr.TemporalSR, batch: dict, rng, *, temporal_weight: float = 
                         jpeg=float(degrade["jpeg"]),
                         jpeg_quality=float(degrade["jpeg_quality"]),
                         chroma=float(degrade["chroma"]),
-                        clean=float(degrade.get("clean", 0.0)))
+                        clean=float(degrade["clean"]))
   up = model(lr)
   mse = jnp.mean(jnp.square(up - hr))
   temporal = temporal_difference_mse(up, hr)
