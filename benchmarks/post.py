@@ -22,8 +22,9 @@ SIZES = ((144, 256), (720, 1280))
 
 def _stages() -> list[tuple[str, list]]:
   film = Lut(identity_table(33) ** 1.2, title="bench33")
-  specs = ["upscale(2, bicubic)", "upscale(2, lanczos)", "upscale(2, learned, steady=0)",
-           "upscale(2, learned)", "deflicker(0.5)",
+  # learned: one forward alone, then the default (the 8-way self-ensemble, steadied).
+  specs = ["upscale(2, bicubic)", "upscale(2, lanczos)",
+           "upscale(2, learned, steady=0, ensemble=1)", "upscale(2, learned)", "deflicker(0.5)",
            "grade(exposure=0.3, temperature=0.2, contrast=1.1, saturation=1.2, gamma=1.1)",
            "grade(lut_interp=trilinear)", "grade(lut_interp=tetrahedral)", "sharpen(0.5)",
            "stabilize()"]

@@ -32,6 +32,28 @@ def test_untrained_model_is_bicubic_and_sees_neighbours():
   assert diff[1] > 1e-3 and diff[2] == 0.0
 
 
+def test_self_ensemble_of_eight_is_flip_and_transpose_equivariant():
+  # A conv net is not: with random weights, upscaling a flipped clip is not the flipped upscale.
+  # Averaged over all eight flips/transposes (each mapped back), it is, to float rounding.
+  model = sr.TemporalSR(2, width=8, blocks=1, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  state = jax.tree.unflatten(treedef, [0.3 * jax.random.normal(k, x.shape)
+                                       for k, x in zip(keys, leaves)])
+  lr = jax.random.uniform(jax.random.key(2), (3, 6, 10, 3))  # not square: transposes reshape
+
+  def gap(ensemble, k):
+    out = sr.predict(graphdef, state, lr, ensemble)
+    moved = sr.predict(graphdef, state, sr._dihedral(lr, k), ensemble)
+    return float(np.abs(np.asarray(moved - sr._dihedral(out, k))).max())
+
+  assert all(gap(1, k) > 1e-3 for k in range(1, 8))
+  assert all(gap(8, k) < 1e-5 for k in range(1, 8))
+  # Two (identity and left-right) are equivariant to that flip only.
+  assert gap(2, 1) < 1e-5 and gap(2, 2) > 1e-3
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
   os.environ["VDM_NO_PROGRESS"] = "1"
@@ -48,6 +70,9 @@ def test_trained_model_loads_and_upscales_through_the_pipeline(tiny_model):
                                              chunk=16))
   (stage,) = parse_pipeline(f"upscale(2, method=learned, model={tiny_model})")
   np.testing.assert_array_equal(stage(frames), out)
+  (stage,) = parse_pipeline(f"upscale(2, method=learned, model={tiny_model}, ensemble=4)")
+  np.testing.assert_array_equal(stage(frames), upscale(frames, 2, method="learned",
+                                                       model=tiny_model, ensemble=4))
 
 
 def test_steady_learned_upscale_flickers_no_more_than_bicubic_on_a_still_noisy_clip(tiny_model):
@@ -72,6 +97,9 @@ def test_steady_learned_upscale_flickers_no_more_than_bicubic_on_a_still_noisy_c
     ("upscale(2, steady=0.5)", "steady= applies only to method=learned"),
     ("upscale(2, method=learned, model=/nonexistent)", "not found"),
     ("upscale(2, model=/x)", "only to method=learned"),
+    ("upscale(2, method=learned, ensemble=3)", "ensemble must be one of \\(1, 2, 4, 8\\)"),
+    ("upscale(2, method=learned, ensemble=16)", "ensemble must be an integer in \\[1, 8\\]"),
+    ("upscale(2, ensemble=4)", "ensemble= applies only to method=learned"),
 ])
 def test_bad_learned_upscale_arguments_are_named(spec, message):
   with pytest.raises(ValueError, match=message):

@@ -103,8 +103,34 @@ def default_model_dir(factor: int) -> str:
   return os.path.join(CHECKPOINTS, f"sr_x{factor}")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def predict(graphdef, state, lr: jax.Array) -> jax.Array:
+# Self-ensemble sizes (`predict`'s `ensemble`): the first k of the eight flips and transposes of
+# the frame plane, in this order: none, left-right, up-down, both, then each of those transposed.
+ENSEMBLES = (1, 2, 4, 8)
+
+
+def _dihedral(x: jax.Array, k: int, inverse: bool = False) -> jax.Array:
+  """The k-th (0-7) flip/transpose of frames [..., h, w, C] (bits: 1 left-right, 2 up-down, 4
+  transpose), or its inverse: the flips commute with each other, the transpose comes last."""
+  flips = [a for bit, a in ((1, -2), (2, -3)) if k & bit]
+  if inverse and k & 4:
+    x = jnp.swapaxes(x, -3, -2)
+  for axis in flips:
+    x = jnp.flip(x, axis)
+  if not inverse and k & 4:
+    x = jnp.swapaxes(x, -3, -2)
+  return x
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def predict(graphdef, state, lr: jax.Array, ensemble: int = 1) -> jax.Array:
   """The model `graphdef`/`state` (`nnx.split` of a TemporalSR) on one clip lr [T, h, w, 3] in
-  [0, 1] -> [T, h * f, w * f, 3], clipped to [0, 1]."""
-  return jnp.clip(nnx.merge(graphdef, state)(lr[None])[0], 0.0, 1.0)
+  [0, 1] -> [T, h * f, w * f, 3], clipped to [0, 1].
+
+  ensemble (1, 2, 4 or 8): the mean of the model's outputs over that many flips and transposes
+  of the frames, each mapped back (the "self-ensemble" of Lim et al. 2017, EDSR+). A conv net
+  is not flip-equivariant, so its errors differ between flips and partly average out; bicubic,
+  its base, is equivariant, so the mean changes only the residual. Costs `ensemble` forwards.
+  """
+  model = nnx.merge(graphdef, state)
+  outs = [_dihedral(model(_dihedral(lr, k)[None])[0], k, inverse=True) for k in range(ensemble)]
+  return jnp.clip(sum(outs) / ensemble, 0.0, 1.0)

@@ -34,20 +34,25 @@ STEADY = 1.0
 # for 0.05 dB of PSNR).
 STEADY_TOLERANCE = 0.03
 STEADY_SMOOTH = 0.25
+# method=learned: the model's outputs averaged over this many flips/transposes of the frames
+# (`vdm.post.sr.predict`); measured in experiments/upscaler/README.md (self-ensemble).
+ENSEMBLE = 8
 
 
-def validate(factor=2, method="bicubic", model="", steady=None) -> dict:
-  """Checks upscale arguments; returns them normalised (steady: None -> the method's default,
-  STEADY for learned)."""
+def validate(factor=2, method="bicubic", model="", steady=None, ensemble=None) -> dict:
+  """Checks upscale arguments; returns them normalised (steady, ensemble: None -> the method's
+  default, STEADY and ENSEMBLE for learned)."""
   p = dict(factor=common.check_number("upscale", "factor", factor, 1, MAX_FACTOR),
            method=common.check_choice("upscale", "method", method, METHODS))
   if not isinstance(model, str):
     raise ValueError(f"upscale: model={model!r} must be a directory path")
   if model and p["method"] != "learned":
     raise ValueError("upscale: model= applies only to method=learned")
-  if steady is not None and p["method"] != "learned":
-    raise ValueError("upscale: steady= applies only to method=learned")
-  p["model"], p["steady"] = model, None  # classical methods have nothing to steady
+  for name, value in (("steady", steady), ("ensemble", ensemble)):
+    if value is not None and p["method"] != "learned":
+      raise ValueError(f"upscale: {name}= applies only to method=learned")
+  # classical methods have nothing to steady or average
+  p["model"], p["steady"], p["ensemble"] = model, None, None
   if p["method"] == "learned":
     from vdm.post import sr
     if p["factor"] not in sr.FACTORS:
@@ -60,6 +65,10 @@ def validate(factor=2, method="bicubic", model="", steady=None) -> dict:
                        f"`vdm train --config configs/sr.py:{p['factor']}`)")
     p["steady"] = STEADY if steady is None else common.check_number("upscale", "steady", steady,
                                                                     0, 1)
+    if ensemble is not None:
+      ensemble = common.check_number("upscale", "ensemble", ensemble, 1, 8, integer=True)
+    p["ensemble"] = ENSEMBLE if ensemble is None else int(
+        common.check_choice("upscale", "ensemble", ensemble, sr.ENSEMBLES))
   return p
 
 
@@ -72,18 +81,21 @@ def _resize(x: jax.Array, height: int, width: int, method: str) -> jax.Array:
 
 
 def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "",
-            steady: float | None = None, *, chunk: int = common.DEFAULT_CHUNK):
+            steady: float | None = None, ensemble: int | None = None, *,
+            chunk: int = common.DEFAULT_CHUNK):
   """Resizes frames [T, H, W, 3] to [T, round(H * factor), round(W * factor), 3].
 
   frames: uint8 or float in [0, 1]; the output has the input's dtype. method: 'bicubic',
   'lanczos' (= 'lanczos3'), 'lanczos5', 'bilinear' or 'learned' (x2 or x4; steady in [0, 1],
-  default STEADY: how closely still regions follow bicubic's frame-to-frame change).
+  default STEADY: how closely still regions follow bicubic's frame-to-frame change; ensemble 1,
+  2, 4 or 8, default ENSEMBLE: the model's outputs averaged over that many flips/transposes).
   """
-  p = validate(factor, method, model, steady)
+  p = validate(factor, method, model, steady, ensemble)
   frames = common.check_frames(frames, "upscale")
   chunk = common.check_chunk(chunk)
   if p["method"] == "learned":
-    return upscale_learned(frames, p["factor"], p["model"], steady=p["steady"], chunk=chunk)
+    return upscale_learned(frames, p["factor"], p["model"], steady=p["steady"],
+                           ensemble=p["ensemble"], chunk=chunk)
   _, h, w, _ = frames.shape
   height, width = int(round(h * p["factor"])), int(round(w * p["factor"]))
   fn = functools.partial(_resize, height=height, width=width, method=METHODS[p["method"]])
@@ -92,7 +104,8 @@ def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "",
 
 def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
                     steady: float = 0.0, steady_tolerance: float = STEADY_TOLERANCE,
-                    steady_smooth: float = STEADY_SMOOTH, chunk: int = 16) -> np.ndarray:
+                    steady_smooth: float = STEADY_SMOOTH, ensemble: int = 1,
+                    chunk: int = 16) -> np.ndarray:
   """Upscales frames [T, H, W, 3] (uint8 or float in [0, 1]) with a trained model; the output
   has the input's dtype. Chunks overlap by one frame each side so every frame sees its
   neighbours, as in training.
@@ -102,7 +115,8 @@ def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
   not show as flicker; 0 returns the model's output as it is. steady_tolerance: the change
   ([0, 1] units) at which a pixel counts as moving; steady_smooth: the blur of bicubic's change,
   in input pixels, so the input's own noise and codec flicker neither count as motion nor are
-  copied.
+  copied. ensemble: the model's outputs averaged over that many flips/transposes
+  (`vdm.post.sr.predict`).
   """
   from flax import nnx
 
@@ -114,7 +128,7 @@ def upscale_learned(frames: np.ndarray, factor: int, model_dir: str = "", *,
   halo = model.neighbours
 
   def fn(x):
-    return sr.predict(graphdef, state, x)[halo:x.shape[0] - halo]
+    return sr.predict(graphdef, state, x, ensemble)[halo:x.shape[0] - halo]
 
   out = common.map_chunks(fn, frames, chunk, halo=halo)
   if steady == 0:
