@@ -122,6 +122,11 @@ def _dihedral(x: jax.Array, k: int, inverse: bool = False) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
+def _predict_moved(graphdef, state, lr: jax.Array, k: int) -> jax.Array:
+  """The model on the k-th flip/transpose of lr [T, h, w, 3], mapped back (not clipped)."""
+  return _dihedral(nnx.merge(graphdef, state)(_dihedral(lr, k)[None])[0], k, inverse=True)
+
+
 def predict(graphdef, state, lr: jax.Array, ensemble: int = 1) -> jax.Array:
   """The model `graphdef`/`state` (`nnx.split` of a TemporalSR) on one clip lr [T, h, w, 3] in
   [0, 1] -> [T, h * f, w * f, 3], clipped to [0, 1].
@@ -129,8 +134,10 @@ def predict(graphdef, state, lr: jax.Array, ensemble: int = 1) -> jax.Array:
   ensemble (1, 2, 4 or 8): the mean of the model's outputs over that many flips and transposes
   of the frames, each mapped back (the "self-ensemble" of Lim et al. 2017, EDSR+). A conv net
   is not flip-equivariant, so its errors differ between flips and partly average out; bicubic,
-  its base, is equivariant, so the mean changes only the residual. Costs `ensemble` forwards.
+  its base, is equivariant, so the mean changes only the residual. Costs `ensemble` forwards,
+  run one after another (one program each) so memory stays that of one.
   """
-  model = nnx.merge(graphdef, state)
-  outs = [_dihedral(model(_dihedral(lr, k)[None])[0], k, inverse=True) for k in range(ensemble)]
-  return jnp.clip(sum(outs) / ensemble, 0.0, 1.0)
+  total = _predict_moved(graphdef, state, lr, 0)
+  for k in range(1, ensemble):
+    total = total + _predict_moved(graphdef, state, lr, k)
+  return jnp.clip(total / ensemble, 0.0, 1.0)
