@@ -45,8 +45,8 @@ def test_self_ensemble_of_eight_is_flip_and_transpose_equivariant():
 
   def gap(ensemble, k):
     out = sr.predict(graphdef, state, lr, ensemble)
-    moved = sr.predict(graphdef, state, sr._dihedral(lr, k), ensemble)
-    return float(np.abs(np.asarray(moved - sr._dihedral(out, k))).max())
+    moved = sr.predict(graphdef, state, sr.dihedral(lr, k), ensemble)
+    return float(np.abs(np.asarray(moved - sr.dihedral(out, k))).max())
 
   assert all(gap(1, k) > 1e-3 for k in range(1, 8))
   assert all(gap(8, k) < 1e-5 for k in range(1, 8))

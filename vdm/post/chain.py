@@ -127,7 +127,10 @@ def _parse_stage(sc: _Scanner) -> Stage:
   name, name_pos = sc.name("a stage name")
   if name not in STAGES:
     raise sc.error(f"unknown stage {name!r}; known stages: {', '.join(STAGES)}", name_pos)
-  params = list(inspect.signature(STAGES[name][1]).parameters)
+  signature = inspect.signature(STAGES[name][1]).parameters
+  params = list(signature)
+  # Keyword-only options (after '*') are named, never given by position.
+  positional = [k for k, p in signature.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
   args, where = {}, {}
   if sc.peek() == "(":
     sc.pos += 1
@@ -150,10 +153,10 @@ def _parse_stage(sc: _Scanner) -> Stage:
       else:
         if keyword_seen:
           raise sc.error(f"{name}: positional argument after a keyword argument", arg_pos)
-        if len(args) >= len(params):
-          raise sc.error(f"{name}: takes at most {len(params)} arguments "
-                         f"({', '.join(params)})", arg_pos)
-        key = params[len(args)]
+        if len(args) >= len(positional):
+          raise sc.error(f"{name}: takes at most {len(positional)} arguments "
+                         f"({', '.join(positional)})", arg_pos)
+        key = positional[len(args)]
       if key in args:
         raise sc.error(f"{name}: argument {key!r} given twice", arg_pos)
       args[key] = sc.value()

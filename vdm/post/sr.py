@@ -108,7 +108,7 @@ def default_model_dir(factor: int) -> str:
 ENSEMBLES = (1, 2, 4, 8)
 
 
-def _dihedral(x: jax.Array, k: int, inverse: bool = False) -> jax.Array:
+def dihedral(x: jax.Array, k: int, inverse: bool = False) -> jax.Array:
   """The k-th (0-7) flip/transpose of frames [..., h, w, C] (bits: 1 left-right, 2 up-down, 4
   transpose), or its inverse: the flips commute with each other, the transpose comes last."""
   flips = [a for bit, a in ((1, -2), (2, -3)) if k & bit]
@@ -124,7 +124,7 @@ def _dihedral(x: jax.Array, k: int, inverse: bool = False) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _predict_moved(graphdef, state, lr: jax.Array, k: int) -> jax.Array:
   """The model on the k-th flip/transpose of lr [T, h, w, 3], mapped back (not clipped)."""
-  return _dihedral(nnx.merge(graphdef, state)(_dihedral(lr, k)[None])[0], k, inverse=True)
+  return dihedral(nnx.merge(graphdef, state)(dihedral(lr, k)[None])[0], k, inverse=True)
 
 
 def predict(graphdef, state, lr: jax.Array, ensemble: int = 1) -> jax.Array:

@@ -39,7 +39,7 @@ STEADY_SMOOTH = 0.25
 ENSEMBLE = 8
 
 
-def validate(factor=2, method="bicubic", model="", steady=None, ensemble=None) -> dict:
+def validate(factor=2, method="bicubic", model="", steady=None, *, ensemble=None) -> dict:
   """Checks upscale arguments; returns them normalised (steady, ensemble: None -> the method's
   default, STEADY and ENSEMBLE for learned)."""
   p = dict(factor=common.check_number("upscale", "factor", factor, 1, MAX_FACTOR),
@@ -81,7 +81,7 @@ def _resize(x: jax.Array, height: int, width: int, method: str) -> jax.Array:
 
 
 def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "",
-            steady: float | None = None, ensemble: int | None = None, *,
+            steady: float | None = None, *, ensemble: int | None = None,
             chunk: int = common.DEFAULT_CHUNK):
   """Resizes frames [T, H, W, 3] to [T, round(H * factor), round(W * factor), 3].
 
@@ -90,7 +90,7 @@ def upscale(frames, factor: float = 2, method: str = "bicubic", model: str = "",
   default STEADY: how closely still regions follow bicubic's frame-to-frame change; ensemble 1,
   2, 4 or 8, default ENSEMBLE: the model's outputs averaged over that many flips/transposes).
   """
-  p = validate(factor, method, model, steady, ensemble)
+  p = validate(factor, method, model, steady, ensemble=ensemble)
   frames = common.check_frames(frames, "upscale")
   chunk = common.check_chunk(chunk)
   if p["method"] == "learned":
